@@ -1,0 +1,140 @@
+"""Full-state checkpoints: atomic writes, keep-last-k, loads that can never run code.
+
+A checkpoint is one ``torch.save`` file holding a plain dict of names to state_dicts plus RNG
+states, counters and the resolved config. It is read with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
+           "set_rng_state", "FORMAT"]
+
+FORMAT = "multinet-checkpoint-1"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` atomically: temporary file, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def read_tensors(path: str | Path) -> dict[str, Any]:
+    """Read any torch file safely (weights only); one-line errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise ValueError(f"{path}: refused, the file holds objects other than tensors and plain "
+                             f"data (it could run code): {first[:160]}") from None
+        raise ValueError(f"{path}: not a readable checkpoint (corrupt): {first[:160]}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt): {first[:160]}") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a multinet checkpoint; anything else gives a one-line ``ValueError`` naming the file."""
+    data = read_tensors(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a multinet checkpoint (no '{FORMAT}' marker)")
+    return data
+
+
+class CheckpointManager:
+    """``step_XXXXXXXX.pt`` files plus ``last.pt``; keeps the newest ``keep_last`` step files."""
+
+    def __init__(self, directory: str | Path, keep_last: int = 3) -> None:
+        self.dir = Path(directory)
+        self.keep_last = keep_last
+
+    def save(self, payload: dict[str, Any], step: int) -> Path:
+        path = save_checkpoint(payload, self.dir / f"step_{step:08d}.pt")
+        # last.pt is a second atomic write of the same bytes, so it is never half-written.
+        fd, tmp = tempfile.mkstemp(prefix=".last.pt.", suffix=".tmp", dir=self.dir)
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            save_checkpoint(payload, tmp)
+        os.replace(tmp, self.dir / "last.pt")
+        _fsync_dir(self.dir)
+        self._prune()
+        return path
+
+    def _prune(self) -> None:
+        if self.keep_last <= 0:
+            return
+        steps = sorted(p for p in self.dir.glob("step_*.pt") if re.fullmatch(r"step_\d+\.pt", p.name))
+        for old in steps[:-self.keep_last]:
+            old.unlink(missing_ok=True)
+
+    @property
+    def last(self) -> Path:
+        return self.dir / "last.pt"
+
+
+def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Python, numpy, torch (CPU and every CUDA device) and named generator states as tensors/lists."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for k, g in (generators or {}).items():
+        if k in state["generators"]:
+            g.set_state(state["generators"][k])

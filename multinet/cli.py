@@ -1,0 +1,186 @@
+"""The command line shared by ``python -m multinet.gan`` and ``python -m multinet.autoencoder``.
+
+    python -m multinet.<task> [RECIPE] [key=value ...] [--out DIR] [--steps N] [--seed S]
+                              [--device D] [--resume [CKPT]]
+
+Flow: recipe → validated config → run folder → task builds nets and engine → handlers (log,
+checkpoint, task's own) → run → summary. Ctrl-C / SIGTERM save a checkpoint and exit with one
+line; a non-finite loss stops the run naming the phase and step, leaving the last good
+checkpoint as it was.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointManager, load_checkpoint
+from .config import ConfigError, from_dict, load_recipe, merge, parse_overrides, to_dict, to_toml
+from .engine import Engine, NonFiniteLoss
+from .nets import resolve_device
+from .tracking import Tracker
+
+__all__ = ["Run", "main", "seed_everything"]
+
+
+@dataclass
+class Run:
+    """What a task hands back to the runner: the engine, and what to do at the end."""
+
+    engine: Engine
+    finish: Callable[[], dict[str, Any]]
+    explain: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _parser(task: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m multinet.{task}",
+                                description=f"Train a multinet {task} recipe.")
+    p.add_argument("items", nargs="*", metavar="RECIPE | key=value",
+                   help="a recipe name or .toml path, then key=value overrides (data.batch_size=128)")
+    p.add_argument("--out", help="run folder (default: runs/<recipe>-<time>)")
+    p.add_argument("--steps", type=int, help="total number of training iterations")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
+                   help="continue a run (default: OUT/checkpoints/last.pt) up to the total steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _resolve(task: str, recipe_cls: type, default_recipe: str, args: argparse.Namespace):
+    recipe = next((i for i in args.items if "=" not in i), None)
+    overrides = [i for i in args.items if "=" in i]
+    if sum("=" not in i for i in args.items) > 1:
+        raise ConfigError(f"more than one recipe given: {[i for i in args.items if '=' not in i]}")
+    cli = []
+    if args.steps is not None:
+        cli.append(f"train.steps={args.steps}")
+    if args.seed is not None:
+        cli.append(f"seed={args.seed}")
+    if args.device is not None:
+        cli.append(f'device="{args.device}"')
+    ckpt = None
+    if args.resume is not None:
+        path = Path(args.resume) if args.resume else None
+        if path is None:
+            if not args.out:
+                raise ConfigError("--resume without a checkpoint path needs --out DIR")
+            path = Path(args.out) / "checkpoints" / "last.pt"
+        ckpt = load_checkpoint(path)
+        out = Path(args.out) if args.out else path.resolve().parent.parent
+        raw = merge(ckpt["config"], parse_overrides(overrides + cli))
+        cfg = from_dict(recipe_cls, raw)
+        return cfg, out, ckpt, path
+    cfg = load_recipe(recipe_cls, recipe or default_recipe, overrides + cli)
+    name = Path(recipe or default_recipe).stem
+    out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return cfg, out, None, None
+
+
+def main(task: str, recipe_cls: type, default_recipe: str,
+         build: Callable[[Any, Path, torch.device], Run], argv: list[str] | None = None) -> int:
+    args = _parser(task).parse_args(argv)
+    try:
+        cfg, out, ckpt, ckpt_path = _resolve(task, recipe_cls, default_recipe, args)
+        if cfg.train.steps <= 0:
+            raise ConfigError("train.steps: must be positive")
+        device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
+        run = build(cfg, out, device)
+        engine = run.engine
+        if ckpt is not None:
+            engine.load_state_dict(ckpt)
+            if engine.iteration >= cfg.train.steps:
+                print(f"{ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; nothing to do")
+                return 0
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress)
+
+
+def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool) -> int:
+    engine = run.engine
+    tracker = Tracker(out, tensorboard=cfg.train.tensorboard)
+    manager = CheckpointManager(out / "checkpoints", keep_last=cfg.train.keep_last)
+    for text in run.explain:
+        tracker.text("parameter_groups", text)
+        (out / "parameter_groups.txt").open("a").write(text + "\n\n")
+    bar = tqdm(total=cfg.train.steps, initial=engine.iteration, disable=not progress, dynamic_ncols=True,
+               desc=f"{cfg.task}")
+
+    def log(e: Engine) -> None:
+        e.check_finite()
+        values = e.scalars()
+        tracker.scalars(e.iteration, values)
+        bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in values.items() if k.startswith("loss/")}, refresh=False)
+
+    def save(e: Engine) -> None:
+        e.check_finite()  # never overwrite the last good checkpoint with a diverged state
+        manager.save(e.state_dict(), e.iteration)
+
+    engine.on("iteration", lambda e: bar.update(1))
+    engine.on("iteration", log, every=cfg.train.log_every)
+    engine.on("iteration", save, every=cfg.train.checkpoint_every)
+    for event, fn, every in getattr(run, "handlers", []):
+        engine.on(event, fn, every)
+    engine.tracker = tracker
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if engine.stop_reason is not None:  # second Ctrl-C: leave now
+            raise KeyboardInterrupt
+        engine.request_stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        engine.run()
+        if engine.stop_reason is not None:
+            engine.check_finite()
+            path = manager.save(engine.state_dict(), engine.iteration)
+            bar.close()
+            print(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint {path} "
+                  f"(resume: --resume {manager.last})", file=sys.stderr)
+            return 130 if engine.stop_reason == "SIGINT" else 143
+        engine.check_finite()
+        if engine.iteration % cfg.train.checkpoint_every:
+            manager.save(engine.state_dict(), engine.iteration)
+        bar.close()
+        summary = run.finish()
+        summary.update({"steps": engine.iteration, "resumed": resumed})
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        print(json.dumps(summary, default=float))
+    except NonFiniteLoss as e:
+        bar.close()
+        print(f"error: {e}; last good checkpoint kept: {manager.last if manager.last.exists() else 'none'}",
+              file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted twice at step {engine.iteration}; last checkpoint kept: {manager.last}",
+              file=sys.stderr)
+        code = 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        tracker.close()
+    return code

@@ -1,0 +1,236 @@
+"""Datasets and batch samplers.
+
+Small datasets (digits, MNIST, Fashion-MNIST, CIFAR-10, an IDX folder) live on the training
+device as one tensor and are shuffled there with a seeded generator: no per-batch DataLoader
+overhead. ``imagefolder`` streams through a DataLoader with workers. ``ring8`` / ``grid25`` are
+the 2-D Gaussian mixtures of VEEGAN / PacGAN, drawn on the fly.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+__all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx", "DATASETS"]
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "idx", "imagefolder", "ring8", "grid25")
+
+
+@dataclass
+class DataConfig:
+    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "imagefolder", "ring8", "grid25"] = "digits"
+    root: str = "data"
+    batch_size: int = 64
+    download: bool = False
+    image_size: int = 0  # 0 keeps the native size
+    workers: int = 2
+    limit: int = 0  # use only the first N examples (0 = all)
+    train_fraction: float = 1.0  # the rest is held out (real-vs-real floors)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def mixture_means(name: str) -> tuple[torch.Tensor, float]:
+    """Means and σ exactly as in the VEEGAN / PacGAN benchmarks (see TARGETS.md)."""
+    if name == "ring8":
+        ang = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8  # endpoint excluded
+        return torch.stack([ang.cos(), ang.sin()], 1).float(), 0.01
+    if name == "grid25":
+        v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+        return torch.cartesian_prod(v, v), 0.05
+    raise ValueError(f"{name!r} is not a mixture")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped), the format of the MNIST distribution."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: truncated IDX file")
+    return arr.reshape(shape)
+
+
+class TensorSampler:
+    """Fixed-size batches from device tensors, reshuffled each epoch with a seeded CPU generator."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+        if batch_size > len(x):
+            raise ValueError(f"batch_size {batch_size} exceeds the dataset size {len(x)}")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.epoch, self.pos = 0, 0
+        self.perm = torch.randperm(len(x), generator=self.gen).to(x.device)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.x) // self.batch_size
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pos + self.batch_size > len(self.x):
+            self.perm = torch.randperm(len(self.x), generator=self.gen).to(self.x.device)
+            self.pos, self.epoch = 0, self.epoch + 1
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return self.x[idx], self.y[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "perm": self.perm.cpu(), "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.gen.set_state(s["gen"])
+        self.perm = s["perm"].to(self.x.device)
+        self.pos, self.epoch = int(s["pos"]), int(s["epoch"])
+
+
+class MixtureSampler:
+    """Points from a Gaussian mixture, drawn on the device with the sampler's own generator."""
+
+    def __init__(self, means: torch.Tensor, sigma: float, batch_size: int, seed: int,
+                 device: torch.device) -> None:
+        self.means, self.sigma, self.batch_size = means.to(device), sigma, batch_size
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.steps_per_epoch = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        k = torch.randint(len(self.means), (self.batch_size,), generator=self.gen, device=self.means.device)
+        noise = torch.randn(self.batch_size, 2, generator=self.gen, device=self.means.device)
+        return self.means[k] + self.sigma * noise, k
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.gen.set_state(s["gen"])
+
+
+class LoaderSampler:
+    """A DataLoader over a seeded permutation that can resume mid-epoch without replaying it."""
+
+    def __init__(self, dataset: Any, batch_size: int, seed: int, workers: int, device: torch.device) -> None:
+        self.dataset, self.batch_size, self.seed, self.workers = dataset, batch_size, seed, workers
+        self.device, self.epoch, self.pos, self._it = device, 0, 0, None
+        self.steps_per_epoch = len(dataset) // batch_size
+
+    def _iterator(self):
+        perm = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = perm[self.pos * self.batch_size: self.steps_per_epoch * self.batch_size].tolist()
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=order,
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                                             drop_last=True, persistent_workers=False)
+        return iter(loader)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._it is None:
+            self._it = self._iterator()
+        try:
+            x, y = next(self._it)
+        except StopIteration:
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._it = self._iterator()
+            x, y = next(self._it)
+        self.pos += 1
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.epoch, self.pos, self._it = int(s["epoch"]), int(s["pos"]), None
+
+
+@dataclass
+class DataSource:
+    """What a recipe trains on: a sampler plus what metrics need (held-out real data, shape)."""
+
+    name: str
+    kind: str  # "image" or "points"
+    shape: tuple[int, ...]
+    num_classes: int
+    sampler: Any
+    train: torch.Tensor | None = None  # all training examples (device), images in [-1, 1]
+    held_out: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
+    held_out_labels: torch.Tensor | None = None
+
+
+def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    import torchvision
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST,
+           "cifar10": torchvision.datasets.CIFAR10}[cfg.name]
+    try:
+        ds = cls(cfg.root, train=True, download=cfg.download)
+    except RuntimeError as e:
+        hint = "" if cfg.download else " (set data.download=true to fetch it)"
+        raise RuntimeError(f"dataset {cfg.name} not found under {cfg.root}{hint}: {str(e).splitlines()[0]}") from None
+    except OSError as e:  # URLError and socket errors when offline
+        raise RuntimeError(f"dataset {cfg.name}: download failed, no network? ({e}); put the files under "
+                           f"{cfg.root} or use data.name=idx / digits") from None
+    x = torch.as_tensor(np.asarray(ds.data))
+    x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]
+    return x, torch.as_tensor(np.asarray(ds.targets))
+
+
+def _idx_set(root: str) -> tuple[torch.Tensor, torch.Tensor]:
+    folder = Path(root)
+    images = sorted(folder.glob("*images-idx3-ubyte*"))
+    labels = sorted(folder.glob("*labels-idx1-ubyte*"))
+    if not images or not labels:
+        raise FileNotFoundError(f"no *images-idx3-ubyte / *labels-idx1-ubyte files in {folder}")
+    x = torch.from_numpy(np.concatenate([read_idx(p) for p in images]).copy())[:, None]
+    y = torch.from_numpy(np.concatenate([read_idx(p) for p in labels]).astype(np.int64))
+    return x, y
+
+
+def load_images(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 or float images (N, C, H, W) and labels, before scaling."""
+    if cfg.name == "digits":
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        x = torch.from_numpy(d.images.astype(np.float32) * (255.0 / 16.0))[:, None]
+        return x, torch.from_numpy(d.target.astype(np.int64))
+    if cfg.name == "idx":
+        return _idx_set(cfg.root)
+    return _torchvision_set(cfg)
+
+
+def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
+    if cfg.name in ("ring8", "grid25"):
+        means, sigma = mixture_means(cfg.name)
+        return DataSource(cfg.name, "points", (2,), len(means),
+                          MixtureSampler(means, sigma, cfg.batch_size, seed, device))
+    if cfg.name == "imagefolder":
+        import torchvision.transforms.v2 as T
+        import torchvision
+        size = cfg.image_size or 64
+        tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
+                        T.Normalize([0.5] * 3, [0.5] * 3)])
+        ds = torchvision.datasets.ImageFolder(cfg.root, transform=tf)
+        return DataSource(cfg.name, "image", (3, size, size), len(ds.classes),
+                          LoaderSampler(ds, cfg.batch_size, seed, cfg.workers, device))
+    x, y = load_images(cfg)
+    if cfg.limit:
+        x, y = x[:cfg.limit], y[:cfg.limit]
+    x = x.float() / 127.5 - 1.0
+    if cfg.image_size and cfg.image_size != x.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear",
+                                            antialias=True, align_corners=False).clamp_(-1, 1)
+    # A fixed, seed-independent split so the held-out floor is the same for every run.
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(12345))
+    n_train = len(x) if cfg.train_fraction >= 1 else int(len(x) * cfg.train_fraction)
+    tr, ho = perm[:n_train], perm[n_train:]
+    x, y = x.to(device), y.to(device)
+    return DataSource(cfg.name, "image", tuple(x.shape[1:]), int(y.max()) + 1,
+                      TensorSampler(x[tr], y[tr], cfg.batch_size, seed), x[tr], x[ho] if len(ho) else None,
+                      y[tr], y[ho] if len(ho) else None)

@@ -1,0 +1,250 @@
+"""The phase engine: a list of named phases over a dict of networks, and events for handlers.
+
+A phase names the networks it trains and a step function returning its loss terms. In a phase
+step only that phase's networks require grad: every other network is frozen for the step
+(``frozen`` restores each parameter's own flag after), so no weight gradients are computed for
+them and their ``.grad`` stays ``None``. Then: zero_grad(set_to_none) → backward → optional
+clipping (unscaled first under fp16) → step → scheduler (only if the optimizer stepped) → EMA.
+
+The loop does nothing else: logging, samples, checkpoints, evaluation and NaN checks are
+handlers fired on ``start`` / ``iteration`` / ``epoch`` / ``end`` events, each with ``every=``.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .checkpoint import rng_state, set_rng_state
+from .freeze import frozen
+from .nets import Net
+from .schedules import PlateauScheduler
+
+__all__ = ["Phase", "Engine", "NonFiniteLoss", "AMP_MODES"]
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class Phase:
+    """``step(engine)`` returns ``{"loss": tensor, <term>: tensor, ...}`` for ``nets`` to minimise.
+
+    Schedule: the phase runs ``repeat`` times on iterations ``start <= it < stop`` with
+    ``(it - start) % every == 0`` (k:1 ratios, every-n, or N steps then the next phase).
+    """
+
+    name: str
+    nets: tuple[str, ...]
+    step: Callable[["Engine"], dict[str, torch.Tensor]]
+    every: int = 1
+    repeat: int = 1
+    start: int = 0
+    stop: int | None = None
+
+    def active(self, it: int) -> bool:
+        return it >= self.start and (self.stop is None or it < self.stop) and (it - self.start) % self.every == 0
+
+
+class Engine:
+    """Runs ``phases`` over ``nets`` for ``total_steps`` iterations."""
+
+    def __init__(self, nets: dict[str, Net], phases: list[Phase], total_steps: int, amp: str = "none",
+                 ema: dict[str, float] | None = None, steps_per_epoch: int = 0,
+                 generators: dict[str, torch.Generator] | None = None,
+                 stateful: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                 log_every: int = 50) -> None:
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp {amp!r} unknown (valid: {', '.join(AMP_MODES)})")
+        unknown = {n for p in phases for n in p.nets} - set(nets)
+        if unknown:
+            raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))}")
+        self.nets, self.phases, self.total_steps = nets, phases, total_steps
+        self.device = next(iter(nets.values())).device
+        self.amp, self.steps_per_epoch, self.log_every = amp, steps_per_epoch, log_every
+        self.generators = generators or {}
+        self.stateful = stateful or {}
+        self.config = config or {}
+        self.iteration = 0
+        self.phase_steps = {p.name: 0 for p in phases}
+        self.scalers = {p.name: torch.amp.GradScaler(self.device.type, enabled=amp == "fp16") for p in phases}
+        self.ema = {n: AveragedModel(nets[n].module, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
+                    for n, d in (ema or {}).items() if d > 0}
+        for m in self.ema.values():
+            m.requires_grad_(False)
+        self.handlers: dict[str, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
+        self.terms: dict[str, dict[str, torch.Tensor]] = {}
+        self.grad_norms: dict[str, torch.Tensor] = {}
+        # First non-finite step per phase, kept on the device so checking costs no sync per step.
+        self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
+        self.stop_reason: str | None = None
+
+    # -- events ------------------------------------------------------------------------------
+    def on(self, event: str, fn: Callable[["Engine"], None], every: int = 1) -> None:
+        """Call ``fn(engine)`` on ``event`` (``start``, ``iteration``, ``epoch``, ``end``) every ``every``."""
+        self.handlers[event].append((fn, max(1, every)))
+
+    def fire(self, event: str, count: int | None = None) -> None:
+        count = self.iteration if count is None else count
+        for fn, every in self.handlers[event]:
+            if event in ("start", "end") or count % every == 0:
+                fn(self)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next iteration boundary (signal handlers call this)."""
+        self.stop_reason = reason
+
+    # -- one phase step ----------------------------------------------------------------------
+    def autocast(self):
+        if self.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _run_phase(self, phase: Phase, log_now: bool) -> None:
+        nets = [self.nets[n] for n in phase.nets]
+        others = [n.module for k, n in self.nets.items() if k not in phase.nets]
+        scaler = self.scalers[phase.name]
+        with frozen(*others) as self._own_flags:
+            for net in nets:
+                net.optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                terms = phase.step(self)
+            loss = terms["loss"]
+            scaler.scale(loss).backward()
+        scale_before = scaler.get_scale() if scaler.is_enabled() else None
+        for net in nets:
+            params = [p for g in net.optimizer.param_groups for p in g["params"]]
+            if net.spec.clip_grad_norm > 0:
+                scaler.unscale_(net.optimizer)
+                self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(params, net.spec.clip_grad_norm)
+            elif log_now:
+                grads = [p.grad for p in params if p.grad is not None]
+                self.grad_norms[net.name] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                                             if grads else torch.zeros((), device=self.device))
+            scaler.step(net.optimizer)
+        scaler.update()
+        # Under fp16 a step with inf/NaN gradients is skipped; its scheduler must not advance.
+        stepped = scale_before is None or scaler.get_scale() >= scale_before
+        for net in nets:
+            if stepped and net.scheduler is not None and net.spec.schedule.interval == "step" \
+                    and not isinstance(net.scheduler, PlateauScheduler):
+                net.scheduler.step()
+            net.stepped_this_epoch = getattr(net, "stepped_this_epoch", False) or stepped
+            if net.name in self.ema:
+                self.ema[net.name].update_parameters(net.module)
+        detached = {k: v.detach().float() for k, v in terms.items()}
+        self.terms[phase.name] = detached
+        bad = self._first_bad[phase.name]
+        bad.copy_(torch.where((bad < 0) & ~torch.isfinite(detached["loss"]), self.iteration, bad))
+        self.phase_steps[phase.name] += 1
+
+    @contextlib.contextmanager
+    def grad_through(self, name: str):
+        """Inside a phase step, let a frozen network build its graph with its own flags (for a
+        later phase that reuses this output, e.g. the GAN's fake-batch reuse)."""
+        params = {id(p) for p in self.nets[name].module.parameters()}
+        mine = [(p, f) for p, f in self._own_flags if id(p) in params]
+        for p, f in mine:
+            p.requires_grad_(f)
+        try:
+            yield
+        finally:
+            for p, _ in mine:
+                p.requires_grad_(False)
+
+    def check_finite(self) -> None:
+        """Raise ``NonFiniteLoss`` naming the phase, its networks and the first bad step (syncs)."""
+        for p in self.phases:
+            step = int(self._first_bad[p.name])
+            if step >= 0:
+                raise NonFiniteLoss(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) "
+                                    f"at step {step + 1}")
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        for net in self.nets.values():
+            net.train()
+        self.fire("start")
+        while self.iteration < self.total_steps and self.stop_reason is None:
+            log_now = (self.iteration + 1) % self.log_every == 0
+            for phase in self.phases:
+                if phase.active(self.iteration):
+                    for _ in range(phase.repeat):
+                        self._run_phase(phase, log_now)
+            self.iteration += 1
+            self.fire("iteration")
+            if self.steps_per_epoch and self.iteration % self.steps_per_epoch == 0:
+                self._epoch_end()
+        self.fire("end")
+
+    def _epoch_end(self) -> None:
+        for net in self.nets.values():
+            sch = net.scheduler
+            if sch is not None and getattr(net, "stepped_this_epoch", False):
+                if isinstance(sch, PlateauScheduler):
+                    sch.step(self.metric(sch.spec.monitor))
+                elif net.spec.schedule.interval == "epoch":
+                    sch.step()
+            net.stepped_this_epoch = False
+        self.fire("epoch", self.iteration // self.steps_per_epoch)
+
+    def metric(self, key: str) -> float:
+        """A latest loss term by ``phase/term`` name (``loss/<phase>`` for the total); syncs."""
+        if key.startswith("loss/"):
+            return float(self.terms[key[5:]]["loss"])
+        phase, term = key.split("/", 1)
+        return float(self.terms[phase][term])
+
+    def scalars(self) -> dict[str, float]:
+        """Loss terms, LRs and grad norms under stable names (one host sync for all of them)."""
+        names, values = [], []
+        for phase, terms in self.terms.items():
+            for k, v in terms.items():
+                names.append(f"loss/{phase}" if k == "loss" else f"{phase}/{k}")
+                values.append(v)
+        for net, v in self.grad_norms.items():
+            names.append(f"grad_norm/{net}")
+            values.append(v.float())
+        out = dict(zip(names, torch.stack(values).tolist())) if values else {}
+        for net in self.nets.values():
+            for g in net.optimizer.param_groups:
+                out[f"lr/{net.name}/{g['name']}"] = g["lr"]
+        return out
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "networks": {k: n.state_dict() for k, n in self.nets.items()},
+            "ema": {k: m.state_dict() for k, m in self.ema.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
+            "engine": {"iteration": self.iteration, "phase_steps": dict(self.phase_steps),
+                       "phase": [p.name for p in self.phases if p.active(self.iteration)]},
+            "rng": rng_state(self.generators),
+            "config": self.config,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, net in self.nets.items():
+            if k not in state["networks"]:
+                raise ValueError(f"checkpoint has no network {k!r} (has: {', '.join(state['networks'])})")
+            net.load_state_dict(state["networks"][k])
+        for k, m in self.ema.items():
+            if k in state["ema"]:
+                m.load_state_dict(state["ema"][k])
+        for k, s in self.scalers.items():
+            if state["scalers"].get(k):
+                s.load_state_dict(state["scalers"][k])
+        for k, s in self.stateful.items():
+            s.load_state_dict(state["stateful"][k])
+        self.iteration = int(state["engine"]["iteration"])
+        self.phase_steps.update(state["engine"]["phase_steps"])
+        set_rng_state(state["rng"], self.generators)

@@ -1,0 +1,57 @@
+"""python -m multinet.gan [RECIPE] [key=value ...] [--out DIR] [--steps N] [--seed S] [--device D] [--resume [CKPT]]
+python -m multinet.gan sample CKPT --n N --out FILE.npy"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import cli
+from ..checkpoint import load_checkpoint
+from ..config import ConfigError, from_dict
+from .recipe import GanRecipe, build
+
+
+def sample_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m multinet.gan sample",
+                                description="Draw samples from a GAN checkpoint (EMA generator when present).")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--out", required=True, help="FILE.npy (a FILE.png grid is written too for images)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    try:
+        if args.n <= 0:
+            raise ConfigError("--n must be positive")
+        ckpt = load_checkpoint(args.checkpoint)
+        cfg = from_dict(GanRecipe, ckpt["config"])
+        cfg.device, cfg.train.tensorboard = args.device, False
+        run = build(cfg, Path(args.out).parent, torch.device(args.device))
+        run.engine.load_state_dict(ckpt)
+        x = run.engine.system.sample(run.engine, args.n).cpu()
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, x.numpy().astype(np.float32))
+    if x.ndim == 4:
+        import torchvision
+        torchvision.utils.save_image(x, out.with_suffix(".png"), nrow=int(args.n ** 0.5) or 1,
+                                     normalize=True, value_range=(-1, 1))
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sample"]:
+        return sample_main(argv[1:])
+    return cli.main("gan", GanRecipe, "gan_digits", build, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

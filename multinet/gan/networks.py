@@ -1,0 +1,117 @@
+"""GAN networks: the seeds' MLP pair, DCGAN-style conv pairs (28×28, 32×32), small 2-D MLPs.
+
+Discriminators return logits (no Sigmoid): losses use softplus / BCE-with-logits. ``pack`` > 1
+makes a PacGAN discriminator that judges ``pack`` samples jointly; ``spectral_norm`` wraps every
+conv / linear layer of D.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _sn
+
+__all__ = ["MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
+
+
+class MLPGenerator(nn.Module):
+    """latent → hidden (× layers, ReLU) → prod(shape), Tanh for images (none for 2-D points)."""
+
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden: int = 256, layers: int = 2,
+                 tanh: bool = True) -> None:
+        super().__init__()
+        self.shape = shape
+        dims = [latent_dim] + [hidden] * layers
+        blocks: list[tuple[str, nn.Module]] = []
+        for i in range(layers):
+            blocks += [(f"fc{i + 1}", nn.Linear(dims[i], dims[i + 1])), (f"act{i + 1}", nn.ReLU(True))]
+        blocks.append(("out", nn.Linear(hidden, math.prod(shape))))
+        if tanh:
+            blocks.append(("tanh", nn.Tanh()))
+        self.net = nn.Sequential(OrderedDict(blocks))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """prod(shape)·pack → hidden (× layers, LeakyReLU 0.2) → 1 logit."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int = 256, layers: int = 2, pack: int = 1,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.pack = pack
+        wrap = _sn if spectral_norm else (lambda m: m)
+        dims = [math.prod(shape) * pack] + [hidden] * layers
+        blocks: list[tuple[str, nn.Module]] = []
+        for i in range(layers):
+            blocks += [(f"fc{i + 1}", wrap(nn.Linear(dims[i], dims[i + 1]))), (f"act{i + 1}", nn.LeakyReLU(0.2, True))]
+        blocks.append(("out", wrap(nn.Linear(hidden, 1))))
+        self.net = nn.Sequential(OrderedDict(blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(x.shape[0] // self.pack, -1)).squeeze(1)
+
+
+def _plan(size: int) -> tuple[int, int]:
+    for ups in (3, 2):
+        if size % (2 ** ups) == 0 and size // 2 ** ups >= 3:
+            return size // 2 ** ups, ups
+    raise ValueError(f"DCGAN networks need an image size divisible by 4 (28, 32, 64), got {size}")
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], width: int = 64) -> None:
+        super().__init__()
+        c, size = shape[0], shape[-1]
+        start, ups = _plan(size)
+        ch = width * 2 ** (ups - 1)
+        self.start, self.ch = start, ch
+        self.project = nn.Sequential(nn.Linear(latent_dim, ch * start * start, bias=False),
+                                     nn.BatchNorm1d(ch * start * start), nn.ReLU(True))
+        blocks: list[nn.Module] = []
+        for _ in range(ups - 1):
+            blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        blocks += [nn.ConvTranspose2d(ch, c, 4, 2, 1), nn.Tanh()]
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.project(z).view(-1, self.ch, self.start, self.start))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, shape: tuple[int, ...], width: int = 64, pack: int = 1, spectral_norm: bool = False) -> None:
+        super().__init__()
+        c, size = shape[0], shape[-1]
+        start, ups = _plan(size)
+        self.pack = pack
+        wrap = _sn if spectral_norm else (lambda m: m)
+        blocks: list[nn.Module] = [wrap(nn.Conv2d(c * pack, width, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+        ch = width
+        for _ in range(ups - 1):
+            blocks.append(wrap(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=spectral_norm)))
+            if not spectral_norm:
+                blocks.append(nn.BatchNorm2d(ch * 2))
+            blocks.append(nn.LeakyReLU(0.2, True))
+            ch *= 2
+        self.blocks = nn.Sequential(*blocks)
+        self.head = wrap(nn.Linear(ch * start * start, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0] // self.pack
+        h = self.blocks(x.reshape(b, -1, *x.shape[2:]))
+        return self.head(h.flatten(1)).squeeze(1)
+
+
+def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,
+               pack: int, spectral_norm: bool) -> tuple[nn.Module, nn.Module]:
+    if arch == "mlp":
+        points = len(shape) == 1
+        return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points),
+                MLPDiscriminator(shape, hidden, layers, pack, spectral_norm))
+    if arch == "dcgan":
+        return DCGANGenerator(latent_dim, shape, width), DCGANDiscriminator(shape, width, pack, spectral_norm)
+    raise ValueError(f"model.arch {arch!r} unknown (valid: mlp, dcgan)")

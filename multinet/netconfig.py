@@ -1,0 +1,131 @@
+"""The recipe-level description of one network's training setup, and its conversion to a NetSpec.
+
+In a recipe it is a ``[networks.<name>]`` table::
+
+    [networks.discriminator]
+    optimizer = "adam"
+    lr = 3e-4
+    betas = [0.5, 0.999]
+    init = "dcgan"
+    group_presets = ["no_decay_norm_bias"]
+    freeze = ["blocks.0", "blocks.1"]
+    [[networks.discriminator.groups]]
+    pattern = "head"
+    lr_mult = 10.0
+    [networks.discriminator.schedule]
+    name = "cosine"
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from .groups import GroupRule, group_preset
+from .nets import NetSpec
+from .pretrained import PretrainedSpec
+from .schedules import ScheduleSpec
+from .weights import InitRule, init_preset
+
+__all__ = ["NetConfig", "InitRuleConfig", "GroupRuleConfig", "to_spec"]
+
+
+@dataclass
+class InitRuleConfig:
+    method: str
+    types: list[str] = field(default_factory=list)
+    pattern: str = ""
+    bias: float | None = 0.0
+    mean: float = 0.0
+    std: float = 1.0
+    a: float = 0.0
+    b: float = 1.0
+    val: float = 0.0
+    gain: float = 1.0
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: str = "leaky_relu"
+
+
+@dataclass
+class GroupRuleConfig:
+    name: str = ""
+    pattern: str = ""
+    types: list[str] = field(default_factory=list)
+    kind: str = ""
+    lr: float | None = None
+    lr_mult: float = 1.0
+    weight_decay: float | None = None
+    wd_mult: float = 1.0
+    momentum: float | None = None
+    betas: list[float] = field(default_factory=list)
+
+
+@dataclass
+class NetConfig:
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.0
+    eps: float = 1e-8
+    foreach: bool | None = None
+    fused: bool | None = None
+    init: str = "torch"
+    init_rules: list[InitRuleConfig] = field(default_factory=list)
+    init_strict: bool = False
+    group_presets: list[str] = field(default_factory=list)
+    layer_decay: float = 1.0
+    layer_decay_layers: list[str] = field(default_factory=list)
+    groups: list[GroupRuleConfig] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list)
+    freeze_first_n: int = 0
+    frozen_norm: Literal["eval", "train"] = "eval"
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    pretrained: PretrainedSpec = field(default_factory=PretrainedSpec)
+    clip_grad_norm: float = 0.0
+
+
+def _options(cfg: NetConfig) -> dict[str, Any]:
+    opts: dict[str, Any] = {"eps": cfg.eps}
+    if cfg.optimizer in ("adam", "adamw"):
+        opts["betas"] = tuple(cfg.betas)
+    if cfg.optimizer in ("sgd", "rmsprop"):
+        opts["momentum"] = cfg.momentum
+        if cfg.optimizer == "sgd":
+            opts.pop("eps")
+    if cfg.foreach is not None:
+        opts["foreach"] = cfg.foreach
+    if cfg.fused is not None:
+        opts["fused"] = cfg.fused
+    return opts
+
+
+def to_spec(cfg: NetConfig, module: nn.Module) -> NetSpec:
+    init: str | list[InitRule] | None
+    if cfg.init_rules:
+        init = [InitRule(r.method, tuple(r.types) or None, r.pattern or None, r.bias,
+                         {"mean": r.mean, "std": r.std, "a": r.a, "b": r.b, "val": r.val, "gain": r.gain,
+                          "mode": r.mode, "nonlinearity": r.nonlinearity})
+                for r in cfg.init_rules]
+        if cfg.init != "torch":
+            init += init_preset(cfg.init)
+    else:
+        init = None if cfg.init == "torch" else cfg.init
+    rules: list[GroupRule] = []
+    for preset in cfg.group_presets:
+        rules += group_preset(preset)
+    if cfg.layer_decay != 1.0:
+        rules += group_preset("layer_decay", layers=cfg.layer_decay_layers, decay=cfg.layer_decay)
+    for g in cfg.groups:
+        opts: dict[str, Any] = {}
+        if g.momentum is not None:
+            opts["momentum"] = g.momentum
+        if g.betas:
+            opts["betas"] = tuple(g.betas)
+        rules.append(GroupRule(g.name, g.pattern or None, tuple(g.types) or None, g.kind or None,
+                               g.lr, g.lr_mult, g.weight_decay, g.wd_mult, opts))
+    return NetSpec(module=module, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   options=_options(cfg), init=init, init_strict=cfg.init_strict, groups=rules,
+                   freeze=cfg.freeze, freeze_first_n=cfg.freeze_first_n, frozen_norm=cfg.frozen_norm,
+                   schedule=cfg.schedule, pretrained=cfg.pretrained, clip_grad_norm=cfg.clip_grad_norm)

@@ -1,0 +1,111 @@
+"""Partial loading of pretrained weights (seed 001's three steps, with a report and a floor).
+
+Keys are mapped (strip prefix → rename → add prefix), filtered (include / exclude globs), then
+loaded where the name and shape both match. Shape mismatches are skipped and reported. A load
+whose coverage of the target falls below ``min_coverage`` raises: a load that matched nothing
+never passes silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .patterns import name_matches
+
+__all__ = ["PretrainedSpec", "LoadReport", "load_partial"]
+
+
+@dataclass
+class PretrainedSpec:
+    path: str = ""
+    network: str = ""  # which network to take from a multinet checkpoint (default: same name)
+    strip_prefix: str = ""
+    add_prefix: str = ""
+    rename: dict[str, str] = field(default_factory=dict)
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    min_coverage: float = 0.0
+
+
+@dataclass
+class LoadReport:
+    matched: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    total: int
+
+    @property
+    def coverage(self) -> float:
+        return len(self.matched) / self.total if self.total else 0.0
+
+    def summary(self) -> str:
+        return (f"loaded {len(self.matched)}/{self.total} tensors ({100 * self.coverage:.1f}%), "
+                f"missing {len(self.missing)}, unexpected {len(self.unexpected)}, "
+                f"shape mismatch {len(self.shape_mismatch)}"
+                + "".join(f"\n  shape mismatch {k}: source {tuple(a)} vs target {tuple(b)}"
+                          for k, a, b in self.shape_mismatch))
+
+
+def _source_state(source: str | Path | Mapping[str, Any], network: str) -> Mapping[str, torch.Tensor]:
+    if isinstance(source, (str, Path)):
+        from .checkpoint import load_checkpoint, read_tensors
+        path = Path(source)
+        try:
+            ckpt = load_checkpoint(path)
+        except ValueError:
+            return read_tensors(path)
+        nets = ckpt["networks"]
+        if network not in nets:
+            raise ValueError(f"{path}: checkpoint has no network {network!r} (has: {', '.join(nets)})")
+        return nets[network]["module"]
+    if "state_dict" in source and isinstance(source["state_dict"], Mapping):
+        return source["state_dict"]
+    return source
+
+
+def load_partial(module: nn.Module, source: str | Path | Mapping[str, Any], network: str = "",
+                 strip_prefix: str = "", add_prefix: str = "", rename: Mapping[str, str] | None = None,
+                 include: list[str] | None = None, exclude: list[str] | None = None,
+                 min_coverage: float = 0.0) -> LoadReport:
+    """Copy matching tensors from ``source`` (path, checkpoint or state_dict) into ``module``."""
+    state = _source_state(source, network)
+    target = module.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if strip_prefix:
+            if not key.startswith(strip_prefix):
+                continue
+            key = key[len(strip_prefix):]
+        for old, new in (rename or {}).items():
+            if key == old or key.startswith(old + "."):
+                key = new + key[len(old):]
+                break
+        key = add_prefix + key
+        if include and not name_matches(include, key):
+            continue
+        if exclude and name_matches(exclude, key):
+            continue
+        mapped[key] = value
+    matched, mismatch = [], []
+    for key, value in mapped.items():
+        if key not in target:
+            continue
+        if tuple(value.shape) != tuple(target[key].shape):
+            mismatch.append((key, tuple(value.shape), tuple(target[key].shape)))
+            continue
+        matched.append(key)
+    report = LoadReport(matched, [k for k in target if k not in set(matched)],
+                        [k for k in mapped if k not in target], mismatch, len(target))
+    if not matched or report.coverage < min_coverage:
+        raise ValueError(f"pretrained load below the floor ({100 * min_coverage:.0f}%): {report.summary()}")
+    with torch.no_grad():
+        for key in matched:
+            target[key].copy_(mapped[key])
+    return report

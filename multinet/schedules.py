@@ -1,0 +1,150 @@
+"""Learning-rate schedules built from config, as closed-form factors of the step count.
+
+Every schedule except reduce-on-plateau is ``lr = initial_lr * factor(t)`` per group. Writing
+them this way makes them exact on resume (only ``t`` is state) and lets a parameter group join
+mid-training (unfreezing) at its own rule-derived LR without any warm-up surprise; torch's
+LambdaLR/SequentialLR/OneCycleLR refuse such groups and LinearLR silently re-warms them.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group",
+           "SCHEDULES"]
+
+SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "plateau")
+
+
+@dataclass
+class ScheduleSpec:
+    """``name`` from SCHEDULES; ``interval`` ``step`` (per optimizer step) or ``epoch``.
+
+    ``total`` is the schedule length in intervals (cosine / warm-up cosine / one-cycle); 0 means
+    the engine fills in the run's length.
+    """
+
+    name: str = "none"
+    interval: str = "step"
+    step_size: int = 1000
+    gamma: float = 0.1
+    milestones: list[int] = field(default_factory=list)
+    total: int = 0
+    warmup: int = 0
+    min_factor: float = 0.0
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    patience: int = 10
+    factor: float = 0.1
+    mode: str = "min"
+    monitor: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULES:
+            raise ValueError(f"schedule {self.name!r} unknown (valid: {', '.join(SCHEDULES)})")
+        if self.interval not in ("step", "epoch"):
+            raise ValueError(f"schedule interval {self.interval!r} unknown (valid: step, epoch)")
+
+
+def _cos(a: float, b: float, frac: float) -> float:
+    return b + (a - b) * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0))) / 2
+
+
+def factor_fn(spec: ScheduleSpec, total: int) -> Callable[[int], float]:
+    name, m = spec.name, spec.min_factor
+    if name == "none":
+        return lambda t: 1.0
+    if name == "step":
+        return lambda t: spec.gamma ** (t // spec.step_size)
+    if name == "multistep":
+        ms = sorted(spec.milestones)
+        return lambda t: spec.gamma ** bisect.bisect_right(ms, t)
+    if name == "exponential":
+        return lambda t: spec.gamma ** t
+    if total <= 0:
+        raise ValueError(f"schedule {name!r} needs a positive total length")
+    if name == "cosine":
+        return lambda t: _cos(1.0, m, t / total)
+    if name == "warmup_cosine":
+        w = spec.warmup
+        return lambda t: (t + 1) / w if t < w else _cos(1.0, m, (t - w) / max(1, total - w))
+    if name == "onecycle":
+        # Same shape as torch's OneCycleLR (cosine annealing), relative to the group's max LR.
+        lo, end = 1.0 / spec.div_factor, 1.0 / (spec.div_factor * spec.final_div_factor)
+        up = float(spec.pct_start * total) - 1
+        return lambda t: (_cos(lo, 1.0, t / up) if t <= up else
+                          _cos(1.0, end, (t - up) / max(1e-12, total - 1 - up)))
+    raise ValueError(f"schedule {name!r} has no closed form")
+
+
+class FactorScheduler:
+    """``group['lr'] = group['initial_lr'] * factor(t)`` for every group, including later ones."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec, total: int = 0) -> None:
+        self.optimizer, self.spec, self.t = optimizer, spec, 0
+        self.fn = factor_fn(spec, spec.total or total)
+        self.apply()
+
+    def apply(self) -> None:
+        f = self.fn(self.t)
+        for g in self.optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+            g["lr"] = g["initial_lr"] * f
+
+    def step(self, metric: float | None = None) -> None:
+        self.t += 1
+        self.apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = int(state["t"])
+        self.apply()
+
+
+class PlateauScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """torch's ReduceLROnPlateau, told about groups that join later."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec) -> None:
+        super().__init__(optimizer, mode=spec.mode, factor=spec.factor, patience=spec.patience,
+                         min_lr=0.0)
+        self.spec = spec
+
+    def group_added(self) -> None:
+        while len(self.min_lrs) < len(self.optimizer.param_groups):
+            self.min_lrs.append(0.0)
+        if hasattr(self, "_last_lr"):
+            self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, spec: ScheduleSpec | None, total: int = 0):
+    if spec is None or spec.name == "none":
+        return None
+    if spec.name == "plateau":
+        return PlateauScheduler(optimizer, spec)
+    return FactorScheduler(optimizer, spec, total)
+
+
+def attach_group(scheduler: Any, group: dict[str, Any]) -> None:
+    """Bring a group added to the optimizer under ``scheduler``, or fail with a clear reason."""
+    if scheduler is None:
+        return
+    if isinstance(scheduler, FactorScheduler):
+        group["initial_lr"] = group["lr"]
+        scheduler.apply()
+    elif isinstance(scheduler, PlateauScheduler):
+        scheduler.group_added()
+    else:
+        raise ValueError(
+            f"{type(scheduler).__name__} cannot take a parameter group added mid-training (torch's "
+            "LambdaLR/SequentialLR/OneCycleLR raise and LinearLR re-warms it); use a multinet schedule "
+            "or rebuild the optimizer")

@@ -1,0 +1,62 @@
+"""Where numbers go: TensorBoard (``torch.utils.tensorboard``), ``metrics.jsonl`` and image grids.
+
+Tag names are stable and per network: ``loss/discriminator``, ``lr/generator/<group>``,
+``grad_norm/decoder``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+__all__ = ["Tracker"]
+
+
+class Tracker:
+    """Writes scalars to TensorBoard and ``metrics.jsonl``; saves image grids under ``samples/``."""
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in values.items()}
+        self._jsonl.write(json.dumps({"step": step, **{k: (v if math.isfinite(v) else str(v))
+                                                       for k, v in clean.items()}}) + "\n")
+        if self._tb is not None:
+            for k, v in clean.items():
+                self._tb.add_scalar(k, v, step)
+
+    def images(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8,
+               value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
+        """Save ``images`` (N, C, H, W) as ``samples/<tag>_<step>.png`` and to TensorBoard."""
+        grid = torchvision.utils.make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True,
+                                           value_range=value_range, padding=1)
+        path = self.run_dir / "samples" / f"{tag.replace('/', '_')}_{step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torchvision.utils.save_image(grid, path)
+        if self._tb is not None:
+            self._tb.add_image(tag, grid, step)
+        return path
+
+    def figure(self, tag: str, fig: Any, step: int) -> None:
+        if self._tb is not None:
+            self._tb.add_figure(tag, fig, step, close=False)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        if self._tb is not None:
+            self._tb.add_text(tag, "    " + text.replace("\n", "\n    "), step)
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()

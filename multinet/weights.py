@@ -1,0 +1,156 @@
+"""Weight initialisation rules, chosen by module type (``isinstance``) and/or module-name pattern.
+
+A rule covers a module; the first rule that matches a module initialises it. ``init_weights``
+returns a report of which rule touched which module, and in strict mode raises naming every
+module that holds parameters and that no rule covers (seed 000's ``Unexpected module``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from .patterns import name_matches, resolve_types
+
+__all__ = ["InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel", "INIT_METHODS"]
+
+INIT_METHODS = (
+    "normal", "uniform", "constant", "zeros", "ones", "xavier_normal", "xavier_uniform",
+    "kaiming_normal", "kaiming_uniform", "orthogonal", "bilinear", "keep",
+)
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+@dataclass
+class InitRule:
+    """Initialise modules of ``types`` whose dotted name matches ``pattern`` with ``method``.
+
+    ``method`` fills ``weight`` (``keep`` leaves it); ``bias`` is the constant written into the
+    bias, or ``None`` to leave it as it is. ``args`` go to the ``torch.nn.init`` function
+    (``mean``/``std``, ``a``/``b``, ``val``, ``gain``, ``mode``, ``nonlinearity``).
+    """
+
+    method: str
+    types: tuple[type, ...] | None = None
+    pattern: str | list[str] | None = None
+    bias: float | None = 0.0
+    args: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in INIT_METHODS:
+            raise ValueError(f"init method {self.method!r} unknown (valid: {', '.join(INIT_METHODS)})")
+        if self.types is not None:
+            self.types = resolve_types(self.types)
+        if not self.name:
+            what = ",".join(t.__name__ for t in self.types) if self.types else "*"
+            self.name = f"{self.method}[{what}{'@' + str(self.pattern) if self.pattern else ''}]"
+
+    def matches(self, name: str, module: nn.Module) -> bool:
+        if self.types is not None and not isinstance(module, self.types):
+            return False
+        return self.pattern is None or name_matches(self.pattern, name)
+
+    @torch.no_grad()
+    def apply(self, module: nn.Module) -> None:
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and self.method != "keep":
+            _fill(self.method, weight, module, self.args)
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor) and self.bias is not None:
+            bias.fill_(self.bias)
+
+
+def _fill(method: str, weight: torch.Tensor, module: nn.Module, args: dict[str, Any]) -> None:
+    init = nn.init
+    if method == "normal":
+        init.normal_(weight, args.get("mean", 0.0), args.get("std", 1.0))
+    elif method == "uniform":
+        init.uniform_(weight, args.get("a", 0.0), args.get("b", 1.0))
+    elif method == "constant":
+        init.constant_(weight, args.get("val", 0.0))
+    elif method == "zeros":
+        init.zeros_(weight)
+    elif method == "ones":
+        init.ones_(weight)
+    elif method in ("xavier_normal", "xavier_uniform"):
+        getattr(init, method + "_")(weight, gain=args.get("gain", 1.0))
+    elif method in ("kaiming_normal", "kaiming_uniform"):
+        getattr(init, method + "_")(weight, a=args.get("a", 0.0), mode=args.get("mode", "fan_in"),
+                                    nonlinearity=args.get("nonlinearity", "leaky_relu"))
+    elif method == "orthogonal":
+        init.orthogonal_(weight, gain=args.get("gain", 1.0))
+    elif method == "bilinear":
+        if not isinstance(module, nn.ConvTranspose2d):
+            raise ValueError("bilinear init applies to ConvTranspose2d only")
+        weight.copy_(bilinear_kernel(weight.shape[0], weight.shape[1], weight.shape[2]).to(weight))
+
+
+def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> torch.Tensor:
+    """The exact bilinear-upsampling ``ConvTranspose2d`` weight of FCN (channel i → channel i)."""
+    if in_channels != out_channels:
+        raise ValueError(f"bilinear kernel needs in_channels == out_channels, got {in_channels} and {out_channels}")
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float64)
+    line = 1 - (og - center).abs() / factor
+    filt = line[:, None] * line[None, :]
+    weight = torch.zeros(in_channels, out_channels, kernel_size, kernel_size, dtype=torch.float64)
+    idx = torch.arange(in_channels)
+    weight[idx, idx] = filt
+    return weight.float()
+
+
+def init_preset(name: str) -> list[InitRule]:
+    """Named rule lists: ``dcgan`` (Radford et al.), ``bilinear`` (FCN upsampling), ``torch`` (keep defaults)."""
+    conv_linear = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                   nn.ConvTranspose3d, nn.Linear)
+    if name == "dcgan":
+        return [
+            InitRule("normal", conv_linear, args={"std": 0.02}, name="dcgan.conv_linear"),
+            InitRule("normal", _NORM_TYPES, args={"mean": 1.0, "std": 0.02}, name="dcgan.norm"),
+        ]
+    if name == "bilinear":
+        return [InitRule("bilinear", (nn.ConvTranspose2d,), bias=0.0, name="bilinear")]
+    if name == "torch":
+        return [InitRule("keep", None, bias=None, name="torch_default")]
+    raise ValueError(f"init preset {name!r} unknown (valid: dcgan, bilinear, torch)")
+
+
+@dataclass
+class InitReport:
+    applied: list[tuple[str, str, str]]  # module name, module type, rule name
+    uncovered: list[tuple[str, str]]
+    unused_rules: list[str]
+
+    def table(self) -> str:
+        rows = [f"{n or '<root>'}  {t}  <- {r}" for n, t, r in self.applied]
+        rows += [f"{n or '<root>'}  {t}  <- (torch default)" for n, t in self.uncovered]
+        if self.unused_rules:
+            rows.append("rules that matched nothing: " + ", ".join(self.unused_rules))
+        return "\n".join(rows)
+
+
+def init_weights(module: nn.Module, rules: Iterable[InitRule], strict: bool = False) -> InitReport:
+    """Apply ``rules`` to every module that holds parameters of its own (first match wins)."""
+    rules = list(rules)
+    used: set[str] = set()
+    applied, uncovered = [], []
+    for name, m in module.named_modules():
+        if not any(True for _ in m.parameters(recurse=False)):
+            continue
+        rule = next((r for r in rules if r.matches(name, m)), None)
+        if rule is None:
+            uncovered.append((name, type(m).__name__))
+            continue
+        rule.apply(m)
+        used.add(rule.name)
+        applied.append((name, type(m).__name__, rule.name))
+    if strict and uncovered:
+        names = ", ".join(f"{n or '<root>'} ({t})" for n, t in uncovered)
+        raise ValueError(f"no init rule covers: {names}")
+    unused = [r.name for r in rules if r.name not in used]
+    return InitReport(applied, uncovered, unused)
+
