@@ -60,11 +60,11 @@ def read_tensors(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise ValueError(f"{path}: refused, the file holds objects other than tensors and plain "
-                             f"data (it could run code): {first[:160]}") from None
-        raise ValueError(f"{path}: not a readable checkpoint (corrupt): {first[:160]}") from None
+        found = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", str(e))
+        if found:
+            raise ValueError(f"{path}: refused, the file holds code ({found.group(1)}), not only tensors "
+                             "and plain data") from None
+        raise ValueError(f"{path}: not a readable checkpoint (corrupt)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt): {first[:160]}") from None

@@ -1,0 +1,124 @@
+import os
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from multinet import CheckpointManager, Net, NetSpec, load_checkpoint, load_partial, save_checkpoint
+from multinet.checkpoint import rng_state, set_rng_state
+
+from nets_zoo import LeNet
+
+
+def test_partial_load_report_counts():
+    src = LeNet()
+    sd = {"backbone." + k: v for k, v in src.state_dict().items()}
+    sd["backbone.fc3.weight"] = torch.zeros(5, 84)  # a new head: shape mismatch
+    sd["backbone.extra.weight"] = torch.zeros(1)
+    dst = LeNet()
+    rep = load_partial(dst, sd, strip_prefix="backbone.", exclude=["fc3.bias"])
+    assert sorted(rep.matched) == sorted(k for k in src.state_dict() if not k.startswith("fc3"))
+    assert rep.shape_mismatch == [("fc3.weight", (5, 84), (10, 84))]
+    assert rep.unexpected == ["extra.weight"]
+    assert sorted(rep.missing) == ["fc3.bias", "fc3.weight"]
+    assert rep.coverage == pytest.approx(8 / 10)
+    assert torch.equal(dst.conv1.weight, src.conv1.weight)
+    assert not torch.equal(dst.fc3.bias, src.fc3.bias)
+
+
+def test_partial_load_rename_and_floor():
+    src = nn.Sequential(nn.Linear(2, 2))
+    dst = LeNet()
+    with pytest.raises(ValueError, match="below the floor"):
+        load_partial(dst, src.state_dict())  # nothing matches: never silent
+    small = nn.Sequential(nn.Linear(84, 10))
+    rep = load_partial(dst, small.state_dict(), rename={"0": "fc3"})
+    assert sorted(rep.matched) == ["fc3.bias", "fc3.weight"]
+    with pytest.raises(ValueError, match="below the floor"):
+        load_partial(dst, small.state_dict(), rename={"0": "fc3"}, min_coverage=0.5)
+
+
+def test_partial_load_from_multinet_checkpoint(tmp_path):
+    net = Net("generator", NetSpec(LeNet(), "adam", 0.01), "cpu")
+    save_checkpoint({"networks": {"generator": net.state_dict()}}, tmp_path / "c.pt")
+    dst = LeNet()
+    rep = load_partial(dst, tmp_path / "c.pt", network="generator")
+    assert rep.coverage == 1.0
+    with pytest.raises(ValueError, match="no network 'critic'"):
+        load_partial(dst, tmp_path / "c.pt", network="critic")
+
+
+def _steps(net, n, gen):
+    for _ in range(n):
+        net.optimizer.zero_grad(set_to_none=True)
+        x = torch.randn(4, 3, 32, 32, generator=gen)
+        nn.functional.dropout(net.module(x), 0.5).square().mean().backward()
+        net.optimizer.step()
+        net.scheduler.step()
+
+
+def test_checkpoint_round_trip_is_bit_exact(tmp_path):
+    from multinet import ScheduleSpec
+    spec = lambda: NetSpec(LeNet(), "adam", 0.01, schedule=ScheduleSpec("cosine", total=20))
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(5)
+    a = Net("a", spec(), "cpu")
+    _steps(a, 3, gen)
+    save_checkpoint({"networks": {"a": a.state_dict()}, "rng": rng_state({"data": gen})}, tmp_path / "k.pt")
+    _steps(a, 4, gen)
+    torch.manual_seed(99)
+    b = Net("a", spec(), "cpu")
+    gen2 = torch.Generator().manual_seed(0)
+    ck = load_checkpoint(tmp_path / "k.pt")
+    b.load_state_dict(ck["networks"]["a"])
+    set_rng_state(ck["rng"], {"data": gen2})
+    _steps(b, 4, gen2)
+    for (n, pa), pb in zip(a.module.named_parameters(), b.module.parameters()):
+        assert torch.equal(pa, pb), n
+    assert a.optimizer.param_groups[0]["lr"] == b.optimizer.param_groups[0]["lr"]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickled_code_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "multinet-checkpoint-1", "x": _Evil()}, path)
+    with pytest.raises(ValueError, match="evil.pt: refused"):
+        load_checkpoint(path)
+
+
+def test_truncated_corrupt_foreign_files(tmp_path):
+    good = save_checkpoint({"networks": {}, "blob": torch.randn(1000)}, tmp_path / "g.pt")
+    data = good.read_bytes()
+    (tmp_path / "t.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"t.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "t.pt")
+    (tmp_path / "c.pt").write_bytes(b"garbage" * 10)
+    with pytest.raises(ValueError, match=r"c.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "c.pt")
+    torch.save({"state_dict": {}}, tmp_path / "f.pt")
+    with pytest.raises(ValueError, match=r"f.pt: not a multinet checkpoint"):
+        load_checkpoint(tmp_path / "f.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_manager_keeps_last_k_and_last_pt(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=2)
+    for step in (10, 20, 30):
+        m.save({"step": step}, step)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_00000020.pt", "step_00000030.pt"]
+    assert load_checkpoint(m.last)["step"] == 30
+
+
+def test_rng_state_round_trip():
+    import random
+    import numpy as np
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1))
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == a

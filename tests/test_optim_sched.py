@@ -1,0 +1,135 @@
+import pytest
+import torch
+from torch import nn
+
+from multinet import GroupRule, Net, NetSpec, ScheduleSpec, load_named_state_dict, named_state_dict
+from multinet.schedules import FactorScheduler, attach_group
+
+from nets_zoo import LeNet
+
+
+def _train(net, steps=3):
+    for _ in range(steps):
+        net.optimizer.zero_grad()
+        net.module(torch.randn(4, 3, 32, 32)).square().mean().backward()
+        net.optimizer.step()
+
+
+def _state(opt):
+    return {id(p): {k: v.clone() for k, v in s.items() if isinstance(v, torch.Tensor)} for p, s in opt.state.items()}
+
+
+@pytest.mark.parametrize("optimizer,options", [("sgd", {"momentum": 0.9}), ("adam", {})])
+def test_set_lr_in_place_keeps_state_bit_identical(optimizer, options):
+    net = Net("n", NetSpec(LeNet(), optimizer=optimizer, lr=0.01, options=options,
+                           groups=[GroupRule(pattern="fc3", lr_mult=10)]), "cpu")
+    _train(net)
+    before = _state(net.optimizer)
+    opt_id = id(net.optimizer)
+    net.set_lr(0.001)
+    assert id(net.optimizer) == opt_id
+    after = _state(net.optimizer)
+    assert before.keys() == after.keys()
+    for k in before:
+        for name in before[k]:
+            assert torch.equal(before[k][name], after[k][name])
+    lrs = sorted(g["lr"] for g in net.optimizer.param_groups)
+    assert lrs == pytest.approx([0.001, 0.01])
+    net.set_lr(0.5, group="fc3")
+    assert sorted(g["lr"] for g in net.optimizer.param_groups) == pytest.approx([0.001, 0.5])
+    with pytest.raises(ValueError, match="no parameter group 'fc9'"):
+        net.set_lr(0.1, group="fc9")
+
+
+def test_rebuild_clears_state_and_keeps_schedule_step():
+    net = Net("n", NetSpec(LeNet(), optimizer="adam", lr=0.01, schedule=ScheduleSpec("step", step_size=2, gamma=0.5)), "cpu")
+    _train(net)
+    for _ in range(3):
+        net.scheduler.step()
+    assert len(net.optimizer.state) > 0
+    net.rebuild_optimizer()
+    assert len(net.optimizer.state) == 0
+    assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5)
+
+
+def test_optimizer_state_restored_by_name_even_when_groups_swap():
+    torch.manual_seed(0)
+    a = Net("n", NetSpec(LeNet(), "adam", 0.01, groups=[GroupRule(name="head", pattern="fc3", lr_mult=10)]), "cpu")
+    _train(a)
+    saved = named_state_dict(a.optimizer)
+    b = Net("n", NetSpec(LeNet(), "adam", 0.01, groups=[GroupRule(name="head", pattern="fc3", lr_mult=10)]), "cpu")
+    b.optimizer.param_groups.reverse()  # positions now differ from when saved
+    load_named_state_dict(b.optimizer, saved)
+    pa = dict(a.module.named_parameters())
+    pb = dict(b.module.named_parameters())
+    for name in ["fc3.weight", "conv1.weight"]:
+        torch.testing.assert_close(a.optimizer.state[pa[name]]["exp_avg"], b.optimizer.state[pb[name]]["exp_avg"],
+                                   rtol=0, atol=0)
+    assert {g["name"]: g["lr"] for g in b.optimizer.param_groups} == {"default": 0.01, "head": 0.1}
+    c = Net("n", NetSpec(LeNet(), "adam", 0.01), "cpu")
+    with pytest.raises(ValueError, match="optimizer groups differ"):
+        load_named_state_dict(c.optimizer, saved)
+
+
+@pytest.mark.parametrize("name,kw,expect", [
+    ("step", {"step_size": 2, "gamma": 0.1}, [1, 1, 0.1, 0.1, 0.01]),
+    ("multistep", {"milestones": [1, 3], "gamma": 0.5}, [1, 0.5, 0.5, 0.25, 0.25]),
+    ("exponential", {"gamma": 0.5}, [1, 0.5, 0.25, 0.125, 0.0625]),
+    ("cosine", {"total": 4}, [1, 0.853553, 0.5, 0.146447, 0.0]),
+    ("warmup_cosine", {"total": 5, "warmup": 2}, [0.5, 1.0, 1.0, 0.75, 0.25]),
+])
+def test_schedules_closed_form(name, kw, expect):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sch = FactorScheduler(opt, ScheduleSpec(name, **kw))
+    got = []
+    for _ in range(5):
+        got.append(opt.param_groups[0]["lr"])
+        sch.step()
+    assert got == pytest.approx(expect, abs=1e-6)
+
+
+def test_onecycle_matches_torch():
+    p = nn.Parameter(torch.zeros(1))
+    ref_opt = torch.optim.SGD([p], lr=1.0)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=1.0, total_steps=20, cycle_momentum=False)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sch = FactorScheduler(opt, ScheduleSpec("onecycle", total=20))
+    for _ in range(19):
+        assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-6)
+        ref_opt.step(); ref.step(); sch.step()
+
+
+def test_unfreeze_mid_training_joins_schedule_at_rule_lr():
+    spec = NetSpec(LeNet(), "sgd", 0.1, options={"momentum": 0.9}, freeze=["conv1", "conv2"],
+                   groups=[GroupRule(name="convs", pattern="conv*", lr_mult=0.1)],
+                   schedule=ScheduleSpec("step", step_size=1, gamma=0.5))
+    net = Net("n", spec, "cpu")
+    assert {g["name"] for g in net.optimizer.param_groups} == {"default"}
+    net.scheduler.step()
+    net.scheduler.step()
+    added = net.unfreeze("conv1")
+    assert added == ["conv1.weight", "conv1.bias"]
+    g = {g["name"]: g for g in net.optimizer.param_groups}
+    assert g["convs"]["lr"] == pytest.approx(0.1 * 0.1 * 0.25)  # rule LR, at the schedule's step 2
+    net.freeze("conv1")
+    assert {g["name"] for g in net.optimizer.param_groups} == {"default"}
+
+
+def test_unfreeze_with_torch_lambdalr_fails_clearly():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))], "lr": 1.0})
+    with pytest.raises(ValueError, match="LambdaLR cannot take a parameter group added mid-training"):
+        attach_group(sch, opt.param_groups[-1])
+
+
+def test_unknown_optimizer_and_option():
+    with pytest.raises(ValueError, match="optimizer 'lamb' unknown"):
+        Net("n", NetSpec(LeNet(), "lamb"), "cpu")
+    with pytest.raises(ValueError, match="optimizer sgd"):
+        Net("n", NetSpec(LeNet(), "sgd", options={"betas": (0.9, 0.99)}), "cpu")
+
+
+def test_foreach_passed_through():
+    net = Net("n", NetSpec(LeNet(), "adamw", 0.01, options={"foreach": False}), "cpu")
+    assert net.optimizer.defaults["foreach"] is False

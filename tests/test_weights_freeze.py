@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch import nn
+
+from multinet import InitRule, bilinear_kernel, frozen, init_preset, init_weights, set_trainable
+from multinet.freeze import apply_norm_mode
+
+from nets_zoo import FCN32sLike
+
+
+def test_bilinear_kernel_exact_values():
+    k = bilinear_kernel(2, 2, 4)
+    line = torch.tensor([0.25, 0.75, 0.75, 0.25])  # FCN: factor 2, center 1.5
+    torch.testing.assert_close(k[0, 0], line[:, None] * line[None, :], rtol=0, atol=0)
+    torch.testing.assert_close(k[1, 1], k[0, 0], rtol=0, atol=0)
+    assert k[0, 1].abs().sum() == 0 and k[1, 0].abs().sum() == 0
+    odd = bilinear_kernel(1, 1, 3)[0, 0]
+    torch.testing.assert_close(odd, torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]))
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        bilinear_kernel(2, 3, 4)
+
+
+def test_bilinear_upsampling_doubles_a_constant_image():
+    up = nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1, bias=False)
+    init_weights(up, init_preset("bilinear"))
+    out = up(torch.ones(1, 1, 6, 6))
+    assert torch.allclose(out[0, 0, 1:-1, 1:-1], torch.ones(10, 10))
+
+
+def test_strict_init_names_uncovered_module():
+    net = FCN32sLike()
+    rules = [InitRule("kaiming_normal", (nn.Conv2d,), args={"nonlinearity": "relu"})]
+    with pytest.raises(ValueError, match=r"no init rule covers: upscore \(ConvTranspose2d\)"):
+        init_weights(net, rules, strict=True)
+    report = init_weights(net, rules + init_preset("bilinear"), strict=True)
+    assert ("upscore", "ConvTranspose2d", "bilinear") in report.applied
+    assert torch.equal(net.upscore.weight, bilinear_kernel(3, 3, 8))
+    assert torch.count_nonzero(net.conv1_1.bias) == 0
+
+
+def test_dcgan_preset_and_type_match_is_isinstance():
+    class MyConv(nn.Conv2d):
+        pass
+
+    m = nn.Sequential(MyConv(3, 64, 3), nn.BatchNorm2d(64), nn.Linear(4, 4000))
+    report = init_weights(m, init_preset("dcgan"), strict=True)
+    assert {r[0]: r[2] for r in report.applied} == {"0": "dcgan.conv_linear", "1": "dcgan.norm", "2": "dcgan.conv_linear"}
+    assert abs(m[2].weight.std().item() - 0.02) < 0.002
+    assert abs(m[1].weight.mean().item() - 1.0) < 0.01 and m[1].bias.abs().sum() == 0
+
+
+def test_pattern_rule_and_report():
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    report = init_weights(m, [InitRule("constant", pattern="1", args={"val": 3.0}, bias=1.0),
+                              InitRule("zeros", pattern="nothing")])
+    assert torch.all(m[1].weight == 3) and torch.all(m[1].bias == 1)
+    assert not torch.all(m[0].weight == 3)
+    assert report.uncovered == [("0", "Linear")] and report.unused_rules == ["zeros[*@nothing]"]
+
+
+def test_freeze_by_pattern_module_first_n():
+    net = FCN32sLike()
+    assert set_trainable(net, False, patterns="conv1_1") == ["conv1_1.weight", "conv1_1.bias"]
+    assert set_trainable(net, False, modules=[net.fc6]) == ["fc6.weight", "fc6.bias"]
+    net2 = FCN32sLike()
+    names = set_trainable(net2, False, first_n=3)
+    assert names == ["conv1_1.weight", "conv1_1.bias", "conv2_1.weight"]
+    assert net2.conv2_1.bias.requires_grad
+    with pytest.raises(ValueError, match="matches no parameter"):
+        set_trainable(net2, False, patterns="conv9")
+
+
+def test_frozen_context_restores_each_parameters_own_flag():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    a.bias.requires_grad_(False)
+    with frozen(a, b):
+        assert not any(p.requires_grad for p in [*a.parameters(), *b.parameters()])
+    assert a.weight.requires_grad and not a.bias.requires_grad and b.weight.requires_grad
+
+
+def test_frozen_batchnorm_eval_mode_keeps_running_stats():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    set_trainable(m, False, patterns="1")
+    m.train()
+    assert apply_norm_mode(m, "eval") == ["1"]
+    before = m[1].running_mean.clone()
+    m(torch.randn(8, 3))
+    assert torch.equal(before, m[1].running_mean)
+    m.train()
+    apply_norm_mode(m, "train")
+    m(torch.randn(8, 3) + 5)
+    assert not torch.equal(before, m[1].running_mean)
