@@ -1,0 +1,5 @@
+"""Autoencoder engine: encoder → channel → decoder. ``python -m multinet.autoencoder`` runs a recipe."""
+from .bler import hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler
+from .channel import Channel, ChannelConfig, ebn0_to_sigma
+from .networks import ImageDecoder, ImageEncoder, MessageDecoder, MessageEncoder
+from .recipe import AeRecipe, AeSystem, build

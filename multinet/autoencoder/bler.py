@@ -1,0 +1,98 @@
+"""Block and bit error rates by Monte Carlo, and the classic baselines (TARGETS.md §1).
+
+Monte Carlo runs batched under ``no_grad`` on the device until ``min_errors`` block errors or
+``max_blocks`` blocks. Baselines: uncoded BPSK (exact), Hamming(7,4) hard decision (exact),
+maximum-likelihood decoding of any codebook over AWGN (nearest codeword; Monte Carlo) — used for
+Hamming(7,4) soft-ML and for the learned code itself (the receiver's ceiling).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .channel import ebn0_to_sigma
+
+__all__ = ["McResult", "monte_carlo", "uncoded_bpsk_bler", "hamming74_hard_bler", "hamming74_codebook",
+           "ml_decoder", "wilson_interval"]
+
+
+def _q(x: float) -> float:
+    return 0.5 * math.erfc(x / math.sqrt(2))
+
+
+def uncoded_bpsk_bler(ebn0_db: float, k: int) -> float:
+    return 1 - (1 - _q(math.sqrt(2 * 10 ** (ebn0_db / 10)))) ** k
+
+
+def hamming74_hard_bler(ebn0_db: float) -> float:
+    p = _q(math.sqrt(2 * (4 / 7) * 10 ** (ebn0_db / 10)))
+    return 1 - (1 - p) ** 7 - 7 * p * (1 - p) ** 6
+
+
+def hamming74_codebook() -> torch.Tensor:
+    """The 16 BPSK codewords (±1, ‖x‖² = 7) of the systematic Hamming(7,4) code; row m = message m."""
+    g = torch.tensor([[1, 0, 0, 0, 1, 1, 0], [0, 1, 0, 0, 1, 0, 1], [0, 0, 1, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1, 1]])
+    bits = (torch.arange(16)[:, None] >> torch.arange(3, -1, -1)) & 1
+    return 1.0 - 2.0 * ((bits @ g) % 2).float()
+
+
+def ml_decoder(codebook: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Nearest codeword = maximum likelihood over AWGN for equal-energy codewords."""
+    cb = codebook.float()
+    half_sq = 0.5 * cb.pow(2).sum(1)
+
+    def decode(y: torch.Tensor) -> torch.Tensor:  # argmax y·c − ‖c‖²/2, as "logits"
+        return y @ cb.t() - half_sq
+    return decode
+
+
+@dataclass
+class McResult:
+    ebn0_db: float
+    bler: float
+    ber: float
+    blocks: int
+    errors: int
+
+
+def wilson_interval(errors: int, blocks: int, z: float = 1.96) -> tuple[float, float]:
+    if blocks == 0:
+        return 0.0, 1.0
+    p = errors / blocks
+    d = 1 + z * z / blocks
+    c = (p + z * z / (2 * blocks)) / d
+    h = z * math.sqrt(p * (1 - p) / blocks + z * z / (4 * blocks * blocks)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+@torch.no_grad()
+def monte_carlo(codebook: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], k: int, ebn0_db: float,
+                min_errors: int = 100, max_blocks: int = 10_000_000, batch: int = 200_000,
+                generator: torch.Generator | None = None,
+                channel: Callable[[torch.Tensor, float], torch.Tensor] | None = None) -> McResult:
+    """BLER/BER of ``decode`` for the normalised ``codebook`` (M × n) at ``ebn0_db``.
+
+    Counts stay on the device; the host reads them once per batch to decide whether to stop.
+    """
+    m, n = codebook.shape
+    dev = codebook.device
+    sigma = ebn0_to_sigma(ebn0_db, k / n)
+    shifts = torch.arange(k, device=dev)
+    blocks = errors = bit_errors = 0
+    while errors < min_errors and blocks < max_blocks:
+        b = min(batch, max_blocks - blocks)
+        msg = torch.randint(m, (b,), generator=generator, device=dev)
+        x = codebook[msg]
+        if channel is None:
+            y = x + sigma * torch.randn(x.shape, generator=generator, device=dev)
+        else:
+            y = channel(x, ebn0_db)
+        est = decode(y).argmax(1)
+        wrong = est != msg
+        diff = (est ^ msg)[:, None] >> shifts & 1
+        e, be = torch.stack([wrong.sum(), diff.sum()]).tolist()
+        blocks, errors, bit_errors = blocks + b, errors + int(e), bit_errors + int(be)
+    return McResult(ebn0_db, errors / blocks, bit_errors / (blocks * k), blocks, errors)

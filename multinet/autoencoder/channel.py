@@ -1,0 +1,74 @@
+"""The channel between encoder and decoder: energy normalisation, then AWGN (optionally fading).
+
+Noise per real dimension follows the convention of O'Shea & Hoydis and Sionna's ``ebnodb2no``:
+σ² = 1 / (2 · R · Eb/N0), R = k / n, with every codeword normalised to ‖x‖² = n. Image (JSCC)
+systems set the noise by SNR instead: unit average power per real symbol, σ² = 1 / SNR.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+__all__ = ["ChannelConfig", "Channel", "ebn0_to_sigma", "snr_to_sigma"]
+
+
+def ebn0_to_sigma(ebn0_db: float | torch.Tensor, rate: float) -> float | torch.Tensor:
+    ebn0 = 10 ** (ebn0_db / 10)
+    return (1.0 / (2 * rate * ebn0)) ** 0.5
+
+
+def snr_to_sigma(snr_db: float | torch.Tensor) -> float | torch.Tensor:
+    return (10 ** (-snr_db / 10)) ** 0.5
+
+
+@dataclass
+class ChannelConfig:
+    """``db`` is Eb/N0 (``level = "ebn0"``) or SNR (``level = "snr"``); with ``db_max`` > ``db``
+    each example draws its level uniformly from [db, db_max]."""
+
+    level: Literal["ebn0", "snr"] = "ebn0"
+    db: float = 7.0
+    db_max: float | None = None
+    normalization: Literal["codeword", "batch"] = "codeword"
+    fading: Literal["none", "rayleigh"] = "none"
+    eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])
+
+
+class Channel:
+    """Normalise, then add noise (and block fading) with the channel's own seeded generator."""
+
+    def __init__(self, cfg: ChannelConfig, n: int, k: int, device: torch.device, seed: int) -> None:
+        self.cfg, self.n, self.rate = cfg, n, k / n
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if self.cfg.normalization == "codeword":  # every codeword has ‖x‖² = n exactly
+            return x * (self.n ** 0.5) / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return x * (self.n / x.pow(2).sum(1).mean().clamp_min(1e-12)) ** 0.5  # average over the batch
+
+    def sigma(self, db: float | torch.Tensor) -> float | torch.Tensor:
+        return ebn0_to_sigma(db, self.rate) if self.cfg.level == "ebn0" else snr_to_sigma(db)
+
+    def __call__(self, x: torch.Tensor, db: float | None = None) -> torch.Tensor:
+        """x: normalised (B, n) symbols. ``db`` fixes the level; otherwise the config's (range)."""
+        b = x.shape[0]
+        if db is None and self.cfg.db_max is not None and self.cfg.db_max > self.cfg.db:
+            u = torch.rand(b, 1, generator=self.gen, device=x.device)
+            level = self.cfg.db + (self.cfg.db_max - self.cfg.db) * u
+            sigma = self.sigma(level)
+        else:
+            sigma = self.sigma(self.cfg.db if db is None else db)
+        if self.cfg.fading == "rayleigh":  # one real gain per block, E[h²] = 1, unknown to the receiver
+            h = torch.randn(b, 2, generator=self.gen, device=x.device).pow(2).sum(1, keepdim=True).div(2).sqrt()
+            x = h * x
+        noise = torch.randn(x.shape, generator=self.gen, device=x.device, dtype=x.dtype)
+        return x + sigma * noise
+
+    def describe(self) -> str:
+        lvl = f"{self.cfg.db:g}" + (f"..{self.cfg.db_max:g}" if self.cfg.db_max is not None else "")
+        return f"{'Eb/N0' if self.cfg.level == 'ebn0' else 'SNR'} {lvl} dB" + \
+            (", Rayleigh block fading" if self.cfg.fading == "rayleigh" else "")

@@ -1,0 +1,63 @@
+"""Transmitter and receiver networks.
+
+Message systems follow seed 002 (``InputNum → 128 → OutputBit`` with LeakyReLU and its mirror):
+the encoder maps a one-hot message of M = 2^k to n real channel uses; the decoder maps n
+received values to M logits. Image systems are MLPs over the flattened image.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+__all__ = ["MessageEncoder", "MessageDecoder", "ImageEncoder", "ImageDecoder"]
+
+
+class MessageEncoder(nn.Module):
+    def __init__(self, m: int, n: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.m = m
+        self.fc1 = nn.Linear(m, hidden)
+        self.act = nn.LeakyReLU()
+        self.fc2 = nn.Linear(hidden, n)
+
+    def forward(self, msg: torch.Tensor) -> torch.Tensor:
+        # fc1 on a one-hot vector is a column lookup: the same numbers without the M-wide matmul.
+        h = self.fc1.weight.t()[msg] + self.fc1.bias
+        return self.fc2(self.act(h))
+
+    def codebook(self) -> torch.Tensor:
+        return self(torch.arange(self.m, device=self.fc1.weight.device))
+
+
+class MessageDecoder(nn.Module):
+    def __init__(self, m: int, n: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(n, hidden)), ("act", nn.LeakyReLU()),
+                                              ("fc2", nn.Linear(hidden, m))]))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, shape: tuple[int, ...], n: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(math.prod(shape), hidden)), ("act", nn.LeakyReLU()),
+                                              ("fc2", nn.Linear(hidden, n))]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class ImageDecoder(nn.Module):
+    def __init__(self, shape: tuple[int, ...], n: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.shape = shape
+        self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(n, hidden)), ("act", nn.LeakyReLU()),
+                                              ("fc2", nn.Linear(hidden, math.prod(shape))), ("tanh", nn.Tanh())]))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y).view(-1, *self.shape)
