@@ -60,6 +60,8 @@ def _parser(task: str) -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
                    help="continue a run (default: OUT/checkpoints/last.pt) up to the total steps")
+    p.add_argument("--stop-at", type=int, metavar="N",
+                   help="save a checkpoint and stop after iteration N (resume later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -96,7 +98,7 @@ def _resolve(task: str, recipe_cls: type, default_recipe: str, args: argparse.Na
 
 def main(task: str, recipe_cls: type, default_recipe: str,
          build: Callable[[Any, Path, torch.device], Run], argv: list[str] | None = None) -> int:
-    args = _parser(task).parse_args(argv)
+    args = _parser(task).parse_intermixed_args(argv)
     try:
         cfg, out, ckpt, ckpt_path = _resolve(task, recipe_cls, default_recipe, args)
         if cfg.train.steps <= 0:
@@ -115,10 +117,10 @@ def main(task: str, recipe_cls: type, default_recipe: str,
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress)
+    return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress, stop_at=args.stop_at)
 
 
-def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool) -> int:
+def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at: int | None = None) -> int:
     engine = run.engine
     tracker = Tracker(out, tensorboard=cfg.train.tensorboard)
     manager = CheckpointManager(out / "checkpoints", keep_last=cfg.train.keep_last)
@@ -143,6 +145,8 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool) -> int:
     engine.on("iteration", save, every=cfg.train.checkpoint_every)
     for event, fn, every in getattr(run, "handlers", []):
         engine.on(event, fn, every)
+    if stop_at is not None:
+        engine.on("iteration", lambda e: e.iteration >= stop_at and e.request_stop("step limit"))
     engine.tracker = tracker
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -160,7 +164,7 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool) -> int:
             bar.close()
             print(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint {path} "
                   f"(resume: --resume {manager.last})", file=sys.stderr)
-            return 130 if engine.stop_reason == "SIGINT" else 143
+            return {"SIGINT": 130, "SIGTERM": 143}.get(engine.stop_reason, 0)
         engine.check_finite()
         if engine.iteration % cfg.train.checkpoint_every:
             manager.save(engine.state_dict(), engine.iteration)

@@ -162,11 +162,13 @@ class Engine:
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLoss`` naming the phase, its networks and the first bad step (syncs)."""
-        for p in self.phases:
-            step = int(self._first_bad[p.name])
-            if step >= 0:
-                raise NonFiniteLoss(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) "
-                                    f"at step {step + 1}")
+        steps = torch.stack([self._first_bad[p.name] for p in self.phases]).tolist()
+        bad = [(s, i) for i, s in enumerate(steps) if s >= 0]
+        if bad:
+            step, i = min(bad)
+            p = self.phases[i]
+            raise NonFiniteLoss(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) "
+                                f"at step {step + 1}")
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:

@@ -25,7 +25,8 @@ class MessageEncoder(nn.Module):
 
     def forward(self, msg: torch.Tensor) -> torch.Tensor:
         # fc1 on a one-hot vector is a column lookup: the same numbers without the M-wide matmul.
-        h = self.fc1.weight.t()[msg] + self.fc1.bias
+        # index_select, not advanced indexing: its CPU backward is deterministic across threads.
+        h = self.fc1.weight.t().index_select(0, msg) + self.fc1.bias
         return self.fc2(self.act(h))
 
     def codebook(self) -> torch.Tensor:

@@ -1,0 +1,129 @@
+"""End-to-end runs of the two CLIs on a few CPU steps: run folder, resume, stop, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from multinet import load_checkpoint
+
+FAST_GAN = ["gan_digits", "train.log_every=5", "train.sample_every=10", "train.checkpoint_every=10",
+            "eval.samples=200", "eval.classifier_epochs=1", "train.tensorboard=false", "--no-progress"]
+FAST_AE = ["ae_7_4", "train.log_every=5", "train.checkpoint_every=10", "eval.max_blocks=20000",
+           "eval.batch=10000", "eval.ml_errors=10", "--no-progress"]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def run(module, args, cwd=None):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env=ENV)
+
+
+def _weights(path):
+    ck = load_checkpoint(path)
+    return {f"{n}.{k}": v for n, s in ck["networks"].items() for k, v in s["module"].items()}
+
+
+def _losses(out):
+    rows = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss/discriminator" if "loss/discriminator" in r else "loss/0_joint"])
+            for r in rows if any(k.startswith("loss/") for k in r)]
+
+
+def test_gan_run_folder_and_exact_resume(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    r = run("multinet.gan", FAST_GAN + ["--steps", "20", "--out", str(full), "data.root=" + str(tmp_path / "d")])
+    assert r.returncode == 0, r.stderr
+    for name in ["recipe.toml", "metrics.jsonl", "summary.json", "checkpoints/last.pt", "parameter_groups.txt"]:
+        assert (full / name).exists(), name
+    assert list((full / "samples").glob("*.png"))
+    summary = json.loads((full / "summary.json").read_text())
+    assert {"classifier_is", "classifier_fd", "real_fd_floor"} <= set(summary)
+
+    r = run("multinet.gan", FAST_GAN + ["--steps", "20", "--stop-at", "10", "--out", str(part),
+                                        "data.root=" + str(tmp_path / "d")])
+    assert r.returncode == 0, r.stderr
+    assert "stopped by step limit at step 10" in r.stderr
+    r = run("multinet.gan", ["--resume", "--out", str(part), "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    a, b = _weights(full / "checkpoints/last.pt"), _weights(part / "checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert _losses(full) == _losses(part)
+
+
+def test_gan_sample_command(tmp_path):
+    out = tmp_path / "r"
+    assert run("multinet.gan", FAST_GAN + ["--steps", "5", "--out", str(out), "gan.ema=0.9"]).returncode == 0
+    r = run("multinet.gan", ["sample", str(out / "checkpoints/last.pt"), "--n", "16", "--out", str(tmp_path / "s.npy")])
+    assert r.returncode == 0, r.stderr
+    import numpy as np
+    x = np.load(tmp_path / "s.npy")
+    assert x.shape == (16, 1, 8, 8) and x.dtype == np.float32 and (tmp_path / "s.png").exists()
+
+
+def test_autoencoder_exact_resume_across_phase_switch(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run("multinet.autoencoder", FAST_AE + ["--steps", "30", "--out", str(full)]).returncode == 0
+    r = run("multinet.autoencoder", FAST_AE + ["--steps", "30", "--stop-at", "25", "--out", str(part)])
+    assert r.returncode == 0, r.stderr  # stopped inside the decoder-only phase
+    assert load_checkpoint(part / "checkpoints/last.pt")["engine"]["phase"] == ["1_decoder"]
+    assert run("multinet.autoencoder", ["--resume", str(part / "checkpoints/last.pt"), "--no-progress"]).returncode == 0
+    a, b = _weights(full / "checkpoints/last.pt"), _weights(part / "checkpoints/last.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for f in ["bler.csv", "bler.png", "codebook.npy", "summary.json"]:
+        assert (full / f).exists(), f
+    import numpy as np
+    cb = np.load(full / "codebook.npy")
+    assert cb.shape == (16, 7) and np.allclose((cb ** 2).sum(1), 7.0, atol=1e-4)
+    curves = json.loads((full / "summary.json").read_text())["curves"]
+    assert {"autoencoder after 0_joint", "autoencoder after 1_decoder", "Hamming(7,4) ML"} <= set(curves)
+
+
+def test_sigterm_saves_and_exits_with_one_line(tmp_path):
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-m", "multinet.gan", *FAST_GAN, "--steps", "1000000", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert err.strip().count("\n") == 0 and "stopped by SIGTERM" in err
+    assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] > 0
+
+
+def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
+    out = tmp_path / "r"
+    r = run("multinet.gan", FAST_GAN + ["--steps", "40", "--out", str(out)])
+    assert r.returncode == 0
+    before = (out / "checkpoints/last.pt").read_bytes()
+    # an absurd learning rate makes the losses blow up; the guard must stop before saving
+    r = run("multinet.gan", FAST_GAN + ["--steps", "40", "--out", str(out), "networks.discriminator.lr=1e30",
+                                        "networks.generator.lr=1e30", "train.checkpoint_every=40"])
+    assert r.returncode == 1, r.stderr
+    assert "non-finite loss in phase" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert (out / "checkpoints/last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["gan_digits", "--resume", "/nonexistent/last.pt"], "/nonexistent/last.pt: no such checkpoint file"),
+    (["gan_digits", "data.name=mnist"], "dataset mnist not found under data"),
+    (["gan_digits", "--resume"], "--resume without a checkpoint path needs --out DIR"),
+    (["no_such_recipe"], "recipe 'no_such_recipe' not found"),
+])
+def test_bad_input_is_one_line(tmp_path, args, msg):
+    r = run("multinet.gan", args + ["--no-progress"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert msg in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

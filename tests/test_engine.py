@@ -1,0 +1,113 @@
+import pytest
+import torch
+from torch import nn
+
+from multinet import Net, NetSpec
+from multinet.engine import Engine, NonFiniteLoss, Phase
+
+
+def _gan(reuse=False):
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    D = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+    nets = {"discriminator": Net("discriminator", NetSpec(D, "adam", 1e-3), "cpu"),
+            "generator": Net("generator", NetSpec(G, "adam", 1e-3), "cpu")}
+    seen = {}
+
+    def d_step(e):
+        seen["d_step_G_grads"] = [p.grad for p in e.nets["generator"].module.parameters()]
+        fake = e.nets["generator"].module(torch.randn(16, 4))
+        seen["fake_has_graph"] = fake.requires_grad
+        real = torch.randn(16, 2) + 3
+        loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake)).mean()
+        return {"loss": loss}
+
+    def g_step(e):
+        loss = nn.functional.softplus(-D(G(torch.randn(16, 4)))).mean()
+        seen["g_step_D_requires_grad"] = [p.requires_grad for p in D.parameters()]
+        return {"loss": loss}
+
+    phases = [Phase("discriminator", ("discriminator",), d_step), Phase("generator", ("generator",), g_step)]
+    return nets, phases, seen
+
+
+def test_frozen_network_gets_no_weight_gradients():
+    nets, phases, seen = _gan()
+    D = nets["discriminator"].module
+    D[0].bias.requires_grad_(False)  # frozen on purpose: must stay frozen after the G phase
+    nets["discriminator"].rebuild_optimizer()
+    calls = []
+    for p in D.parameters():
+        if p.requires_grad:
+            p.register_hook(lambda g: calls.append(1))
+    e = Engine(nets, phases, total_steps=3)
+    e.run()
+    assert seen["g_step_D_requires_grad"] == [False] * 4
+    assert len(calls) == 3 * 3, "D computed weight gradients outside its own phase"
+    assert seen["fake_has_graph"] is False  # G frozen in the D step: no graph is built through G
+    assert [p.requires_grad for p in D.parameters()] == [True, False, True, True]
+    assert e.phase_steps == {"discriminator": 3, "generator": 3}
+
+
+def test_network_outside_every_phase_keeps_grad_none():
+    nets, phases, _ = _gan()
+    e = Engine(nets, phases[1:], total_steps=3)  # only the G phase runs, through D
+    e.run()
+    assert all(p.grad is None for p in nets["discriminator"].module.parameters())
+    assert all(p.grad is not None for p in nets["generator"].module.parameters())
+
+
+def test_phase_schedules_ratio_every_and_ranges():
+    p = Phase("x", ("a",), lambda e: {}, every=3, start=2, stop=9)
+    assert [i for i in range(12) if p.active(i)] == [2, 5, 8]
+    nets, phases, _ = _gan()
+    phases[0].repeat = 2
+    e = Engine(nets, phases, total_steps=4)
+    e.run()
+    assert e.phase_steps == {"discriminator": 8, "generator": 4}
+
+
+def test_nan_loss_is_reported_with_phase_and_step():
+    nets, phases, _ = _gan()
+    good = phases[1].step
+    phases[1].step = lambda e: {"loss": good(e)["loss"] * (float("nan") if e.iteration == 2 else 1.0)}
+    e = Engine(nets, phases, total_steps=5, log_every=5)
+    e.on("iteration", lambda e: e.check_finite(), every=5)
+    with pytest.raises(NonFiniteLoss, match=r"phase 'generator' \(network\(s\): generator\) at step 3"):
+        e.run()
+
+
+def test_scalars_have_stable_names():
+    nets, phases, _ = _gan()
+    e = Engine(nets, phases, total_steps=2, log_every=1)
+    e.run()
+    s = e.scalars()
+    assert {"loss/discriminator", "loss/generator", "grad_norm/discriminator", "grad_norm/generator",
+            "lr/generator/default", "lr/discriminator/default"} <= set(s)
+
+
+def test_handlers_fire_every_n():
+    nets, phases, _ = _gan()
+    e = Engine(nets, phases, total_steps=10)
+    hits = []
+    e.on("iteration", lambda e: hits.append(e.iteration), every=4)
+    e.on("end", lambda e: hits.append("end"))
+    e.run()
+    assert hits == [4, 8, "end"]
+
+
+def test_ema_tracks_generator():
+    nets, phases, _ = _gan()
+    e = Engine(nets, phases, total_steps=5, ema={"generator": 0.5})
+    e.run()
+    ema = e.ema["generator"].module
+    g = nets["generator"].module
+    assert not torch.equal(ema[0].weight, g[0].weight)
+    assert int(e.ema["generator"].n_averaged) == 5
+
+
+def test_unknown_network_in_phase():
+    nets, phases, _ = _gan()
+    phases.append(Phase("critic", ("critic",), lambda e: {}))
+    with pytest.raises(ValueError, match="unknown networks: critic"):
+        Engine(nets, phases, total_steps=1)
