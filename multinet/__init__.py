@@ -1,4 +1,9 @@
 """multinet: train systems of several networks, each with its own optimizer."""
+import os as _os
+
+# MKL may otherwise pick its thread count per call, which changes float summation order between
+# two runs of the same recipe; exact resume on CPU needs the same order every time.
+_os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import ConfigError, load_recipe
 from .freeze import apply_norm_mode, frozen, set_trainable
