@@ -121,7 +121,7 @@ class GanSystem:
             terms["r1"] = r1
             d_fake = D(fake.detach())
         elif self.d_concat:
-            d_real, d_fake = D(torch.cat([real, fake.detach()])).split([real.shape[0], fake.shape[0]])
+            d_real, d_fake = D(torch.cat([real, fake.detach()])).chunk(2)  # equal halves (packs stay whole)
         else:
             d_real, d_fake = D(real), D(fake.detach())
         loss = d_loss(g.loss, d_real, d_fake)
