@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -34,7 +35,7 @@ from torch import nn  # noqa: E402
 
 from multinet.config import from_dict, load_recipe  # noqa: E402
 
-MNIST_RAW = ROOT.parent / "shared" / "data" / "MNIST" / "raw"
+MNIST_RAW = Path(os.environ.get("MULTINET_MNIST_RAW", ROOT.parent / "shared" / "data" / "MNIST" / "raw"))
 
 
 def sync(device: torch.device) -> None:

@@ -10,6 +10,7 @@ import pickle
 import random
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
-           "set_rng_state", "FORMAT"]
+           "set_rng_state", "restore_generator", "FORMAT"]
 
 FORMAT = "multinet-checkpoint-1"
 
@@ -137,4 +138,13 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] 
         torch.cuda.set_rng_state_all(state["cuda"])
     for k, g in (generators or {}).items():
         if k in state["generators"]:
-            g.set_state(state["generators"][k])
+            restore_generator(g, state["generators"][k], k)
+
+
+def restore_generator(g: torch.Generator, state: torch.Tensor, name: str) -> None:
+    """Restore a generator; a state saved on another device type cannot be, so say so and go on."""
+    try:
+        g.set_state(state)
+    except RuntimeError:
+        warnings.warn(f"random generator {name!r} was saved on another device type; it keeps its fresh "
+                      "seed, so this run will not continue the saved random stream exactly", stacklevel=3)

@@ -112,7 +112,8 @@ class MixtureSampler:
         return {"gen": self.gen.get_state()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.gen.set_state(s["gen"])
+        from .checkpoint import restore_generator
+        restore_generator(self.gen, s["gen"], "mixture")
 
 
 class LoaderSampler:

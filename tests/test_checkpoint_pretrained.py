@@ -122,3 +122,12 @@ def test_rng_state_round_trip():
     a = (random.random(), np.random.rand(), torch.rand(1))
     set_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1)) == a
+
+
+def test_generator_state_from_another_device_type_warns_and_continues():
+    from multinet.checkpoint import restore_generator
+    g = torch.Generator().manual_seed(3)
+    before = g.get_state()
+    with pytest.warns(UserWarning, match="saved on another device type"):
+        restore_generator(g, torch.zeros(16, dtype=torch.uint8), "noise")  # a CUDA generator's state size
+    assert torch.equal(g.get_state(), before)

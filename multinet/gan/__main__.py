@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ def sample_main(argv: list[str]) -> int:
         cfg = from_dict(GanRecipe, ckpt["config"])
         cfg.device, cfg.train.tensorboard = args.device, False
         run = build(cfg, Path(args.out).parent, torch.device(args.device))
-        run.engine.load_state_dict(ckpt)
+        with warnings.catch_warnings():  # sampling uses its own seed; saved RNG streams do not matter
+            warnings.simplefilter("ignore")
+            run.engine.load_state_dict(ckpt)
         x = run.engine.system.sample(run.engine, args.n).cpu()
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,133 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from multinet.config import load_recipe
+from multinet.data import mixture_means
+from multinet.gan import GanRecipe, build, d_loss, g_loss, gradient_penalty, mixture_coverage, r1_penalty
+from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
+
+MNIST_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
+
+
+def test_mixture_means_match_targets():
+    ring, s = mixture_means("ring8")
+    assert s == 0.01 and ring.shape == (8, 2)
+    torch.testing.assert_close(ring[1], torch.tensor([math.cos(math.pi / 4), math.sin(math.pi / 4)]))
+    assert not torch.allclose(ring[0], ring[-1])  # endpoint excluded
+    grid, s = mixture_means("grid25")
+    assert s == 0.05 and grid.shape == (25, 2) and set(grid[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+
+
+def test_mixture_coverage_definitions():
+    means, sigma = mixture_means("ring8")
+    exact = means.repeat(10, 1)
+    assert mixture_coverage(exact, means, sigma) == {"modes": 8, "high_quality": 100.0, "reverse_kl": 0.0}
+    half = torch.cat([means[:4].repeat(5, 1), torch.zeros(20, 2)])  # 4 modes; origin is far from all
+    r = mixture_coverage(half, means, sigma)
+    assert r["modes"] == 4 and r["high_quality"] == 50.0 and r["reverse_kl"] == pytest.approx(math.log(2))
+    near = means[:1] + torch.tensor([[2.9 * sigma, 0.0], [3.1 * sigma, 0.0]])
+    assert mixture_coverage(near, means, sigma)["high_quality"] == 50.0
+
+
+def test_losses_on_logits():
+    real, fake = torch.tensor([2.0, 3.0]), torch.tensor([-1.0, 0.5])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert d_loss("bce", real, fake) == pytest.approx(float(bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))))
+    assert g_loss("bce", fake) == pytest.approx(float(bce(fake, torch.ones(2))))
+    assert d_loss("hinge", real, fake) == pytest.approx(float(torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()))
+    with pytest.raises(ValueError, match="gan.loss 'wgan' unknown"):
+        d_loss("wgan", real, fake)
+
+
+def test_penalties():
+    d = lambda x: (3.0 * x).sum(1)  # gradient norm 3*sqrt(2) everywhere
+    x = torch.randn(8, 2)
+    assert float(gradient_penalty(d, x, x + 1)) == pytest.approx((3 * math.sqrt(2) - 1) ** 2, rel=1e-5)
+    r1, out = r1_penalty(d, x)
+    assert float(r1) == pytest.approx(18.0) and out.shape == (8,)
+
+
+def test_packed_and_conv_networks_shapes():
+    d = MLPDiscriminator((2,), 16, 2, pack=4)
+    assert d(torch.randn(32, 2)).shape == (8,)
+    for size in (28, 32):
+        g = DCGANGenerator(16, (1, size, size), width=8)
+        x = g(torch.randn(4, 16))
+        assert x.shape == (4, 1, size, size)
+        assert DCGANDiscriminator((1, size, size), width=8, pack=2, spectral_norm=True)(x).shape == (2,)
+
+
+def _engine(overrides, tmp_path):
+    cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=5", *overrides])
+    torch.manual_seed(0)
+    return build(cfg, tmp_path, torch.device("cpu")).engine
+
+
+def test_concatenated_d_forward_matches_two_forwards(tmp_path):
+    """d_concat changes the kernels, not the update: same losses, same weights up to rounding."""
+    engines = [_engine([f"gan.d_concat={v!r}", "model.pack=2"], tmp_path) for v in ("on", "off")]
+    for e in engines:
+        e.run()
+    a, b = (dict(e.nets["discriminator"].module.named_parameters()) for e in engines)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_reuse_fake_uses_the_d_step_batch_and_trains_g(tmp_path):
+    e = _engine(["gan.reuse_fake=true", "gan.d_steps=2"], tmp_path)
+    before = [p.clone() for p in e.nets["generator"].module.parameters()]
+    e.run()
+    assert e.phase_steps == {"discriminator": 10, "generator": 5}
+    assert all(not torch.equal(a, b) for a, b in zip(before, e.nets["generator"].module.parameters()))
+    assert e.system._fake is None
+
+
+@pytest.mark.parametrize("loss,extra", [("hinge", []), ("wgan-gp", []), ("lsgan", []), ("bce", ["gan.r1=1.0"])])
+def test_every_loss_trains(tmp_path, loss, extra):
+    e = _engine([f"gan.loss={loss!r}", *extra], tmp_path)
+    e.run()
+    e.check_finite()
+    assert "loss/discriminator" in e.scalars()
+
+
+@pytest.mark.parametrize("recipe", ["gan_ring8", "gan_grid25"])
+def test_mixture_recipes_run_a_few_steps(tmp_path, recipe):
+    cfg = load_recipe(GanRecipe, recipe, ["device='cpu'", "train.steps=3", "eval.samples=100"])
+    e = build(cfg, tmp_path, torch.device("cpu")).engine
+    e.run()
+    r = e.system.evaluate(e)
+    assert set(r) == {"modes", "high_quality", "reverse_kl"}
+
+
+@pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="../shared/data/MNIST/raw not present")
+@pytest.mark.parametrize("recipe", ["gan_mnist_mlp", "dcgan_mnist"])
+def test_mnist_recipes_run_on_the_idx_test_files(tmp_path, recipe):
+    cfg = load_recipe(GanRecipe, recipe, ["device='cpu'", "train.steps=2", "data.name=idx", f"data.root={MNIST_RAW}",
+                                          "data.limit=512"])
+    e = build(cfg, tmp_path, torch.device("cpu")).engine
+    e.run()
+    assert e.system.data.shape == (1, 28, 28)
+
+
+def test_transfer_recipe_partial_load_freezed_and_layer_lrs(tmp_path):
+    src = _engine(["train.steps=2"], tmp_path)
+    src.run()
+    from multinet.checkpoint import save_checkpoint
+    ck = save_checkpoint(src.state_dict(), tmp_path / "pre.pt")
+    cfg = load_recipe(GanRecipe, "gan_transfer", [
+        "device='cpu'", "train.steps=3", "data.name=digits", "data.image_size=0",
+        f"networks.generator.pretrained.path={str(ck)!r}", f"networks.discriminator.pretrained.path={str(ck)!r}"])
+    run = build(cfg, tmp_path / "t", torch.device("cpu"))
+    e = run.engine
+    D = e.nets["discriminator"]
+    assert D.load_report.coverage == 1.0 and e.nets["generator"].load_report.coverage == 1.0
+    frozen_before = D.module.net.fc1.weight.clone()
+    e.run()
+    assert torch.equal(frozen_before, D.module.net.fc1.weight)
+    lrs = {g["name"]: g["lr"] for g in D.optimizer.param_groups}
+    assert lrs["middle"] == pytest.approx(0.5e-4) and lrs["head"] == pytest.approx(2e-4)
+    assert all("net.fc1" not in n for g in D.optimizer.param_groups for n in g["names"])
+    assert "net.fc1.weight" in run.explain[0] or "net.fc1.weight" in run.explain[1]
