@@ -3,8 +3,8 @@
 A phase names the networks it trains and a step function returning its loss terms. In a phase
 step only that phase's networks require grad: every other network is frozen for the step
 (``frozen`` restores each parameter's own flag after), so no weight gradients are computed for
-them and their ``.grad`` stays ``None``. Then: zero_grad(set_to_none) → backward → optional
-clipping (unscaled first under fp16) → step → scheduler (only if the optimizer stepped) → EMA.
+them and their ``.grad`` stays ``None``. Then: backward → optional clipping (unscaled first
+under fp16) → step → zero_grad(set_to_none) → scheduler (only if the optimizer stepped) → EMA.
 
 The loop does nothing else: logging, samples, checkpoints, evaluation and NaN checks are
 handlers fired on ``start`` / ``iteration`` / ``epoch`` / ``end`` events, each with ``every=``.
@@ -113,8 +113,6 @@ class Engine:
         others = [n.module for k, n in self.nets.items() if k not in phase.nets]
         scaler = self.scalers[phase.name]
         with frozen(*others) as self._own_flags:
-            for net in nets:
-                net.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 terms = phase.step(self)
             loss = terms["loss"]
@@ -130,6 +128,8 @@ class Engine:
                 self.grad_norms[net.name] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                                              if grads else torch.zeros((), device=self.device))
             scaler.step(net.optimizer)
+            # Between phase steps every .grad is None: nothing stale is left for a later phase.
+            net.optimizer.zero_grad(set_to_none=True)
         scaler.update()
         # Under fp16 a step with inf/NaN gradients is skipped; its scheduler must not advance.
         stepped = scale_before is None or scaler.get_scale() >= scale_before

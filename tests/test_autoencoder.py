@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+
+from multinet.autoencoder import (AeRecipe, Channel, ChannelConfig, build, hamming74_codebook, hamming74_hard_bler,
+                                  ml_decoder, monte_carlo, uncoded_bpsk_bler)
+from multinet.autoencoder.recipe import PhaseConfig, phase_bounds
+from multinet.config import ConfigError, from_dict, load_recipe
+
+# TARGETS.md §1, Eb/N0 0/2/4/6/7/8 dB
+UNCODED_K4 = [2.794e-1, 1.418e-1, 4.907e-2, 9.519e-3, 3.087e-3, 7.634e-4]
+HAMMING_HARD = [2.626e-1, 1.235e-1, 3.672e-2, 5.386e-3, 1.424e-3, 2.723e-4]
+DB = [0, 2, 4, 6, 7, 8]
+
+
+def test_exact_baselines_match_targets():
+    for db, u, h in zip(DB, UNCODED_K4, HAMMING_HARD):
+        assert uncoded_bpsk_bler(db, 4) == pytest.approx(u, rel=2e-3)
+        assert hamming74_hard_bler(db) == pytest.approx(h, rel=2e-3)
+    assert uncoded_bpsk_bler(0, 2) == pytest.approx(1.511e-1, rel=2e-3)
+    assert uncoded_bpsk_bler(8, 8) == pytest.approx(1.526e-3, rel=2e-3)
+
+
+def test_hamming_codebook_is_a_code():
+    cb = hamming74_codebook()
+    assert cb.shape == (16, 7) and torch.all(cb.pow(2).sum(1) == 7)
+    d = (cb[:, None] != cb[None]).sum(-1) + 7 * torch.eye(16, dtype=torch.long)
+    assert int(d.min()) == 3  # minimum distance of Hamming(7,4)
+
+
+def test_hamming_soft_ml_monte_carlo_matches_target():
+    cb = hamming74_codebook()
+    g = torch.Generator().manual_seed(0)
+    r = monte_carlo(cb, ml_decoder(cb), 4, 0.0, min_errors=4000, max_blocks=10 ** 6, batch=50_000, generator=g)
+    assert r.errors >= 4000
+    assert r.bler == pytest.approx(1.794e-1, rel=0.05)
+
+
+def test_channel_energy_and_noise_convention():
+    cfg = ChannelConfig(db=4.0)
+    ch = Channel(cfg, n=7, k=4, device=torch.device("cpu"), seed=0)
+    x = ch.normalize(torch.randn(1000, 7) * 5)
+    torch.testing.assert_close(x.pow(2).sum(1), torch.full((1000,), 7.0))
+    sigma2 = 1 / (2 * (4 / 7) * 10 ** 0.4)
+    assert ch.sigma(4.0) ** 2 == pytest.approx(sigma2)
+    y = ch(torch.zeros(200_000, 7))
+    assert float(y.var()) == pytest.approx(sigma2, rel=0.01)
+    batch = Channel(ChannelConfig(normalization="batch"), 7, 4, torch.device("cpu"), 0).normalize(torch.randn(64, 7))
+    assert float(batch.pow(2).sum(1).mean()) == pytest.approx(7.0, rel=1e-5)
+
+
+def test_phase_lengths_scale_to_total():
+    phases = [PhaseConfig("joint", 3000), PhaseConfig("decoder", 1000)]
+    assert phase_bounds(phases, 4000) == [(0, 3000), (3000, 4000)]
+    assert phase_bounds(phases, 40) == [(0, 30), (30, 40)]
+    with pytest.raises(ConfigError, match="finetune_channel"):
+        from_dict(AeRecipe, {"phases": [{"name": "decoder", "channel": "finetune"}]})
+
+
+def _engine(tmp_path, recipe="ae_7_4", extra=()):
+    cfg = load_recipe(AeRecipe, recipe, ["device='cpu'", "train.steps=20", "eval.max_blocks=20000",
+                                         "eval.batch=10000", *extra])
+    torch.manual_seed(0)
+    return build(cfg, tmp_path, torch.device("cpu"))
+
+
+def test_decoder_phase_leaves_encoder_untouched(tmp_path):
+    e = _engine(tmp_path).engine
+    e.total_steps = 15  # the joint phase: both networks move
+    enc0 = [p.clone() for p in e.nets["encoder"].module.parameters()]
+    e.run()
+    enc1 = [p.clone() for p in e.nets["encoder"].module.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(enc0, enc1))
+    dec1 = [p.clone() for p in e.nets["decoder"].module.parameters()]
+    e.total_steps = 20  # the decoder-only phase
+    e.run()
+    assert all(torch.equal(a, b) for a, b in zip(enc1, e.nets["encoder"].module.parameters()))
+    assert all(p.grad is None for p in e.nets["encoder"].module.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(dec1, e.nets["decoder"].module.parameters()))
+    assert e.phase_steps == {"0_joint": 15, "1_decoder": 5}
+
+
+def test_evaluation_after_each_phase_under_each_channel(tmp_path):
+    run = _engine(tmp_path, "ae_7_4_rx_finetune")
+    e = run.engine
+    rows = e.system.evaluate(e, "x")
+    curves = {r["curve"] for r in rows}
+    assert curves == {"autoencoder after x", "autoencoder after x [finetune channel]"}
+    assert all(0 <= r["bler"] <= 1 and r["blocks"] > 0 for r in rows)
+
+
+def test_learned_ml_bound_is_a_ceiling(tmp_path):
+    """ML decoding of the learned code is never worse than the network receiver (same noise)."""
+    e = _engine(tmp_path).engine
+    e.run()
+    cb = e.system.codebook(e)
+    dec = e.nets["decoder"].module
+    a = monte_carlo(cb, dec, 4, 2.0, 10 ** 9, 50_000, 50_000, torch.Generator().manual_seed(1))
+    b = monte_carlo(cb, ml_decoder(cb), 4, 2.0, 10 ** 9, 50_000, 50_000, torch.Generator().manual_seed(1))
+    assert b.errors <= a.errors
+
+
+def test_image_recipe_reports_psnr(tmp_path):
+    e = _engine(tmp_path, "ae_images_awgn").engine
+    e.run()
+    rows = e.system.evaluate(e, "joint")
+    assert {r["snr_db"] for r in rows} == {0.0, 5.0, 10.0, 15.0, 20.0}
+    assert all(math.isfinite(r["psnr"]) for r in rows)
