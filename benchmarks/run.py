@@ -168,10 +168,15 @@ def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe
     e = run.engine
     if not fast:  # what the CLI does by default: a synced log line every 50 steps
         e.on("iteration", lambda e: e.scalars(), every=50)
-    e.total_steps = 20
+    return time_engine(e, steps, device)
+
+
+def time_engine(e, steps: int, device: torch.device, warmup: int = 20) -> float:
+    """Iterations per second of ``steps`` engine iterations after ``warmup`` untimed ones."""
+    e.total_steps = warmup
     e.run()
     sync(device)
-    e.total_steps = 20 + steps
+    e.total_steps = warmup + steps
     t = time.perf_counter()
     e.run()
     sync(device)
@@ -185,14 +190,7 @@ def ae_rates(device: torch.device, steps: int) -> dict[str, float]:
                                             f"train.steps={steps + 20}"])
     run = build(cfg, Path("/tmp/multinet-bench"), device)
     e = run.engine
-    e.total_steps = 20
-    e.run()
-    sync(device)
-    e.total_steps = 20 + steps
-    t = time.perf_counter()
-    e.run()
-    sync(device)
-    train = steps / (time.perf_counter() - t)
+    train = time_engine(e, steps, device)
     system = e.system
     cb = system.codebook(e)
     dec = e.nets["decoder"].module.eval()

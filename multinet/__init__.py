@@ -1,8 +1,8 @@
 """multinet: train systems of several networks, each with its own optimizer."""
 import os as _os
 
-# MKL may otherwise pick its thread count per call, which changes float summation order between
-# two runs of the same recipe; exact resume on CPU needs the same order every time.
+# Without this, MKL may choose a different thread count for the same call from one run to the
+# next, which changes float summation order: exact resume on CPU needs the same order every time.
 _os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import ConfigError, load_recipe

@@ -14,8 +14,20 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
+__all__ = ["ConfigError", "TrainConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
            "load_recipe", "list_recipes"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The ``[train]`` table every engine shares."""
+
+    steps: int = 2000
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    tensorboard: bool = True
 
 
 class ConfigError(ValueError):

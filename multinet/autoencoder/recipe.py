@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cli import Run
+from ..config import TrainConfig as BaseTrainConfig
 from ..config import to_dict
 from ..data import DataConfig, load_data
 from ..engine import Engine, Phase
@@ -45,13 +46,9 @@ class PhaseConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(BaseTrainConfig):
     steps: int = 0  # 0 = the sum of the phases' steps; otherwise phases are scaled to it
-    amp: Literal["none", "bf16", "fp16"] = "none"
     log_every: int = 100
-    checkpoint_every: int = 1000
-    keep_last: int = 3
-    tensorboard: bool = True
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 
 from ..cli import Run
+from ..config import TrainConfig as BaseTrainConfig
 from ..config import to_dict
 from ..data import DataConfig, DataSource, load_data, mixture_means
 from ..engine import Engine, Phase
@@ -53,15 +54,9 @@ class GanConfig:
 
 
 @dataclass
-class TrainConfig:
-    steps: int = 2000
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    log_every: int = 50
+class TrainConfig(BaseTrainConfig):
     sample_every: int = 500
-    checkpoint_every: int = 1000
-    keep_last: int = 3
     eval_every: int = 0
-    tensorboard: bool = True
 
 
 @dataclass
