@@ -107,3 +107,14 @@ def test_image_recipe_reports_psnr(tmp_path):
     rows = e.system.evaluate(e, "joint")
     assert {r["snr_db"] for r in rows} == {0.0, 5.0, 10.0, 15.0, 20.0}
     assert all(math.isfinite(r["psnr"]) for r in rows)
+
+
+def test_scheduled_channel_level():
+    ch = Channel(ChannelConfig(db=0.0, db_end=10.0), 7, 4, torch.device("cpu"), 0)
+    ch.progress = 1.0
+    assert ch.level() == (10.0, None)
+    y = ch(torch.zeros(100_000, 7))
+    assert float(y.var()) == pytest.approx(ch.sigma(10.0) ** 2, rel=0.02)
+    ch = Channel(ChannelConfig(db=0.0, db_max=4.0, db_end=6.0), 7, 4, torch.device("cpu"), 0)
+    ch.progress = 0.5
+    assert ch.level() == (3.0, 7.0)

@@ -131,3 +131,27 @@ def test_transfer_recipe_partial_load_freezed_and_layer_lrs(tmp_path):
     assert lrs["middle"] == pytest.approx(0.5e-4) and lrs["head"] == pytest.approx(2e-4)
     assert all("net.fc1" not in n for g in D.optimizer.param_groups for n in g["names"])
     assert "net.fc1.weight" in run.explain[0] or "net.fc1.weight" in run.explain[1]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_steps(tmp_path, amp):
+    e = _engine([f"train.amp={amp!r}", "train.steps=3"], tmp_path)
+    e.run()
+    e.check_finite()
+    assert e.scalers["discriminator"].is_enabled() == (amp == "fp16")
+
+
+def test_imagefolder_streams_through_a_dataloader(tmp_path):
+    from PIL import Image
+    import numpy as np
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(np.random.randint(0, 255, (40, 36, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    cfg = load_recipe(GanRecipe, "dcgan_mnist", ["device='cpu'", "train.steps=5", "data.name=imagefolder",
+                                                  f"data.root={str(tmp_path / 'imgs')!r}", "data.image_size=32",
+                                                  "data.batch_size=4", "data.workers=0", "model.width=8"])
+    e = build(cfg, tmp_path / "run", torch.device("cpu")).engine
+    e.run()
+    assert e.system.data.shape == (3, 32, 32)
+    assert e.system.data.sampler.state_dict() == {"epoch": 1, "pos": 1}  # 16 images / 4 = 4 batches an epoch

@@ -27,11 +27,14 @@ def snr_to_sigma(snr_db: float | torch.Tensor) -> float | torch.Tensor:
 @dataclass
 class ChannelConfig:
     """``db`` is Eb/N0 (``level = "ebn0"``) or SNR (``level = "snr"``); with ``db_max`` > ``db``
-    each example draws its level uniformly from [db, db_max]."""
+    each example draws its level uniformly from [db, db_max]. With ``db_end`` the level is
+    scheduled: it moves linearly from ``db`` to ``db_end`` over the phases that train on this
+    channel (a ``db_max`` range moves with it)."""
 
     level: Literal["ebn0", "snr"] = "ebn0"
     db: float = 7.0
     db_max: float | None = None
+    db_end: float | None = None
     normalization: Literal["codeword", "batch"] = "codeword"
     fading: Literal["none", "rayleigh"] = "none"
     eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])
@@ -43,6 +46,13 @@ class Channel:
     def __init__(self, cfg: ChannelConfig, n: int, k: int, device: torch.device, seed: int) -> None:
         self.cfg, self.n, self.rate = cfg, n, k / n
         self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.progress = 0.0  # through the phases training on this channel, for a scheduled level
+
+    def level(self) -> tuple[float, float | None]:
+        """The training level now: (low, high or None)."""
+        shift = 0.0 if self.cfg.db_end is None else (self.cfg.db_end - self.cfg.db) * self.progress
+        high = None if self.cfg.db_max is None or self.cfg.db_max <= self.cfg.db else self.cfg.db_max + shift
+        return self.cfg.db + shift, high
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -56,12 +66,12 @@ class Channel:
     def __call__(self, x: torch.Tensor, db: float | None = None) -> torch.Tensor:
         """x: normalised (B, n) symbols. ``db`` fixes the level; otherwise the config's (range)."""
         b = x.shape[0]
-        if db is None and self.cfg.db_max is not None and self.cfg.db_max > self.cfg.db:
+        low, high = self.level()
+        if db is None and high is not None:
             u = torch.rand(b, 1, generator=self.gen, device=x.device)
-            level = self.cfg.db + (self.cfg.db_max - self.cfg.db) * u
-            sigma = self.sigma(level)
+            sigma = self.sigma(low + (high - low) * u)
         else:
-            sigma = self.sigma(self.cfg.db if db is None else db)
+            sigma = self.sigma(low if db is None else db)
         if self.cfg.fading == "rayleigh":  # one real gain per block, E[h²] = 1, unknown to the receiver
             h = torch.randn(b, 2, generator=self.gen, device=x.device).pow(2).sum(1, keepdim=True).div(2).sqrt()
             x = h * x
@@ -69,6 +79,7 @@ class Channel:
         return x + sigma * noise
 
     def describe(self) -> str:
-        lvl = f"{self.cfg.db:g}" + (f"..{self.cfg.db_max:g}" if self.cfg.db_max is not None else "")
+        lvl = f"{self.cfg.db:g}" + (f"..{self.cfg.db_max:g}" if self.cfg.db_max is not None else "") + \
+            (f" -> {self.cfg.db_end:g}" if self.cfg.db_end is not None else "")
         return f"{'Eb/N0' if self.cfg.level == 'ebn0' else 'SNR'} {lvl} dB" + \
             (", Rayleigh block fading" if self.cfg.fading == "rayleigh" else "")

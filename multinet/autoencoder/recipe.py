@@ -115,10 +115,15 @@ class AeSystem:
         self.msg_gen = torch.Generator(device=device).manual_seed(cfg.seed + 13)
         self.data = load_data(cfg.data, device, cfg.seed) if s.kind == "images" else None
 
-    def step_fn(self, channel: str):
+    def step_fn(self, channel: str, spans: list[tuple[int, int]]):
+        """The step of a phase on ``channel``; ``spans`` are all phase ranges on that channel
+        (a scheduled channel level moves across them)."""
         ch = self.channels[channel]
+        total = sum(b - a for a, b in spans)
 
         def step(e: Engine) -> dict[str, torch.Tensor]:
+            done = sum(min(max(e.iteration - a, 0), b - a) for a, b in spans)
+            ch.progress = done / max(1, total - 1)
             enc, dec = e.nets["encoder"].module, e.nets["decoder"].module
             if self.cfg.system.kind == "messages":
                 msg = torch.randint(self.m, (self.cfg.system.batch_size,), generator=self.msg_gen, device=self.device)
@@ -210,7 +215,8 @@ def build(cfg: AeRecipe, out: Path, device: torch.device) -> Run:
     nets = {"encoder": Net("encoder", to_spec(cfg.networks.encoder, enc), device, steps_of["encoder"]),
             "decoder": Net("decoder", to_spec(cfg.networks.decoder, dec), device, steps_of["decoder"])}
     names = [f"{i}_{p.name}" if len(cfg.phases) > 1 else p.name for i, p in enumerate(cfg.phases)]
-    phases = [Phase(name, _NETS[p.name], system.step_fn(p.channel), start=a, stop=b)
+    spans = {c: [ab for p, ab in zip(cfg.phases, bounds) if p.channel == c] for c in ("train", "finetune")}
+    phases = [Phase(name, _NETS[p.name], system.step_fn(p.channel, spans[p.channel]), start=a, stop=b)
               for name, p, (a, b) in zip(names, cfg.phases, bounds)]
     generators = {"messages": system.msg_gen, **{f"channel_{k}": c.gen for k, c in system.channels.items()}}
     stateful = {"data": system.data.sampler} if system.data is not None else {}
