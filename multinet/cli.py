@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -47,6 +48,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/NaN: write them as null (e.g. reverse KL when no mode is captured)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _parser(task: str) -> argparse.ArgumentParser:
@@ -171,8 +183,9 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
         bar.close()
         summary = run.finish()
         summary.update({"steps": engine.iteration, "resumed": resumed})
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-        print(json.dumps(summary, default=float))
+        text = json.dumps(_finite(summary), indent=2)
+        (out / "summary.json").write_text(text)
+        print(json.dumps(_finite(summary)))
     except NonFiniteLoss as e:
         bar.close()
         print(f"error: {e}; last good checkpoint kept: {manager.last if manager.last.exists() else 'none'}",

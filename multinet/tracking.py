@@ -39,8 +39,10 @@ class Tracker:
     def images(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8,
                value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
         """Save ``images`` (N, C, H, W) as ``samples/<tag>_<step>.png`` and to TensorBoard."""
-        grid = torchvision.utils.make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True,
-                                           value_range=value_range, padding=1)
+        images = images.detach().float().cpu()
+        if images.shape[-1] < 32:  # tiny images (8x8 digits): enlarge so the PNG can be read
+            images = torch.nn.functional.interpolate(images, scale_factor=32 // images.shape[-1], mode="nearest")
+        grid = torchvision.utils.make_grid(images, nrow=nrow, normalize=True, value_range=value_range, padding=1)
         path = self.run_dir / "samples" / f"{tag.replace('/', '_')}_{step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         torchvision.utils.save_image(grid, path)
