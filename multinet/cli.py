@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -116,6 +117,9 @@ def main(task: str, recipe_cls: type, default_recipe: str,
         if cfg.train.steps <= 0:
             raise ConfigError("train.steps: must be positive")
         device = resolve_device(cfg.device)
+        if cfg.train.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
         seed_everything(cfg.seed)
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.toml").write_text(to_toml(to_dict(cfg)))

@@ -28,6 +28,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_last: int = 3
     tensorboard: bool = True
+    # torch.use_deterministic_algorithms + a fixed cuBLAS workspace: bit-exact resume on CUDA too,
+    # at some speed. CPU runs are deterministic without it.
+    deterministic: bool = False
 
 
 class ConfigError(ValueError):

@@ -24,9 +24,12 @@ class MessageEncoder(nn.Module):
         self.fc2 = nn.Linear(hidden, n)
 
     def forward(self, msg: torch.Tensor) -> torch.Tensor:
-        # fc1 on a one-hot vector is a column lookup: the same numbers without the M-wide matmul.
-        # index_select, not advanced indexing: its CPU backward is deterministic across threads.
-        h = self.fc1.weight.t().index_select(0, msg) + self.fc1.bias
+        if msg.is_cuda:  # a one-hot matmul: deterministic, unlike the atomics of a CUDA gather's backward
+            h = self.fc1(torch.nn.functional.one_hot(msg, self.m).to(self.fc1.weight.dtype))
+        else:
+            # fc1 on a one-hot vector is a column lookup: the same numbers without the M-wide matmul.
+            # index_select, not advanced indexing: its CPU backward is deterministic across threads.
+            h = self.fc1.weight.t().index_select(0, msg) + self.fc1.bias
         return self.fc2(self.act(h))
 
     def codebook(self) -> torch.Tensor:
