@@ -95,7 +95,7 @@ def monte_carlo(codebook: torch.Tensor, decode: Callable[[torch.Tensor], torch.T
         for i in range(0, b, chunk):
             msg, x, y = msg_all[i:min(b, i + chunk)], x_all[i:min(b, i + chunk)], y_all[i:min(b, i + chunk)]
             if channel is None:
-                y.normal_(generator=generator).mul_(sigma).add_(x)
+                y.normal_(0.0, sigma, generator=generator).add_(x)
             else:
                 y = channel(x, ebn0_db)
             diff = decode(y).argmax(1) ^ msg

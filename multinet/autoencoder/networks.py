@@ -39,7 +39,8 @@ class MessageEncoder(nn.Module):
 class MessageDecoder(nn.Module):
     def __init__(self, m: int, n: int, hidden: int = 128) -> None:
         super().__init__()
-        self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(n, hidden)), ("act", nn.LeakyReLU()),
+        # in-place activation: one fewer hidden-sized tensor per call (the BLER sweeps' hot path)
+        self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(n, hidden)), ("act", nn.LeakyReLU(inplace=True)),
                                               ("fc2", nn.Linear(hidden, m))]))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
