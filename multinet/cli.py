@@ -136,6 +136,16 @@ def main(task: str, recipe_cls: type, default_recipe: str,
     return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress, stop_at=args.stop_at)
 
 
+def _unfreezer(name: str, patterns: list[str], at: int, tracker: Tracker) -> Callable[[Engine], None]:
+    """Unfreeze ``patterns`` of network ``name`` after iteration ``at`` (resume replays it from
+    the checkpoint's record of which parameters train)."""
+    def fire(e: Engine) -> None:
+        if e.iteration == at:
+            added = e.nets[name].unfreeze(patterns)
+            tracker.text("parameter_groups", f"step {at}: unfroze {', '.join(added)}\n" + e.nets[name].explain(), at)
+    return fire
+
+
 def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at: int | None = None) -> int:
     engine = run.engine
     tracker = Tracker(out, tensorboard=cfg.train.tensorboard)
@@ -161,6 +171,9 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
     engine.on("iteration", save, every=cfg.train.checkpoint_every)
     for event, fn, every in getattr(run, "handlers", []):
         engine.on(event, fn, every)
+    for name, ncfg in vars(cfg.networks).items():
+        if ncfg.unfreeze and ncfg.unfreeze_at > engine.iteration:
+            engine.on("iteration", _unfreezer(name, ncfg.unfreeze, ncfg.unfreeze_at, tracker))
     if stop_at is not None:
         engine.on("iteration", lambda e: e.iteration >= stop_at and e.request_stop("step limit"))
     engine.tracker = tracker

@@ -192,11 +192,16 @@ class Engine:
             sch = net.scheduler
             if sch is not None and getattr(net, "stepped_this_epoch", False):
                 if isinstance(sch, PlateauScheduler):
-                    sch.step(self.metric(sch.spec.monitor))
+                    sch.step(self.metric(sch.spec.monitor or self._default_monitor(net.name)))
                 elif net.spec.schedule.interval == "epoch":
                     sch.step()
             net.stepped_this_epoch = False
         self.fire("epoch", self.iteration // self.steps_per_epoch)
+
+    def _default_monitor(self, net: str) -> str:
+        """The loss of the latest phase that trained ``net``."""
+        trained = [p.name for p in self.phases if net in p.nets and p.name in self.terms]
+        return f"loss/{trained[-1]}"
 
     def metric(self, key: str) -> float:
         """A latest loss term by ``phase/term`` name (``loss/<phase>`` for the total); syncs."""

@@ -81,6 +81,8 @@ class NetConfig:
     freeze: list[str] = field(default_factory=list)
     freeze_first_n: int = 0
     frozen_norm: Literal["eval", "train"] = "eval"
+    unfreeze: list[str] = field(default_factory=list)  # patterns unfrozen at iteration unfreeze_at
+    unfreeze_at: int = 0
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     pretrained: PretrainedSpec = field(default_factory=PretrainedSpec)
     clip_grad_norm: float = 0.0

@@ -176,6 +176,15 @@ class Net:
         plan = GroupPlan(self.optimizer.param_groups, rows, self.plan.unused_rules)
         return plan.explain(f"[{self.name}] {self.spec.optimizer} on {self.device}")
 
+    def report(self) -> str:
+        """Everything the build did: parameter groups, which rule initialised what, what loaded."""
+        parts = [self.explain()]
+        if self.init_report is not None:
+            parts.append(f"[{self.name}] init\n" + self.init_report.table())
+        if self.load_report is not None:
+            parts.append(f"[{self.name}] pretrained {self.spec.pretrained.path}: " + self.load_report.summary())
+        return "\n".join(parts)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "module": self.module.state_dict(),

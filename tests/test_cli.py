@@ -128,3 +128,19 @@ def test_bad_input_is_one_line(tmp_path, args, msg):
     r = run("multinet.gan", args + ["--no-progress"], cwd=tmp_path)
     assert r.returncode == 2
     assert msg in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_unfreeze_at_step_and_resume_after_it(tmp_path):
+    args = FAST_GAN + ["networks.discriminator.freeze=['net.fc1']", "networks.discriminator.unfreeze=['net.fc1']",
+                       "networks.discriminator.unfreeze_at=5"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run("multinet.gan", args + ["--steps", "12", "--out", str(full)]).returncode == 0
+    ck = load_checkpoint(full / "checkpoints/last.pt")["networks"]["discriminator"]
+    assert "net.fc1.weight" in ck["trainable"]
+    assert any("net.fc1.weight" in g["names"] for g in ck["optimizer"]["groups"])
+    assert run("multinet.gan", args + ["--steps", "12", "--stop-at", "8", "--out", str(part)]).returncode == 0
+    r = run("multinet.gan", ["--resume", "--out", str(part), "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    a, b = _weights(full / "checkpoints/last.pt"), _weights(part / "checkpoints/last.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

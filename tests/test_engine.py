@@ -113,3 +113,20 @@ def test_unknown_network_in_phase():
     phases.append(Phase("critic", ("critic",), lambda e: {}))
     with pytest.raises(ValueError, match="unknown networks: critic"):
         Engine(nets, phases, total_steps=1)
+
+
+def test_plateau_schedule_steps_per_epoch_on_a_monitored_term():
+    from multinet import ScheduleSpec
+    nets, phases, _ = _gan()
+    g_step = phases[1].step
+    phases[1].step = lambda e: {**g_step(e), "flat": torch.tensor(1.0)}  # never improves
+    g = nets["generator"]
+    g.spec.schedule = ScheduleSpec("plateau", interval="epoch", patience=0, factor=0.5, monitor="generator/flat")
+    g.rebuild_optimizer()
+    e = Engine(nets, phases, total_steps=6, steps_per_epoch=2)
+    e.run()
+    assert g.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 2)  # cut after epochs 2 and 3
+    d = nets["discriminator"]
+    d.spec.schedule = ScheduleSpec("plateau", interval="epoch")
+    d.rebuild_optimizer()
+    assert e._default_monitor("discriminator") == "loss/discriminator"

@@ -254,7 +254,7 @@ def build(cfg: AeRecipe, out: Path, device: torch.device) -> Run:
         summary["curves"] = table
         return summary
 
-    run = Run(engine, finish, [n.explain() for n in nets.values()])
+    run = Run(engine, finish, [n.report() for n in nets.values()])
     run.handlers = [("iteration", after_phase, 1)]
     return run
 

@@ -194,7 +194,7 @@ def build(cfg: GanRecipe, out: Path, device: torch.device) -> Run:
         summary = {"recipe": cfg.description, "dataset": cfg.data.name, **system.evaluate(engine)}
         return summary
 
-    run = Run(engine, finish, [n.explain() for n in nets.values()])
+    run = Run(engine, finish, [n.report() for n in nets.values()])
     run.handlers = [("iteration", preview, cfg.train.sample_every)]
     if cfg.train.eval_every:
         run.handlers.append(("iteration", evaluate, cfg.train.eval_every))
