@@ -150,9 +150,10 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
     engine = run.engine
     tracker = Tracker(out, tensorboard=cfg.train.tensorboard)
     manager = CheckpointManager(out / "checkpoints", keep_last=cfg.train.keep_last)
-    for text in run.explain:
-        tracker.text("parameter_groups", text)
-        (out / "parameter_groups.txt").open("a").write(text + "\n\n")
+    with open(out / "parameter_groups.txt", "a") as f:
+        for text in run.explain:
+            tracker.text("parameter_groups", text)
+            f.write(text + "\n\n")
     bar = tqdm(total=cfg.train.steps, initial=engine.iteration, disable=not progress, dynamic_ncols=True,
                desc=f"{cfg.task}")
 

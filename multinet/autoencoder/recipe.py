@@ -153,11 +153,12 @@ class AeSystem:
         was = dec.training
         dec.eval()
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 99)
+        cb = self.codebook(e) if self.cfg.system.kind == "messages" else None
         for ch_name, ch in self.channels.items():
             curve = f"autoencoder after {label}" + ("" if ch_name == "train" else f" [{ch_name} channel]")
             for db in ch.cfg.eval_db:
-                if self.cfg.system.kind == "messages":
-                    r = self._mc(self.codebook(e), dec, db, gen, ch)
+                if cb is not None:
+                    r = self._mc(cb, dec, db, gen, ch)
                     rows.append({"curve": curve, "ebn0_db": db, "bler": r.bler, "ber": r.ber, "blocks": r.blocks,
                                  "errors": r.errors})
                 else:
@@ -182,17 +183,16 @@ class AeSystem:
         s, ev = self.cfg.system, self.cfg.eval
         rows = []
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 7)
+        cb, hc = self.codebook(e), hamming74_codebook().to(self.device)
         for db in self.cfg.channel.eval_db:
             rows.append({"curve": f"uncoded BPSK ({s.k},{s.k})", "ebn0_db": db, "bler": uncoded_bpsk_bler(db, s.k),
                          "ber": None, "blocks": None, "errors": None})
             if (s.n, s.k) == (7, 4):
                 rows.append({"curve": "Hamming(7,4) hard", "ebn0_db": db, "bler": hamming74_hard_bler(db),
                              "ber": None, "blocks": None, "errors": None})
-                hc = hamming74_codebook().to(self.device)
                 r = monte_carlo(hc, ml_decoder(hc), 4, db, ev.ml_errors, 20 * ev.max_blocks, ev.batch, gen)
                 rows.append({"curve": "Hamming(7,4) ML", "ebn0_db": db, "bler": r.bler, "ber": r.ber,
                              "blocks": r.blocks, "errors": r.errors})
-            cb = self.codebook(e)
             r = monte_carlo(cb, ml_decoder(cb), s.k, db, ev.min_errors, ev.max_blocks, ev.batch, gen)
             rows.append({"curve": "learned code, ML decoding", "ebn0_db": db, "bler": r.bler, "ber": r.ber,
                          "blocks": r.blocks, "errors": r.errors})

@@ -93,6 +93,7 @@ class GanSystem:
         self.noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         self.fixed_z = torch.randn(64, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
         self._fake: torch.Tensor | None = None
+        self._classifier: torch.nn.Module | None = None
         self.d_concat = cfg.gan.d_concat == "on"
 
     def setup(self, discriminator: torch.nn.Module) -> None:
@@ -154,8 +155,11 @@ class GanSystem:
             return mixture_coverage(self.sample(e, cfg.eval.samples), means, sigma)
         if cfg.data.name not in ("digits", "mnist", "fashion-mnist", "idx"):
             return {}
-        clf = train_classifier(self.data.train, self.data.train_labels, self.data.num_classes,
-                               Path(cfg.data.root) / "classifiers", cfg.data.name, cfg.eval.classifier_epochs)
+        if self._classifier is None:  # trained (or read from the cache) once per run
+            self._classifier = train_classifier(self.data.train, self.data.train_labels, self.data.num_classes,
+                                                Path(cfg.data.root) / "classifiers", cfg.data.name,
+                                                cfg.eval.classifier_epochs)
+        clf = self._classifier
         gen = self.sample(e, max(cfg.eval.samples, len(self.data.held_out) if self.data.held_out is not None else 0))
         return image_scores(clf, gen.cpu(), self.data.train.cpu(), None if self.data.held_out is None else self.data.held_out.cpu())
 
