@@ -40,6 +40,7 @@ class Run:
     engine: Engine
     finish: Callable[[], dict[str, Any]]
     explain: list[str] = field(default_factory=list)
+    handlers: list[tuple[str, Callable[[Engine], None], int]] = field(default_factory=list)  # (event, fn, every)
 
 
 def seed_everything(seed: int) -> None:
@@ -63,8 +64,13 @@ def _finite(value: Any) -> Any:
 
 
 def _parser(task: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m multinet.{task}",
-                                description=f"Train a multinet {task} recipe.")
+    from .config import list_recipes
+    mine = [r for r in list_recipes() if r.startswith(("ae_",) if task == "autoencoder" else ("gan_", "dcgan_"))]
+    epilog = "named recipes: " + ", ".join(mine)
+    if task == "gan":
+        epilog += "\nsamples from a checkpoint: python -m multinet.gan sample CKPT --n N --out FILE.npy"
+    p = argparse.ArgumentParser(prog=f"python -m multinet.{task}", description=f"Train a multinet {task} recipe.",
+                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("items", nargs="*", metavar="RECIPE | key=value",
                    help="a recipe name or .toml path, then key=value overrides (data.batch_size=128)")
     p.add_argument("--out", help="run folder (default: runs/<recipe>-<time>)")
@@ -170,7 +176,7 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
     engine.on("iteration", lambda e: bar.update(1))
     engine.on("iteration", log, every=cfg.train.log_every)
     engine.on("iteration", save, every=cfg.train.checkpoint_every)
-    for event, fn, every in getattr(run, "handlers", []):
+    for event, fn, every in run.handlers:
         engine.on(event, fn, every)
     for name, ncfg in vars(cfg.networks).items():
         if ncfg.unfreeze and ncfg.unfreeze_at > engine.iteration:

@@ -85,6 +85,8 @@ class Engine:
         # First non-finite step per phase, kept on the device so checking costs no sync per step.
         self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
         self.stop_reason: str | None = None
+        self.tracker: Any = None  # set by the runner: where handlers write
+        self.system: Any = None  # set by a task: its data, samplers and evaluation
 
     # -- events ------------------------------------------------------------------------------
     def on(self, event: str, fn: Callable[["Engine"], None], every: int = 1) -> None:

@@ -144,3 +144,11 @@ def test_unfreeze_at_step_and_resume_after_it(tmp_path):
     a, b = _weights(full / "checkpoints/last.pt"), _weights(part / "checkpoints/last.pt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    r = run("multinet.autoencoder", ["--resume", str(bad), "--no-progress"])
+    assert r.returncode == 2
+    assert f"{bad}: not a readable checkpoint" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
