@@ -130,3 +130,31 @@ def test_plateau_schedule_steps_per_epoch_on_a_monitored_term():
     d.spec.schedule = ScheduleSpec("plateau", interval="epoch")
     d.rebuild_optimizer()
     assert e._default_monitor("discriminator") == "loss/discriminator"
+
+
+class _InfGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("inf")
+
+
+def test_fp16_skipped_step_does_not_advance_the_schedule():
+    from multinet import ScheduleSpec
+    net = Net("n", NetSpec(nn.Linear(3, 1), "sgd", 0.1, schedule=ScheduleSpec("exponential", gamma=0.5)), "cpu")
+    before = net.module.weight.detach().clone()
+
+    def step(e):
+        out = net.module(torch.ones(4, 3)).float()
+        if e.iteration == 0:  # gradients overflow: the scaler must skip this optimizer step
+            out = _InfGrad.apply(out)
+        return {"loss": out.mean()}
+
+    e = Engine({"n": net}, [Phase("p", ("n",), step)], total_steps=3, amp="fp16")
+    e.run()
+    assert net.scheduler.t == 2  # three iterations, one skipped step
+    assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.25)
+    assert not torch.equal(before, net.module.weight)
