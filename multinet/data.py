@@ -172,12 +172,12 @@ def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
            "cifar10": torchvision.datasets.CIFAR10}[cfg.name]
     try:
         ds = cls(cfg.root, train=True, download=cfg.download)
-    except RuntimeError as e:
-        hint = "" if cfg.download else " (set data.download=true to fetch it)"
-        raise RuntimeError(f"dataset {cfg.name} not found under {cfg.root}{hint}: {str(e).splitlines()[0]}") from None
-    except OSError as e:  # URLError and socket errors when offline
-        raise RuntimeError(f"dataset {cfg.name}: download failed, no network? ({e}); put the files under "
-                           f"{cfg.root} or use data.name=idx / digits") from None
+    except (RuntimeError, OSError) as e:  # missing files, or URLError / socket errors when offline
+        if cfg.download:
+            raise RuntimeError(f"dataset {cfg.name}: download to {cfg.root} failed (no network?); put the files "
+                               f"there, or use data.name=idx (an IDX folder) or data.name=digits") from None
+        raise RuntimeError(f"dataset {cfg.name} not found under {cfg.root} (set data.download=true to fetch "
+                           f"it): {str(e).splitlines()[0]}") from None
     x = torch.as_tensor(np.asarray(ds.data))
     x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]
     return x, torch.as_tensor(np.asarray(ds.targets))
