@@ -20,9 +20,9 @@ FAST_AE = ["ae_7_4", "--device", "cpu", "train.log_every=5", "train.checkpoint_e
 
 
 ROOT = Path(__file__).resolve().parent.parent
-# One thread per run: these runs are compared bit for bit, and a rare mismatch has been seen when two
-# CPU runs of two threads each were compared (README, "Known limits"); a single thread fixes the
-# summation order completely.
+# One thread per run: these runs are compared bit for bit, and two fresh two-thread CPU runs were
+# seen to differ in the last digits about once in 20 repeats (README, "Known limits"); a single
+# thread fixes the summation order completely.
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
