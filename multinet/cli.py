@@ -85,7 +85,7 @@ def _parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
-def _resolve(task: str, recipe_cls: type, default_recipe: str, args: argparse.Namespace):
+def _resolve(recipe_cls: type, default_recipe: str, args: argparse.Namespace):
     recipe = next((i for i in args.items if "=" not in i), None)
     overrides = [i for i in args.items if "=" in i]
     if sum("=" not in i for i in args.items) > 1:
@@ -119,7 +119,7 @@ def main(task: str, recipe_cls: type, default_recipe: str,
          build: Callable[[Any, Path, torch.device], Run], argv: list[str] | None = None) -> int:
     args = _parser(task).parse_intermixed_args(argv)
     try:
-        cfg, out, ckpt, ckpt_path = _resolve(task, recipe_cls, default_recipe, args)
+        cfg, out, ckpt, ckpt_path = _resolve(recipe_cls, default_recipe, args)
         if cfg.train.steps <= 0:
             raise ConfigError("train.steps: must be positive")
         device = resolve_device(cfg.device)

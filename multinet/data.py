@@ -17,9 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-__all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx", "DATASETS"]
-
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "idx", "imagefolder", "ring8", "grid25")
+__all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx"]
 
 
 @dataclass

@@ -121,12 +121,11 @@ class Engine:
             scaler.scale(loss).backward()
         scale_before = scaler.get_scale() if scaler.is_enabled() else None
         for net in nets:
-            params = [p for g in net.optimizer.param_groups for p in g["params"]]
             if net.spec.clip_grad_norm > 0:
                 scaler.unscale_(net.optimizer)
-                self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(params, net.spec.clip_grad_norm)
+                self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(net.parameters(), net.spec.clip_grad_norm)
             elif log_now:
-                grads = [p.grad for p in params if p.grad is not None]
+                grads = [p.grad for p in net.parameters() if p.grad is not None]
                 self.grad_norms[net.name] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                                              if grads else torch.zeros((), device=self.device))
             scaler.step(net.optimizer)
@@ -139,7 +138,7 @@ class Engine:
             if stepped and net.scheduler is not None and net.spec.schedule.interval == "step" \
                     and not isinstance(net.scheduler, PlateauScheduler):
                 net.scheduler.step()
-            net.stepped_this_epoch = getattr(net, "stepped_this_epoch", False) or stepped
+            net.stepped_this_epoch = net.stepped_this_epoch or stepped
             if net.name in self.ema:
                 self.ema[net.name].update_parameters(net.module)
         detached = {k: v.detach().float() for k, v in terms.items()}
@@ -192,7 +191,7 @@ class Engine:
     def _epoch_end(self) -> None:
         for net in self.nets.values():
             sch = net.scheduler
-            if sch is not None and getattr(net, "stepped_this_epoch", False):
+            if sch is not None and net.stepped_this_epoch:
                 if isinstance(sch, PlateauScheduler):
                     sch.step(self.metric(sch.spec.monitor or self._default_monitor(net.name)))
                 elif net.spec.schedule.interval == "epoch":

@@ -66,6 +66,7 @@ class Net:
         self.name, self.spec = name, spec
         self.device = resolve_device(device)
         self.total_steps = total_steps
+        self.stepped_this_epoch = False  # set by the engine; epoch schedules advance only if True
         self.module = spec.module.to(self.device)
         rules = init_preset(spec.init) if isinstance(spec.init, str) else spec.init
         self.init_report: InitReport | None = (
@@ -82,6 +83,10 @@ class Net:
         self._build_optimizer()
 
     # -- optimizer ---------------------------------------------------------------------------
+    def parameters(self) -> list[torch.Tensor]:
+        """The tensors the optimizer updates."""
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
     def _plan(self, only: list[str] | None = None) -> GroupPlan:
         return plan_groups(self.module, self.spec.groups, self.spec.lr, self.spec.weight_decay, only=only)
 

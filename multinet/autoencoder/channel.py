@@ -6,7 +6,6 @@ systems set the noise by SNR instead: unit average power per real symbol, σ² =
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
