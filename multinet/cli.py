@@ -3,8 +3,9 @@
     python -m multinet.<task> [RECIPE] [key=value ...] [--out DIR] [--steps N] [--seed S]
                               [--device D] [--resume [CKPT]]
 
-Flow: recipe → validated config → run folder → task builds nets and engine → handlers (log,
-checkpoint, task's own) → run → summary. Ctrl-C / SIGTERM save a checkpoint and exit with one
+Flow: recipe → validated config → process group (under torchrun) → run folder → task builds
+nets and engine → handlers (log, checkpoint, task's own) → run → summary. Under torchrun every
+rank trains; rank 0 alone writes the run folder. Ctrl-C / SIGTERM save a checkpoint and exit with one
 line; a non-finite loss stops the run naming the phase and step, leaving the last good
 checkpoint as it was.
 """
@@ -24,11 +25,12 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointManager, load_checkpoint
 from .config import ConfigError, from_dict, load_recipe, merge, parse_overrides, to_dict, to_toml
 from .engine import Engine, NonFiniteLoss
 from .nets import resolve_device
-from .tracking import Tracker
+from .tracking import NullTracker, Tracker
 
 __all__ = ["Run", "main", "seed_everything"]
 
@@ -118,28 +120,50 @@ def _resolve(recipe_cls: type, default_recipe: str, args: argparse.Namespace):
 def main(task: str, recipe_cls: type, default_recipe: str,
          build: Callable[[Any, Path, torch.device], Run], argv: list[str] | None = None) -> int:
     args = _parser(task).parse_intermixed_args(argv)
+    where = ""
     try:
         cfg, out, ckpt, ckpt_path = _resolve(recipe_cls, default_recipe, args)
         if cfg.train.steps <= 0:
             raise ConfigError("train.steps: must be positive")
         device = resolve_device(cfg.device)
+        world = distributed.init(device.type, cfg.train.dist_timeout)
+        where = f" [rank {world.rank}]" if world.world > 1 else ""
         if cfg.train.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
-        seed_everything(cfg.seed)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
+        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
         run = build(cfg, out, device)
         engine = run.engine
+        engine.sync_every = cfg.train.dist_sync_every
+        if cfg.train.sync_batchnorm:
+            for net in engine.nets.values():
+                net.sync_batchnorm()
         if ckpt is not None:
             engine.load_state_dict(ckpt)
             if engine.iteration >= cfg.train.steps:
-                print(f"{ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; nothing to do")
+                if world.main:
+                    print(f"{ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; nothing to do")
+                distributed.shutdown()
                 return 0
+        if world.world > 1:  # global RNGs (dropout and the like) differ per rank; data and noise do not
+            seed_everything(cfg.seed + 100_003 * world.rank + engine.iteration)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error{where}: {e}", file=sys.stderr)
+        distributed.shutdown()
         return 2
-    return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress, stop_at=args.stop_at)
+    try:
+        return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress, stop_at=args.stop_at)
+    except RuntimeError as e:
+        if not where:
+            raise
+        # A collective failed: another rank died or stalled past train.dist_timeout.
+        print(f"error{where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.shutdown()
 
 
 def _unfreezer(name: str, patterns: list[str], at: int, tracker: Tracker) -> Callable[[Engine], None]:
@@ -154,14 +178,16 @@ def _unfreezer(name: str, patterns: list[str], at: int, tracker: Tracker) -> Cal
 
 def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at: int | None = None) -> int:
     engine = run.engine
-    tracker = Tracker(out, tensorboard=cfg.train.tensorboard)
+    main_rank = engine.dist.main  # under torch.distributed rank 0 alone writes
+    tracker = Tracker(out, tensorboard=cfg.train.tensorboard) if main_rank else NullTracker()
     manager = CheckpointManager(out / "checkpoints", keep_last=cfg.train.keep_last)
-    with open(out / "parameter_groups.txt", "a") as f:
-        for text in run.explain:
-            tracker.text("parameter_groups", text)
-            f.write(text + "\n\n")
-    bar = tqdm(total=cfg.train.steps, initial=engine.iteration, disable=not progress, dynamic_ncols=True,
-               desc=f"{cfg.task}")
+    if main_rank:
+        with open(out / "parameter_groups.txt", "a") as f:
+            for text in run.explain:
+                tracker.text("parameter_groups", text)
+                f.write(text + "\n\n")
+    bar = tqdm(total=cfg.train.steps, initial=engine.iteration, disable=not (progress and main_rank),
+               dynamic_ncols=True, desc=f"{cfg.task}")
 
     def log(e: Engine) -> None:
         e.check_finite()
@@ -171,23 +197,28 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
 
     def save(e: Engine) -> None:
         e.check_finite()  # never overwrite the last good checkpoint with a diverged state
-        manager.save(e.state_dict(), e.iteration)
+        if main_rank:
+            manager.save(e.state_dict(), e.iteration)
 
     engine.on("iteration", lambda e: bar.update(1))
     engine.on("iteration", log, every=cfg.train.log_every)
     engine.on("iteration", save, every=cfg.train.checkpoint_every)
-    for event, fn, every in run.handlers:
-        engine.on(event, fn, every)
+    if main_rank:  # samples and evaluation: rank 0 only, and free of collectives
+        for event, fn, every in run.handlers:
+            engine.on(event, fn, every)
     for name, ncfg in vars(cfg.networks).items():
         if ncfg.unfreeze and ncfg.unfreeze_at > engine.iteration:
             engine.on("iteration", _unfreezer(name, ncfg.unfreeze, ncfg.unfreeze_at, tracker))
-    if stop_at is not None:
-        engine.on("iteration", lambda e: e.iteration >= stop_at and e.request_stop("step limit"))
+    engine.stop_at = stop_at
     engine.tracker = tracker
+    first_signal: dict[int, float] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
-        if engine.stop_reason is not None:  # second Ctrl-C: leave now
+        # A second Ctrl-C leaves now. The same signal within 2 s is one request: torchrun passes
+        # on the terminal's Ctrl-C that its workers have already received.
+        if signum in first_signal and time.monotonic() - first_signal[signum] > 2.0:
             raise KeyboardInterrupt
+        first_signal.setdefault(signum, time.monotonic())
         engine.request_stop(signal.Signals(signum).name)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -196,24 +227,29 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
         engine.run()
         if engine.stop_reason is not None:
             engine.check_finite()
-            path = manager.save(engine.state_dict(), engine.iteration)
+            if main_rank:
+                path = manager.save(engine.state_dict(), engine.iteration)
+                print(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint {path} "
+                      f"(resume: --resume {manager.last})", file=sys.stderr)
             bar.close()
-            print(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint {path} "
-                  f"(resume: --resume {manager.last})", file=sys.stderr)
-            return {"SIGINT": 130, "SIGTERM": 143}.get(engine.stop_reason, 0)
-        engine.check_finite()
-        if engine.iteration % cfg.train.checkpoint_every:
-            manager.save(engine.state_dict(), engine.iteration)
-        bar.close()
-        summary = run.finish()
-        summary.update({"steps": engine.iteration, "resumed": resumed})
-        text = json.dumps(_finite(summary), indent=2)
-        (out / "summary.json").write_text(text)
-        print(json.dumps(_finite(summary)))
+            code = {"SIGINT": 130, "SIGTERM": 143}.get(engine.stop_reason, 0)
+        else:
+            engine.check_finite()
+            if engine.iteration % cfg.train.checkpoint_every and main_rank:
+                manager.save(engine.state_dict(), engine.iteration)
+            bar.close()
+            if main_rank:
+                summary = run.finish()
+                summary.update({"steps": engine.iteration, "resumed": resumed, "world_size": engine.dist.world})
+                text = json.dumps(_finite(summary), indent=2)
+                (out / "summary.json").write_text(text)
+                print(json.dumps(_finite(summary)))
+        distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
     except NonFiniteLoss as e:
         bar.close()
-        print(f"error: {e}; last good checkpoint kept: {manager.last if manager.last.exists() else 'none'}",
-              file=sys.stderr)
+        if main_rank:
+            print(f"error: {e}; last good checkpoint kept: {manager.last if manager.last.exists() else 'none'}",
+                  file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         bar.close()

@@ -31,6 +31,12 @@ class TrainConfig:
     # torch.use_deterministic_algorithms + a fixed cuBLAS workspace: bit-exact resume on CUDA too,
     # at some speed. CPU runs are deterministic without it.
     deterministic: bool = False
+    # torch.distributed (torchrun): batch sizes are per rank; SyncBatchNorm (CUDA only) pools
+    # batch statistics over ranks; every collective fails after dist_timeout seconds instead of
+    # hanging; stop requests (Ctrl-C, SIGTERM) are agreed over ranks every dist_sync_every steps.
+    sync_batchnorm: bool = False
+    dist_timeout: float = 900.0
+    dist_sync_every: int = 10
 
 
 class ConfigError(ValueError):

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from . import distributed
+
 __all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx"]
 
 
@@ -61,26 +63,37 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 class TensorSampler:
-    """Fixed-size batches from device tensors, reshuffled each epoch with a seeded CPU generator."""
+    """Fixed-size batches from device tensors, reshuffled each epoch with a seeded CPU generator.
+
+    ``batch_size`` is per rank: under torch.distributed every rank walks the same permutation
+    in global batches of world × ``batch_size`` and takes its own slice of each.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
-        if batch_size > len(x):
-            raise ValueError(f"batch_size {batch_size} exceeds the dataset size {len(x)}")
+        self.world = distributed.info()
         self.x, self.y, self.batch_size = x, y, batch_size
+        if self.global_batch > len(x):
+            raise ValueError(f"batch_size {batch_size}" + (f" × {self.world.world} ranks" if self.world.world > 1 else "")
+                             + f" exceeds the dataset size {len(x)}")
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch, self.pos = 0, 0
         self.perm = torch.randperm(len(x), generator=self.gen).to(x.device)
 
     @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world.world
+
+    @property
     def steps_per_epoch(self) -> int:
-        return len(self.x) // self.batch_size
+        return len(self.x) // self.global_batch
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.pos + self.batch_size > len(self.x):
+        if self.pos + self.global_batch > len(self.x):
             self.perm = torch.randperm(len(self.x), generator=self.gen).to(self.x.device)
             self.pos, self.epoch = 0, self.epoch + 1
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
+        start = self.pos + self.world.rank * self.batch_size
+        idx = self.perm[start:start + self.batch_size]
+        self.pos += self.global_batch
         return self.x[idx], self.y[idx]
 
     def state_dict(self) -> dict[str, Any]:
@@ -102,8 +115,9 @@ class MixtureSampler:
         self.steps_per_epoch = 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        k = torch.randint(len(self.means), (self.batch_size,), generator=self.gen, device=self.means.device)
-        noise = torch.randn(self.batch_size, 2, generator=self.gen, device=self.means.device)
+        dev = self.means.device
+        k = distributed.randint(len(self.means), self.batch_size, generator=self.gen, device=dev)
+        noise = distributed.randn(self.batch_size, 2, generator=self.gen, device=dev)
         return self.means[k] + self.sigma * noise, k
 
     def state_dict(self) -> dict[str, Any]:
@@ -115,16 +129,22 @@ class MixtureSampler:
 
 
 class LoaderSampler:
-    """A DataLoader over a seeded permutation that can resume mid-epoch without replaying it."""
+    """A DataLoader over a seeded permutation that can resume mid-epoch without replaying it.
+    Under torch.distributed each rank loads its slice of every global batch."""
 
     def __init__(self, dataset: Any, batch_size: int, seed: int, workers: int, device: torch.device) -> None:
         self.dataset, self.batch_size, self.seed, self.workers = dataset, batch_size, seed, workers
         self.device, self.epoch, self.pos, self._it = device, 0, 0, None
-        self.steps_per_epoch = len(dataset) // batch_size
+        self.world = distributed.info()
+        self.steps_per_epoch = len(dataset) // (batch_size * self.world.world)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size {batch_size} × {self.world.world} rank(s) exceeds the dataset size {len(dataset)}")
 
     def _iterator(self):
         perm = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        order = perm[self.pos * self.batch_size: self.steps_per_epoch * self.batch_size].tolist()
+        w, b = self.world, self.batch_size
+        batches = perm[:self.steps_per_epoch * b * w.world].view(self.steps_per_epoch, w.world, b)
+        order = batches[self.pos:, w.rank].flatten().tolist()
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=order,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda",
                                              drop_last=True, persistent_workers=False)
@@ -143,10 +163,12 @@ class LoaderSampler:
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "pos": self.pos}
+        return {"epoch": self.epoch, "pos": self.pos, "rows": self.pos * self.batch_size * self.world.world}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.epoch, self.pos, self._it = int(s["epoch"]), int(s["pos"]), None
+        # Rows, not batches: the global batch may differ when resuming under another world size.
+        rows = int(s.get("rows", int(s["pos"]) * self.batch_size * self.world.world))
+        self.epoch, self.pos, self._it = int(s["epoch"]), rows // (self.batch_size * self.world.world), None
 
 
 @dataclass

@@ -8,6 +8,12 @@ under fp16) → step → zero_grad(set_to_none) → scheduler (only if the optim
 
 The loop does nothing else: logging, samples, checkpoints, evaluation and NaN checks are
 handlers fired on ``start`` / ``iteration`` / ``epoch`` / ``end`` events, each with ``every=``.
+
+Under torch.distributed a step calls the networks through ``engine.model(name)``: the DDP
+wrapper for the networks the phase trains, the raw module for the frozen rest (so no reducer
+waits for gradients that never come). Stop requests (signals) are agreed over the ranks every
+``sync_every`` iterations, NaN checks and logged scalars are reduced over the ranks, so every
+rank stops at the same iteration.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from typing import Any, Callable
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from . import distributed
 from .checkpoint import rng_state, set_rng_state
 from .freeze import frozen
 from .nets import Net
@@ -27,6 +34,7 @@ from .schedules import PlateauScheduler
 __all__ = ["Phase", "Engine", "NonFiniteLoss", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
+STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
 
 
 class NonFiniteLoss(RuntimeError):
@@ -60,7 +68,7 @@ class Engine:
                  ema: dict[str, float] | None = None, steps_per_epoch: int = 0,
                  generators: dict[str, torch.Generator] | None = None,
                  stateful: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 log_every: int = 50) -> None:
+                 log_every: int = 50, sync_every: int = 10) -> None:
         if amp not in AMP_MODES:
             raise ValueError(f"amp {amp!r} unknown (valid: {', '.join(AMP_MODES)})")
         unknown = {n for p in phases for n in p.nets} - set(nets)
@@ -85,6 +93,12 @@ class Engine:
         # First non-finite step per phase, kept on the device so checking costs no sync per step.
         self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
         self.stop_reason: str | None = None
+        self.stop_at: int | None = None  # iteration to stop after (the same on every rank: no agreement needed)
+        self._requested: str | None = None
+        self.dist = distributed.info()
+        self.sync_every = max(1, sync_every)
+        self._training: tuple[str, ...] = ()
+        self._through: set[str] = set()
         self.tracker: Any = None  # set by the runner: where handlers write
         self.system: Any = None  # set by a task: its data, samplers and evaluation
 
@@ -100,8 +114,24 @@ class Engine:
                 fn(self)
 
     def request_stop(self, reason: str) -> None:
-        """Stop at the next iteration boundary (signal handlers call this)."""
-        self.stop_reason = reason
+        """Stop at the next iteration boundary (signal handlers call this); under torch.distributed
+        at the next agreement point, on every rank."""
+        self._requested = self._requested or reason
+        if self.dist.world == 1:
+            self.stop_reason = self._requested
+
+    def _agree_stop(self) -> None:
+        mine = 0 if self._requested is None else 1 + (STOP_REASONS.index(self._requested)
+                                                        if self._requested in STOP_REASONS else 0)
+        code = distributed.agree_max(mine, self.device)
+        if code:
+            self.stop_reason = self._requested if mine == code else STOP_REASONS[code - 1]
+
+    def model(self, name: str) -> torch.nn.Module:
+        """The network ``name`` as a step should call it: through its DDP wrapper when this
+        phase trains it (or ``grad_through`` lets its graph build), else the module itself."""
+        net = self.nets[name]
+        return net.wrapped if name in self._training or name in self._through else net.module
 
     # -- one phase step ----------------------------------------------------------------------
     def autocast(self):
@@ -114,11 +144,19 @@ class Engine:
         nets = [self.nets[n] for n in phase.nets]
         others = [n.module for k, n in self.nets.items() if k not in phase.nets]
         scaler = self.scalers[phase.name]
+        self._training = phase.nets
         with frozen(*others) as self._own_flags:
             with self.autocast():
                 terms = phase.step(self)
             loss = terms["loss"]
             scaler.scale(loss).backward()
+        self._training = ()
+        for net in nets:
+            if net.wrapped is not net.module:
+                if not net.ddp_called:
+                    raise RuntimeError(f"phase '{phase.name}' trains '{net.name}' but its step called the bare "
+                                       f"module: call engine.model('{net.name}') so gradients are averaged over ranks")
+                net.ddp_called = False
         scale_before = scaler.get_scale() if scaler.is_enabled() else None
         for net in nets:
             if net.spec.clip_grad_norm > 0:
@@ -155,15 +193,24 @@ class Engine:
         mine = [(p, f) for p, f in self._own_flags if id(p) in params]
         for p, f in mine:
             p.requires_grad_(f)
+        self._through.add(name)
         try:
             yield
         finally:
+            self._through.discard(name)
             for p, _ in mine:
                 p.requires_grad_(False)
 
     def check_finite(self) -> None:
-        """Raise ``NonFiniteLoss`` naming the phase, its networks and the first bad step (syncs)."""
-        steps = torch.stack([self._first_bad[p.name] for p in self.phases]).tolist()
+        """Raise ``NonFiniteLoss`` naming the phase, its networks and the first bad step (syncs;
+        a collective under torch.distributed: every rank must call it at the same iteration)."""
+        steps = torch.stack([self._first_bad[p.name] for p in self.phases])
+        if self.dist.world > 1:
+            never = torch.iinfo(torch.long).max
+            steps = torch.where(steps < 0, never, steps)
+            torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MIN)
+            steps = torch.where(steps == never, -1, steps)
+        steps = steps.tolist()
         bad = [(s, i) for i, s in enumerate(steps) if s >= 0]
         if bad:
             step, i = min(bad)
@@ -176,7 +223,8 @@ class Engine:
         for net in self.nets.values():
             net.train()
         self.fire("start")
-        while self.iteration < self.total_steps and self.stop_reason is None:
+        while self.iteration < self.total_steps and self.stop_reason is None and \
+                (self.stop_at is None or self.iteration < self.stop_at):
             log_now = (self.iteration + 1) % self.log_every == 0
             for phase in self.phases:
                 if phase.active(self.iteration):
@@ -184,8 +232,12 @@ class Engine:
                         self._run_phase(phase, log_now)
             self.iteration += 1
             self.fire("iteration")
+            if self.dist.world > 1 and self.iteration % self.sync_every == 0:
+                self._agree_stop()
             if self.steps_per_epoch and self.iteration % self.steps_per_epoch == 0:
                 self._epoch_end()
+        if self.stop_reason is None and self.stop_at is not None and self.iteration < self.total_steps:
+            self.stop_reason = "step limit"
         self.fire("end")
 
     def _epoch_end(self) -> None:
@@ -212,7 +264,8 @@ class Engine:
         return float(self.terms[phase][term])
 
     def scalars(self) -> dict[str, float]:
-        """Loss terms, LRs and grad norms under stable names (one host sync for all of them)."""
+        """Loss terms, LRs and grad norms under stable names (one host sync for all of them;
+        under torch.distributed the mean over ranks, a collective)."""
         names, values = [], []
         for phase, terms in self.terms.items():
             for k, v in terms.items():
@@ -221,6 +274,8 @@ class Engine:
         for net, v in self.grad_norms.items():
             names.append(f"grad_norm/{net}")
             values.append(v.float())
+        if values and self.dist.world > 1:
+            values = list(distributed.all_sum(torch.stack(values)) / self.dist.world)
         out = dict(zip(names, torch.stack(values).tolist())) if values else {}
         for net in self.nets.values():
             for g in net.optimizer.param_groups:

@@ -7,16 +7,20 @@ Build order (fixed, and why):
   4. freezing          before groups, because frozen parameters join no group;
   5. parameter groups  rules → groups, audited;
   6. optimizer         from the groups;
-  7. scheduler         wraps the optimizer.
+  7. scheduler         wraps the optimizer;
+  8. DDP wrapper       under torch.distributed only: broadcasts rank 0's weights, and is rebuilt
+                       whenever the set of trainable parameters changes (freeze / unfreeze).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import distributed
 from .freeze import apply_norm_mode, set_trainable
 from .groups import GroupPlan, GroupRule, ParamRow, audit_groups, named_trainable, plan_groups
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
@@ -28,12 +32,15 @@ __all__ = ["NetSpec", "Net", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    """``auto`` is CUDA when present, else CPU; anything else is passed to ``torch.device``.
+    Under torchrun a bare ``cuda`` (or ``auto`` on a GPU machine) is this process's LOCAL_RANK GPU."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+        raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is None and distributed.launched():
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return dev
 
 
@@ -81,6 +88,33 @@ class Net:
         if spec.freeze_first_n:
             set_trainable(self.module, False, first_n=spec.freeze_first_n)
         self._build_optimizer()
+        self._ddp: nn.Module | None = None
+        self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step
+        self._wrap()
+
+    # -- data parallel -----------------------------------------------------------------------
+    def _wrap(self) -> None:
+        """(Re)build the DDP wrapper over the parameters that train now (a collective call)."""
+        self._ddp = None
+        if distributed.info().world == 1 or not any(p.requires_grad for p in self.module.parameters()):
+            return
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self._ddp = DDP(self.module, device_ids=ids, find_unused_parameters=False)
+        self._ddp.register_forward_pre_hook(lambda *_: setattr(self, "ddp_called", True))
+
+    def sync_batchnorm(self) -> None:
+        """Use SyncBatchNorm (batch statistics over all ranks; CUDA only) in this network."""
+        if self.device.type != "cuda":
+            raise ValueError(f"{self.name}: SyncBatchNorm needs CUDA (this network is on {self.device})")
+        self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
+        self._wrap()
+
+    @property
+    def wrapped(self) -> nn.Module:
+        """What a phase that trains this network calls: its DDP wrapper under torch.distributed
+        (gradients averaged over ranks), otherwise the module itself."""
+        return self._ddp if self._ddp is not None else self.module
 
     # -- optimizer ---------------------------------------------------------------------------
     def parameters(self) -> list[torch.Tensor]:
@@ -138,6 +172,7 @@ class Net:
             g["names"], g["params"] = [n for n, _ in keep], [p for _, p in keep]
         self.optimizer.param_groups[:] = [g for g in self.optimizer.param_groups if g["params"]]
         audit_groups(self.module, self.optimizer.param_groups)
+        self._wrap()
         return sorted(names)
 
     def unfreeze(self, patterns: str | list[str] | None = None, modules: list[nn.Module] = (),
@@ -161,6 +196,7 @@ class Net:
                 self.optimizer.add_param_group(g)
                 attach_group(self.scheduler, self.optimizer.param_groups[-1])
         audit_groups(self.module, self.optimizer.param_groups)
+        self._wrap()
         return new
 
     # -- modes, explain, state ---------------------------------------------------------------
@@ -206,6 +242,7 @@ class Net:
             for n, p, _ in named_trainable(self.module, include_frozen=True):
                 p.requires_grad_(n in trainable)
             self._build_optimizer()
+            self._wrap()
         load_named_state_dict(self.optimizer, state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torchvision
 
-__all__ = ["Tracker"]
+__all__ = ["Tracker", "NullTracker"]
 
 
 class Tracker:
@@ -62,3 +62,17 @@ class Tracker:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class NullTracker:
+    """What ranks other than 0 write to under torch.distributed: nothing."""
+
+    def scalars(self, step: int, values: dict[str, float]) -> None: ...
+
+    def images(self, tag: str, images: torch.Tensor, step: int, **_: Any) -> None: ...
+
+    def figure(self, tag: str, fig: Any, step: int) -> None: ...
+
+    def text(self, tag: str, text: str, step: int = 0) -> None: ...
+
+    def close(self) -> None: ...

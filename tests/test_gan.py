@@ -154,4 +154,4 @@ def test_imagefolder_streams_through_a_dataloader(tmp_path):
     e = build(cfg, tmp_path / "run", torch.device("cpu")).engine
     e.run()
     assert e.system.data.shape == (3, 32, 32)
-    assert e.system.data.sampler.state_dict() == {"epoch": 1, "pos": 1}  # 16 images / 4 = 4 batches an epoch
+    assert e.system.data.sampler.state_dict() == {"epoch": 1, "pos": 1, "rows": 4}  # 16 images / 4 = 4 batches an epoch

@@ -11,6 +11,8 @@ from typing import Literal
 
 import torch
 
+from .. import distributed
+
 __all__ = ["ChannelConfig", "Channel", "ebn0_to_sigma", "snr_to_sigma"]
 
 
@@ -62,20 +64,27 @@ class Channel:
     def sigma(self, db: float | torch.Tensor) -> float | torch.Tensor:
         return ebn0_to_sigma(db, self.rate) if self.cfg.level == "ebn0" else snr_to_sigma(db)
 
-    def __call__(self, x: torch.Tensor, db: float | None = None) -> torch.Tensor:
-        """x: normalised (B, n) symbols. ``db`` fixes the level; otherwise the config's (range)."""
+    def __call__(self, x: torch.Tensor, db: float | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: normalised (B, n) symbols. ``db`` fixes the level; otherwise the config's (range).
+
+        Training draws from the channel's own generator, this rank's rows of a global draw (see
+        ``multinet.distributed``); evaluation passes its own ``generator`` and leaves it untouched.
+        """
         b = x.shape[0]
+        gen = self.gen if generator is None else generator
+        rand, randn = (distributed.rand, distributed.randn) if generator is None else (torch.rand, torch.randn)
+
+        def draw(fn, *shape, dtype=None):
+            return fn(b, *shape, generator=gen, device=x.device, dtype=dtype)
         low, high = self.level()
         if db is None and high is not None:
-            u = torch.rand(b, 1, generator=self.gen, device=x.device)
-            sigma = self.sigma(low + (high - low) * u)
+            sigma = self.sigma(low + (high - low) * draw(rand, 1))
         else:
             sigma = self.sigma(low if db is None else db)
         if self.cfg.fading == "rayleigh":  # one real gain per block, E[h²] = 1, unknown to the receiver
-            h = torch.randn(b, 2, generator=self.gen, device=x.device).pow(2).sum(1, keepdim=True).div(2).sqrt()
-            x = h * x
-        noise = torch.randn(x.shape, generator=self.gen, device=x.device, dtype=x.dtype)
-        return x + sigma * noise
+            x = draw(randn, 2).pow(2).sum(1, keepdim=True).div(2).sqrt() * x
+        return x + sigma * draw(randn, *x.shape[1:], dtype=x.dtype)
 
     def describe(self) -> str:
         lvl = f"{self.cfg.db:g}" + (f"..{self.cfg.db_max:g}" if self.cfg.db_max is not None else "") + \

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..cli import Run
 from ..config import TrainConfig as BaseTrainConfig
 from ..config import to_dict
@@ -124,9 +125,9 @@ class AeSystem:
         def step(e: Engine) -> dict[str, torch.Tensor]:
             done = sum(min(max(e.iteration - a, 0), b - a) for a, b in spans)
             ch.progress = done / max(1, total - 1)
-            enc, dec = e.nets["encoder"].module, e.nets["decoder"].module
+            enc, dec = e.model("encoder"), e.model("decoder")
             if self.cfg.system.kind == "messages":
-                msg = torch.randint(self.m, (self.cfg.system.batch_size,), generator=self.msg_gen, device=self.device)
+                msg = distributed.randint(self.m, self.cfg.system.batch_size, generator=self.msg_gen, device=self.device)
                 logits = dec(ch(ch.normalize(enc(msg))))
                 loss = F.cross_entropy(logits, msg)
                 return {"loss": loss, "block_error": (logits.detach().argmax(1) != msg).float().mean()}
@@ -169,7 +170,7 @@ class AeSystem:
     def _mc(self, cb, decode, db, gen, ch):
         ev = self.cfg.eval
         fading = ch.cfg.fading != "none"
-        channel = (lambda x, d: ch(x, d)) if fading else None
+        channel = (lambda x, d: ch(x, d, gen)) if fading else None
         return monte_carlo(cb, decode, self.cfg.system.k, db, ev.min_errors, ev.max_blocks, ev.batch,
                            gen if not fading else None, channel)
 
@@ -233,7 +234,6 @@ def build(cfg: AeRecipe, out: Path, device: torch.device) -> Run:
                 key = "bler" if s.kind == "messages" else "psnr"
                 e.tracker.scalars(e.iteration, {f"eval/{r['curve']}/{r.get('ebn0_db', r.get('snr_db'))}dB": r[key]
                                                 for r in rows})
-                e.check_finite()
                 _write_rows(out, results, s.kind)  # survives a later crash
 
     def finish() -> dict[str, Any]:

@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
+
 __all__ = ["d_loss", "g_loss", "gradient_penalty", "r1_penalty", "LOSSES"]
 
 LOSSES = ("bce", "hinge", "wgan-gp", "lsgan")
@@ -37,7 +39,7 @@ def gradient_penalty(d: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP: (‖∇D(x̂)‖ − 1)² on random interpolates x̂."""
     shape = (real.shape[0],) + (1,) * (real.ndim - 1)
-    eps = torch.rand(shape, device=real.device, generator=generator, dtype=real.dtype)
+    eps = distributed.rand(*shape, device=real.device, generator=generator, dtype=real.dtype)
     x = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import torch
 
+from .. import distributed
 from ..cli import Run
 from ..config import TrainConfig as BaseTrainConfig
 from ..config import to_dict
@@ -102,14 +103,14 @@ class GanSystem:
             self.d_concat = not bn and self.cfg.gan.r1 == 0
 
     def z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.latent_dim, generator=self.noise, device=self.device)
+        return distributed.randn(n, self.cfg.model.latent_dim, generator=self.noise, device=self.device)
 
     def d_step(self, e: Engine) -> dict[str, torch.Tensor]:
-        G, D, g = e.nets["generator"].module, e.nets["discriminator"].module, self.cfg.gan
+        D, g = e.model("discriminator"), self.cfg.gan
         real, _ = self.data.sampler.next()
         reuse = g.reuse_fake and e.phase_steps["discriminator"] % g.d_steps == g.d_steps - 1
         with e.grad_through("generator") if reuse else contextlib.nullcontext():
-            fake = G(self.z(real.shape[0]))
+            fake = e.model("generator")(self.z(real.shape[0]))
         self._fake = fake if reuse else None
         terms = {}
         if g.r1 > 0:
@@ -131,7 +132,7 @@ class GanSystem:
         return terms
 
     def g_step(self, e: Engine) -> dict[str, torch.Tensor]:
-        G, D = e.nets["generator"].module, e.nets["discriminator"].module
+        G, D = e.model("generator"), e.model("discriminator")
         fake, self._fake = (self._fake, None) if self._fake is not None else (G(self.z(self.cfg.data.batch_size)), None)
         return {"loss": g_loss(self.cfg.gan.loss, D(fake))}
 
