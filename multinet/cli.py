@@ -143,6 +143,11 @@ def main(task: str, recipe_cls: type, default_recipe: str,
                 net.sync_batchnorm()
         if ckpt is not None:
             engine.load_state_dict(ckpt)
+            saved = int(ckpt["engine"].get("world_size", 1))
+            if saved != world.world and world.main:
+                print(f"note: {ckpt_path} was written by {saved} rank(s), now {world.world}: batch sizes are per "
+                      f"rank, so the global batch changes by {world.world}/{saved} unless you scale data.batch_size "
+                      f"(the data and noise streams continue either way)", file=sys.stderr)
             if engine.iteration >= cfg.train.steps:
                 if world.main:
                     print(f"{ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; nothing to do")

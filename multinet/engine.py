@@ -289,7 +289,7 @@ class Engine:
             "ema": {k: m.state_dict() for k, m in self.ema.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
             "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
-            "engine": {"iteration": self.iteration, "phase_steps": dict(self.phase_steps),
+            "engine": {"iteration": self.iteration, "phase_steps": dict(self.phase_steps), "world_size": self.dist.world,
                        "phase": [p.name for p in self.phases if p.active(self.iteration)]},
             "rng": rng_state(self.generators),
             "config": self.config,
