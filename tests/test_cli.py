@@ -127,6 +127,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     (["gan_digits", "data.name=mnist"], "dataset mnist not found under data"),
     (["gan_digits", "--resume"], "--resume without a checkpoint path needs --out DIR"),
     (["no_such_recipe"], "recipe 'no_such_recipe' not found"),
+    (["gan_digits", "--device", "cpu", "train.sync_batchnorm=true"], "SyncBatchNorm needs CUDA"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
     r = run("multinet.gan", args + ["--no-progress"], cwd=tmp_path)
