@@ -5,7 +5,8 @@
 MODE ``frozen``: a GAN-shaped two-network system; checks that each network has its own DDP
 built without find_unused_parameters, that the frozen network's .grad stays None on every rank,
 and that the weights are equal on every rank. ``bare``: a step calls a trained network's bare
-module (the error must say so). ``fail``: through the CLI, rank 1 dies at step 3 (the other rank
+module (the error must say so). ``nan``: rank 1 alone has a NaN loss at step 4; both ranks
+must report that step. ``fail``: through the CLI, rank 1 dies at step 3 (the other rank
 must not hang).
 """
 import sys
@@ -71,6 +72,21 @@ def bare_mode() -> None:
         print(f"rank {dist.get_rank()}: {err}")
 
 
+def nan_mode() -> None:
+    nets = two_nets()
+
+    def g_step(e):
+        loss = e.model("g")(torch.randn(8, 4)).pow(2).mean()
+        return {"loss": loss * float("nan") if e.iteration == 3 and dist.get_rank() == 1 else loss}
+
+    e = multinet.Engine(nets, [multinet.Phase("g", ("g",), g_step)], 8)
+    e.run()
+    try:
+        e.check_finite()
+    except multinet.NonFiniteLoss as err:
+        print(f"rank {dist.get_rank()}: {err}")
+
+
 def fail_mode(out: str) -> None:
     from multinet.cli import main
     from multinet.gan.recipe import GanRecipe, build
@@ -94,5 +110,5 @@ if __name__ == "__main__":
     if mode == "fail":
         fail_mode(sys.argv[2])
     else:
-        {"frozen": frozen_mode, "bare": bare_mode}[mode]()
+        {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode}[mode]()
         distributed.shutdown()
