@@ -138,9 +138,11 @@ def main(task: str, recipe_cls: type, default_recipe: str,
         run = build(cfg, out, device)
         engine = run.engine
         engine.sync_every = cfg.train.dist_sync_every
-        if cfg.train.sync_batchnorm:
-            for net in engine.nets.values():
+        for net in engine.nets.values():
+            if cfg.train.sync_batchnorm:
                 net.sync_batchnorm()
+            if cfg.train.compile:
+                net.module.compile()
         if ckpt is not None:
             engine.load_state_dict(ckpt)
             saved = int(ckpt["engine"].get("world_size", 1))

@@ -35,6 +35,9 @@ class TrainConfig:
     # batch statistics over ranks; every collective fails after dist_timeout seconds instead of
     # hanging; stop requests (Ctrl-C, SIGTERM) are agreed over ranks every dist_sync_every steps.
     sync_batchnorm: bool = False
+    # torch.compile every network in place (module.compile(): state_dict names unchanged). The
+    # first steps pay the compilation; see BENCHMARKS.md for when it pays off.
+    compile: bool = False
     dist_timeout: float = 900.0
     dist_sync_every: int = 10
 

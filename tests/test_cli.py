@@ -1,6 +1,7 @@
 """End-to-end runs of the two CLIs on a few CPU steps: run folder, resume, stop, errors."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +158,18 @@ def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path):
     r = run("multinet.autoencoder", ["--resume", str(bad), "--no-progress"])
     assert r.returncode == 2
     assert f"{bad}: not a readable checkpoint" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on CPU needs a C compiler")
+def test_compiled_networks_train_and_save_plain_names(tmp_path):
+    """train.compile=true: the same checkpoint names as without, and training that matches the
+    uncompiled run to float rounding (compiled kernels may sum in another order)."""
+    outs = {}
+    for flag in ("false", "true"):
+        outs[flag] = tmp_path / flag
+        r = run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(outs[flag]), f"train.compile={flag}",
+                                            "data.root=" + str(tmp_path / "d")])
+        assert r.returncode == 0, r.stderr[-2000:]
+    a, b = _weights(outs["false"] / "checkpoints/last.pt"), _weights(outs["true"] / "checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4

@@ -13,20 +13,23 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-__all__ = ["MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
+__all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
 
 
 class MLPGenerator(nn.Module):
-    """latent → hidden (× layers, ReLU) → prod(shape), Tanh for images (none for 2-D points)."""
+    """latent → hidden (× layers, [BatchNorm,] ReLU) → prod(shape), Tanh for images (none for 2-D points)."""
 
     def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden: int = 256, layers: int = 2,
-                 tanh: bool = True) -> None:
+                 tanh: bool = True, batch_norm: bool = False) -> None:
         super().__init__()
         self.shape = shape
         dims = [latent_dim] + [hidden] * layers
         blocks: list[tuple[str, nn.Module]] = []
         for i in range(layers):
-            blocks += [(f"fc{i + 1}", nn.Linear(dims[i], dims[i + 1])), (f"act{i + 1}", nn.ReLU(True))]
+            blocks.append((f"fc{i + 1}", nn.Linear(dims[i], dims[i + 1], bias=not batch_norm)))
+            if batch_norm:
+                blocks.append((f"bn{i + 1}", nn.BatchNorm1d(dims[i + 1])))
+            blocks.append((f"act{i + 1}", nn.ReLU(True)))
         blocks.append(("out", nn.Linear(hidden, math.prod(shape))))
         if tanh:
             blocks.append(("tanh", nn.Tanh()))
@@ -36,18 +39,35 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(-1, *self.shape)
 
 
+class Maxout(nn.Module):
+    """The largest of ``pieces`` consecutive features (a linear layer of ``pieces`` × width before it)."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (-1, self.pieces)).amax(-1)
+
+
 class MLPDiscriminator(nn.Module):
-    """prod(shape)·pack → hidden (× layers, LeakyReLU 0.2) → 1 logit."""
+    """prod(shape)·pack → hidden (× layers, LeakyReLU 0.2 or maxout) → 1 logit.
+
+    ``maxout`` > 1 uses maxout units of that many pieces instead of LeakyReLU (the PacGAN /
+    VEEGAN 2-D discriminators: 5 pieces).
+    """
 
     def __init__(self, shape: tuple[int, ...], hidden: int = 256, layers: int = 2, pack: int = 1,
-                 spectral_norm: bool = False) -> None:
+                 spectral_norm: bool = False, maxout: int = 0) -> None:
         super().__init__()
         self.pack = pack
         wrap = _sn if spectral_norm else (lambda m: m)
+        k = maxout if maxout > 1 else 1
         dims = [math.prod(shape) * pack] + [hidden] * layers
         blocks: list[tuple[str, nn.Module]] = []
         for i in range(layers):
-            blocks += [(f"fc{i + 1}", wrap(nn.Linear(dims[i], dims[i + 1]))), (f"act{i + 1}", nn.LeakyReLU(0.2, True))]
+            blocks += [(f"fc{i + 1}", wrap(nn.Linear(dims[i], dims[i + 1] * k))),
+                       (f"act{i + 1}", Maxout(k) if k > 1 else nn.LeakyReLU(0.2, True))]
         blocks.append(("out", wrap(nn.Linear(hidden, 1))))
         self.net = nn.Sequential(OrderedDict(blocks))
 
@@ -107,11 +127,13 @@ class DCGANDiscriminator(nn.Module):
 
 
 def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,
-               pack: int, spectral_norm: bool) -> tuple[nn.Module, nn.Module]:
+               pack: int, spectral_norm: bool, d_hidden: int = 0, d_layers: int = 0, g_batch_norm: bool = False,
+               d_maxout: int = 0) -> tuple[nn.Module, nn.Module]:
+    """``d_hidden`` / ``d_layers`` of 0 mean the same as the generator's ``hidden`` / ``layers``."""
     if arch == "mlp":
         points = len(shape) == 1
-        return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points),
-                MLPDiscriminator(shape, hidden, layers, pack, spectral_norm))
+        return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points, batch_norm=g_batch_norm),
+                MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout))
     if arch == "dcgan":
         return DCGANGenerator(latent_dim, shape, width), DCGANDiscriminator(shape, width, pack, spectral_norm)
     raise ValueError(f"model.arch {arch!r} unknown (valid: mlp, dcgan)")

@@ -37,6 +37,12 @@ class ModelConfig:
     width: int = 64
     pack: int = 1
     spectral_norm: bool = False
+    # MLP only: a discriminator of its own size (0 = the generator's), batch norm in the
+    # generator's hidden layers, maxout units of that many pieces in the discriminator.
+    d_hidden: int = 0
+    d_layers: int = 0
+    g_batch_norm: bool = False
+    d_maxout: int = 0
 
 
 @dataclass
@@ -168,7 +174,8 @@ class GanSystem:
 def build(cfg: GanRecipe, out: Path, device: torch.device) -> Run:
     data = load_data(cfg.data, device, cfg.seed)
     m = cfg.model
-    gen, disc = build_pair(m.arch, data.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack, m.spectral_norm)
+    gen, disc = build_pair(m.arch, data.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack, m.spectral_norm,
+                           m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout)
     if cfg.data.batch_size % m.pack:
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must be a multiple of model.pack {m.pack}")
     steps = cfg.train.steps
