@@ -11,7 +11,8 @@ Workloads
   (a') the same loop with the data already in a tensor on the device (a stronger baseline),
   (b) the engine with default settings (logging every 50 steps),
   (c) the engine's fastest settings with the same update semantics,
-  (d) (c) plus reuse of the D-step fake batch in the G step (different semantics: reported apart).
+  (d) (c) plus reuse of the D-step fake batch in the G step (different semantics: reported apart),
+  (e) with --compile: (c) with every network torch.compile'd (train.compile=true).
 - dcgan: the dcgan_mnist recipe's iteration rate.
 - ae: the (7,4) autoencoder's training iterations/s and BLER evaluation blocks/s.
 
@@ -152,7 +153,7 @@ def hand_loop_flops(images: torch.Tensor) -> float:
 
 # -- (b, c, d) the engine ---------------------------------------------------------------------
 def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe: str = "gan_mnist_mlp",
-               extra: list[str] = ()) -> float:
+               extra: list[str] = (), compile: bool = False) -> float:
     from multinet.gan.recipe import GanRecipe, build
     overrides = ["data.name=idx", f"data.root={MNIST_RAW}", "data.train_fraction=1.0", f"device={device.type!r}",
                  f"train.steps={steps + 20}", "train.tensorboard=false", *extra]
@@ -168,6 +169,9 @@ def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe
     e = run.engine
     if not fast:  # what the CLI does by default: a synced log line every 50 steps
         e.on("iteration", lambda e: e.scalars(), every=50)
+    if compile:  # train.compile=true; the warm-up below absorbs the compilation
+        for net in e.nets.values():
+            net.module.compile()
     return time_engine(e, steps, device)
 
 
@@ -212,6 +216,7 @@ def main() -> None:
     p.add_argument("--only", choices=["gan", "dcgan", "ae"])
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--compile", action="store_true", help="add (e): (c) with torch.compile'd networks")
     args = p.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     if args.device != "auto":
@@ -231,6 +236,8 @@ def main() -> None:
                 "engine_fast": lambda: engine_gan(dev, args.steps, fast=True, reuse=False),
                 "engine_fast_reuse_fake": lambda: engine_gan(dev, args.steps, fast=True, reuse=True),
             }
+            if args.compile:
+                variants["engine_fast_compile"] = lambda: engine_gan(dev, args.steps, fast=True, reuse=False, compile=True)
             runs: dict[str, list[float]] = {k: [] for k in variants}
             for _ in range(args.reps):
                 for k, fn in variants.items():

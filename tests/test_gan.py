@@ -60,6 +60,16 @@ def test_packed_and_conv_networks_shapes():
         assert DCGANDiscriminator((1, size, size), width=8, pack=2, spectral_norm=True)(x).shape == (2,)
 
 
+def test_pacgan_2d_networks_maxout_and_generator_batch_norm():
+    from multinet.gan.networks import Maxout, build_pair
+    x = torch.tensor([[1.0, 5.0, 2.0, 0.0, -1.0, -3.0]])
+    assert Maxout(3)(x).tolist() == [[5.0, 0.0]]
+    g, d = build_pair("mlp", (2,), 2, 40, 4, 0, 2, False, d_hidden=20, d_layers=3, g_batch_norm=True, d_maxout=5)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules()) == 4
+    assert d.net.fc1.out_features == 100 and d.net.fc2.in_features == 20 and d.net.out.in_features == 20
+    assert d(g(torch.randn(8, 2))).shape == (4,)
+
+
 def _engine(overrides, tmp_path):
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=5", *overrides])
     torch.manual_seed(0)
