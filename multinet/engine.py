@@ -96,6 +96,10 @@ class Engine:
         self.stop_at: int | None = None  # iteration to stop after (the same on every rank: no agreement needed)
         self._requested: str | None = None
         self.dist = distributed.info()
+        if self.dist.world > 1:  # networks built before the process group joined: wrap them now
+            for net in nets.values():
+                if net.wrapped is net.module:
+                    net.rewrap()
         self.sync_every = max(1, sync_every)
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()

@@ -90,10 +90,10 @@ class Net:
         self._build_optimizer()
         self._ddp: nn.Module | None = None
         self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step
-        self._wrap()
+        self.rewrap()
 
     # -- data parallel -----------------------------------------------------------------------
-    def _wrap(self) -> None:
+    def rewrap(self) -> None:
         """(Re)build the DDP wrapper over the parameters that train now (a collective call)."""
         self._ddp = None
         if distributed.info().world == 1 or not any(p.requires_grad for p in self.module.parameters()):
@@ -108,7 +108,7 @@ class Net:
         if self.device.type != "cuda":
             raise ValueError(f"{self.name}: SyncBatchNorm needs CUDA (this network is on {self.device})")
         self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
-        self._wrap()
+        self.rewrap()
 
     @property
     def wrapped(self) -> nn.Module:
@@ -172,7 +172,7 @@ class Net:
             g["names"], g["params"] = [n for n, _ in keep], [p for _, p in keep]
         self.optimizer.param_groups[:] = [g for g in self.optimizer.param_groups if g["params"]]
         audit_groups(self.module, self.optimizer.param_groups)
-        self._wrap()
+        self.rewrap()
         return sorted(names)
 
     def unfreeze(self, patterns: str | list[str] | None = None, modules: list[nn.Module] = (),
@@ -196,7 +196,7 @@ class Net:
                 self.optimizer.add_param_group(g)
                 attach_group(self.scheduler, self.optimizer.param_groups[-1])
         audit_groups(self.module, self.optimizer.param_groups)
-        self._wrap()
+        self.rewrap()
         return new
 
     # -- modes, explain, state ---------------------------------------------------------------
@@ -242,7 +242,7 @@ class Net:
             for n, p, _ in named_trainable(self.module, include_frozen=True):
                 p.requires_grad_(n in trainable)
             self._build_optimizer()
-            self._wrap()
+            self.rewrap()
         load_named_state_dict(self.optimizer, state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
