@@ -120,6 +120,14 @@ def _resolve(recipe_cls: type, default_recipe: str, args: argparse.Namespace):
 def main(task: str, recipe_cls: type, default_recipe: str,
          build: Callable[[Any, Path, torch.device], Run], argv: list[str] | None = None) -> int:
     args = _parser(task).parse_intermixed_args(argv)
+    try:
+        return _main(args, recipe_cls, default_recipe, build)
+    finally:
+        distributed.shutdown()
+
+
+def _main(args: argparse.Namespace, recipe_cls: type, default_recipe: str,
+          build: Callable[[Any, Path, torch.device], Run]) -> int:
     where = ""
     try:
         cfg, out, ckpt, ckpt_path = _resolve(recipe_cls, default_recipe, args)
@@ -153,13 +161,11 @@ def main(task: str, recipe_cls: type, default_recipe: str,
             if engine.iteration >= cfg.train.steps:
                 if world.main:
                     print(f"{ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; nothing to do")
-                distributed.shutdown()
                 return 0
         if world.world > 1:  # global RNGs (dropout and the like) differ per rank; data and noise do not
             seed_everything(cfg.seed + 100_003 * world.rank + engine.iteration)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error{where}: {e}", file=sys.stderr)
-        distributed.shutdown()
         return 2
     try:
         return _train(cfg, out, run, ckpt is not None, progress=not args.no_progress, stop_at=args.stop_at)
@@ -169,8 +175,6 @@ def main(task: str, recipe_cls: type, default_recipe: str,
         # A collective failed: another rank died or stalled past train.dist_timeout.
         print(f"error{where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 1
-    finally:
-        distributed.shutdown()
 
 
 def _unfreezer(name: str, patterns: list[str], at: int, tracker: Tracker) -> Callable[[Engine], None]:

@@ -136,9 +136,13 @@ class LoaderSampler:
         self.dataset, self.batch_size, self.seed, self.workers = dataset, batch_size, seed, workers
         self.device, self.epoch, self.pos, self._it = device, 0, 0, None
         self.world = distributed.info()
-        self.steps_per_epoch = len(dataset) // (batch_size * self.world.world)
+        self.steps_per_epoch = len(dataset) // self.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size {batch_size} × {self.world.world} rank(s) exceeds the dataset size {len(dataset)}")
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world.world
 
     def _iterator(self):
         perm = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
@@ -163,12 +167,12 @@ class LoaderSampler:
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "pos": self.pos, "rows": self.pos * self.batch_size * self.world.world}
+        return {"epoch": self.epoch, "pos": self.pos, "rows": self.pos * self.global_batch}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         # Rows, not batches: the global batch may differ when resuming under another world size.
-        rows = int(s.get("rows", int(s["pos"]) * self.batch_size * self.world.world))
-        self.epoch, self.pos, self._it = int(s["epoch"]), rows // (self.batch_size * self.world.world), None
+        rows = int(s.get("rows", int(s["pos"]) * self.global_batch))
+        self.epoch, self.pos, self._it = int(s["epoch"]), rows // self.global_batch, None
 
 
 @dataclass

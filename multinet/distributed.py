@@ -21,15 +21,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "info", "init", "shutdown", "is_main", "local_rows", "randn", "rand", "randint",
-           "all_sum", "agree_max", "barrier"]
+__all__ = ["DistInfo", "info", "launched", "local_rank", "init", "shutdown", "local_rows", "randn", "rand",
+           "randint", "all_reduce", "agree_max", "barrier"]
 
 
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -39,13 +38,18 @@ class DistInfo:
 def info() -> DistInfo:
     """This process's place: from the live process group, else (0, 1, 0)."""
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return DistInfo(dist.get_rank(), dist.get_world_size())
     return DistInfo()
 
 
 def launched() -> bool:
     """True under ``torchrun`` (or any launcher that sets WORLD_SIZE) with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def local_rank() -> int:
+    """This process's index on its machine (torchrun's LOCAL_RANK): its GPU under CUDA."""
+    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 def init(device_type: str, timeout_s: float = 900.0) -> DistInfo:
@@ -58,7 +62,7 @@ def init(device_type: str, timeout_s: float = 900.0) -> DistInfo:
         return info()
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
-    local = int(os.environ.get("LOCAL_RANK", 0))
+    local = local_rank()
     backend = "nccl" if device_type == "cuda" else "gloo"
     if device_type == "cuda":
         if local >= torch.cuda.device_count():
@@ -74,10 +78,6 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def is_main() -> bool:
-    return info().main
-
-
 def local_rows(t: torch.Tensor, world: DistInfo | None = None) -> torch.Tensor:
     """This rank's equal share of a global batch's rows."""
     w = world or info()
@@ -87,28 +87,32 @@ def local_rows(t: torch.Tensor, world: DistInfo | None = None) -> torch.Tensor:
     return t[w.rank * n:(w.rank + 1) * n]
 
 
+def _local_draw(fn, n: int, *shape: int, **kwargs) -> torch.Tensor:
+    w = info()
+    return local_rows(fn(w.world * n, *shape, **kwargs), w)
+
+
 def randn(n: int, *shape: int, generator: torch.Generator | None, device: torch.device | str,
           dtype: torch.dtype | None = None) -> torch.Tensor:
     """``n`` rows of normal noise: this rank's rows of a global draw of world × ``n``."""
-    w = info()
-    return local_rows(torch.randn(w.world * n, *shape, generator=generator, device=device, dtype=dtype), w)
+    return _local_draw(torch.randn, n, *shape, generator=generator, device=device, dtype=dtype)
 
 
 def rand(n: int, *shape: int, generator: torch.Generator | None, device: torch.device | str,
          dtype: torch.dtype | None = None) -> torch.Tensor:
-    w = info()
-    return local_rows(torch.rand(w.world * n, *shape, generator=generator, device=device, dtype=dtype), w)
+    """``n`` rows of uniform noise on [0, 1), drawn like ``randn``."""
+    return _local_draw(torch.rand, n, *shape, generator=generator, device=device, dtype=dtype)
 
 
 def randint(high: int, n: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
-    w = info()
-    return local_rows(torch.randint(high, (w.world * n,), generator=generator, device=device), w)
+    """``n`` integers in [0, high), drawn like ``randn``."""
+    return _local_draw(lambda rows, **kw: torch.randint(high, (rows,), **kw), n, generator=generator, device=device)
 
 
-def all_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks, in place (identity for one process)."""
+def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Reduce ``t`` over ranks in place (``sum``, ``min`` or ``max``); identity for one process."""
     if info().world > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
     return t
 
 
@@ -116,9 +120,7 @@ def agree_max(value: int, device: torch.device) -> int:
     """The largest ``value`` over ranks (every rank gets the same answer)."""
     if info().world == 1:
         return value
-    t = torch.tensor([value], dtype=torch.long, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
+    return int(all_reduce(torch.tensor([value], dtype=torch.long, device=device), "max").item())
 
 
 def barrier() -> None:

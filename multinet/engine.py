@@ -212,7 +212,7 @@ class Engine:
         if self.dist.world > 1:
             never = torch.iinfo(torch.long).max
             steps = torch.where(steps < 0, never, steps)
-            torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MIN)
+            distributed.all_reduce(steps, "min")
             steps = torch.where(steps == never, -1, steps)
         steps = steps.tolist()
         bad = [(s, i) for i, s in enumerate(steps) if s >= 0]
@@ -279,7 +279,7 @@ class Engine:
             names.append(f"grad_norm/{net}")
             values.append(v.float())
         if values and self.dist.world > 1:
-            values = list(distributed.all_sum(torch.stack(values)) / self.dist.world)
+            values = list(distributed.all_reduce(torch.stack(values)) / self.dist.world)
         out = dict(zip(names, torch.stack(values).tolist())) if values else {}
         for net in self.nets.values():
             for g in net.optimizer.param_groups:
