@@ -3,7 +3,8 @@
     python benchmarks/mixtures.py gan_ring8 gan_grid25 --seeds 5 [--jobs 2] [key=value ...]
 
 Prints per-seed figures and mean ± standard error of modes captured, high-quality %, reverse
-KL, and the wall time of each run (one CPU thread per run).
+KL (and the drs_* figures of discriminator rejection sampling where the recipe sets
+eval.rejection = "drs"), and the wall time of each run (one CPU thread per run).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ["modes", "high_quality", "reverse_kl"]
+DRS = ["drs_modes", "drs_high_quality", "drs_reverse_kl", "drs_acceptance"]  # with eval.rejection=drs
 
 
 def one(recipe: str, seed: int, overrides: list[str]) -> dict:
@@ -33,8 +36,7 @@ def one(recipe: str, seed: int, overrides: list[str]) -> dict:
     if r.returncode != 0:
         return {"recipe": recipe, "seed": seed, "error": r.stderr.strip().splitlines()[-1:]}
     s = json.loads((out / "summary.json").read_text())
-    return {"recipe": recipe, "seed": seed, "modes": s["modes"], "high_quality": s["high_quality"],
-            "reverse_kl": s["reverse_kl"], "wall_s": round(wall, 1)}
+    return {"recipe": recipe, "seed": seed, **{k: s[k] for k in FIGURES + DRS if k in s}, "wall_s": round(wall, 1)}
 
 
 def stats(xs: list[float]) -> str:
@@ -59,11 +61,9 @@ def main() -> None:
     for rec in recipes:
         rs = [r for r in results if r["recipe"] == rec and "error" not in r]
         if rs:
+            keys = [k for k in FIGURES + DRS + ["wall_s"] if all(k in r for r in rs)]
             print(json.dumps({"recipe": rec, "overrides": overrides, "seeds": len(rs),
-                              "modes": stats([r["modes"] for r in rs]),
-                              "high_quality": stats([r["high_quality"] for r in rs]),
-                              "reverse_kl": stats([r["reverse_kl"] for r in rs]),
-                              "wall_s": stats([r["wall_s"] for r in rs])}))
+                              **{k: stats([r[k] for r in rs]) for k in keys}}))
 
 
 if __name__ == "__main__":

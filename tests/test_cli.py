@@ -75,6 +75,10 @@ def test_gan_sample_command(tmp_path):
     import numpy as np
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (16, 1, 8, 8) and x.dtype == np.float32 and (tmp_path / "s.png").exists()
+    r = run("multinet.gan", ["sample", str(out / "checkpoints/last.pt"), "--n", "16", "--rejection", "drs",
+                             "--out", str(tmp_path / "d.npy")])
+    assert r.returncode == 0, r.stderr
+    assert "rejection sampling accepted" in r.stdout and np.load(tmp_path / "d.npy").shape == (16, 1, 8, 8)
 
 
 def test_autoencoder_exact_resume_across_phase_switch(tmp_path):

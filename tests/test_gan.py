@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from multinet.config import load_recipe
+from multinet.config import ConfigError, load_recipe
 from multinet.data import mixture_means
 from multinet.gan import GanRecipe, build, d_loss, g_loss, gradient_penalty, mixture_coverage, r1_penalty
 from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
@@ -93,6 +93,58 @@ def test_reuse_fake_uses_the_d_step_batch_and_trains_g(tmp_path):
     assert e.phase_steps == {"discriminator": 10, "generator": 5}
     assert all(not torch.equal(a, b) for a, b in zip(before, e.nets["generator"].module.parameters()))
     assert e.system._fake is None
+
+
+def test_topk_schedule_and_generator_loss_on_the_best_scored_fakes(tmp_path):
+    e = _engine(["gan.topk=0.5", "gan.topk_decay=0.5", "gan.topk_every=2"], tmp_path)
+    s = e.system
+    assert [s.topk(i, 64) for i in (0, 1, 2, 3, 4, 100)] == [64, 64, 32, 32, 32, 32]
+    e.iteration = 4
+    state = s.noise.get_state()
+    loss = s.g_step(e)["loss"]
+    s.noise.set_state(state)
+    logits = e.nets["discriminator"].module(e.nets["generator"].module(s.z(64))).flatten()
+    best = torch.nn.functional.softplus(-logits.topk(32).values).mean()
+    everything = torch.nn.functional.softplus(-logits).mean()
+    torch.testing.assert_close(loss, best)
+    assert float(loss.detach()) < float(everything.detach())
+    with pytest.raises(ConfigError, match="topk must be in"):
+        load_recipe(GanRecipe, "gan_digits", ["gan.topk=0"])
+
+
+def test_rejection_sampling_keeps_what_d_scores_real(tmp_path):
+    """DRS with a fixed D that scores x > 0 as real: kept samples are (nearly) all positive, whole
+    packs are kept, the draw is seeded, and the acceptance share is reported."""
+    cfg = load_recipe(GanRecipe, "gan_ring8", ["device='cpu'", "train.steps=1", "model.pack=2",
+                                               "eval.rejection='drs'", "eval.samples=200"])
+    e = build(cfg, tmp_path, torch.device("cpu")).engine
+
+    class Half(torch.nn.Module):  # logit +8 for a pack whose first coordinates are both > 0
+        def forward(self, x):
+            return torch.where((x.view(-1, 2, 2)[:, :, 0] > 0).all(1), 8.0, -8.0)
+
+    class Line(torch.nn.Module):  # G: z → (z0, z0), so a pack's members are known from z
+        def forward(self, z):
+            return torch.stack([z[:, 0], z[:, 0]], 1)
+
+    e.nets["discriminator"].module, e.nets["generator"].module = Half(), Line()
+    e.ema.clear()
+    x, accepted = e.system.sample_rejection(e, 200)
+    assert x.shape == (200, 2) and (x[:, 0] > 0).float().mean() > 0.99
+    assert 0.2 < accepted < 0.3  # both members positive: a quarter of the packs
+    torch.testing.assert_close(e.system.sample_rejection(e, 200)[0], x)
+    r = e.system.evaluate(e)
+    assert {"drs_modes", "drs_high_quality", "drs_reverse_kl", "drs_acceptance"} <= set(r)
+    with pytest.raises(RuntimeError, match="rejection sampling kept"):
+        e.system.sample_rejection(e, 200, shift=40.0, max_candidates=20000)
+
+
+def test_rejection_sampling_scores_images_beside_the_plain_generator(tmp_path):
+    e = _engine(["eval.rejection='drs'", "eval.samples=200", "eval.classifier_epochs=1", "train.steps=2"], tmp_path)
+    e.run()
+    r = e.system.evaluate(e)
+    assert {"classifier_is", "classifier_fd", "drs_classifier_is", "drs_classifier_fd"} <= set(r)
+    assert 0 < r["drs_acceptance"] <= 1
 
 
 @pytest.mark.parametrize("loss,extra", [("hinge", []), ("wgan-gp", []), ("lsgan", []), ("bce", ["gan.r1=1.0"])])

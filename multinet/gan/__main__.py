@@ -1,5 +1,5 @@
 """python -m multinet.gan [RECIPE] [key=value ...] [--out DIR] [--steps N] [--seed S] [--device D] [--resume [CKPT]]
-python -m multinet.gan sample CKPT --n N --out FILE.npy"""
+python -m multinet.gan sample CKPT --n N --out FILE.npy [--rejection drs]"""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,8 @@ def sample_main(argv: list[str]) -> int:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", required=True, help="FILE.npy (a FILE.png grid is written too for images)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--rejection", choices=("none", "drs"), default="none",
+                   help="drs: keep candidates by discriminator rejection sampling (eval.drs_shift applies)")
     args = p.parse_args(argv)
     try:
         if args.n <= 0:
@@ -34,7 +36,12 @@ def sample_main(argv: list[str]) -> int:
         with warnings.catch_warnings():  # sampling uses its own seed; saved RNG streams do not matter
             warnings.simplefilter("ignore")
             run.engine.load_state_dict(ckpt)
-        x = run.engine.system.sample(run.engine, args.n).cpu()
+        if args.rejection == "drs":
+            x, accepted = run.engine.system.sample_rejection(run.engine, args.n, cfg.eval.drs_shift)
+            x = x.cpu()
+            print(f"rejection sampling accepted {accepted:.1%} of the candidates")
+        else:
+            x = run.engine.system.sample(run.engine, args.n).cpu()
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ freeze → groups → optimizer → schedule) → phases → engine → handlers
 from __future__ import annotations
 
 import contextlib
-
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +58,22 @@ class GanConfig:
     # kernels and no gradient accumulation. "auto" uses it when D has no batch-norm layer
     # (batch statistics would then mix real and fake samples).
     d_concat: Literal["auto", "on", "off"] = "auto"
+    # Top-k generator updates (Sinha et al. 2020): the G loss keeps only the fake samples (packs
+    # under PacGAN) that D scores as most realistic, a fraction max(topk, topk_decay ** (it / every))
+    # of the batch, where every = topk_every iterations (0: one data epoch, or 1,000 iterations
+    # for the endless mixture samplers). Under torch.distributed each rank keeps its own top k.
+    # topk = 1 is off.
+    topk: float = 1.0
+    topk_decay: float = 0.99
+    topk_every: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.topk <= 1:
+            raise ValueError(f"topk must be in (0, 1], got {self.topk}")
+        if not 0 < self.topk_decay <= 1:
+            raise ValueError(f"topk_decay must be in (0, 1], got {self.topk_decay}")
+        if self.topk_every < 0:
+            raise ValueError(f"topk_every must be >= 0, got {self.topk_every}")
 
 
 @dataclass
@@ -70,6 +86,12 @@ class TrainConfig(BaseTrainConfig):
 class EvalConfig:
     samples: int = 2500
     classifier_epochs: int = 8
+    # "drs": also score samples drawn by discriminator rejection sampling (Azadi et al. 2019),
+    # reported as drs_* beside the plain generator's figures (mixture coverage, or classifier
+    # IS / FD). DRS reads D's logit as log p_data / p_g, which holds for the BCE loss.
+    # drs_shift (γ, in logits) trades exactness for acceptance: > 0 accepts fewer, < 0 more.
+    rejection: Literal["none", "drs"] = "none"
+    drs_shift: float = 0.0
 
 
 @dataclass
@@ -140,26 +162,80 @@ class GanSystem:
     def g_step(self, e: Engine) -> dict[str, torch.Tensor]:
         G, D = e.model("generator"), e.model("discriminator")
         fake, self._fake = (self._fake, None) if self._fake is not None else (G(self.z(self.cfg.data.batch_size)), None)
-        return {"loss": g_loss(self.cfg.gan.loss, D(fake))}
+        logits = D(fake)
+        k = self.topk(e.iteration, logits.shape[0])
+        if k < logits.shape[0]:
+            logits = logits.flatten().topk(k).values
+        return {"loss": g_loss(self.cfg.gan.loss, logits)}
+
+    def topk(self, iteration: int, n: int) -> int:
+        """How many of ``n`` fake logits the G loss keeps at ``iteration`` (top-k updates)."""
+        g = self.cfg.gan
+        if g.topk >= 1:
+            return n
+        every = g.topk_every or self.data.sampler.steps_per_epoch or 1000
+        return max(1, math.ceil(n * max(g.topk, g.topk_decay ** (iteration // every))))
+
+    def _generator(self, e: Engine) -> torch.nn.Module:
+        return e.ema["generator"].module if "generator" in e.ema else e.nets["generator"].module
 
     @torch.no_grad()
     def sample(self, e: Engine, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """Samples in eval mode under no_grad (the EMA generator when there is one)."""
-        G = e.ema["generator"].module if "generator" in e.ema else e.nets["generator"].module
-        was = G.training
-        G.eval()
-        out = []
         z = z if z is not None else torch.randn(n, self.cfg.model.latent_dim, generator=torch.Generator().manual_seed(self.cfg.seed + 3)).to(self.device)
-        for i in range(0, len(z), 1000):
-            out.append(G(z[i:i + 1000]).float())
-        G.train(was)
-        return torch.cat(out)
+        with _eval_mode(self._generator(e)) as G:
+            return torch.cat([G(z[i:i + 1000]).float() for i in range(0, len(z), 1000)])
+
+    @torch.no_grad()
+    def sample_rejection(self, e: Engine, n: int, shift: float = 0.0, burn_in: int = 10000,
+                         max_candidates: int = 0) -> tuple[torch.Tensor, float]:
+        """``n`` samples by discriminator rejection sampling (Azadi et al. 2019), and the share of
+        candidates accepted.
+
+        A candidate x is kept with probability σ(F), F = D(x) − D* − log(1 − exp(D(x) − D* − ε)) − γ,
+        where D* is the largest logit seen so far (first over ``burn_in`` candidates) and γ =
+        ``shift``: under an optimal D this accepts with probability p_data(x) / (M p_g(x)). Under
+        PacGAN the discriminator judges packs, so whole packs are kept or dropped (the pack's
+        density ratio is the product of its members'). Seeded: the same call gives the same samples.
+        """
+        pack = self.cfg.model.pack
+        chunk = max(pack, 4096 // pack * pack)
+        max_candidates = max_candidates or 1000 * n
+        gen = torch.Generator().manual_seed(self.cfg.seed + 4)
+        dim = self.cfg.model.latent_dim
+        with _eval_mode(self._generator(e)) as G, _eval_mode(e.nets["discriminator"].module) as D:
+            def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+                x = G(torch.randn(m, dim, generator=gen).to(self.device)).float()
+                return x, D(x).flatten().double()
+
+            d_max = max(float(draw(chunk)[1].max()) for _ in range(max(1, burn_in // chunk)))
+            kept: list[torch.Tensor] = []
+            have = seen = 0
+            while have < n:
+                if seen >= max_candidates:
+                    raise RuntimeError(f"rejection sampling kept {have} of {n} samples after {seen} candidates "
+                                       f"(acceptance {have / seen:.2e}); lower eval.drs_shift")
+                x, logit = draw(chunk)
+                d_max = max(d_max, float(logit.max()))
+                r = logit - d_max
+                f = r - torch.log1p(-torch.exp(r - 1e-6)) - shift
+                accept = torch.rand(len(f), generator=gen, dtype=torch.float64).to(f.device) < torch.sigmoid(f)
+                x = x.view(-1, pack, *x.shape[1:])[accept].flatten(0, 1)
+                kept.append(x)
+                have += len(x)
+                seen += chunk
+        return torch.cat(kept)[:n], have / seen
 
     def evaluate(self, e: Engine) -> dict[str, float]:
         cfg = self.cfg
         if self.data.kind == "points":
             means, sigma = mixture_means(cfg.data.name)
-            return mixture_coverage(self.sample(e, cfg.eval.samples), means, sigma)
+            scores = mixture_coverage(self.sample(e, cfg.eval.samples), means, sigma)
+            if cfg.eval.rejection == "drs":
+                x, accepted = self.sample_rejection(e, cfg.eval.samples, cfg.eval.drs_shift)
+                scores.update({f"drs_{k}": v for k, v in mixture_coverage(x, means, sigma).items()},
+                              drs_acceptance=accepted)
+            return scores
         if cfg.data.name not in ("digits", "mnist", "fashion-mnist", "idx"):
             return {}
         if self._classifier is None:  # trained (or read from the cache) once per run
@@ -167,8 +243,14 @@ class GanSystem:
                                                 Path(cfg.data.root) / "classifiers", cfg.data.name,
                                                 cfg.eval.classifier_epochs)
         clf = self._classifier
-        gen = self.sample(e, max(cfg.eval.samples, len(self.data.held_out) if self.data.held_out is not None else 0))
-        return image_scores(clf, gen.cpu(), self.data.train.cpu(), None if self.data.held_out is None else self.data.held_out.cpu())
+        n = max(cfg.eval.samples, len(self.data.held_out) if self.data.held_out is not None else 0)
+        held_out = None if self.data.held_out is None else self.data.held_out.cpu()
+        scores = image_scores(clf, self.sample(e, n).cpu(), self.data.train.cpu(), held_out)
+        if cfg.eval.rejection == "drs":
+            x, accepted = self.sample_rejection(e, n, cfg.eval.drs_shift)
+            drs = image_scores(clf, x.cpu(), self.data.train.cpu(), None)
+            scores.update({f"drs_{k}": drs[k] for k in ("classifier_is", "classifier_fd")}, drs_acceptance=accepted)
+        return scores
 
 
 def build(cfg: GanRecipe, out: Path, device: torch.device) -> Run:
@@ -211,6 +293,16 @@ def build(cfg: GanRecipe, out: Path, device: torch.device) -> Run:
     if cfg.train.eval_every:
         run.handlers.append(("iteration", evaluate, cfg.train.eval_every))
     return run
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module):
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)
 
 
 def _scatter(e: Engine, pts: torch.Tensor, path: Path) -> None:
