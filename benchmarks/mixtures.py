@@ -1,6 +1,7 @@
 """GAN mode coverage on the 2-D mixtures (TARGETS.md §2), several seeds in parallel processes.
 
     python benchmarks/mixtures.py gan_ring8 gan_grid25 --seeds 5 [--jobs 2] [key=value ...]
+    python benchmarks/mixtures.py --rescore RUN_DIR ... eval.rejection=drs   # finished runs, other eval.*
 
 Prints per-seed figures and mean ± standard error of modes captured, high-quality %, reverse
 KL (and the drs_* figures of discriminator rejection sampling where the recipe sets
@@ -39,6 +40,19 @@ def one(recipe: str, seed: int, overrides: list[str]) -> dict:
     return {"recipe": recipe, "seed": seed, **{k: s[k] for k in FIGURES + DRS if k in s}, "wall_s": round(wall, 1)}
 
 
+def rescore(run: str, overrides: list[str]) -> dict:
+    ckpt = Path(run) / "checkpoints" / "last.pt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "multinet.gan", "evaluate", str(ckpt), *overrides],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return {"run": run, "error": r.stderr.strip().splitlines()[-1:]}
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    cfg = (Path(run) / "recipe.toml").read_text()
+    recipe = "gan_ring8" if 'name = "ring8"' in cfg else "gan_grid25" if 'name = "grid25"' in cfg else run
+    return {"recipe": recipe, "run": run, "step": s["step"], **{k: s[k] for k in FIGURES + DRS if k in s}}
+
+
 def stats(xs: list[float]) -> str:
     m = sum(xs) / len(xs)
     se = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else 0.0
@@ -47,19 +61,26 @@ def stats(xs: list[float]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("items", nargs="+", help="recipes, then key=value overrides for all of them")
+    p.add_argument("items", nargs="+", help="recipes (or, with --rescore, run folders), then key=value overrides")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=os.cpu_count())
+    p.add_argument("--rescore", action="store_true",
+                   help="score the last checkpoints of finished runs again (only eval.* overrides)")
     args = p.parse_args()
-    recipes = [i for i in args.items if "=" not in i]
+    named = [i for i in args.items if "=" not in i]
     overrides = [i for i in args.items if "=" in i]
-    tasks = [(r, s) for r in recipes for s in range(args.seeds)]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda t: one(t[0], t[1], overrides), tasks))
+        if args.rescore:
+            results = list(pool.map(lambda run: rescore(run, overrides), named))
+            recipes = sorted({r["recipe"] for r in results if "recipe" in r})
+        else:
+            recipes = named
+            tasks = [(r, s) for r in recipes for s in range(args.seeds)]
+            results = list(pool.map(lambda t: one(t[0], t[1], overrides), tasks))
     for r in results:
         print(json.dumps(r))
     for rec in recipes:
-        rs = [r for r in results if r["recipe"] == rec and "error" not in r]
+        rs = [r for r in results if r.get("recipe") == rec and "error" not in r]
         if rs:
             keys = [k for k in FIGURES + DRS + ["wall_s"] if all(k in r for r in rs)]
             print(json.dumps({"recipe": rec, "overrides": overrides, "seeds": len(rs),

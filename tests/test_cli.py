@@ -79,6 +79,12 @@ def test_gan_sample_command(tmp_path):
                              "--out", str(tmp_path / "d.npy")])
     assert r.returncode == 0, r.stderr
     assert "rejection sampling accepted" in r.stdout and np.load(tmp_path / "d.npy").shape == (16, 1, 8, 8)
+    r = run("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "eval.rejection=drs", "eval.samples=100"])
+    assert r.returncode == 0, r.stderr
+    scores = json.loads(r.stdout.strip().splitlines()[-1])
+    assert scores["step"] == 5 and {"classifier_fd", "drs_classifier_fd", "drs_acceptance"} <= set(scores)
+    r = run("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "train.steps=9"])
+    assert r.returncode == 2 and r.stderr.strip() == "error: only eval.* keys can change for a saved run, got train"
 
 
 def test_autoencoder_exact_resume_across_phase_switch(tmp_path):
