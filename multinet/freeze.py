@@ -12,7 +12,7 @@ from torch import nn
 
 from .patterns import name_matches
 
-__all__ = ["set_trainable", "frozen", "apply_norm_mode", "NORM_MODES"]
+__all__ = ["set_trainable", "frozen", "eval_mode", "apply_norm_mode", "NORM_MODES"]
 
 NORM_MODES = ("eval", "train")
 _BN = nn.modules.batchnorm._BatchNorm
@@ -55,6 +55,17 @@ def frozen(*modules: nn.Module) -> Iterator[list[tuple[nn.Parameter, bool]]]:
     finally:
         for p, flag in saved:
             p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the length of a block, then back in the mode it had."""
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)
 
 
 def apply_norm_mode(module: nn.Module, mode: str) -> list[str]:

@@ -90,3 +90,20 @@ def test_frozen_batchnorm_eval_mode_keeps_running_stats():
     apply_norm_mode(m, "train")
     m(torch.randn(8, 3) + 5)
     assert not torch.equal(before, m[1].running_mean)
+
+
+def test_eval_mode_restores_the_earlier_mode_even_on_error():
+    import pytest
+    from torch import nn
+    from multinet.freeze import eval_mode
+    m = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    with eval_mode(m) as inner:
+        assert inner is m and not m.training and not m[1].training
+    assert m.training and m[1].training
+    with pytest.raises(RuntimeError), eval_mode(m):
+        raise RuntimeError("boom")
+    assert m.training
+    m.eval()
+    with eval_mode(m):
+        pass
+    assert not m.training

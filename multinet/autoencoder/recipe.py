@@ -21,6 +21,7 @@ from ..config import TrainConfig as BaseTrainConfig
 from ..config import to_dict
 from ..data import DataConfig, load_data
 from ..engine import Engine, Phase
+from ..freeze import eval_mode
 from ..netconfig import NetConfig, to_spec
 from ..nets import Net
 from .bler import hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler
@@ -139,32 +140,25 @@ class AeSystem:
 
     @torch.no_grad()
     def codebook(self, e: Engine) -> torch.Tensor:
-        enc = e.nets["encoder"].module
-        was = enc.training
-        enc.eval()
-        cb = self.channels["train"].normalize(enc.codebook())
-        enc.train(was)
-        return cb
+        with eval_mode(e.nets["encoder"].module) as enc:
+            return self.channels["train"].normalize(enc.codebook())
 
     @torch.no_grad()
     def evaluate(self, e: Engine, label: str) -> list[dict[str, Any]]:
         """BLER/BER (messages) or PSNR (images) of the current system under every channel."""
         rows = []
-        dec = e.nets["decoder"].module
-        was = dec.training
-        dec.eval()
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 99)
-        cb = self.codebook(e) if self.cfg.system.kind == "messages" else None
-        for ch_name, ch in self.channels.items():
-            curve = f"autoencoder after {label}" + ("" if ch_name == "train" else f" [{ch_name} channel]")
-            for db in ch.cfg.eval_db:
-                if cb is not None:
-                    r = self._mc(cb, dec, db, gen, ch)
-                    rows.append({"curve": curve, "ebn0_db": db, "bler": r.bler, "ber": r.ber, "blocks": r.blocks,
-                                 "errors": r.errors})
-                else:
-                    rows.append({"curve": curve, "snr_db": db, "psnr": self._psnr(e, ch, db)})
-        dec.train(was)
+        with eval_mode(e.nets["decoder"].module) as dec:
+            gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 99)
+            cb = self.codebook(e) if self.cfg.system.kind == "messages" else None
+            for ch_name, ch in self.channels.items():
+                curve = f"autoencoder after {label}" + ("" if ch_name == "train" else f" [{ch_name} channel]")
+                for db in ch.cfg.eval_db:
+                    if cb is not None:
+                        r = self._mc(cb, dec, db, gen, ch)
+                        rows.append({"curve": curve, "ebn0_db": db, "bler": r.bler, "ber": r.ber, "blocks": r.blocks,
+                                     "errors": r.errors})
+                    else:
+                        rows.append({"curve": curve, "snr_db": db, "psnr": self._psnr(e, ch, db)})
         return rows
 
     def _mc(self, cb, decode, db, gen, ch):

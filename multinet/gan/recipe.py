@@ -19,6 +19,7 @@ from ..config import TrainConfig as BaseTrainConfig
 from ..config import to_dict
 from ..data import DataConfig, DataSource, load_data, mixture_means
 from ..engine import Engine, Phase
+from ..freeze import eval_mode
 from ..netconfig import NetConfig, to_spec
 from ..nets import Net
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
@@ -183,7 +184,7 @@ class GanSystem:
     def sample(self, e: Engine, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """Samples in eval mode under no_grad (the EMA generator when there is one)."""
         z = z if z is not None else torch.randn(n, self.cfg.model.latent_dim, generator=torch.Generator().manual_seed(self.cfg.seed + 3)).to(self.device)
-        with _eval_mode(self._generator(e)) as G:
+        with eval_mode(self._generator(e)) as G:
             return torch.cat([G(z[i:i + 1000]).float() for i in range(0, len(z), 1000)])
 
     @torch.no_grad()
@@ -203,7 +204,7 @@ class GanSystem:
         max_candidates = max_candidates or 1000 * n
         gen = torch.Generator().manual_seed(self.cfg.seed + 4)
         dim = self.cfg.model.latent_dim
-        with _eval_mode(self._generator(e)) as G, _eval_mode(e.nets["discriminator"].module) as D:
+        with eval_mode(self._generator(e)) as G, eval_mode(e.nets["discriminator"].module) as D:
             def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
                 x = G(torch.randn(m, dim, generator=gen).to(self.device)).float()
                 return x, D(x).flatten().double()
@@ -293,16 +294,6 @@ def build(cfg: GanRecipe, out: Path, device: torch.device) -> Run:
     if cfg.train.eval_every:
         run.handlers.append(("iteration", evaluate, cfg.train.eval_every))
     return run
-
-
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module):
-    was = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was)
 
 
 def _scatter(e: Engine, pts: torch.Tensor, path: Path) -> None:
