@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--rescore", action="store_true",
                    help="score the last checkpoints of finished runs again (only eval.* overrides)")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()  # overrides may come before or after the options
     named = [i for i in args.items if "=" not in i]
     overrides = [i for i in args.items if "=" in i]
     with ThreadPoolExecutor(args.jobs) as pool:
