@@ -86,6 +86,9 @@ class NetConfig:
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     pretrained: PretrainedSpec = field(default_factory=PretrainedSpec)
     clip_grad_norm: float = 0.0
+    # Convolution weights in channels_last (NHWC) memory format: faster convolutions on CPU
+    # (oneDNN) and with cuDNN under AMP; no effect on networks without convolutions.
+    channels_last: bool = False
 
 
 def _options(cfg: NetConfig) -> dict[str, Any]:
@@ -130,4 +133,5 @@ def to_spec(cfg: NetConfig, module: nn.Module) -> NetSpec:
     return NetSpec(module=module, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                    options=_options(cfg), init=init, init_strict=cfg.init_strict, groups=rules,
                    freeze=cfg.freeze, freeze_first_n=cfg.freeze_first_n, frozen_norm=cfg.frozen_norm,
-                   schedule=cfg.schedule, pretrained=cfg.pretrained, clip_grad_norm=cfg.clip_grad_norm)
+                   schedule=cfg.schedule, pretrained=cfg.pretrained, clip_grad_norm=cfg.clip_grad_norm,
+                   channels_last=cfg.channels_last)

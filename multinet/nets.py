@@ -62,6 +62,7 @@ class NetSpec:
     schedule: ScheduleSpec | None = None
     pretrained: PretrainedSpec | None = None
     clip_grad_norm: float = 0.0
+    channels_last: bool = False
 
 
 class Net:
@@ -86,6 +87,8 @@ class Net:
             set_trainable(self.module, False, patterns=spec.freeze)
         if spec.freeze_first_n:
             set_trainable(self.module, False, first_n=spec.freeze_first_n)
+        if spec.channels_last:  # after init (which fills in memory order): the same weights in NHWC
+            self.module.to(memory_format=torch.channels_last)
         self._build_optimizer()
         self._ddp: nn.Module | None = None
         self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step

@@ -158,3 +158,36 @@ def test_fp16_skipped_step_does_not_advance_the_schedule():
     assert net.scheduler.t == 2  # three iterations, one skipped step
     assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.25)
     assert not torch.equal(before, net.module.weight)
+
+
+def _conv_run(channels_last, steps=3):
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 3, stride=2),
+                      nn.Flatten(), nn.Linear(4 * 3 * 3, 1))
+    net = Net("discriminator", NetSpec(D, "adam", 1e-2, init="dcgan", channels_last=channels_last), "cpu")
+    data = torch.Generator().manual_seed(1)
+
+    def step(e):
+        x = torch.randn(8, 2, 8, 8, generator=data)
+        return {"loss": e.model("discriminator")(x).square().mean()}
+
+    e = Engine({"discriminator": net}, [Phase("discriminator", ("discriminator",), step)], total_steps=steps,
+               ema={"discriminator": 0.9})
+    e.run()
+    return e
+
+
+def test_channels_last_networks_train_like_the_default_layout():
+    plain, cl = _conv_run(False), _conv_run(True)
+    conv = cl.nets["discriminator"].module[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert cl.ema["discriminator"].module[0].weight.is_contiguous(memory_format=torch.channels_last)
+    exp_avg = cl.nets["discriminator"].optimizer.state[conv]["exp_avg"]
+    assert exp_avg.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(plain.nets["discriminator"].module.parameters(), cl.nets["discriminator"].module.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # same math, another memory layout
+    # a checkpoint written in channels_last loads into a default-layout run, and back
+    fresh = _conv_run(False, steps=0)
+    fresh.load_state_dict(cl.state_dict())
+    for a, b in zip(fresh.nets["discriminator"].module.parameters(), cl.nets["discriminator"].module.parameters()):
+        assert torch.equal(a, b)
