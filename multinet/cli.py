@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -120,10 +121,17 @@ def _resolve(recipe_cls: type, default_recipe: str, args: argparse.Namespace):
 def main(task: str, recipe_cls: type, default_recipe: str,
          build: Callable[[Any, Path, torch.device], Run], argv: list[str] | None = None) -> int:
     args = _parser(task).parse_intermixed_args(argv)
-    try:
-        return _main(args, recipe_cls, default_recipe, build)
-    finally:
-        distributed.shutdown()
+    with warnings.catch_warnings():  # restores the default display afterwards
+        warnings.showwarning = _one_line_warning
+        try:
+            return _main(args, recipe_cls, default_recipe, build)
+        finally:
+            distributed.shutdown()
+
+
+def _one_line_warning(message: Warning | str, category: type, filename: str, lineno: int, file: Any = None,
+                      line: str | None = None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _main(args: argparse.Namespace, recipe_cls: type, default_recipe: str,

@@ -18,6 +18,7 @@ rank stops at the same iteration.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -87,6 +88,11 @@ class Engine:
                     for n, d in (ema or {}).items() if d > 0}
         for m in self.ema.values():
             m.requires_grad_(False)
+        for n, d in (ema or {}).items():
+            if 0 < d < 1 and total_steps and d ** total_steps > 0.05:
+                warnings.warn(f"EMA of {n}: decay {d} averages over about {1 / (1 - d):,.0f} steps, so after "
+                              f"{total_steps:,} steps {d ** total_steps:.0%} of the average is still the initial "
+                              f"weights; use a decay below {0.05 ** (1 / total_steps):.5f}", stacklevel=2)
         self.handlers: dict[str, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
         self.terms: dict[str, dict[str, torch.Tensor]] = {}
         self.grad_norms: dict[str, torch.Tensor] = {}

@@ -172,7 +172,7 @@ def _conv_run(channels_last, steps=3):
         return {"loss": e.model("discriminator")(x).square().mean()}
 
     e = Engine({"discriminator": net}, [Phase("discriminator", ("discriminator",), step)], total_steps=steps,
-               ema={"discriminator": 0.9})
+               ema={"discriminator": 0.1})
     e.run()
     return e
 
@@ -191,3 +191,13 @@ def test_channels_last_networks_train_like_the_default_layout():
     fresh.load_state_dict(cl.state_dict())
     for a, b in zip(fresh.nets["discriminator"].module.parameters(), cl.nets["discriminator"].module.parameters()):
         assert torch.equal(a, b)
+
+
+def test_ema_longer_than_the_run_warns():
+    nets, phases, _ = _gan()
+    with pytest.warns(UserWarning, match="EMA of generator: decay 0.999 .* 37% of the average is still the initial"):
+        Engine(nets, phases, total_steps=1000, ema={"generator": 0.999})
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Engine(nets, phases, total_steps=20000, ema={"generator": 0.999})  # 2e-9 left: fine
