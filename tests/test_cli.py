@@ -184,3 +184,11 @@ def test_compiled_networks_train_and_save_plain_names(tmp_path):
     a, b = _weights(outs["false"] / "checkpoints/last.pt"), _weights(outs["true"] / "checkpoints/last.pt")
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_warnings_print_as_one_line(tmp_path):
+    r = run("multinet.gan", FAST_GAN + ["--steps", "3", "--out", str(tmp_path / "r"), "gan.ema=0.999"])
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "EMA of generator" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: EMA of generator: decay 0.999"), r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr
