@@ -154,15 +154,16 @@ def hand_loop_flops(images: torch.Tensor) -> float:
 
 # -- (b, c, d) the engine ---------------------------------------------------------------------
 def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe: str = "gan_mnist_mlp",
-               extra: list[str] = (), compile: bool = False, channels_last: bool = True) -> float:
+               extra: list[str] = (), compile: bool = False, channels_last: bool = True,
+               bf16: bool | None = None) -> float:
     from multinet.gan.recipe import GanRecipe, build
     overrides = ["data.name=idx", f"data.root={MNIST_RAW}", "data.train_fraction=1.0", f"device={device.type!r}",
                  f"train.steps={steps + 20}", "train.tensorboard=false", *extra]
     if fast:
         overrides += ["networks.generator.fused=true", "networks.discriminator.fused=true"]
-        if recipe == "dcgan_mnist":  # convolutions: NHWC weights, and bf16 autocast on a GPU
+        if recipe == "dcgan_mnist":  # convolutions: NHWC weights, and bf16 autocast (on a GPU by default)
             overrides += [f"networks.{n}.channels_last={str(channels_last).lower()}" for n in ("generator", "discriminator")]
-            overrides += ["train.amp=bf16"] if device.type == "cuda" else []
+            overrides += ["train.amp=bf16"] if (device.type == "cuda" if bf16 is None else bf16) else []
     if reuse:
         overrides.append("gan.reuse_fake=true")
     cfg = load_recipe(GanRecipe, recipe, overrides)
@@ -175,6 +176,13 @@ def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe
         for net in e.nets.values():
             net.module.compile()
     return time_engine(e, steps, device)
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 matmuls in hardware (AVX512-BF16 or AMX); elsewhere torch
+    emulates bf16 and autocast only slows things down."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def time_engine(e, steps: int, device: torch.device, warmup: int = 20) -> float:
@@ -226,6 +234,11 @@ def main() -> None:
     report: dict = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     for dev in devices:
         r: dict = {"matmul_gflops": matmul_rate(dev)}
+        if dev.type == "cpu":
+            r["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+            r["native_bf16"] = native_bf16_cpu()
+            if r["native_bf16"]:  # the limit for bf16 work (the fp32 figure stays the reference)
+                r["matmul_gflops_bf16"] = matmul_rate(dev, torch.bfloat16)
         if dev.type == "cuda":
             r["gpu"] = torch.cuda.get_device_name(dev)
         if args.only in (None, "gan"):
@@ -258,10 +271,13 @@ def main() -> None:
         if args.only in (None, "dcgan"):
             dc_steps = max(20, args.steps // 10 if dev.type == "cpu" else args.steps)
             dc: dict[str, list[float]] = {"fast": [], "fast_without_channels_last": []}
+            if dev.type == "cpu" and native_bf16_cpu():  # AMX / AVX512-BF16: bf16 convolutions in hardware
+                dc["fast_bf16"] = []
             for _ in range(args.reps):  # interleaved
                 for k in dc:
                     dc[k].append(engine_gan(dev, dc_steps, fast=True, reuse=False, recipe="dcgan_mnist",
-                                            channels_last=k == "fast"))
+                                            channels_last=k != "fast_without_channels_last",
+                                            bf16=True if k == "fast_bf16" else None))
             r["dcgan_mnist_it_per_s"] = {k: round(statistics.median(v), 2) for k, v in dc.items()}
         if args.only in (None, "ae"):
             rs = [ae_rates(dev, args.steps * 3) for _ in range(args.reps)]

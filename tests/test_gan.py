@@ -198,9 +198,17 @@ def test_transfer_recipe_partial_load_freezed_and_layer_lrs(tmp_path):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_steps(tmp_path, amp):
+    """Both phases run their matmuls in the low precision on the CPU too; weights stay float32."""
     e = _engine([f"train.amp={amp!r}", "train.steps=3"], tmp_path)
+    seen: dict[str, set] = {"generator": set(), "discriminator": set()}
+    for name, net in e.nets.items():
+        first = next(m for m in net.module.modules() if isinstance(m, torch.nn.Linear))
+        first.register_forward_hook(lambda m, i, out, name=name: seen[name].add(out.dtype))
     e.run()
     e.check_finite()
+    low = torch.bfloat16 if amp == "bf16" else torch.float16
+    assert seen == {"generator": {low}, "discriminator": {low}}
+    assert all(p.dtype == torch.float32 for net in e.nets.values() for p in net.module.parameters())
     assert e.scalers["discriminator"].is_enabled() == (amp == "fp16")
 
 
