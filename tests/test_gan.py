@@ -226,3 +226,17 @@ def test_imagefolder_streams_through_a_dataloader(tmp_path):
     e.run()
     assert e.system.data.shape == (3, 32, 32)
     assert e.system.data.sampler.state_dict() == {"epoch": 1, "pos": 1, "rows": 4}  # 16 images / 4 = 4 batches an epoch
+
+
+def test_classifier_cache_is_reused_and_an_unwritable_cache_only_warns(tmp_path):
+    from multinet.gan.metrics import train_classifier
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 8, 8, generator=g) * 2 - 1, torch.arange(64) % 4
+    first = train_classifier(x, y, 4, tmp_path / "cache", "t", epochs=1)
+    assert len(list((tmp_path / "cache").glob("t-*.pt"))) == 1
+    again = train_classifier(x, y, 4, tmp_path / "cache", "t", epochs=1)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    (tmp_path / "file").write_text("")  # a cache folder that cannot be created (read-only dataset roots)
+    with pytest.warns(UserWarning, match="classifier not cached"):
+        model = train_classifier(x, y, 4, tmp_path / "file" / "classifiers", "t", epochs=1)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), model.state_dict().values()))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -78,8 +79,11 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, cache_dir: 
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
+    try:  # the cache is a convenience: a read-only dataset folder must not fail the evaluation
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path)
+    except OSError as e:
+        warnings.warn(f"classifier not cached ({e.strerror or e}: {path}); it is retrained on the next evaluation")
     return model.eval()
 
 
