@@ -155,15 +155,15 @@ def hand_loop_flops(images: torch.Tensor) -> float:
 # -- (b, c, d) the engine ---------------------------------------------------------------------
 def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe: str = "gan_mnist_mlp",
                extra: list[str] = (), compile: bool = False, channels_last: bool = True,
-               bf16: bool | None = None) -> float:
+               bf16: bool = False) -> float:
     from multinet.gan.recipe import GanRecipe, build
     overrides = ["data.name=idx", f"data.root={MNIST_RAW}", "data.train_fraction=1.0", f"device={device.type!r}",
                  f"train.steps={steps + 20}", "train.tensorboard=false", *extra]
     if fast:
         overrides += ["networks.generator.fused=true", "networks.discriminator.fused=true"]
-        if recipe == "dcgan_mnist":  # convolutions: NHWC weights, and bf16 autocast (on a GPU by default)
+        if recipe == "dcgan_mnist":  # convolutions: NHWC weights, and bf16 autocast where asked
             overrides += [f"networks.{n}.channels_last={str(channels_last).lower()}" for n in ("generator", "discriminator")]
-            overrides += ["train.amp=bf16"] if (device.type == "cuda" if bf16 is None else bf16) else []
+            overrides += ["train.amp=bf16"] if bf16 else []
     if reuse:
         overrides.append("gan.reuse_fake=true")
     cfg = load_recipe(GanRecipe, recipe, overrides)
@@ -271,13 +271,13 @@ def main() -> None:
         if args.only in (None, "dcgan"):
             dc_steps = max(20, args.steps // 10 if dev.type == "cpu" else args.steps)
             dc: dict[str, list[float]] = {"fast": [], "fast_without_channels_last": []}
-            if dev.type == "cpu" and native_bf16_cpu():  # AMX / AVX512-BF16: bf16 convolutions in hardware
+            if r.get("native_bf16"):  # a CPU with AMX / AVX512-BF16: bf16 convolutions in hardware
                 dc["fast_bf16"] = []
             for _ in range(args.reps):  # interleaved
                 for k in dc:
                     dc[k].append(engine_gan(dev, dc_steps, fast=True, reuse=False, recipe="dcgan_mnist",
                                             channels_last=k != "fast_without_channels_last",
-                                            bf16=True if k == "fast_bf16" else None))
+                                            bf16=dev.type == "cuda" or k == "fast_bf16"))
             r["dcgan_mnist_it_per_s"] = {k: round(statistics.median(v), 2) for k, v in dc.items()}
         if args.only in (None, "ae"):
             rs = [ae_rates(dev, args.steps * 3) for _ in range(args.reps)]
