@@ -83,7 +83,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, cache_dir: 
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path)
     except OSError as e:
-        warnings.warn(f"classifier not cached ({e.strerror or e}: {path}); it is retrained on the next evaluation")
+        warnings.warn(f"classifier not cached ({e.strerror or e}: {path}); the next run trains it again")
     return model.eval()
 
 
