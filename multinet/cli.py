@@ -254,7 +254,8 @@ def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at
             code = {"SIGINT": 130, "SIGTERM": 143}.get(engine.stop_reason, 0)
         else:
             engine.check_finite()
-            if engine.iteration % cfg.train.checkpoint_every and main_rank:
+            every = cfg.train.checkpoint_every
+            if main_rank and (not every or engine.iteration % every):  # the final state, unless just saved
                 manager.save(engine.state_dict(), engine.iteration)
             bar.close()
             if main_rank:

@@ -41,6 +41,18 @@ class TrainConfig:
     dist_timeout: float = 900.0
     dist_sync_every: int = 10
 
+    def __post_init__(self) -> None:
+        # *_every = 0 turns that periodic event off (the final checkpoint is still written).
+        for name in ("log_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        if self.keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
+        if self.dist_sync_every < 1:
+            raise ValueError(f"dist_sync_every must be >= 1, got {self.dist_sync_every}")
+        if not self.dist_timeout > 0:
+            raise ValueError(f"dist_timeout must be positive, got {self.dist_timeout}")
+
 
 class ConfigError(ValueError):
     """A recipe or override problem; its message is one line naming the key."""

@@ -114,8 +114,12 @@ class Engine:
 
     # -- events ------------------------------------------------------------------------------
     def on(self, event: str, fn: Callable[["Engine"], None], every: int = 1) -> None:
-        """Call ``fn(engine)`` on ``event`` (``start``, ``iteration``, ``epoch``, ``end``) every ``every``."""
-        self.handlers[event].append((fn, max(1, every)))
+        """Call ``fn(engine)`` on ``event`` (``start``, ``iteration``, ``epoch``, ``end``) every ``every``
+        times it fires; ``every=0`` registers nothing (the handler is off)."""
+        if every < 0:
+            raise ValueError(f"every must be >= 0 (0 turns the handler off), got {every}")
+        if every:
+            self.handlers[event].append((fn, every))
 
     def fire(self, event: str, count: int | None = None) -> None:
         count = self.iteration if count is None else count
@@ -235,7 +239,7 @@ class Engine:
         self.fire("start")
         while self.iteration < self.total_steps and self.stop_reason is None and \
                 (self.stop_at is None or self.iteration < self.stop_at):
-            log_now = (self.iteration + 1) % self.log_every == 0
+            log_now = bool(self.log_every) and (self.iteration + 1) % self.log_every == 0
             for phase in self.phases:
                 if phase.active(self.iteration):
                     for _ in range(phase.repeat):

@@ -134,12 +134,26 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     assert (out / "checkpoints/last.pt").read_bytes() == before
 
 
+def test_every_zero_turns_periodic_events_off(tmp_path):
+    out = tmp_path / "r"
+    r = run("multinet.gan", FAST_GAN + ["--steps", "7", "--out", str(out), "train.log_every=0",
+                                        "train.checkpoint_every=0", "train.sample_every=0"])
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step_00000007.pt"]
+    assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] == 7
+    assert _losses(out) == []
+    assert json.loads((out / "summary.json").read_text())["steps"] == 7
+
+
 @pytest.mark.parametrize("args,msg", [
     (["gan_digits", "--resume", "/nonexistent/last.pt"], "/nonexistent/last.pt: no such checkpoint file"),
     (["gan_digits", "data.name=mnist"], "dataset mnist not found under data"),
     (["gan_digits", "--resume"], "--resume without a checkpoint path needs --out DIR"),
     (["no_such_recipe"], "recipe 'no_such_recipe' not found"),
     (["gan_digits", "--device", "cpu", "train.sync_batchnorm=true"], "SyncBatchNorm needs CUDA"),
+    (["gan_digits", "train.checkpoint_every=-1"], "train: checkpoint_every must be >= 0 (0 turns it off), got -1"),
+    (["gan_digits", "train.sample_every=-5"], "train: sample_every must be >= 0"),
+    (["gan_digits", "train.keep_last=0"], "train: keep_last must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
     r = run("multinet.gan", args + ["--no-progress"], cwd=tmp_path)

@@ -93,9 +93,12 @@ def test_handlers_fire_every_n():
     e = Engine(nets, phases, total_steps=10)
     hits = []
     e.on("iteration", lambda e: hits.append(e.iteration), every=4)
+    e.on("iteration", lambda e: hits.append("never"), every=0)  # 0 = off
     e.on("end", lambda e: hits.append("end"))
     e.run()
     assert hits == [4, 8, "end"]
+    with pytest.raises(ValueError, match="every must be >= 0"):
+        e.on("iteration", lambda e: None, every=-1)
 
 
 def test_ema_tracks_generator():

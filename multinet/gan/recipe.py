@@ -82,6 +82,12 @@ class TrainConfig(BaseTrainConfig):
     sample_every: int = 500
     eval_every: int = 0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("sample_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+
 
 @dataclass
 class EvalConfig:
