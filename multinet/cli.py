@@ -111,11 +111,41 @@ def _resolve(recipe_cls: type, default_recipe: str, args: argparse.Namespace):
         out = Path(args.out) if args.out else path.resolve().parent.parent
         raw = merge(ckpt["config"], parse_overrides(overrides + cli))
         cfg = from_dict(recipe_cls, raw)
+        _check_resume_overrides(to_dict(from_dict(recipe_cls, ckpt["config"])), to_dict(cfg))
         return cfg, out, ckpt, path
     cfg = load_recipe(recipe_cls, recipe or default_recipe, overrides + cli)
     name = Path(recipe or default_recipe).stem
     out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "checkpoints" / "last.pt").exists():  # a new run there would overwrite and prune them
+        raise ConfigError(f"--out {out}: holds the checkpoints of an earlier run; continue it with --resume "
+                          f"--out {out}, or choose another folder")
     return cfg, out, None, None
+
+
+# What a resumed run may change: its length, logging, checkpoints and evaluation, where it runs,
+# and the per-rank batch (to keep the global batch when the number of processes changes).
+# Everything else is the run itself: the checkpoint's weights and optimizer state carry on as saved.
+RESUME_MAY_CHANGE = ("train.", "eval.", "device", "data.root", "data.workers", "data.download", "data.batch_size",
+                     "channel.eval_db", "description")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def _check_resume_overrides(saved: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse overrides that a resumed run cannot honour (both configs resolved with the same defaults)."""
+    old, now = _flat(saved), _flat(new)
+    for key in sorted(set(old) | set(now)):
+        if old.get(key) != now.get(key) and not key.startswith(RESUME_MAY_CHANGE):
+            raise ConfigError(f"{key}: cannot change on --resume (the run continues from its saved weights and "
+                              f"optimizer state); start a new run to change it")
 
 
 def main(task: str, recipe_cls: type, default_recipe: str,
@@ -148,10 +178,9 @@ def _main(args: argparse.Namespace, recipe_cls: type, default_recipe: str,
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
-        if world.main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
-        run = build(cfg, out, device)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a folder")
+        run = build(cfg, out, device)  # everything is checked first: a bad recipe leaves no run folder behind
         engine = run.engine
         engine.sync_every = cfg.train.dist_sync_every
         for net in engine.nets.values():
@@ -170,9 +199,12 @@ def _main(args: argparse.Namespace, recipe_cls: type, default_recipe: str,
                 if world.main:
                     print(f"{ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; nothing to do")
                 return 0
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
         if world.world > 1:  # global RNGs (dropout and the like) differ per rank; data and noise do not
             seed_everything(cfg.seed + 100_003 * world.rank + engine.iteration)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ConfigError, ValueError, OSError, RuntimeError) as e:
         print(f"error{where}: {e}", file=sys.stderr)
         return 2
     try:

@@ -14,8 +14,24 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "TrainConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
+__all__ = ["ConfigError", "FieldError", "at_least", "TrainConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
            "load_recipe", "list_recipes"]
+
+
+class FieldError(ValueError):
+    """A value out of range in a config dataclass; ``from_dict`` reports it under its full key."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+def at_least(obj: Any, minimum: float, *names: str, note: str = "") -> None:
+    """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < minimum:
+            raise FieldError(name, f"must be >= {minimum}{note}, got {value}")
 
 
 @dataclasses.dataclass
@@ -43,15 +59,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # *_every = 0 turns that periodic event off (the final checkpoint is still written).
-        for name in ("log_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
-        if self.keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
-        if self.dist_sync_every < 1:
-            raise ValueError(f"dist_sync_every must be >= 1, got {self.dist_sync_every}")
+        at_least(self, 0, "log_every", "checkpoint_every", note=" (0 turns it off)")
+        at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
+        at_least(self, 1, "dist_sync_every")
         if not self.dist_timeout > 0:
-            raise ValueError(f"dist_timeout must be positive, got {self.dist_timeout}")
+            raise FieldError("dist_timeout", f"must be positive, got {self.dist_timeout}")
 
 
 class ConfigError(ValueError):
@@ -138,6 +150,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         kwargs[k] = _convert(hints[k], v, key)
     try:
         obj = cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(f"{where}.{e}" if where else str(e)) from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{where or 'recipe'}: {e}") from None
     return obj

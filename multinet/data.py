@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import distributed
+from .config import FieldError, at_least
 
 __all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx"]
 
@@ -33,6 +34,12 @@ class DataConfig:
     limit: int = 0  # use only the first N examples (0 = all)
     train_fraction: float = 1.0  # the rest is held out (real-vs-real floors)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "batch_size")
+        at_least(self, 0, "image_size", "workers", "limit")
+        if not 0 < self.train_fraction <= 1:
+            raise FieldError("train_fraction", f"must be in (0, 1], got {self.train_fraction}")
 
 
 def mixture_means(name: str) -> tuple[torch.Tensor, float]:

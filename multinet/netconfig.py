@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from .config import FieldError, at_least
 from .groups import GroupRule, group_preset
 from .nets import NetSpec
 from .pretrained import PretrainedSpec
@@ -60,6 +61,10 @@ class GroupRuleConfig:
     momentum: float | None = None
     betas: list[float] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        at_least(self, 0, "lr", "lr_mult", "weight_decay", "wd_mult", "momentum")
+        _check_betas(self.betas, allow_empty=True)
+
 
 @dataclass
 class NetConfig:
@@ -89,6 +94,19 @@ class NetConfig:
     # Convolution weights in channels_last (NHWC) memory format: faster convolutions on CPU
     # (oneDNN) and with cuDNN under AMP; no effect on networks without convolutions.
     channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "lr", "weight_decay", "momentum", "freeze_first_n", "unfreeze_at", "clip_grad_norm")
+        if not self.eps > 0:
+            raise FieldError("eps", f"must be positive, got {self.eps}")
+        if not self.layer_decay > 0:
+            raise FieldError("layer_decay", f"must be positive, got {self.layer_decay}")
+        _check_betas(self.betas)
+
+
+def _check_betas(betas: list[float], allow_empty: bool = False) -> None:
+    if (betas or not allow_empty) and (len(betas) != 2 or not all(0 <= b < 1 for b in betas)):
+        raise FieldError("betas", f"must be two numbers in [0, 1), got {betas}")
 
 
 def _options(cfg: NetConfig) -> dict[str, Any]:

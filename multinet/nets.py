@@ -35,7 +35,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     Under torchrun a bare ``cuda`` (or ``auto`` on a GPU machine) is this process's LOCAL_RANK GPU."""
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {str(device)!r} is not a device (auto, cpu, cuda, cuda:N, mps, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
     if dev.type == "cuda" and dev.index is None and distributed.launched():

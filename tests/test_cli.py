@@ -123,15 +123,16 @@ def test_sigterm_saves_and_exits_with_one_line(tmp_path):
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "r"
-    r = run("multinet.gan", FAST_GAN + ["--steps", "40", "--out", str(out)])
-    assert r.returncode == 0
-    before = (out / "checkpoints/last.pt").read_bytes()
-    # an absurd learning rate makes the losses blow up; the guard must stop before saving
-    r = run("multinet.gan", FAST_GAN + ["--steps", "40", "--out", str(out), "networks.discriminator.lr=1e30",
-                                        "networks.generator.lr=1e30", "train.checkpoint_every=40"])
+    # The learning rates jump from 1e-30 to 1e30 after 12 optimizer steps: the losses blow up after
+    # the first checkpoint (step 10), and the guard must stop the run before it saves again.
+    blow_up = [f"networks.{n}.{k}" for n in ("generator", "discriminator")
+               for k in ("lr=1e-30", "schedule.name='step'", "schedule.step_size=12", "schedule.gamma=1e60")]
+    r = run("multinet.gan", FAST_GAN + ["--steps", "40", "--out", str(out), *blow_up])
     assert r.returncode == 1, r.stderr
     assert "non-finite loss in phase" in r.stderr and r.stderr.strip().count("\n") == 0
-    assert (out / "checkpoints/last.pt").read_bytes() == before
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step_00000010.pt"]
+    assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] == 10
+    assert (out / "checkpoints/last.pt").read_bytes() == (out / "checkpoints/step_00000010.pt").read_bytes()
 
 
 def test_every_zero_turns_periodic_events_off(tmp_path):
@@ -151,14 +152,52 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "--resume"], "--resume without a checkpoint path needs --out DIR"),
     (["no_such_recipe"], "recipe 'no_such_recipe' not found"),
     (["gan_digits", "--device", "cpu", "train.sync_batchnorm=true"], "SyncBatchNorm needs CUDA"),
-    (["gan_digits", "train.checkpoint_every=-1"], "train: checkpoint_every must be >= 0 (0 turns it off), got -1"),
-    (["gan_digits", "train.sample_every=-5"], "train: sample_every must be >= 0"),
-    (["gan_digits", "train.keep_last=0"], "train: keep_last must be >= 1, got 0"),
+    (["gan_digits", "train.checkpoint_every=-1"], "train.checkpoint_every: must be >= 0 (0 turns it off), got -1"),
+    (["gan_digits", "train.sample_every=-5"], "train.sample_every: must be >= 0"),
+    (["gan_digits", "data.batch_size=0"], "data.batch_size: must be >= 1, got 0"),
+    (["gan_digits", "networks.generator.lr=-1"], "networks.generator.lr: must be >= 0, got -1.0"),
+    (["gan_digits", "networks.generator.betas=[0.5]"], "networks.generator.betas: must be two numbers in [0, 1)"),
+    (["gan_digits", "gan.ema=1.5"], "gan.ema: must be in [0, 1) (0 turns it off), got 1.5"),
+    (["gan_digits", "model.hidden=0"], "model.hidden: must be >= 1, got 0"),
+    (["ae_7_4", "system.k=0"], "system.k: must be >= 1, got 0"),
+    (["gan_digits", "--device", "tpu"], "device 'tpu' is not a device"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
-    r = run("multinet.gan", args + ["--no-progress"], cwd=tmp_path)
+    module = "multinet.autoencoder" if args[0].startswith("ae_") else "multinet.gan"
+    r = run(module, args + ["--no-progress"], cwd=tmp_path)
     assert r.returncode == 2
     assert msg in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_resume_refuses_overrides_it_cannot_honour(tmp_path):
+    out = tmp_path / "r"
+    assert run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)]).returncode == 0
+    before = (out / "checkpoints/last.pt").read_bytes()
+    for args, msg in [(["networks.generator.lr=1e-5"], "networks.generator.lr: cannot change on --resume"),
+                      (["--seed", "3"], "seed: cannot change on --resume"),
+                      (["model.hidden=8"], "model.hidden: cannot change on --resume")]:
+        r = run("multinet.gan", ["--resume", "--out", str(out), "--steps", "6", "--no-progress", *args])
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+        assert (out / "checkpoints/last.pt").read_bytes() == before
+    # length, evaluation and the device may change
+    r = run("multinet.gan", ["--resume", "--out", str(out), "--steps", "6", "--no-progress", "eval.samples=100",
+                             "--device", "cpu"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+
+
+def test_out_folder_mistakes_are_one_line_and_keep_checkpoints(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = run("multinet.gan", FAST_GAN + ["--steps", "2", "--out", str(tmp_path / "afile")])
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --out {tmp_path / 'afile'}: exists and is not a folder"
+    out = tmp_path / "r"
+    assert run("multinet.gan", FAST_GAN + ["--steps", "10", "--out", str(out)]).returncode == 0
+    before = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    r = run("multinet.gan", FAST_GAN + ["--steps", "20", "--out", str(out)])  # a new run, not --resume
+    assert r.returncode == 2 and "holds the checkpoints of an earlier run" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == before
 
 
 def test_unfreeze_at_step_and_resume_after_it(tmp_path):

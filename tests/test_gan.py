@@ -108,7 +108,7 @@ def test_topk_schedule_and_generator_loss_on_the_best_scored_fakes(tmp_path):
     everything = torch.nn.functional.softplus(-logits).mean()
     torch.testing.assert_close(loss, best)
     assert float(loss.detach()) < float(everything.detach())
-    with pytest.raises(ConfigError, match="topk must be in"):
+    with pytest.raises(ConfigError, match=r"gan.topk: must be in \(0, 1\]"):
         load_recipe(GanRecipe, "gan_digits", ["gan.topk=0"])
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..cli import Run
 from ..config import TrainConfig as BaseTrainConfig
-from ..config import to_dict
+from ..config import at_least, to_dict
 from ..data import DataConfig, load_data
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
@@ -39,12 +39,18 @@ class SystemConfig:
     hidden: int = 128
     batch_size: int = 1024
 
+    def __post_init__(self) -> None:
+        at_least(self, 1, "n", "k", "hidden", "batch_size")
+
 
 @dataclass
 class PhaseConfig:
     name: Literal["joint", "decoder", "encoder"] = "joint"
     steps: int = 1000
     channel: Literal["train", "finetune"] = "train"
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "steps")
 
 
 @dataclass
@@ -60,6 +66,9 @@ class EvalConfig:
     batch: int = 200_000
     baselines: bool = True
     ml_errors: int = 400
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "min_errors", "max_blocks", "batch", "ml_errors")
 
 
 @dataclass

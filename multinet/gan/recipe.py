@@ -15,8 +15,8 @@ import torch
 
 from .. import distributed
 from ..cli import Run
+from ..config import FieldError, at_least, to_dict
 from ..config import TrainConfig as BaseTrainConfig
-from ..config import to_dict
 from ..data import DataConfig, DataSource, load_data, mixture_means
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
@@ -45,6 +45,10 @@ class ModelConfig:
     g_batch_norm: bool = False
     d_maxout: int = 0
 
+    def __post_init__(self) -> None:
+        at_least(self, 1, "latent_dim", "hidden", "layers", "width", "pack")
+        at_least(self, 0, "d_hidden", "d_layers", "d_maxout")
+
 
 @dataclass
 class GanConfig:
@@ -69,12 +73,13 @@ class GanConfig:
     topk_every: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.topk <= 1:
-            raise ValueError(f"topk must be in (0, 1], got {self.topk}")
-        if not 0 < self.topk_decay <= 1:
-            raise ValueError(f"topk_decay must be in (0, 1], got {self.topk_decay}")
-        if self.topk_every < 0:
-            raise ValueError(f"topk_every must be >= 0, got {self.topk_every}")
+        at_least(self, 1, "d_steps", "g_steps")
+        at_least(self, 0, "gp_weight", "r1", "topk_every")
+        if not 0 <= self.ema < 1:
+            raise FieldError("ema", f"must be in [0, 1) (0 turns it off), got {self.ema}")
+        for name in ("topk", "topk_decay"):
+            if not 0 < getattr(self, name) <= 1:
+                raise FieldError(name, f"must be in (0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -84,9 +89,7 @@ class TrainConfig(BaseTrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("sample_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        at_least(self, 0, "sample_every", "eval_every", note=" (0 turns it off)")
 
 
 @dataclass
@@ -99,6 +102,9 @@ class EvalConfig:
     # drs_shift (γ, in logits) trades exactness for acceptance: > 0 accepts fewer, < 0 more.
     rejection: Literal["none", "drs"] = "none"
     drs_shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "samples", "classifier_epochs")
 
 
 @dataclass
