@@ -230,7 +230,8 @@ def _unfreezer(name: str, patterns: list[str], at: int, tracker: Tracker) -> Cal
 def _train(cfg: Any, out: Path, run: Run, resumed: bool, progress: bool, stop_at: int | None = None) -> int:
     engine = run.engine
     main_rank = engine.dist.main  # under torch.distributed rank 0 alone writes
-    tracker = Tracker(out, tensorboard=cfg.train.tensorboard) if main_rank else NullTracker()
+    tracker = (Tracker(out, tensorboard=cfg.train.tensorboard, resume_step=engine.iteration if resumed else None)
+               if main_rank else NullTracker())
     manager = CheckpointManager(out / "checkpoints", keep_last=cfg.train.keep_last)
     if main_rank:
         with open(out / "parameter_groups.txt", "a") as f:

@@ -17,16 +17,26 @@ __all__ = ["Tracker", "NullTracker"]
 
 
 class Tracker:
-    """Writes scalars to TensorBoard and ``metrics.jsonl``; saves image grids under ``samples/``."""
+    """Writes scalars to TensorBoard and ``metrics.jsonl``; saves image grids under ``samples/``.
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    ``resume_step``: the step of the checkpoint a resumed run starts from. A run that died after
+    its last checkpoint (killed, out of memory, power cut) had logged steps past it; those rows are
+    dropped from ``metrics.jsonl`` and hidden in TensorBoard (``purge_step``), so the continued run
+    writes each step once and the record matches an uninterrupted run's.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        path = self.run_dir / "metrics.jsonl"
+        if resume_step is not None and path.exists():
+            _drop_rows_after(path, resume_step)
+        self._jsonl = open(path, "a", buffering=1)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         clean = {k: float(v) for k, v in values.items()}
@@ -62,6 +72,21 @@ class Tracker:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep the rows of ``path`` up to ``step``; a torn last line (the writer was killed) goes too."""
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line + "\n")
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)
 
 
 class NullTracker:

@@ -67,6 +67,19 @@ def test_gan_run_folder_and_exact_resume(tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert _losses(full) == _losses(part)
 
+    # A run killed after its step-10 checkpoint had logged steps 15 and 20 (and written a torn
+    # line): resuming from step 10 rewrites them, once each, as the uninterrupted run had them.
+    died = tmp_path / "died"
+    shutil.copytree(full, died)
+    with open(died / "metrics.jsonl", "a") as f:
+        f.write('{"step": 25, "loss/discrim')
+    r = run("multinet.gan", ["--resume", str(died / "checkpoints/step_00000010.pt"), "--out", str(died), "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in (died / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == sorted(r["step"] for r in rows)
+    assert _losses(died) == _losses(full) and [r["step"] for r in rows].count(20) == \
+        [json.loads(l)["step"] for l in (full / "metrics.jsonl").read_text().splitlines()].count(20)
+
 
 def test_gan_sample_command(tmp_path):
     out = tmp_path / "r"
