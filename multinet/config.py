@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "FieldError", "at_least", "TrainConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
+__all__ = ["ConfigError", "FieldError", "at_least", "within", "TrainConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
            "load_recipe", "list_recipes"]
 
 
@@ -26,12 +26,28 @@ class FieldError(ValueError):
         self.name, self.message = name, message
 
 
-def at_least(obj: Any, minimum: float, *names: str, note: str = "") -> None:
-    """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
+def within(obj: Any, *names: str, low: float, high: float | None = None, open_low: bool = False,
+           open_high: bool = False, note: str = "") -> None:
+    """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` outside the interval from
+    ``low`` to ``high`` (no upper end when ``None``; the ``open_*`` ends exclude that bound).
+    ``None`` values pass; NaN never does."""
+    if high is None:
+        text = f"{'>' if open_low else '>='} {low}"
+    else:
+        text = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     for name in names:
         value = getattr(obj, name)
-        if value is not None and value < minimum:
-            raise FieldError(name, f"must be >= {minimum}{note}, got {value}")
+        if value is None:
+            continue
+        fits = (value > low if open_low else value >= low) and (
+            high is None or (value < high if open_high else value <= high))
+        if not fits:
+            raise FieldError(name, f"must be {text}{note}, got {value}")
+
+
+def at_least(obj: Any, minimum: float, *names: str, note: str = "") -> None:
+    """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
+    within(obj, *names, low=minimum, note=note)
 
 
 @dataclasses.dataclass
@@ -62,8 +78,7 @@ class TrainConfig:
         at_least(self, 0, "log_every", "checkpoint_every", note=" (0 turns it off)")
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
         at_least(self, 1, "dist_sync_every")
-        if not self.dist_timeout > 0:
-            raise FieldError("dist_timeout", f"must be positive, got {self.dist_timeout}")
+        within(self, "dist_timeout", low=0, open_low=True)
 
 
 class ConfigError(ValueError):

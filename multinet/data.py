@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .config import FieldError, at_least
+from .config import at_least, within
 
 __all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx"]
 
@@ -38,8 +38,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size")
         at_least(self, 0, "image_size", "workers", "limit")
-        if not 0 < self.train_fraction <= 1:
-            raise FieldError("train_fraction", f"must be in (0, 1], got {self.train_fraction}")
+        within(self, "train_fraction", low=0, high=1, open_low=True)
 
 
 def mixture_means(name: str) -> tuple[torch.Tensor, float]:

@@ -15,6 +15,7 @@ and the frozen ones raw, so a frozen network never leaves a reducer waiting.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -75,6 +76,9 @@ def init(device_type: str, timeout_s: float = 900.0) -> DistInfo:
 
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
+        # Objects that hold the process group (DDP reducers in a reference cycle) go while it is
+        # alive, not at interpreter exit after it is destroyed.
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from .config import FieldError, at_least
+from .config import FieldError, at_least, within
 from .groups import GroupRule, group_preset
 from .nets import NetSpec
 from .pretrained import PretrainedSpec
@@ -97,10 +97,7 @@ class NetConfig:
 
     def __post_init__(self) -> None:
         at_least(self, 0, "lr", "weight_decay", "momentum", "freeze_first_n", "unfreeze_at", "clip_grad_norm")
-        if not self.eps > 0:
-            raise FieldError("eps", f"must be positive, got {self.eps}")
-        if not self.layer_decay > 0:
-            raise FieldError("layer_decay", f"must be positive, got {self.layer_decay}")
+        within(self, "eps", "layer_decay", low=0, open_low=True)
         _check_betas(self.betas)
 
 

@@ -169,6 +169,8 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "train.sample_every=-5"], "train.sample_every: must be >= 0"),
     (["gan_digits", "data.batch_size=0"], "data.batch_size: must be >= 1, got 0"),
     (["gan_digits", "networks.generator.lr=-1"], "networks.generator.lr: must be >= 0, got -1.0"),
+    (["gan_digits", "networks.discriminator.lr=nan"], "networks.discriminator.lr: must be >= 0, got nan"),
+    (["gan_digits", "data.train_fraction=0"], "data.train_fraction: must be in (0, 1], got 0.0"),
     (["gan_digits", "networks.generator.betas=[0.5]"], "networks.generator.betas: must be two numbers in [0, 1)"),
     (["gan_digits", "gan.ema=1.5"], "gan.ema: must be in [0, 1) (0 turns it off), got 1.5"),
     (["gan_digits", "model.hidden=0"], "model.hidden: must be >= 1, got 0"),

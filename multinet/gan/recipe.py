@@ -15,7 +15,7 @@ import torch
 
 from .. import distributed
 from ..cli import Run
-from ..config import FieldError, at_least, to_dict
+from ..config import at_least, to_dict, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig, DataSource, load_data, mixture_means
 from ..engine import Engine, Phase
@@ -75,11 +75,8 @@ class GanConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "d_steps", "g_steps")
         at_least(self, 0, "gp_weight", "r1", "topk_every")
-        if not 0 <= self.ema < 1:
-            raise FieldError("ema", f"must be in [0, 1) (0 turns it off), got {self.ema}")
-        for name in ("topk", "topk_decay"):
-            if not 0 < getattr(self, name) <= 1:
-                raise FieldError(name, f"must be in (0, 1], got {getattr(self, name)}")
+        within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
+        within(self, "topk", "topk_decay", low=0, high=1, open_low=True)
 
 
 @dataclass
