@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-__all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
+__all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "FourierFeatures", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
 
 
 class MLPGenerator(nn.Module):
@@ -50,20 +50,44 @@ class Maxout(nn.Module):
         return x.unflatten(-1, (-1, self.pieces)).amax(-1)
 
 
+class FourierFeatures(nn.Module):
+    """x → [x, sin 2πxB, cos 2πxB] with fixed random frequencies B (Tancik et al. 2020).
+
+    Column j of B is drawn from N(0, scales[j mod len(scales)]²), in cycles per unit of x: an MLP
+    on these features resolves detail as fine as 1 / (the largest scale), which an MLP on raw
+    low-dimensional coordinates learns only slowly. B is a buffer, saved with the weights.
+    """
+
+    def __init__(self, dim: int, features: int, scales: tuple[float, ...]) -> None:
+        super().__init__()
+        if not scales:
+            raise ValueError("Fourier features need at least one frequency scale")
+        s = torch.tensor([scales[j % len(scales)] for j in range(features)], dtype=torch.float32)
+        self.register_buffer("B", torch.randn(dim, features) * s)
+        self.out_dim = dim + 2 * features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = (2 * math.pi) * (x @ self.B)
+        return torch.cat([x, p.sin(), p.cos()], -1)
+
+
 class MLPDiscriminator(nn.Module):
     """prod(shape)·pack → hidden (× layers, LeakyReLU 0.2 or maxout) → 1 logit.
 
     ``maxout`` > 1 uses maxout units of that many pieces instead of LeakyReLU (the PacGAN /
-    VEEGAN 2-D discriminators: 5 pieces).
+    VEEGAN 2-D discriminators: 5 pieces). ``fourier`` > 0 first maps each sample to that many
+    random Fourier features per sin / cos at frequency ``fourier_scales`` (see ``FourierFeatures``).
     """
 
     def __init__(self, shape: tuple[int, ...], hidden: int = 256, layers: int = 2, pack: int = 1,
-                 spectral_norm: bool = False, maxout: int = 0) -> None:
+                 spectral_norm: bool = False, maxout: int = 0, fourier: int = 0,
+                 fourier_scales: tuple[float, ...] = ()) -> None:
         super().__init__()
         self.pack = pack
         wrap = _sn if spectral_norm else (lambda m: m)
         k = maxout if maxout > 1 else 1
-        dims = [math.prod(shape) * pack] + [hidden] * layers
+        self.fourier = FourierFeatures(math.prod(shape), fourier, tuple(fourier_scales)) if fourier else None
+        dims = [(self.fourier.out_dim if self.fourier else math.prod(shape)) * pack] + [hidden] * layers
         blocks: list[tuple[str, nn.Module]] = []
         for i in range(layers):
             blocks += [(f"fc{i + 1}", wrap(nn.Linear(dims[i], dims[i + 1] * k))),
@@ -72,6 +96,8 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(OrderedDict(blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fourier is not None:
+            x = self.fourier(x.reshape(x.shape[0], -1))
         return self.net(x.reshape(x.shape[0] // self.pack, -1)).squeeze(1)
 
 
@@ -128,12 +154,14 @@ class DCGANDiscriminator(nn.Module):
 
 def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,
                pack: int, spectral_norm: bool, d_hidden: int = 0, d_layers: int = 0, g_batch_norm: bool = False,
-               d_maxout: int = 0) -> tuple[nn.Module, nn.Module]:
+               d_maxout: int = 0, d_fourier: int = 0,
+               d_fourier_scales: tuple[float, ...] = ()) -> tuple[nn.Module, nn.Module]:
     """``d_hidden`` / ``d_layers`` of 0 mean the same as the generator's ``hidden`` / ``layers``."""
     if arch == "mlp":
         points = len(shape) == 1
         return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points, batch_norm=g_batch_norm),
-                MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout))
+                MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout,
+                                 d_fourier, tuple(d_fourier_scales)))
     if arch == "dcgan":
         return DCGANGenerator(latent_dim, shape, width), DCGANDiscriminator(shape, width, pack, spectral_norm)
     raise ValueError(f"model.arch {arch!r} unknown (valid: mlp, dcgan)")

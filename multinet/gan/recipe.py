@@ -15,7 +15,7 @@ import torch
 
 from .. import distributed
 from ..cli import Run
-from ..config import at_least, to_dict, within
+from ..config import FieldError, at_least, to_dict, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig, DataSource, load_data, mixture_means
 from ..engine import Engine, Phase
@@ -44,10 +44,18 @@ class ModelConfig:
     d_layers: int = 0
     g_batch_norm: bool = False
     d_maxout: int = 0
+    # MLP only: the discriminator first maps each sample to d_fourier random Fourier features
+    # (sin and cos each), frequencies drawn at these scales in cycles per data unit (0 = off).
+    d_fourier: int = 0
+    d_fourier_scales: list[float] = field(default_factory=lambda: [0.5, 2.0, 8.0])
 
     def __post_init__(self) -> None:
         at_least(self, 1, "latent_dim", "hidden", "layers", "width", "pack")
-        at_least(self, 0, "d_hidden", "d_layers", "d_maxout")
+        at_least(self, 0, "d_hidden", "d_layers", "d_maxout", "d_fourier")
+        if self.d_fourier and self.arch != "mlp":
+            raise FieldError("d_fourier", f"applies to arch = 'mlp' only, got arch = {self.arch!r}")
+        if self.d_fourier and (not self.d_fourier_scales or not all(s > 0 for s in self.d_fourier_scales)):
+            raise FieldError("d_fourier_scales", f"must be one or more positive numbers, got {self.d_fourier_scales}")
 
 
 @dataclass
@@ -267,7 +275,7 @@ def build(cfg: GanRecipe, out: Path, device: torch.device) -> Run:
     data = load_data(cfg.data, device, cfg.seed)
     m = cfg.model
     gen, disc = build_pair(m.arch, data.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack, m.spectral_norm,
-                           m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout)
+                           m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier, m.d_fourier_scales)
     if cfg.data.batch_size % m.pack:
         raise ValueError(f"data.batch_size {cfg.data.batch_size} must be a multiple of model.pack {m.pack}")
     steps = cfg.train.steps
