@@ -70,6 +70,31 @@ def test_pacgan_2d_networks_maxout_and_generator_batch_norm():
     assert d(g(torch.randn(8, 2))).shape == (4,)
 
 
+def test_fourier_features_discriminator():
+    from multinet.gan.networks import FourierFeatures
+    torch.manual_seed(0)
+    f = FourierFeatures(2, 4000, (1.0, 10.0))
+    assert f.B.shape == (2, 4000)
+    assert abs(f.B[:, 0::2].std().item() - 1.0) < 0.05 and abs(f.B[:, 1::2].std().item() - 10.0) < 0.5
+    x = torch.randn(5, 2)
+    y = f(x)
+    assert y.shape == (5, 2 + 8000) and torch.equal(y[:, :2], x)
+    torch.testing.assert_close(y[:, 2:4002], torch.sin((2 * math.pi) * (x @ f.B)))
+    torch.testing.assert_close(y[:, 4002:], torch.cos((2 * math.pi) * (x @ f.B)))
+    d = MLPDiscriminator((2,), 16, 2, pack=2, fourier=8, fourier_scales=(1.0,))
+    assert d.net.fc1.in_features == 2 * (2 + 16) and d(torch.randn(6, 2)).shape == (3,)
+    # each sample of a pack gets its own features: the pack's input is the two maps side by side
+    a, b = torch.randn(1, 2), torch.randn(1, 2)
+    feats = d.fourier(torch.cat([a, b]))
+    h = d.net.fc1(torch.cat([feats[0], feats[1]]).unsqueeze(0))
+    torch.testing.assert_close(d.net.fc1(d.fourier(torch.cat([a, b])).reshape(1, -1)), h)
+    assert "fourier.B" in d.state_dict()  # the frequencies travel with checkpoints
+    with pytest.raises(ConfigError, match="model.d_fourier: applies to arch = 'mlp' only"):
+        load_recipe(GanRecipe, "gan_grid25", ["model.arch='dcgan'", "model.d_fourier=4"])
+    with pytest.raises(ConfigError, match="model.d_fourier_scales: must be one or more positive numbers"):
+        load_recipe(GanRecipe, "gan_grid25", ["model.d_fourier=4", "model.d_fourier_scales=[1.0, -2.0]"])
+
+
 def _engine(overrides, tmp_path):
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=5", *overrides])
     torch.manual_seed(0)
@@ -157,7 +182,7 @@ def test_every_loss_trains(tmp_path, loss, extra):
 
 @pytest.mark.parametrize("recipe", ["gan_ring8", "gan_grid25"])
 def test_mixture_recipes_run_a_few_steps(tmp_path, recipe):
-    cfg = load_recipe(GanRecipe, recipe, ["device='cpu'", "train.steps=3", "eval.samples=100"])
+    cfg = load_recipe(GanRecipe, recipe, ["device='cpu'", "train.steps=3", "eval.samples=100", "model.d_fourier=8"])
     e = build(cfg, tmp_path, torch.device("cpu")).engine
     e.run()
     r = e.system.evaluate(e)
