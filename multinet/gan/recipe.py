@@ -24,7 +24,7 @@ from ..netconfig import NetConfig, to_spec
 from ..nets import Net
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from .metrics import image_scores, mixture_coverage, train_classifier
-from .networks import build_pair
+from .networks import MLPDiscriminator, build_pair
 
 __all__ = ["GanRecipe", "build"]
 
@@ -107,9 +107,17 @@ class EvalConfig:
     # drs_shift (γ, in logits) trades exactness for acceptance: > 0 accepts fewer, < 0 more.
     rejection: Literal["none", "drs"] = "none"
     drs_shift: float = 0.0
+    # drs_refit > 0: DRS reads a fresh critic fitted for that many steps to the final generator
+    # alone (G fixed, batches of drs_refit_batch real + as many generated samples; an MLP 256 × 2
+    # over drs_refit_fourier Fourier features at model.d_fourier_scales, Adam 1e-3 with cosine
+    # decay) instead of the trained discriminator, which was fitted to a moving generator.
+    drs_refit: int = 0
+    drs_refit_batch: int = 4096
+    drs_refit_fourier: int = 128
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "samples", "classifier_epochs")
+        at_least(self, 1, "samples", "classifier_epochs", "drs_refit_batch")
+        at_least(self, 0, "drs_refit", "drs_refit_fourier")
 
 
 @dataclass
@@ -141,6 +149,7 @@ class GanSystem:
         self.fixed_z = torch.randn(64, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
         self._fake: torch.Tensor | None = None
         self._classifier: torch.nn.Module | None = None
+        self._critic: tuple[int, torch.nn.Module] | None = None  # (iteration, refitted DRS critic)
         self.d_concat = cfg.gan.d_concat == "on"
 
     def setup(self, discriminator: torch.nn.Module) -> None:
@@ -216,12 +225,13 @@ class GanSystem:
         PacGAN the discriminator judges packs, so whole packs are kept or dropped (the pack's
         density ratio is the product of its members'). Seeded: the same call gives the same samples.
         """
-        pack = self.cfg.model.pack
+        critic = self.refit_critic(e) if self.cfg.eval.drs_refit else None
+        pack = 1 if critic is not None else self.cfg.model.pack
         chunk = max(pack, 4096 // pack * pack)
         max_candidates = max_candidates or 1000 * n
         gen = torch.Generator().manual_seed(self.cfg.seed + 4)
         dim = self.cfg.model.latent_dim
-        with eval_mode(self._generator(e)) as G, eval_mode(e.nets["discriminator"].module) as D:
+        with eval_mode(self._generator(e)) as G, eval_mode(critic or e.nets["discriminator"].module) as D:
             def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
                 x = G(torch.randn(m, dim, generator=gen).to(self.device)).float()
                 return x, D(x).flatten().double()
@@ -243,6 +253,47 @@ class GanSystem:
                 have += len(x)
                 seen += chunk
         return torch.cat(kept)[:n], have / seen
+
+    def _real_batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` real examples drawn with ``gen``: the training streams are left untouched."""
+        if self.data.kind == "points":
+            means, sigma = mixture_means(self.cfg.data.name)
+            k = torch.randint(len(means), (n,), generator=gen)
+            return (means[k] + sigma * torch.randn(n, 2, generator=gen)).to(self.device)
+        if self.data.train is None:
+            raise ValueError(f"eval.drs_refit needs the dataset in memory; data.name={self.cfg.data.name!r} streams")
+        return self.data.train[torch.randint(len(self.data.train), (n,), generator=gen).to(self.data.train.device)]
+
+    def refit_critic(self, e: Engine) -> torch.nn.Module:
+        """A fresh critic fitted to the generator as it is now (see ``EvalConfig.drs_refit``).
+
+        Seeded and free of side effects on training: private random streams, the global RNG
+        state restored, the generator in eval mode. Kept until the generator moves on.
+        """
+        if self._critic is not None and self._critic[0] == e.iteration:
+            return self._critic[1]
+        cfg = self.cfg.eval
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed + 5)
+            critic = MLPDiscriminator(self.data.shape, 256, 2, fourier=cfg.drs_refit_fourier,
+                                      fourier_scales=tuple(self.cfg.model.d_fourier_scales)).to(self.device)
+        opt = torch.optim.Adam(critic.parameters(), 1e-3)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.drs_refit)
+        gen, b = torch.Generator().manual_seed(self.cfg.seed + 6), cfg.drs_refit_batch
+        with eval_mode(self._generator(e)) as G, torch.enable_grad():
+            for _ in range(cfg.drs_refit):
+                with torch.no_grad():
+                    fake = G(torch.randn(b, self.cfg.model.latent_dim, generator=gen).to(self.device)).float()
+                logits = critic(torch.cat([self._real_batch(b, gen).float(), fake]))
+                loss = d_loss("bce", logits[:b], logits[b:])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        critic.eval().requires_grad_(False)
+        self._critic = (e.iteration, critic)
+        return critic
 
     def evaluate(self, e: Engine) -> dict[str, float]:
         cfg = self.cfg
