@@ -114,10 +114,16 @@ class EvalConfig:
     drs_refit: int = 0
     drs_refit_batch: int = 4096
     drs_refit_fourier: int = 128
+    # D* (the logit of the best candidate, which sets the acceptance scale): the largest logit seen
+    # (1.0, exact under an optimal D) or this quantile of the first candidates' logits; candidates
+    # above it are always kept. A critic that finds a few candidates far more real than the rest
+    # otherwise accepts almost nothing (the quantile is the bound M of Azadi et al., relaxed).
+    drs_quantile: float = 1.0
 
     def __post_init__(self) -> None:
         at_least(self, 1, "samples", "classifier_epochs", "drs_refit_batch")
         at_least(self, 0, "drs_refit", "drs_refit_fourier")
+        within(self, "drs_quantile", low=0, high=1, open_low=True)
 
 
 @dataclass
@@ -220,8 +226,10 @@ class GanSystem:
         candidates accepted.
 
         A candidate x is kept with probability σ(F), F = D(x) − D* − log(1 − exp(D(x) − D* − ε)) − γ,
-        where D* is the largest logit seen so far (first over ``burn_in`` candidates) and γ =
-        ``shift``: under an optimal D this accepts with probability p_data(x) / (M p_g(x)). Under
+        where D* is the largest logit seen so far (first over ``burn_in`` candidates; or, with
+        ``eval.drs_quantile`` < 1, that quantile of the first candidates' logits, D(x) above it
+        counting as D*) and γ = ``shift``: under an optimal D this accepts with probability
+        p_data(x) / (M p_g(x)). With ``eval.drs_refit`` a refitted critic replaces D. Under
         PacGAN the discriminator judges packs, so whole packs are kept or dropped (the pack's
         density ratio is the product of its members'). Seeded: the same call gives the same samples.
         """
@@ -236,7 +244,11 @@ class GanSystem:
                 x = G(torch.randn(m, dim, generator=gen).to(self.device)).float()
                 return x, D(x).flatten().double()
 
-            d_max = max(float(draw(chunk)[1].max()) for _ in range(max(1, burn_in // chunk)))
+            q = self.cfg.eval.drs_quantile
+            if q < 1:
+                burn_in = max(burn_in, math.ceil(50 / (1 - q)))
+            first = torch.cat([draw(chunk)[1] for _ in range(max(1, burn_in // chunk))])
+            d_max = float(first.max() if q >= 1 else torch.quantile(first, q))
             kept: list[torch.Tensor] = []
             have = seen = 0
             while have < n:
@@ -244,8 +256,9 @@ class GanSystem:
                     raise RuntimeError(f"rejection sampling kept {have} of {n} samples after {seen} candidates "
                                        f"(acceptance {have / seen:.2e}); lower eval.drs_shift")
                 x, logit = draw(chunk)
-                d_max = max(d_max, float(logit.max()))
-                r = logit - d_max
+                if q >= 1:
+                    d_max = max(d_max, float(logit.max()))
+                r = (logit - d_max).clamp(max=0.0)
                 f = r - torch.log1p(-torch.exp(r - 1e-6)) - shift
                 accept = torch.rand(len(f), generator=gen, dtype=torch.float64).to(f.device) < torch.sigmoid(f)
                 x = x.view(-1, pack, *x.shape[1:])[accept].flatten(0, 1)
