@@ -42,13 +42,16 @@ def sample_main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="FILE.npy (a FILE.png grid is written too for images)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rejection", choices=("none", "drs"), default="none",
-                   help="drs: keep candidates by discriminator rejection sampling (eval.drs_shift applies)")
+                   help="drs: keep candidates by discriminator rejection sampling (the checkpoint's eval.drs_* "
+                        "settings apply, a critic refit included)")
     args = p.parse_args(argv)
     try:
         if args.n <= 0:
             raise ConfigError("--n must be positive")
         cfg, run = _load(args.checkpoint, args.device)
         if args.rejection == "drs":
+            if cfg.eval.drs_refit:
+                print(f"fitting the rejection critic to the generator ({cfg.eval.drs_refit} steps)", file=sys.stderr)
             x, accepted = run.engine.system.sample_rejection(run.engine, args.n, cfg.eval.drs_shift)
             print(f"rejection sampling accepted {accepted:.1%} of the candidates")
         else:
