@@ -25,14 +25,17 @@ FIGURES = ["modes", "high_quality", "reverse_kl"]
 DRS = ["drs_modes", "drs_high_quality", "drs_reverse_kl", "drs_acceptance"]  # with eval.rejection=drs
 
 
+# One CPU thread per run, so that --jobs runs side by side do not oversubscribe the cores.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+       "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def one(recipe: str, seed: int, overrides: list[str]) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"{recipe}-{seed}-"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "multinet.gan", recipe, *overrides, "--seed", str(seed),
                         "--out", str(out), "--device", "cpu", "--no-progress", "train.tensorboard=false"],
-                       capture_output=True, text=True, env=env)
+                       capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         return {"recipe": recipe, "seed": seed, "error": r.stderr.strip().splitlines()[-1:]}
@@ -42,15 +45,17 @@ def one(recipe: str, seed: int, overrides: list[str]) -> dict:
 
 def rescore(run: str, overrides: list[str]) -> dict:
     ckpt = Path(run) / "checkpoints" / "last.pt"
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "multinet.gan", "evaluate", str(ckpt), *overrides],
-                       capture_output=True, text=True, env=env)
+                       capture_output=True, text=True, env=ENV)
+    wall = time.perf_counter() - t
     if r.returncode != 0:
         return {"run": run, "error": r.stderr.strip().splitlines()[-1:]}
     s = json.loads(r.stdout.strip().splitlines()[-1])
     cfg = (Path(run) / "recipe.toml").read_text()
     recipe = "gan_ring8" if 'name = "ring8"' in cfg else "gan_grid25" if 'name = "grid25"' in cfg else run
-    return {"recipe": recipe, "run": run, "step": s["step"], **{k: s[k] for k in FIGURES + DRS if k in s}}
+    return {"recipe": recipe, "run": run, "step": s["step"], **{k: s[k] for k in FIGURES + DRS if k in s},
+            "wall_s": round(wall, 1)}
 
 
 def stats(xs: list[float]) -> str:
