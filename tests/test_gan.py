@@ -164,6 +164,31 @@ def test_rejection_sampling_keeps_what_d_scores_real(tmp_path):
         e.system.sample_rejection(e, 200, shift=40.0, max_candidates=20000)
 
 
+def test_rejection_quantile_keeps_candidates_above_it(tmp_path):
+    """eval.drs_quantile < 1: D* is that quantile of the first logits and candidates above it are
+    always kept, so acceptance rises from the exact method's; 0 and > 1 are refused."""
+    cfg = load_recipe(GanRecipe, "gan_ring8", ["device='cpu'", "train.steps=1", "model.pack=1", "eval.samples=200"])
+    e = build(cfg, tmp_path, torch.device("cpu")).engine
+
+    class Slope(torch.nn.Module):  # logit 2·x0: the exact method's acceptance is about e^(2 − D*)
+        def forward(self, x):
+            return 2 * x[:, 0]
+
+    class Line(torch.nn.Module):
+        def forward(self, z):
+            return torch.stack([z[:, 0], z[:, 0]], 1)
+
+    e.nets["discriminator"].module, e.nets["generator"].module = Slope(), Line()
+    e.ema.clear()
+    _, exact = e.system.sample_rejection(e, 200)
+    cfg.eval.drs_quantile = 0.5
+    x, relaxed = e.system.sample_rejection(e, 200)
+    assert exact < 0.02 and 0.5 < relaxed < 0.75 and (x[:, 0] > 0).float().mean() > 0.65  # 0.75 expected
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match=r"eval.drs_quantile: must be in \(0, 1\]"):
+            load_recipe(GanRecipe, "gan_ring8", [f"eval.drs_quantile={bad}"])
+
+
 def test_rejection_sampling_through_a_refitted_critic(tmp_path):
     """eval.drs_refit: a fresh critic fitted to the final G finds what G gets wrong (here half its
     samples far off the grid), DRS through it keeps the rest, and training streams are untouched."""
