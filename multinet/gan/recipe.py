@@ -254,7 +254,7 @@ class GanSystem:
             while have < n:
                 if seen >= max_candidates:
                     raise RuntimeError(f"rejection sampling kept {have} of {n} samples after {seen} candidates "
-                                       f"(acceptance {have / seen:.2e}); lower eval.drs_shift")
+                                       f"(acceptance {have / seen:.2e}); lower eval.drs_shift or eval.drs_quantile")
                 x, logit = draw(chunk)
                 if q >= 1:
                     d_max = max(d_max, float(logit.max()))
