@@ -161,7 +161,7 @@ def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, 
         points = len(shape) == 1
         return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points, batch_norm=g_batch_norm),
                 MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout,
-                                 d_fourier, tuple(d_fourier_scales)))
+                                 d_fourier, d_fourier_scales))
     if arch == "dcgan":
         return DCGANGenerator(latent_dim, shape, width), DCGANDiscriminator(shape, width, pack, spectral_norm)
     raise ValueError(f"model.arch {arch!r} unknown (valid: mlp, dcgan)")

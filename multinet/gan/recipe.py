@@ -239,7 +239,8 @@ class GanSystem:
         max_candidates = max_candidates or 1000 * n
         gen = torch.Generator().manual_seed(self.cfg.seed + 4)
         dim = self.cfg.model.latent_dim
-        with eval_mode(self._generator(e)) as G, eval_mode(critic or e.nets["discriminator"].module) as D:
+        judge = critic if critic is not None else e.nets["discriminator"].module
+        with eval_mode(self._generator(e)) as G, eval_mode(judge) as D:
             def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:
                 x = G(torch.randn(m, dim, generator=gen).to(self.device)).float()
                 return x, D(x).flatten().double()
@@ -269,10 +270,10 @@ class GanSystem:
 
     def _real_batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """``n`` real examples drawn with ``gen``: the training streams are left untouched."""
-        if self.data.kind == "points":
-            means, sigma = mixture_means(self.cfg.data.name)
-            k = torch.randint(len(means), (n,), generator=gen)
-            return (means[k] + sigma * torch.randn(n, 2, generator=gen)).to(self.device)
+        if self.data.kind == "points":  # the mixture sampler's own means and σ, on the device
+            s = self.data.sampler
+            k = torch.randint(len(s.means), (n,), generator=gen)
+            return s.means[k.to(s.means.device)] + s.sigma * torch.randn(n, 2, generator=gen).to(s.means.device)
         if self.data.train is None:
             raise ValueError(f"eval.drs_refit needs the dataset in memory; data.name={self.cfg.data.name!r} streams")
         return self.data.train[torch.randint(len(self.data.train), (n,), generator=gen).to(self.data.train.device)]
