@@ -5,14 +5,18 @@ import os as _os
 # next, which changes float summation order: exact resume on CPU needs the same order every time.
 _os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig, load_recipe
-from .engine import Engine, NonFiniteLoss, Phase
-from .freeze import apply_norm_mode, frozen, set_trainable
+from .config import ConfigError, RunConfig, TrainConfig, load_recipe
+from .engine import Engine, Event, NonFiniteLoss, Phase
+from .freeze import apply_norm_mode, eval_mode, frozen, set_trainable
 from .groups import GroupRule, audit_groups, group_preset, plan_groups
+from .netconfig import NetConfig
 from .nets import Net, NetSpec, resolve_device
 from .optimizers import OPTIMIZERS, build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, PretrainedSpec, load_partial
+from .runner import Runner, RunResult, load_system
 from .schedules import ScheduleSpec, build_scheduler
+from .streams import RandomStreams
+from .system import NotOffered, RunContext, System
 from .tracking import Tracker
 from .weights import InitRule, bilinear_kernel, init_preset, init_weights
 

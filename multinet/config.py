@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "FieldError", "at_least", "within", "TrainConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
+__all__ = ["ConfigError", "FieldError", "at_least", "within", "TrainConfig", "RunConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
            "load_recipe", "list_recipes"]
 
 
@@ -79,6 +79,28 @@ class TrainConfig:
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
         at_least(self, 1, "dist_sync_every")
         within(self, "dist_timeout", low=0, open_low=True)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """What every system's config has: a description, the seed, the device and ``[train]``.
+
+    A system's config extends it (``@dataclass class MyConfig(RunConfig): ...``), usually with a
+    ``networks`` table of ``NetConfig``s, one per network.
+    """
+
+    description: str = ""
+    seed: int = 0
+    device: str = "auto"
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    # What a resumed run may change (key prefixes): its length, logging, checkpoints and
+    # evaluation, and where it runs. Everything else is the run itself: the saved weights and
+    # optimizer state carry on as they are. Systems add their own (System.resume_may_change).
+    RESUME_MAY_CHANGE = ("train.", "eval.", "device", "description")
+
+    def __post_init__(self) -> None:
+        within(self, "seed", low=0, high=2 ** 63 - 1)
 
 
 class ConfigError(ValueError):
@@ -195,6 +217,8 @@ def _toml_value(v: Any) -> str:
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if callable(v) and hasattr(v, "__qualname__"):  # a function given in Python: written as its import path
+        return _toml_value(f"{v.__module__}:{v.__qualname__}")
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -208,7 +232,7 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     for k, v in data.items():
         if v is None:
             continue
-        if isinstance(v, dict) and v and all(not isinstance(x, dict) or x for x in v.values()):
+        if isinstance(v, dict) and v:
             tables.append((k, v))
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
             tables.append((k, v))

@@ -6,8 +6,10 @@ step only that phase's networks require grad: every other network is frozen for 
 them and their ``.grad`` stays ``None``. Then: backward → optional clipping (unscaled first
 under fp16) → step → zero_grad(set_to_none) → scheduler (only if the optimizer stepped) → EMA.
 
-The loop does nothing else: logging, samples, checkpoints, evaluation and NaN checks are
-handlers fired on ``start`` / ``iteration`` / ``epoch`` / ``end`` events, each with ``every=``.
+The loop does little else: it checks losses for NaN/Inf every ``check_every`` iterations (a
+diverged run stops with ``NonFiniteLoss`` naming the phase and step, under the plain API too),
+re-applies each network's frozen-norm mode, and fires the ``Event``s that handlers listen to
+(logging, samples, checkpoints, evaluation: ``multinet.handlers``), each with ``every=``.
 
 Under torch.distributed a step calls the networks through ``engine.model(name)``: the DDP
 wrapper for the networks the phase trains, the raw module for the frozen rest (so no reducer
@@ -24,29 +26,28 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
 from .checkpoint import rng_state, set_rng_state
+from .events import Event
 from .freeze import frozen
+from .handlers.nan_guard import NonFiniteLoss
+from .handlers.unfreeze import UnfreezeAt
 from .nets import Net
 from .schedules import PlateauScheduler
 
-__all__ = ["Phase", "Engine", "NonFiniteLoss", "AMP_MODES"]
+__all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
 STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 @dataclass
 class Phase:
     """``step(engine)`` returns ``{"loss": tensor, <term>: tensor, ...}`` for ``nets`` to minimise.
 
-    Schedule: the phase runs ``repeat`` times on iterations ``start <= it < stop`` with
+    ``nets``: the names of the networks this phase trains (one name alone is fine). Schedule:
+    the phase runs ``repeat`` times on iterations ``start <= it < stop`` with
     ``(it - start) % every == 0`` (k:1 ratios, every-n, or N steps then the next phase).
     """
 
@@ -58,48 +59,73 @@ class Phase:
     start: int = 0
     stop: int | None = None
 
+    def __post_init__(self) -> None:
+        # A bare string would otherwise be iterated letter by letter.
+        self.nets = (self.nets,) if isinstance(self.nets, str) else tuple(self.nets)
+        if not self.nets or not all(isinstance(n, str) for n in self.nets):
+            raise ValueError(f"phase {self.name!r}: nets must name one or more networks, got {self.nets!r}")
+        if not callable(self.step):
+            raise ValueError(f"phase {self.name!r}: step must be a function of the engine, got {self.step!r}")
+        for key, low in (("every", 1), ("repeat", 1), ("start", 0)):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
+                raise ValueError(f"phase {self.name!r}: {key} must be an integer >= {low}, got {getattr(self, key)!r}")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError(f"phase {self.name!r}: stop ({self.stop}) must be after start ({self.start})")
+
     def active(self, it: int) -> bool:
         return it >= self.start and (self.stop is None or it < self.stop) and (it - self.start) % self.every == 0
 
+    def count(self, total: int) -> int:
+        """On how many of the iterations ``0 .. total-1`` this phase runs."""
+        end = total if self.stop is None else min(self.stop, total)
+        return 0 if end <= self.start else -(-(end - self.start) // self.every)
+
 
 class Engine:
-    """Runs ``phases`` over ``nets`` for ``total_steps`` iterations."""
+    """Runs ``phases`` over ``nets`` for ``total_steps`` iterations.
+
+    Everything is given here: ``generators`` (named random streams) and ``stateful`` objects
+    (data samplers) are checkpointed with the networks; ``handlers`` are objects with
+    ``attach(engine)`` (``multinet.handlers``). A schedule left without a length (``cosine``
+    with ``total = 0``) gets the number of optimizer steps its network takes in this run.
+    """
 
     def __init__(self, nets: dict[str, Net], phases: list[Phase], total_steps: int, amp: str = "none",
-                 ema: dict[str, float] | None = None, steps_per_epoch: int = 0,
-                 generators: dict[str, torch.Generator] | None = None,
+                 steps_per_epoch: int = 0, generators: dict[str, torch.Generator] | None = None,
                  stateful: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 log_every: int = 50, sync_every: int = 10) -> None:
+                 log_every: int = 50, check_every: int | None = None, sync_every: int = 10,
+                 handlers: Any = (), meta: dict[str, Any] | None = None) -> None:
         if amp not in AMP_MODES:
             raise ValueError(f"amp {amp!r} unknown (valid: {', '.join(AMP_MODES)})")
         unknown = {n for p in phases for n in p.nets} - set(nets)
         if unknown:
-            raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))}")
+            raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))} "
+                             f"(networks: {', '.join(nets)})")
+        if len({p.name for p in phases}) != len(phases):
+            raise ValueError(f"phase names must be unique, got {[p.name for p in phases]}")
         self.nets, self.phases, self.total_steps = nets, phases, total_steps
         self.device = next(iter(nets.values())).device
+        if amp == "fp16" and self.device.type == "cpu":
+            warnings.warn("amp = 'fp16' on the CPU runs in emulation, several times slower than fp32; use "
+                          "'bf16' (fast on CPUs with AMX / AVX512-BF16) or 'none'", stacklevel=2)
         self.amp, self.steps_per_epoch, self.log_every = amp, steps_per_epoch, log_every
+        self.check_every = (log_every or 50) if check_every is None else check_every
         self.generators = generators or {}
         self.stateful = stateful or {}
         self.config = config or {}
+        self.meta = meta or {}  # saved beside the config (e.g. which system wrote the checkpoint)
         self.iteration = 0
         self.phase_steps = {p.name: 0 for p in phases}
         self.scalers = {p.name: torch.amp.GradScaler(self.device.type, enabled=amp == "fp16") for p in phases}
-        self.ema = {n: AveragedModel(nets[n].module, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
-                    for n, d in (ema or {}).items() if d > 0}
-        for m in self.ema.values():
-            m.requires_grad_(False)
-        for n, d in (ema or {}).items():
-            if 0 < d < 1 and total_steps and d ** total_steps > 0.05:
-                warnings.warn(f"EMA of {n}: decay {d} averages over about {1 / (1 - d):,.0f} steps, so after "
-                              f"{total_steps:,} steps {d ** total_steps:.0%} of the average is still the initial "
-                              f"weights; use a decay below {0.05 ** (1 / total_steps):.5f}", stacklevel=2)
-        self.handlers: dict[str, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
+        for name, net in nets.items():
+            net.plan_steps(sum(p.count(total_steps) * p.repeat for p in phases if name in p.nets))
+        self.handlers: dict[Event, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
         self.terms: dict[str, dict[str, torch.Tensor]] = {}
         self.grad_norms: dict[str, torch.Tensor] = {}
+        self._made_at: dict[str, int] = {}  # phase or grad_norm/<net> -> the iteration that produced it
         # First non-finite step per phase, kept on the device so checking costs no sync per step.
         self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
         self.stop_reason: str | None = None
-        self.stop_at: int | None = None  # iteration to stop after (the same on every rank: no agreement needed)
         self._requested: str | None = None
         self.dist = distributed.info()
         if self.dist.world > 1:  # networks built before the process group joined: wrap them now
@@ -109,22 +135,32 @@ class Engine:
         self.sync_every = max(1, sync_every)
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()
-        self.tracker: Any = None  # set by the runner: where handlers write
-        self.system: Any = None  # set by a task: its data, samplers and evaluation
+        for net in nets.values():  # timed unfreezing is part of a network's spec
+            if net.spec.unfreeze and net.spec.unfreeze_at > 0:
+                UnfreezeAt(net.name, net.spec.unfreeze, net.spec.unfreeze_at).attach(self)
+        for handler in handlers:
+            handler.attach(self)
+
+    @property
+    def ema(self) -> dict[str, torch.nn.Module]:
+        """The averaged copies (``AveragedModel``; ``.module`` is the network) of the networks with an EMA."""
+        return {k: n.ema for k, n in self.nets.items() if n.ema is not None}
 
     # -- events ------------------------------------------------------------------------------
-    def on(self, event: str, fn: Callable[["Engine"], None], every: int = 1) -> None:
-        """Call ``fn(engine)`` on ``event`` (``start``, ``iteration``, ``epoch``, ``end``) every ``every``
-        times it fires; ``every=0`` registers nothing (the handler is off)."""
-        if every < 0:
-            raise ValueError(f"every must be >= 0 (0 turns the handler off), got {every}")
+    def on(self, event: Event | str, fn: Callable[["Engine"], None], every: int = 1) -> None:
+        """Call ``fn(engine)`` on ``event`` every ``every`` times it fires; ``every=0`` registers
+        nothing (the handler is off). An unknown event name raises."""
+        event = Event.parse(event)
+        if not isinstance(every, int) or every < 0:
+            raise ValueError(f"every must be an integer >= 0 (0 turns the handler off), got {every!r}")
         if every:
             self.handlers[event].append((fn, every))
 
-    def fire(self, event: str, count: int | None = None) -> None:
+    def fire(self, event: Event | str, count: int | None = None) -> None:
+        event = Event.parse(event)
         count = self.iteration if count is None else count
         for fn, every in self.handlers[event]:
-            if event in ("start", "end") or count % every == 0:
+            if event in (Event.STARTED, Event.COMPLETED) or count % every == 0:
                 fn(self)
 
     def request_stop(self, reason: str) -> None:
@@ -162,6 +198,9 @@ class Engine:
         with frozen(*others) as self._own_flags:
             with self.autocast():
                 terms = phase.step(self)
+            if not isinstance(terms, dict) or not isinstance(terms.get("loss"), torch.Tensor):
+                got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
+                raise ValueError(f"phase {phase.name!r}: its step must return a dict with a 'loss' tensor, got {got}")
             loss = terms["loss"]
             scaler.scale(loss).backward()
         self._training = ()
@@ -176,10 +215,12 @@ class Engine:
             if net.spec.clip_grad_norm > 0:
                 scaler.unscale_(net.optimizer)
                 self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(net.parameters(), net.spec.clip_grad_norm)
+                self._made_at[f"grad_norm/{net.name}"] = self.iteration
             elif log_now:
                 grads = [p.grad for p in net.parameters() if p.grad is not None]
                 self.grad_norms[net.name] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                                              if grads else torch.zeros((), device=self.device))
+                self._made_at[f"grad_norm/{net.name}"] = self.iteration
             scaler.step(net.optimizer)
             # Between phase steps every .grad is None: nothing stale is left for a later phase.
             net.optimizer.zero_grad(set_to_none=True)
@@ -191,10 +232,11 @@ class Engine:
                     and not isinstance(net.scheduler, PlateauScheduler):
                 net.scheduler.step()
             net.stepped_this_epoch = net.stepped_this_epoch or stepped
-            if net.name in self.ema:
-                self.ema[net.name].update_parameters(net.module)
+            if net.ema is not None:
+                net.ema.update_parameters(net.module)
         detached = {k: v.detach().float() for k, v in terms.items()}
         self.terms[phase.name] = detached
+        self._made_at[phase.name] = self.iteration
         bad = self._first_bad[phase.name]
         bad.copy_(torch.where((bad < 0) & ~torch.isfinite(detached["loss"]), self.iteration, bad))
         self.phase_steps[phase.name] += 1
@@ -233,26 +275,48 @@ class Engine:
                                 f"at step {step + 1}")
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, stop_at: int | None = None, handlers: Any = ()) -> None:
+        """Train up to ``total_steps`` (or after iteration ``stop_at``, the same on every rank).
+
+        ``handlers`` are attached for this run only (after the constructor's). Raises
+        ``NonFiniteLoss`` at the first check after a loss went NaN/Inf (every ``check_every``
+        iterations and at the end), before any handler sees that iteration.
+        """
+        self.stop_reason, self._requested = None, None
+        kept = {k: list(v) for k, v in self.handlers.items()}
+        for handler in handlers:
+            handler.attach(self)
+        try:
+            self._loop(stop_at)
+        finally:
+            self.handlers = defaultdict(list, kept)
+
+    def _loop(self, stop_at: int | None) -> None:
         for net in self.nets.values():
             net.train()
-        self.fire("start")
+        self.fire(Event.STARTED)
         while self.iteration < self.total_steps and self.stop_reason is None and \
-                (self.stop_at is None or self.iteration < self.stop_at):
+                (stop_at is None or self.iteration < stop_at):
+            for net in self.nets.values():  # a handler's own eval()/train() must not wake frozen norms
+                net.enforce_norm_mode()
             log_now = bool(self.log_every) and (self.iteration + 1) % self.log_every == 0
             for phase in self.phases:
                 if phase.active(self.iteration):
                     for _ in range(phase.repeat):
                         self._run_phase(phase, log_now)
             self.iteration += 1
-            self.fire("iteration")
+            if self.check_every and self.iteration % self.check_every == 0:
+                self.check_finite()
+            self.fire(Event.ITERATION_COMPLETED)
             if self.dist.world > 1 and self.iteration % self.sync_every == 0:
                 self._agree_stop()
             if self.steps_per_epoch and self.iteration % self.steps_per_epoch == 0:
                 self._epoch_end()
-        if self.stop_reason is None and self.stop_at is not None and self.iteration < self.total_steps:
+        if self.stop_reason is None and stop_at is not None and self.iteration < self.total_steps:
             self.stop_reason = "step limit"
-        self.fire("end")
+        if self.check_every:
+            self.check_finite()
+        self.fire(Event.COMPLETED)
 
     def _epoch_end(self) -> None:
         for net in self.nets.values():
@@ -263,7 +327,7 @@ class Engine:
                 elif net.spec.schedule.interval == "epoch":
                     sch.step()
             net.stepped_this_epoch = False
-        self.fire("epoch", self.iteration // self.steps_per_epoch)
+        self.fire(Event.EPOCH_COMPLETED, self.iteration // self.steps_per_epoch)
 
     def _default_monitor(self, net: str) -> str:
         """The loss of the latest phase that trained ``net``."""
@@ -277,17 +341,24 @@ class Engine:
         phase, term = key.split("/", 1)
         return float(self.terms[phase][term])
 
-    def scalars(self) -> dict[str, float]:
+    def scalars(self, window: int | None = None) -> dict[str, float]:
         """Loss terms, LRs and grad norms under stable names (one host sync for all of them;
-        under torch.distributed the mean over ranks, a collective)."""
+        under torch.distributed the mean over ranks, a collective). Only terms produced in the
+        last ``window`` iterations (default ``log_every``) appear: a phase that has stopped is not
+        logged again."""
+        window = window or self.log_every or 1
+        fresh = {k for k, it in self._made_at.items() if self.iteration - it <= window}
         names, values = [], []
         for phase, terms in self.terms.items():
+            if phase not in fresh:
+                continue
             for k, v in terms.items():
                 names.append(f"loss/{phase}" if k == "loss" else f"{phase}/{k}")
                 values.append(v)
         for net, v in self.grad_norms.items():
-            names.append(f"grad_norm/{net}")
-            values.append(v.float())
+            if f"grad_norm/{net}" in fresh:
+                names.append(f"grad_norm/{net}")
+                values.append(v.float())
         if values and self.dist.world > 1:
             values = list(distributed.all_reduce(torch.stack(values)) / self.dist.world)
         out = dict(zip(names, torch.stack(values).tolist())) if values else {}
@@ -307,6 +378,7 @@ class Engine:
                        "phase": [p.name for p in self.phases if p.active(self.iteration)]},
             "rng": rng_state(self.generators),
             "config": self.config,
+            "meta": self.meta,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -321,7 +393,10 @@ class Engine:
             if state["scalers"].get(k):
                 s.load_state_dict(state["scalers"][k])
         for k, s in self.stateful.items():
-            s.load_state_dict(state["stateful"][k])
+            if k in state["stateful"]:
+                s.load_state_dict(state["stateful"][k])
+            elif not getattr(s, "optional_state", False):
+                raise ValueError(f"checkpoint has no state for {k!r} (has: {', '.join(state['stateful']) or 'none'})")
         self.iteration = int(state["engine"]["iteration"])
         self.phase_steps.update(state["engine"]["phase_steps"])
         set_rng_state(state["rng"], self.generators)

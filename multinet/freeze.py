@@ -12,10 +12,12 @@ from torch import nn
 
 from .patterns import name_matches
 
-__all__ = ["set_trainable", "frozen", "eval_mode", "apply_norm_mode", "NORM_MODES"]
+__all__ = ["set_trainable", "frozen", "eval_mode", "apply_norm_mode", "NORM_MODES", "NORM_TYPES"]
 
 NORM_MODES = ("eval", "train")
 _BN = nn.modules.batchnorm._BatchNorm
+# The norm layers whose running statistics ``frozen_norm`` governs (BatchNorm*, SyncBatchNorm).
+NORM_TYPES = (_BN,)
 
 
 def set_trainable(module: nn.Module, trainable: bool, patterns: str | Iterable[str] | None = None,

@@ -68,6 +68,10 @@ class GroupRuleConfig:
 
 @dataclass
 class NetConfig:
+    # A network named by import path and its keyword arguments (systems built with System.net);
+    # see multinet.imports for what a recipe may name.
+    class_path: str = ""
+    init_args: dict[str, Any] = field(default_factory=dict)
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -94,8 +98,12 @@ class NetConfig:
     # Convolution weights in channels_last (NHWC) memory format: faster convolutions on CPU
     # (oneDNN) and with cuDNN under AMP; no effect on networks without convolutions.
     channels_last: bool = False
+    ema: float = 0.0  # decay of an averaged copy of the weights (0 = none)
 
     def __post_init__(self) -> None:
+        within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
+        if self.unfreeze and self.unfreeze_at < 1:
+            raise FieldError("unfreeze_at", "must be >= 1 when unfreeze is set (the iteration after which it happens)")
         at_least(self, 0, "lr", "weight_decay", "momentum", "freeze_first_n", "unfreeze_at", "clip_grad_norm")
         within(self, "eps", "layer_decay", low=0, open_low=True)
         _check_betas(self.betas)
@@ -121,7 +129,8 @@ def _options(cfg: NetConfig) -> dict[str, Any]:
     return opts
 
 
-def to_spec(cfg: NetConfig, module: nn.Module) -> NetSpec:
+def to_spec(cfg: NetConfig, module: nn.Module, compile: bool = False, sync_batchnorm: bool = False) -> NetSpec:
+    """The ``NetSpec`` of a recipe's network table (``compile`` / ``sync_batchnorm``: the run's ``train.*`` flags)."""
     init: str | list[InitRule] | None
     if cfg.init_rules:
         init = [InitRule(r.method, tuple(r.types) or None, r.pattern or None, r.bias,
@@ -149,4 +158,5 @@ def to_spec(cfg: NetConfig, module: nn.Module) -> NetSpec:
                    options=_options(cfg), init=init, init_strict=cfg.init_strict, groups=rules,
                    freeze=cfg.freeze, freeze_first_n=cfg.freeze_first_n, frozen_norm=cfg.frozen_norm,
                    schedule=cfg.schedule, pretrained=cfg.pretrained, clip_grad_norm=cfg.clip_grad_norm,
-                   channels_last=cfg.channels_last)
+                   channels_last=cfg.channels_last, ema=cfg.ema, unfreeze=list(cfg.unfreeze),
+                   unfreeze_at=cfg.unfreeze_at, compile=compile, sync_batchnorm=sync_batchnorm)

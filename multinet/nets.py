@@ -1,26 +1,34 @@
 """A network with everything that trains it: init, groups, freezing, optimizer, schedule.
 
 Build order (fixed, and why):
-  1. module → device   init and optimizer state must live where the weights live;
+  1. module → device   SyncBatchNorm first when asked (CUDA only); init and optimizer state must
+                       live where the weights live;
   2. init rules        on that device, so no CPU→GPU copy of freshly drawn weights;
   3. pretrained load   overrides init wherever a key matches;
-  4. freezing          before groups, because frozen parameters join no group;
-  5. parameter groups  rules → groups, audited;
-  6. optimizer         from the groups;
-  7. scheduler         wraps the optimizer;
-  8. DDP wrapper       under torch.distributed only: broadcasts rank 0's weights, and is rebuilt
+  4. freezing          before groups, because frozen parameters join no group; frozen norm
+                       layers keep eval mode in training (``frozen_norm``);
+  5. channels_last     after init (which fills weights in the default order): same values, NHWC;
+  6. EMA copy          an averaged copy of the weights as built (``ema`` decay > 0);
+  7. parameter groups  rules → groups, audited; a rule that matches no parameter warns;
+  8. optimizer         from the groups;
+  9. scheduler         wraps the optimizer; a length left at 0 is filled in by the engine;
+ 10. compile           ``torch.compile`` in place (state_dict names unchanged);
+ 11. DDP wrapper       under torch.distributed only: broadcasts rank 0's weights, and is rebuilt
                        whenever the set of trainable parameters changes (freeze / unfreeze).
+Timed unfreezing (``unfreeze`` + ``unfreeze_at``) is carried out by the engine at that iteration.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
-from .freeze import apply_norm_mode, set_trainable
+from .freeze import NORM_TYPES, apply_norm_mode, set_trainable
 from .groups import GroupPlan, GroupRule, ParamRow, audit_groups, named_trainable, plan_groups
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, PretrainedSpec, load_partial
@@ -49,7 +57,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 @dataclass
 class NetSpec:
     """What a network is and how it trains. ``options`` go to the optimizer (betas, momentum,
-    eps, foreach, fused, ...); ``init`` is a preset name or a rule list (``None`` keeps torch's)."""
+    eps, foreach, fused, ...); ``init`` is a preset name or a rule list (``None`` keeps torch's).
+    ``ema``: decay of an exponential moving average of the weights (``Net.ema``; 0 = none).
+    ``unfreeze`` patterns are unfrozen after iteration ``unfreeze_at`` by the engine."""
 
     module: nn.Module
     optimizer: str = "adam"
@@ -66,6 +76,17 @@ class NetSpec:
     pretrained: PretrainedSpec | None = None
     clip_grad_norm: float = 0.0
     channels_last: bool = False
+    ema: float = 0.0
+    unfreeze: list[str] = field(default_factory=list)
+    unfreeze_at: int = 0
+    compile: bool = False
+    sync_batchnorm: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1) (0 turns it off), got {self.ema}")
+        if self.unfreeze and self.unfreeze_at <= 0:
+            raise ValueError("unfreeze needs unfreeze_at, the iteration after which it happens (>= 1)")
 
 
 class Net:
@@ -77,7 +98,12 @@ class Net:
         self.device = resolve_device(device)
         self.total_steps = total_steps
         self.stepped_this_epoch = False  # set by the engine; epoch schedules advance only if True
-        self.module = spec.module.to(self.device)
+        module = spec.module
+        if spec.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise ValueError(f"{name}: SyncBatchNorm needs CUDA (this network is on {self.device})")
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        self.module = module.to(self.device)
         rules = init_preset(spec.init) if isinstance(spec.init, str) else spec.init
         self.init_report: InitReport | None = (
             init_weights(self.module, rules, spec.init_strict) if rules is not None else None)
@@ -90,12 +116,40 @@ class Net:
             set_trainable(self.module, False, patterns=spec.freeze)
         if spec.freeze_first_n:
             set_trainable(self.module, False, first_n=spec.freeze_first_n)
+        self._norms = [m for m in self.module.modules()
+                       if isinstance(m, NORM_TYPES) and list(m.parameters(recurse=False))]
         if spec.channels_last:  # after init (which fills in memory order): the same weights in NHWC
             self.module.to(memory_format=torch.channels_last)
+        self.ema: AveragedModel | None = None
+        if spec.ema > 0:
+            self.ema = AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(spec.ema), use_buffers=True)
+            self.ema.requires_grad_(False)
         self._build_optimizer()
+        self._warn_unused_rules()
+        if spec.compile:
+            self.module.compile()
         self._ddp: nn.Module | None = None
         self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step
         self.rewrap()
+
+    def plan_steps(self, steps: int, epochs: int = 0) -> None:
+        """Told by the engine how many optimizer steps (and epochs) this network takes in the run:
+        fills in a schedule length left at 0, and warns when an EMA would barely move."""
+        if self.total_steps == 0:
+            self.total_steps = steps
+            if isinstance(self.scheduler, FactorScheduler):
+                self.scheduler.set_total(epochs if self.spec.schedule.interval == "epoch" else steps)
+        d = self.spec.ema
+        if 0 < d < 1 and steps and d ** steps > 0.05:
+            warnings.warn(f"EMA of {self.name}: decay {d} averages over about {1 / (1 - d):,.0f} steps, so after "
+                          f"{steps:,} steps {d ** steps:.0%} of the average is still the initial weights; use a "
+                          f"decay below {0.05 ** (1 / steps):.5f}", stacklevel=3)
+
+    def _warn_unused_rules(self) -> None:
+        everything = list(named_trainable(self.module, include_frozen=True))
+        for rule in self.spec.groups:
+            if not any(rule.matches(n, p, owner) for n, p, owner in everything):
+                warnings.warn(f"{self.name}: parameter-group rule {rule.name!r} matches no parameter", stacklevel=3)
 
     # -- data parallel -----------------------------------------------------------------------
     def rewrap(self) -> None:
@@ -107,13 +161,6 @@ class Net:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self._ddp = DDP(self.module, device_ids=ids, find_unused_parameters=False)
         self._ddp.register_forward_pre_hook(lambda *_: setattr(self, "ddp_called", True))
-
-    def sync_batchnorm(self) -> None:
-        """Use SyncBatchNorm (batch statistics over all ranks; CUDA only) in this network."""
-        if self.device.type != "cuda":
-            raise ValueError(f"{self.name}: SyncBatchNorm needs CUDA (this network is on {self.device})")
-        self.module = nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
-        self.rewrap()
 
     @property
     def wrapped(self) -> nn.Module:
@@ -177,6 +224,7 @@ class Net:
             g["names"], g["params"] = [n for n, _ in keep], [p for _, p in keep]
         self.optimizer.param_groups[:] = [g for g in self.optimizer.param_groups if g["params"]]
         audit_groups(self.module, self.optimizer.param_groups)
+        self.train(self.module.training)  # a norm layer frozen now stops updating its statistics
         self.rewrap()
         return sorted(names)
 
@@ -193,7 +241,10 @@ class Net:
         if not new:
             return []
         existing = {g["name"]: g for g in self.optimizer.param_groups}
-        for g in self._plan(only=new).groups:
+        plan = self._plan(only=new)
+        fired = {r.name: r for r in plan.rows}
+        self.plan.rows = [fired.get(r.name, r) for r in self.plan.rows]  # explain() shows their rules
+        for g in plan.groups:
             if g["name"] in existing:
                 existing[g["name"]]["params"].extend(g["params"])
                 existing[g["name"]]["names"].extend(g["names"])
@@ -201,6 +252,7 @@ class Net:
                 self.optimizer.add_param_group(g)
                 attach_group(self.scheduler, self.optimizer.param_groups[-1])
         audit_groups(self.module, self.optimizer.param_groups)
+        self.train(self.module.training)  # a norm layer unfrozen now trains, as after a resume
         self.rewrap()
         return new
 
@@ -211,13 +263,23 @@ class Net:
             apply_norm_mode(self.module, self.spec.frozen_norm)
         return self
 
+    def enforce_norm_mode(self) -> None:
+        """Put frozen norm layers back in eval mode if something (a handler's ``eval(); ...;
+        train()``) woke them; the engine calls this before every iteration (cheap: norm layers only)."""
+        if self.spec.frozen_norm != "eval" or not self.module.training:
+            return
+        for m in self._norms:
+            if m.training and not any(p.requires_grad for p in m.parameters(recurse=False)):
+                m.eval()
+
     def explain(self) -> str:
         fired = {r.name: r.rules for r in self.plan.rows}
         rows = []
         where = {n: g for g in self.optimizer.param_groups for n in g["names"]}
         for n, p, _ in named_trainable(self.module, include_frozen=True):
             g = where.get(n)
-            rows.append(ParamRow(n, tuple(p.shape), g["name"] if g else "-", g["lr"] if g else 0.0,
+            # The base LR (before any schedule factor or warm-up) is what the rules set.
+            rows.append(ParamRow(n, tuple(p.shape), g["name"] if g else "-", g.get("initial_lr", g["lr"]) if g else 0.0,
                                  g["weight_decay"] if g else 0.0, g is None, fired.get(n, [])))
         plan = GroupPlan(self.optimizer.param_groups, rows, self.plan.unused_rules)
         return plan.explain(f"[{self.name}] {self.spec.optimizer} on {self.device}")
@@ -247,6 +309,7 @@ class Net:
             for n, p, _ in named_trainable(self.module, include_frozen=True):
                 p.requires_grad_(n in trainable)
             self._build_optimizer()
+            self.train(self.module.training)
             self.rewrap()
         load_named_state_dict(self.optimizer, state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:

@@ -17,15 +17,23 @@ import torch
 __all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group",
            "SCHEDULES"]
 
-SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "plateau")
+SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "linear",
+             "constant_linear", "lambda", "plateau")
+# The schedules whose shape depends on the run's length.
+NEEDS_TOTAL = ("cosine", "warmup_cosine", "onecycle", "linear", "constant_linear")
 
 
 @dataclass
 class ScheduleSpec:
     """``name`` from SCHEDULES; ``interval`` ``step`` (per optimizer step) or ``epoch``.
 
-    ``total`` is the schedule length in intervals (cosine / warm-up cosine / one-cycle); 0 means
-    the engine fills in the run's length.
+    ``total`` is the schedule length in intervals (cosine, warm-up cosine, one-cycle, linear,
+    constant-then-linear); 0 means the engine fills in the number of optimizer steps (or epochs)
+    the network takes in the run. ``linear`` goes from 1 to ``min_factor`` over ``total`` (after
+    ``warmup``); ``constant_linear`` holds 1 for ``hold`` intervals, then decays linearly to
+    ``min_factor`` at ``total`` (CycleGAN / pix2pix: ``hold`` = n_epochs, ``total`` = n_epochs +
+    n_epochs_decay). ``lambda``: ``fn(t)`` gives the factor, a Python function or its import path
+    (``"my_pkg.sched:factor"``); it must be a pure function of ``t`` so resume stays exact.
     """
 
     name: str = "none"
@@ -43,12 +51,21 @@ class ScheduleSpec:
     factor: float = 0.1
     mode: str = "min"
     monitor: str = ""
+    hold: int = 0
+    fn: str = ""
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULES:
             raise ValueError(f"schedule {self.name!r} unknown (valid: {', '.join(SCHEDULES)})")
         if self.interval not in ("step", "epoch"):
             raise ValueError(f"schedule interval {self.interval!r} unknown (valid: step, epoch)")
+        for key in ("step_size", "total", "warmup", "hold", "patience"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"schedule {key} must be >= 0, got {getattr(self, key)}")
+        if self.name == "lambda" and not self.fn:
+            raise ValueError("schedule 'lambda' needs fn: a function of the step (or its 'module:name' path)")
+        if self.name == "constant_linear" and self.total and self.hold >= self.total:
+            raise ValueError(f"schedule 'constant_linear': hold ({self.hold}) must be below total ({self.total})")
 
 
 def _cos(a: float, b: float, frac: float) -> float:
@@ -66,8 +83,19 @@ def factor_fn(spec: ScheduleSpec, total: int) -> Callable[[int], float]:
         return lambda t: spec.gamma ** bisect.bisect_right(ms, t)
     if name == "exponential":
         return lambda t: spec.gamma ** t
+    if name == "lambda":
+        from .imports import import_function
+        fn = import_function(spec.fn, "schedule.fn") if isinstance(spec.fn, str) else spec.fn
+        return lambda t: float(fn(t))
     if total <= 0:
-        raise ValueError(f"schedule {name!r} needs a positive total length")
+        raise ValueError(f"schedule {name!r} needs its length: set total in its ScheduleSpec, give the Net "
+                         f"total_steps, or let an Engine fill it in (it does when total = 0)")
+    if name == "linear":
+        w = spec.warmup
+        return lambda t: (t + 1) / w if t < w else 1.0 + (m - 1.0) * min(1.0, (t - w) / max(1, total - w))
+    if name == "constant_linear":
+        h = spec.hold
+        return lambda t: 1.0 if t < h else 1.0 + (m - 1.0) * min(1.0, (t - h) / max(1, total - h))
     if name == "cosine":
         return lambda t: _cos(1.0, m, t / total)
     if name == "warmup_cosine":
@@ -87,11 +115,21 @@ class FactorScheduler:
 
     def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec, total: int = 0) -> None:
         self.optimizer, self.spec, self.t = optimizer, spec, 0
-        self.fn = factor_fn(spec, spec.total or total)
+        # Without a length yet (the engine fills it in), the factor stays 1 until set_total.
+        self.fn: Callable[[int], float] | None = None
+        self.set_total(spec.total or total)
+
+    def set_total(self, total: int) -> None:
+        """Give a schedule its length (a no-op when its spec fixes one)."""
+        total = self.spec.total or total
+        if total > 0 or self.spec.name not in NEEDS_TOTAL:
+            self.fn = factor_fn(self.spec, total)
         self.apply()
 
     def apply(self) -> None:
-        f = self.fn(self.t)
+        if self.fn is None and self.t > 0:
+            factor_fn(self.spec, 0)  # raises, saying what to pass
+        f = self.fn(self.t) if self.fn is not None else 1.0
         for g in self.optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
             g["lr"] = g["initial_lr"] * f

@@ -89,20 +89,25 @@ def nan_mode() -> None:
 
 def fail_mode(out: str) -> None:
     from multinet.cli import main
-    from multinet.gan.recipe import GanRecipe, build
 
-    def failing_build(cfg, out_dir, device):
-        run = build(cfg, out_dir, device)
+    sys.exit(main(["train", "__main__:FailingGan", "gan_digits", "--out", out, "--steps", "1000", "--device", "cpu",
+                   "--no-progress", "train.tensorboard=false", "train.dist_timeout=60"]))
 
-        def boom(e):
+
+def _failing_gan():
+    from multinet.gan import GanSystem
+
+    class FailingGan(GanSystem):
+        """A user system whose rank 1 fails at step 3."""
+
+        def d_step(self, e):
             if e.iteration == 3 and distributed.info().rank == 1:
                 raise ValueError("injected failure on rank 1")
-        run.engine.on("iteration", boom)
-        return run
+            return super().d_step(e)
+    return FailingGan
 
-    sys.exit(main("gan", GanRecipe, "gan_digits", failing_build,
-                  ["--out", out, "--steps", "1000", "--device", "cpu", "--no-progress", "train.tensorboard=false",
-                   "train.dist_timeout=60"]))
+
+FailingGan = _failing_gan()
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from multinet.autoencoder import (AeRecipe, Channel, ChannelConfig, build, hamming74_codebook, hamming74_hard_bler,
-                                  ml_decoder, monte_carlo, uncoded_bpsk_bler)
-from multinet.autoencoder.recipe import PhaseConfig, phase_bounds
+from multinet.autoencoder import (AeRecipe, AeSystem, Channel, ChannelConfig, evaluation, hamming74_codebook,
+                                  hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler)
+from multinet.autoencoder.config import PhaseConfig, phase_bounds
+from multinet.runner import engine_for
 from multinet.config import ConfigError, from_dict, load_recipe
 
 # TARGETS.md §1, Eb/N0 0/2/4/6/7/8 dB
@@ -59,14 +60,14 @@ def test_bler_fast_path_counts_the_same_errors(which):
 
 def test_channel_energy_and_noise_convention():
     cfg = ChannelConfig(db=4.0)
-    ch = Channel(cfg, n=7, k=4, device=torch.device("cpu"), seed=0)
+    ch = Channel(cfg, n=7, k=4, gen=torch.Generator().manual_seed(0))
     x = ch.normalize(torch.randn(1000, 7) * 5)
     torch.testing.assert_close(x.pow(2).sum(1), torch.full((1000,), 7.0))
     sigma2 = 1 / (2 * (4 / 7) * 10 ** 0.4)
     assert ch.sigma(4.0) ** 2 == pytest.approx(sigma2)
     y = ch(torch.zeros(200_000, 7))
     assert float(y.var()) == pytest.approx(sigma2, rel=0.01)
-    batch = Channel(ChannelConfig(normalization="batch"), 7, 4, torch.device("cpu"), 0).normalize(torch.randn(64, 7))
+    batch = Channel(ChannelConfig(normalization="batch"), 7, 4, torch.Generator()).normalize(torch.randn(64, 7))
     assert float(batch.pow(2).sum(1).mean()) == pytest.approx(7.0, rel=1e-5)
 
 
@@ -82,19 +83,17 @@ def _engine(tmp_path, recipe="ae_7_4", extra=()):
     cfg = load_recipe(AeRecipe, recipe, ["device='cpu'", "train.steps=20", "eval.max_blocks=20000",
                                          "eval.batch=10000", *extra])
     torch.manual_seed(0)
-    return build(cfg, tmp_path, torch.device("cpu"))
+    return engine_for(AeSystem(cfg, torch.device("cpu")))
 
 
 def test_decoder_phase_leaves_encoder_untouched(tmp_path):
-    e = _engine(tmp_path).engine
-    e.total_steps = 15  # the joint phase: both networks move
+    e = _engine(tmp_path)
     enc0 = [p.clone() for p in e.nets["encoder"].module.parameters()]
-    e.run()
+    e.run(stop_at=15)  # the joint phase: both networks move
     enc1 = [p.clone() for p in e.nets["encoder"].module.parameters()]
     assert all(not torch.equal(a, b) for a, b in zip(enc0, enc1))
     dec1 = [p.clone() for p in e.nets["decoder"].module.parameters()]
-    e.total_steps = 20  # the decoder-only phase
-    e.run()
+    e.run()  # the decoder-only phase
     assert all(torch.equal(a, b) for a, b in zip(enc1, e.nets["encoder"].module.parameters()))
     assert all(p.grad is None for p in e.nets["encoder"].module.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(dec1, e.nets["decoder"].module.parameters()))
@@ -102,9 +101,8 @@ def test_decoder_phase_leaves_encoder_untouched(tmp_path):
 
 
 def test_evaluation_after_each_phase_under_each_channel(tmp_path):
-    run = _engine(tmp_path, "ae_7_4_rx_finetune")
-    e = run.engine
-    rows = e.system.evaluate(e, "x")
+    e = _engine(tmp_path, "ae_7_4_rx_finetune")
+    rows = evaluation.evaluate(e.stateful["system"], "x")
     curves = {r["curve"] for r in rows}
     assert curves == {"autoencoder after x", "autoencoder after x [finetune channel]"}
     assert all(0 <= r["bler"] <= 1 and r["blocks"] > 0 for r in rows)
@@ -112,9 +110,9 @@ def test_evaluation_after_each_phase_under_each_channel(tmp_path):
 
 def test_learned_ml_bound_is_a_ceiling(tmp_path):
     """ML decoding of the learned code is never worse than the network receiver (same noise)."""
-    e = _engine(tmp_path).engine
+    e = _engine(tmp_path)
     e.run()
-    cb = e.system.codebook(e)
+    cb = e.stateful["system"].codebook()
     dec = e.nets["decoder"].module
     a = monte_carlo(cb, dec, 4, 2.0, 10 ** 9, 50_000, 50_000, torch.Generator().manual_seed(1))
     b = monte_carlo(cb, ml_decoder(cb), 4, 2.0, 10 ** 9, 50_000, 50_000, torch.Generator().manual_seed(1))
@@ -122,19 +120,19 @@ def test_learned_ml_bound_is_a_ceiling(tmp_path):
 
 
 def test_image_recipe_reports_psnr(tmp_path):
-    e = _engine(tmp_path, "ae_images_awgn").engine
+    e = _engine(tmp_path, "ae_images_awgn")
     e.run()
-    rows = e.system.evaluate(e, "joint")
+    rows = evaluation.evaluate(e.stateful["system"], "joint")
     assert {r["snr_db"] for r in rows} == {0.0, 5.0, 10.0, 15.0, 20.0}
     assert all(math.isfinite(r["psnr"]) for r in rows)
 
 
 def test_scheduled_channel_level():
-    ch = Channel(ChannelConfig(db=0.0, db_end=10.0), 7, 4, torch.device("cpu"), 0)
+    ch = Channel(ChannelConfig(db=0.0, db_end=10.0), 7, 4, torch.Generator().manual_seed(0))
     ch.progress = 1.0
     assert ch.level() == (10.0, None)
     y = ch(torch.zeros(100_000, 7))
     assert float(y.var()) == pytest.approx(ch.sigma(10.0) ** 2, rel=0.02)
-    ch = Channel(ChannelConfig(db=0.0, db_max=4.0, db_end=6.0), 7, 4, torch.device("cpu"), 0)
+    ch = Channel(ChannelConfig(db=0.0, db_max=4.0, db_end=6.0), 7, 4, torch.Generator().manual_seed(0))
     ch.progress = 0.5
     assert ch.level() == (3.0, 7.0)

@@ -6,12 +6,12 @@ from multinet import Net, NetSpec
 from multinet.engine import Engine, NonFiniteLoss, Phase
 
 
-def _gan(reuse=False):
+def _gan(reuse=False, ema=0.0):
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     D = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
     nets = {"discriminator": Net("discriminator", NetSpec(D, "adam", 1e-3), "cpu"),
-            "generator": Net("generator", NetSpec(G, "adam", 1e-3), "cpu")}
+            "generator": Net("generator", NetSpec(G, "adam", 1e-3, ema=ema), "cpu")}
     seen = {}
 
     def d_step(e):
@@ -73,10 +73,10 @@ def test_nan_loss_is_reported_with_phase_and_step():
     nets, phases, _ = _gan()
     good = phases[1].step
     phases[1].step = lambda e: {"loss": good(e)["loss"] * (float("nan") if e.iteration == 2 else 1.0)}
-    e = Engine(nets, phases, total_steps=5, log_every=5)
-    e.on("iteration", lambda e: e.check_finite(), every=5)
+    e = Engine(nets, phases, total_steps=50, log_every=5)  # no handler at all: the engine checks itself
     with pytest.raises(NonFiniteLoss, match=r"phase 'generator' \(network\(s\): generator\) at step 3"):
         e.run()
+    assert e.iteration == 5  # stopped at the first check (every log_every), not at the end
 
 
 def test_scalars_have_stable_names():
@@ -97,13 +97,15 @@ def test_handlers_fire_every_n():
     e.on("end", lambda e: hits.append("end"))
     e.run()
     assert hits == [4, 8, "end"]
-    with pytest.raises(ValueError, match="every must be >= 0"):
+    with pytest.raises(ValueError, match="every must be an integer >= 0"):
         e.on("iteration", lambda e: None, every=-1)
+    with pytest.raises(ValueError, match="unknown event 'iterations'.*Event.ITERATION_COMPLETED"):
+        e.on("iterations", lambda e: None)  # a typo raises instead of never firing
 
 
 def test_ema_tracks_generator():
-    nets, phases, _ = _gan()
-    e = Engine(nets, phases, total_steps=5, ema={"generator": 0.5})
+    nets, phases, _ = _gan(ema=0.5)
+    e = Engine(nets, phases, total_steps=5)
     e.run()
     ema = e.ema["generator"].module
     g = nets["generator"].module
@@ -156,7 +158,8 @@ def test_fp16_skipped_step_does_not_advance_the_schedule():
             out = _InfGrad.apply(out)
         return {"loss": out.mean()}
 
-    e = Engine({"n": net}, [Phase("p", ("n",), step)], total_steps=3, amp="fp16")
+    with pytest.warns(UserWarning, match="fp16.* on the CPU"):
+        e = Engine({"n": net}, [Phase("p", ("n",), step)], total_steps=3, amp="fp16")
     e.run()
     assert net.scheduler.t == 2  # three iterations, one skipped step
     assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.25)
@@ -167,15 +170,14 @@ def _conv_run(channels_last, steps=3):
     torch.manual_seed(0)
     D = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 3, stride=2),
                       nn.Flatten(), nn.Linear(4 * 3 * 3, 1))
-    net = Net("discriminator", NetSpec(D, "adam", 1e-2, init="dcgan", channels_last=channels_last), "cpu")
+    net = Net("discriminator", NetSpec(D, "adam", 1e-2, init="dcgan", channels_last=channels_last, ema=0.1), "cpu")
     data = torch.Generator().manual_seed(1)
 
     def step(e):
         x = torch.randn(8, 2, 8, 8, generator=data)
         return {"loss": e.model("discriminator")(x).square().mean()}
 
-    e = Engine({"discriminator": net}, [Phase("discriminator", ("discriminator",), step)], total_steps=steps,
-               ema={"discriminator": 0.1})
+    e = Engine({"discriminator": net}, [Phase("discriminator", ("discriminator",), step)], total_steps=steps)
     e.run()
     return e
 
@@ -197,10 +199,124 @@ def test_channels_last_networks_train_like_the_default_layout():
 
 
 def test_ema_longer_than_the_run_warns():
-    nets, phases, _ = _gan()
+    nets, phases, _ = _gan(ema=0.999)
     with pytest.warns(UserWarning, match="EMA of generator: decay 0.999 .* 37% of the average is still the initial"):
-        Engine(nets, phases, total_steps=1000, ema={"generator": 0.999})
+        Engine(nets, phases, total_steps=1000)
     import warnings
+    nets, phases, _ = _gan(ema=0.999)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Engine(nets, phases, total_steps=20000, ema={"generator": 0.999})  # 2e-9 left: fine
+        Engine(nets, phases, total_steps=20000)  # 2e-9 left: fine
+
+
+# -- the contract's sharp edges -------------------------------------------------------------------
+
+def _bn_net(**spec):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    return Net("n", NetSpec(m, "sgd", 0.05, freeze=["1"], **spec), "cpu")
+
+
+def _bn_step(e):
+    x = torch.randn(16, 3, generator=e.generators["data"])
+    return {"loss": e.model("n")(x).square().mean()}
+
+
+def _bn_engine(steps, **spec):
+    net = _bn_net(**spec)
+    return Engine({"n": net}, [Phase("p", "n", _bn_step)], total_steps=steps,
+                  generators={"data": torch.Generator().manual_seed(3)})
+
+
+def test_unfreezing_a_norm_layer_puts_it_in_train_mode_and_resume_is_exact():
+    """A BatchNorm frozen at build is in eval mode; unfrozen at step 3 it trains, in the live run as
+    after a resume from a checkpoint written past the unfreeze (they used to differ)."""
+    full = _bn_engine(8, unfreeze=["1"], unfreeze_at=3)
+    bn = full.nets["n"].module[1]
+    full.run(stop_at=2)
+    assert not bn.training  # frozen: its statistics stay fixed
+    full.run()
+    assert bn.training and full.nets["n"].module[1].weight.requires_grad
+    part = _bn_engine(8, unfreeze=["1"], unfreeze_at=3)
+    part.run(stop_at=5)
+    state = part.state_dict()
+    resumed = _bn_engine(8, unfreeze=["1"], unfreeze_at=3)
+    resumed.load_state_dict(state)
+    resumed.run()
+    for a, b in zip(full.nets["n"].module.state_dict().values(), resumed.nets["n"].module.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_freezing_mid_run_stops_the_norm_statistics():
+    e = _bn_engine(2)
+    net = e.nets["n"]
+    net.unfreeze("1")
+    net.train()
+    assert net.module[1].training
+    net.freeze("1")
+    assert not net.module[1].training
+
+
+def test_a_handler_toggling_eval_and_train_does_not_wake_a_frozen_norm_layer():
+    e = _bn_engine(4)
+    bn = e.nets["n"].module[1]
+    stats = bn.running_mean.clone()
+
+    def preview(e):  # the usual pattern in user handlers
+        e.nets["n"].module.eval()
+        e.nets["n"].module.train()
+    e.on("iteration", preview)
+    e.run()
+    assert torch.equal(stats, bn.running_mean)
+
+
+def test_cosine_without_total_gets_the_run_length_from_the_engine():
+    from multinet import ScheduleSpec
+    net = Net("n", NetSpec(nn.Linear(3, 1), "sgd", 0.1, schedule=ScheduleSpec("cosine")), "cpu")
+    e = Engine({"n": net}, [Phase("p", "n", lambda e: {"loss": net.module(torch.ones(2, 3)).sum()}, repeat=2)],
+               total_steps=5)
+    e.run()
+    assert net.scheduler.t == 10 and net.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    alone = Net("n", NetSpec(nn.Linear(3, 1), "sgd", 0.1, schedule=ScheduleSpec("cosine")), "cpu")
+    with pytest.raises(ValueError, match="set total in its ScheduleSpec, give the Net total_steps"):
+        alone.scheduler.step()
+
+
+def test_explain_shows_rules_of_unfrozen_parameters_and_the_base_lr():
+    from multinet import GroupRule, ScheduleSpec
+    m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+    net = Net("n", NetSpec(m, "sgd", 0.1, freeze=["0"], groups=[GroupRule(name="first", pattern="0", lr_mult=0.5)],
+                           schedule=ScheduleSpec("warmup_cosine", warmup=10, total=100)), "cpu")
+    net.unfreeze("0")
+    rows = {line.split()[0]: line for line in net.explain().splitlines() if line.startswith("0.")}
+    assert "first" in rows["0.weight"] and "0.05 " in rows["0.weight"]  # its rule, and 0.5 × 0.1 before warm-up
+    assert "0.1 " in [line for line in net.explain().splitlines() if line.startswith("1.weight")][0]
+
+
+def test_a_stopped_phase_is_not_logged_again():
+    nets, phases, _ = _gan()
+    phases[0].stop = 3
+    e = Engine(nets, phases, total_steps=8, log_every=2)
+    logged = []
+    e.on("iteration", lambda e: logged.append(set(e.scalars())), every=2)
+    e.run()
+    assert "grad_norm/discriminator" in logged[0] and "loss/discriminator" in logged[1]  # it ran in step 3 (of 3-4)
+    assert all("loss/discriminator" not in s and "grad_norm/discriminator" not in s for s in logged[2:])
+    assert all("loss/generator" in s for s in logged)
+
+
+def test_phase_and_step_mistakes_say_which_phase():
+    p = Phase("d", "discriminator", lambda e: {})
+    assert p.nets == ("discriminator",)  # a single name, not its letters
+    nets, phases, _ = _gan()
+    phases[1].step = lambda e: {"adv": torch.tensor(1.0)}
+    with pytest.raises(ValueError, match="phase 'generator': its step must return a dict with a 'loss' tensor"):
+        Engine(nets, phases, total_steps=1).run()
+    with pytest.raises(ValueError, match="phase 'x': every must be an integer >= 1"):
+        Phase("x", "a", lambda e: {}, every=0)
+
+
+def test_a_group_rule_that_matches_nothing_warns_at_build():
+    from multinet import GroupRule
+    with pytest.warns(UserWarning, match="n: parameter-group rule 'head' matches no parameter"):
+        Net("n", NetSpec(nn.Linear(3, 1), groups=[GroupRule(name="head", pattern="head")]), "cpu")

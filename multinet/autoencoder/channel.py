@@ -44,9 +44,9 @@ class ChannelConfig:
 class Channel:
     """Normalise, then add noise (and block fading) with the channel's own seeded generator."""
 
-    def __init__(self, cfg: ChannelConfig, n: int, k: int, device: torch.device, seed: int) -> None:
+    def __init__(self, cfg: ChannelConfig, n: int, k: int, gen: torch.Generator) -> None:
         self.cfg, self.n, self.rate = cfg, n, k / n
-        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.gen = gen  # a named stream of the system's registry (checkpointed with the run)
         self.progress = 0.0  # through the phases training on this channel, for a scheduled level
 
     def level(self) -> tuple[float, float | None]:

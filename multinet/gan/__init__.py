@@ -1,5 +1,6 @@
-"""GAN engine: recipes, networks, losses, metrics. ``python -m multinet.gan`` runs a recipe."""
+"""GAN: config, networks, losses, sampling, evaluation. ``python -m multinet.gan`` runs a recipe."""
+from .config import GanRecipe
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from .metrics import mixture_coverage
 from .networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from .recipe import GanRecipe, GanSystem, build
+from .system import GanSystem

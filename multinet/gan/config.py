@@ -1,0 +1,126 @@
+"""The GAN's typed config: ``[model]``, ``[gan]``, ``[networks.*]``, ``[train]``, ``[eval]`` of a recipe."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import FieldError, RunConfig, at_least, within
+from ..config import TrainConfig as BaseTrainConfig
+from ..data import DataConfig
+from ..netconfig import NetConfig
+
+__all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig", "Networks"]
+
+
+@dataclass
+class ModelConfig:
+    arch: Literal["mlp", "dcgan"] = "mlp"
+    latent_dim: int = 100
+    hidden: int = 256
+    layers: int = 2
+    width: int = 64
+    pack: int = 1
+    spectral_norm: bool = False
+    # MLP only: a discriminator of its own size (0 = the generator's), batch norm in the
+    # generator's hidden layers, maxout units of that many pieces in the discriminator.
+    d_hidden: int = 0
+    d_layers: int = 0
+    g_batch_norm: bool = False
+    d_maxout: int = 0
+    # MLP only: the discriminator first maps each sample to d_fourier random Fourier features
+    # (sin and cos each), frequencies drawn at these scales in cycles per data unit (0 = off).
+    d_fourier: int = 0
+    d_fourier_scales: list[float] = field(default_factory=lambda: [0.5, 2.0, 8.0])
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "latent_dim", "hidden", "layers", "width", "pack")
+        at_least(self, 0, "d_hidden", "d_layers", "d_maxout", "d_fourier")
+        if self.d_fourier and self.arch != "mlp":
+            raise FieldError("d_fourier", f"applies to arch = 'mlp' only, got arch = {self.arch!r}")
+        if self.d_fourier and (not self.d_fourier_scales or not all(s > 0 for s in self.d_fourier_scales)):
+            raise FieldError("d_fourier_scales", f"must be one or more positive numbers, got {self.d_fourier_scales}")
+
+
+@dataclass
+class GanConfig:
+    loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = "bce"
+    d_steps: int = 1
+    g_steps: int = 1
+    gp_weight: float = 10.0
+    r1: float = 0.0
+    ema: float = 0.0
+    reuse_fake: bool = False
+    # One D forward over [real; fake] instead of two: the same per-sample math and loss, fewer
+    # kernels and no gradient accumulation. "auto" uses it when D has no batch-norm layer
+    # (batch statistics would then mix real and fake samples).
+    d_concat: Literal["auto", "on", "off"] = "auto"
+    # Top-k generator updates (Sinha et al. 2020): the G loss keeps only the fake samples (packs
+    # under PacGAN) that D scores as most realistic, a fraction max(topk, topk_decay ** (it / every))
+    # of the batch, where every = topk_every iterations (0: one data epoch, or 1,000 iterations
+    # for the endless mixture samplers). Under torch.distributed each rank keeps its own top k.
+    # topk = 1 is off.
+    topk: float = 1.0
+    topk_decay: float = 0.99
+    topk_every: int = 0
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "d_steps", "g_steps")
+        at_least(self, 0, "gp_weight", "r1", "topk_every")
+        within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
+        within(self, "topk", "topk_decay", low=0, high=1, open_low=True)
+
+
+@dataclass
+class TrainConfig(BaseTrainConfig):
+    sample_every: int = 500
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, 0, "sample_every", "eval_every", note=" (0 turns it off)")
+
+
+@dataclass
+class EvalConfig:
+    samples: int = 2500
+    classifier_epochs: int = 8
+    # "drs": also score samples drawn by discriminator rejection sampling (Azadi et al. 2019),
+    # reported as drs_* beside the plain generator's figures (mixture coverage, or classifier
+    # IS / FD). DRS reads D's logit as log p_data / p_g, which holds for the BCE loss.
+    # drs_shift (γ, in logits) trades exactness for acceptance: > 0 accepts fewer, < 0 more.
+    rejection: Literal["none", "drs"] = "none"
+    drs_shift: float = 0.0
+    # drs_refit > 0: DRS reads a fresh critic fitted for that many steps to the final generator
+    # alone (G fixed, batches of drs_refit_batch real + as many generated samples; an MLP 256 × 2
+    # over drs_refit_fourier Fourier features at model.d_fourier_scales, Adam 1e-3 with cosine
+    # decay) instead of the trained discriminator, which was fitted to a moving generator.
+    drs_refit: int = 0
+    drs_refit_batch: int = 4096
+    drs_refit_fourier: int = 128
+    # D* (the logit of the best candidate, which sets the acceptance scale): the largest logit seen
+    # (1.0, exact under an optimal D) or this quantile of the first candidates' logits; candidates
+    # above it are always kept. A critic that finds a few candidates far more real than the rest
+    # otherwise accepts almost nothing (the quantile is the bound M of Azadi et al., relaxed).
+    drs_quantile: float = 1.0
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "samples", "classifier_epochs", "drs_refit_batch")
+        at_least(self, 0, "drs_refit", "drs_refit_fourier")
+        within(self, "drs_quantile", low=0, high=1, open_low=True)
+
+
+@dataclass
+class Networks:
+    generator: NetConfig = field(default_factory=NetConfig)
+    discriminator: NetConfig = field(default_factory=NetConfig)
+
+
+@dataclass
+class GanRecipe(RunConfig):
+    task: Literal["gan"] = "gan"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    networks: Networks = field(default_factory=Networks)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

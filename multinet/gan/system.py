@@ -1,0 +1,177 @@
+"""The GAN as a system: data → networks (discriminator, generator with its EMA) → two phases.
+
+Setup order: data (its shape sizes the networks) → networks (each through ``Net``'s build order)
+→ random streams. The discriminator phase trains D on real and generated batches (G frozen, no
+graph through it); the generator phase trains G through the frozen D. ``gan.d_steps`` /
+``gan.g_steps`` set the k:1 ratio.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+
+from .. import distributed
+from ..data import load_data
+from ..engine import Engine, Phase
+from ..handlers import EvaluateEvery, SampleEvery
+from ..streams import derive_seed
+from ..system import RunContext, System
+from . import evaluation, sampling
+from .config import GanRecipe
+from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
+from .networks import build_pair
+
+__all__ = ["GanSystem"]
+
+
+class GanSystem(System):
+    Config = GanRecipe
+    default_recipe = "gan_digits"
+    # The per-rank batch may change on resume (to keep the global batch under another world size).
+    resume_may_change = ("data.root", "data.workers", "data.download", "data.batch_size")
+
+    def __init__(self, cfg: GanRecipe, device: torch.device) -> None:
+        super().__init__(cfg, device)
+        m = cfg.model
+        if cfg.data.batch_size % m.pack:
+            raise ValueError(f"data.batch_size {cfg.data.batch_size} must be a multiple of model.pack {m.pack}")
+        self.data = load_data(cfg.data, device, cfg.seed)
+        gen, disc = build_pair(m.arch, self.data.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack,
+                               m.spectral_norm, m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier,
+                               m.d_fourier_scales)
+        self.net("discriminator", disc)
+        self.net("generator", gen, ema=cfg.gan.ema)
+        self.noise = self.streams.get("gan.noise", device)
+        self.fixed_z = torch.randn(64, m.latent_dim, generator=self.streams.fresh("gan.fixed_z")).to(device)
+        # One D forward over [real; fake] unless D has batch norm (its batch statistics would mix them).
+        bn = any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in disc.modules())
+        self.d_concat = cfg.gan.d_concat == "on" or (cfg.gan.d_concat == "auto" and not bn and cfg.gan.r1 == 0)
+        self.classifier: torch.nn.Module | None = None  # for classifier IS / FD, built on first use
+        self._fake: torch.Tensor | None = None
+        self._critic: tuple[Any, torch.nn.Module] | None = None  # (generator version, refitted DRS critic)
+
+    def phases(self) -> list[Phase]:
+        g = self.cfg.gan
+        return [Phase("discriminator", "discriminator", self.d_step, repeat=g.d_steps),
+                Phase("generator", "generator", self.g_step, repeat=g.g_steps)]
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"steps_per_epoch": self.data.sampler.steps_per_epoch, "stateful": {"data": self.data.sampler}}
+
+    # -- the two phase steps -----------------------------------------------------------------
+    def z(self, n: int) -> torch.Tensor:
+        return distributed.randn(n, self.cfg.model.latent_dim, generator=self.noise, device=self.device)
+
+    def d_step(self, e: Engine) -> dict[str, torch.Tensor]:
+        D, g = e.model("discriminator"), self.cfg.gan
+        real, _ = self.data.sampler.next()
+        # reuse_fake: the last D step's fake batch (with its graph through G) feeds the G step.
+        reuse = g.reuse_fake and e.phase_steps["discriminator"] % g.d_steps == g.d_steps - 1
+        with e.grad_through("generator") if reuse else contextlib.nullcontext():
+            fake = e.model("generator")(self.z(real.shape[0]))
+        self._fake = fake if reuse else None
+        terms = {}
+        if g.r1 > 0:
+            r1, d_real = r1_penalty(D, real)
+            terms["r1"] = r1
+            d_fake = D(fake.detach())
+        elif self.d_concat:
+            d_real, d_fake = D(torch.cat([real, fake.detach()])).chunk(2)  # equal halves (packs stay whole)
+        else:
+            d_real, d_fake = D(real), D(fake.detach())
+        loss = d_loss(g.loss, d_real, d_fake)
+        terms["adv"] = loss
+        if g.loss == "wgan-gp":
+            terms["gp"] = gradient_penalty(D, real, fake.detach(), self.noise)
+            loss = loss + g.gp_weight * terms["gp"]
+        if g.r1 > 0:
+            loss = loss + 0.5 * g.r1 * terms["r1"]
+        terms.update(loss=loss, real_logit=d_real.detach().mean(), fake_logit=d_fake.detach().mean())
+        return terms
+
+    def g_step(self, e: Engine) -> dict[str, torch.Tensor]:
+        G, D = e.model("generator"), e.model("discriminator")
+        fake, self._fake = (self._fake, None) if self._fake is not None else (G(self.z(self.cfg.data.batch_size)), None)
+        logits = D(fake)
+        k = self.topk(e.iteration, logits.shape[0])
+        if k < logits.shape[0]:
+            logits = logits.flatten().topk(k).values
+        return {"loss": g_loss(self.cfg.gan.loss, logits)}
+
+    def topk(self, iteration: int, n: int) -> int:
+        """How many of ``n`` fake logits the G loss keeps at ``iteration`` (Sinha et al. 2020)."""
+        g = self.cfg.gan
+        if g.topk >= 1:
+            return n
+        every = g.topk_every or self.data.sampler.steps_per_epoch or 1000
+        return max(1, math.ceil(n * max(g.topk, g.topk_decay ** (iteration // every))))
+
+    # -- sampling and evaluation (the EMA generator when there is one) ------------------------
+    @property
+    def generator(self) -> torch.nn.Module:
+        return self.inference_module("generator")
+
+    def sample(self, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples in eval mode under no_grad; the same ``n`` gives the same samples every call."""
+        if z is None:
+            z = torch.randn(n, self.cfg.model.latent_dim, generator=self.streams.fresh("gan.sample")).to(self.device)
+        return sampling.generate(self.generator, z)
+
+    def sample_rejection(self, n: int, shift: float | None = None,
+                         max_candidates: int = 0) -> tuple[torch.Tensor, float]:
+        """``n`` samples by DRS through the trained discriminator, or with ``eval.drs_refit`` a
+        critic fitted to the final generator; and the acceptance. See ``sampling.rejection_sample``."""
+        ev = self.cfg.eval
+        critic = self.refit_critic() if ev.drs_refit else None
+        judge = critic if critic is not None else self.nets["discriminator"].module
+        return sampling.rejection_sample(self.generator, judge, self.cfg.model.latent_dim, n,
+                                         self.streams.fresh("gan.drs"), self.device,
+                                         pack=1 if critic is not None else self.cfg.model.pack,
+                                         shift=ev.drs_shift if shift is None else shift,
+                                         quantile=ev.drs_quantile, max_candidates=max_candidates)
+
+    def refit_critic(self) -> torch.nn.Module:
+        """The critic of ``eval.drs_refit``, fitted once per generator state."""
+        G = self.generator
+        version = tuple(p._version for p in G.parameters())
+        if self._critic is not None and self._critic[0] == version:
+            return self._critic[1]
+        ev = self.cfg.eval
+        critic = sampling.fit_critic(G, self._real_batch, self.data.shape, self.cfg.model.latent_dim, ev.drs_refit,
+                                     ev.drs_refit_batch, ev.drs_refit_fourier, tuple(self.cfg.model.d_fourier_scales),
+                                     derive_seed(self.cfg.seed, "gan.critic_init"), self.streams.fresh("gan.critic"), self.device)
+        self._critic = (version, critic)
+        return critic
+
+    def _real_batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` real examples drawn with ``gen``: the training streams are left untouched."""
+        if self.data.kind == "points":  # the mixture sampler's own means and σ, on the device
+            s = self.data.sampler
+            k = torch.randint(len(s.means), (n,), generator=gen)
+            return s.means[k.to(s.means.device)] + s.sigma * torch.randn(n, 2, generator=gen).to(s.means.device)
+        if self.data.train is None:
+            raise ValueError(f"eval.drs_refit needs the dataset in memory; data.name={self.cfg.data.name!r} streams")
+        return self.data.train[torch.randint(len(self.data.train), (n,), generator=gen).to(self.data.train.device)]
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluation.evaluate(self)
+
+    # -- in a training run ---------------------------------------------------------------------
+    def preview(self, ctx: RunContext, step: int) -> None:
+        if self.data.kind == "image":
+            ctx.tracker.images("samples/generator", self.sample(z=self.fixed_z), step)
+        else:
+            evaluation.scatter(self.sample(1000), ctx.out / "samples" / f"points_{step:08d}.png", step, ctx.tracker)
+
+    def handlers(self, ctx: RunContext) -> list[Any]:
+        hs: list[Any] = [SampleEvery(lambda step: self.preview(ctx, step), self.cfg.train.sample_every)]
+        if self.cfg.train.eval_every:
+            hs.append(EvaluateEvery(self.evaluate, self.cfg.train.eval_every, ctx.tracker))
+        return hs
+
+    def finish(self, ctx: RunContext) -> dict[str, Any]:
+        self.preview(ctx, ctx.step)
+        return {"recipe": self.cfg.description, "dataset": self.cfg.data.name, **self.evaluate()}

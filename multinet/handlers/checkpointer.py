@@ -1,0 +1,68 @@
+"""Checkpoints every N iterations with keep-last-k, a final one, and the best by an evaluation figure.
+
+Every save first checks the losses: a diverged state never replaces the last good checkpoint.
+Files: ``step_XXXXXXXX.pt`` (the newest ``keep_last``), ``last.pt`` (always the newest) and, with
+``best``, ``best.pt`` (the state with the best ``best`` figure so far; the figure is checkpointed,
+so a resumed run keeps comparing against it).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import CheckpointManager, save_checkpoint
+from ..events import Event
+
+__all__ = ["Checkpointer"]
+
+
+class Checkpointer:
+    # A checkpoint written before this handler kept state (or without ``best``) resumes fine.
+    optional_state = True
+
+    def __init__(self, folder: str | Path, every: int = 1000, keep_last: int = 3, best: str = "",
+                 mode: str = "max", enabled: bool = True) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"checkpoint best mode {mode!r} unknown (valid: max, min)")
+        self.manager = CheckpointManager(folder, keep_last)
+        self.every, self.best, self.mode, self.enabled = every, best, mode, enabled
+        self.best_value: float | None = None
+        self.saved_at = -1
+
+    def attach(self, engine: Any) -> None:
+        engine.on(Event.ITERATION_COMPLETED, self.save, self.every)
+        engine.on(Event.COMPLETED, self._final)
+
+    @property
+    def last(self) -> Path:
+        return self.manager.last
+
+    def save(self, engine: Any) -> Path | None:
+        engine.check_finite()  # a collective under torch.distributed: every rank calls save
+        self.saved_at = engine.iteration
+        if not self.enabled:
+            return None
+        return self.manager.save(engine.state_dict(), engine.iteration)
+
+    def _final(self, engine: Any) -> None:
+        if self.saved_at != engine.iteration:  # the final state, unless just saved
+            self.save(engine)
+
+    def consider(self, engine: Any, metrics: dict[str, Any]) -> None:
+        """Write ``best.pt`` when ``metrics[best]`` improves on the best so far (rank 0 only: no collectives)."""
+        value = metrics.get(self.best) if self.best else None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        better = self.best_value is None or (value > self.best_value if self.mode == "max" else value < self.best_value)
+        if better:
+            self.best_value = float(value)
+            if self.enabled:
+                save_checkpoint(engine.state_dict(), self.manager.dir / "best.pt")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_value": self.best_value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("best") == self.best:
+            self.best_value = state.get("best_value")

@@ -1,0 +1,53 @@
+"""Evaluate or sample every N iterations (rank 0 only under torch.distributed: no collectives)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..events import Event
+
+__all__ = ["EvaluateEvery", "SampleEvery", "AtSteps"]
+
+
+class EvaluateEvery:
+    """Calls ``evaluate()`` (a dict of figures) every ``every`` iterations, logs them as ``eval/<key>``
+    to ``tracker`` and hands them to each listener (e.g. ``Checkpointer.consider`` for best-of)."""
+
+    def __init__(self, evaluate: Callable[[], dict[str, Any]], every: int, tracker: Any = None,
+                 listeners: list[Callable[[Any, dict[str, Any]], None]] = ()) -> None:
+        self.evaluate, self.every, self.tracker, self.listeners = evaluate, every, tracker, list(listeners)
+        self.latest: dict[str, Any] = {}
+
+    def attach(self, engine: Any) -> None:
+        engine.on(Event.ITERATION_COMPLETED, self, self.every)
+
+    def __call__(self, engine: Any) -> None:
+        self.latest = dict(self.evaluate())
+        numbers = {f"eval/{k}": float(v) for k, v in self.latest.items() if isinstance(v, (int, float))}
+        if self.tracker is not None and numbers:
+            self.tracker.scalars(engine.iteration, numbers)
+        for listen in self.listeners:
+            listen(engine, self.latest)
+
+
+class SampleEvery:
+    """Calls ``sample(step)`` every ``every`` iterations (it writes its own files or images)."""
+
+    def __init__(self, sample: Callable[[int], Any], every: int) -> None:
+        self.sample, self.every = sample, every
+
+    def attach(self, engine: Any) -> None:
+        engine.on(Event.ITERATION_COMPLETED, lambda e: self.sample(e.iteration), self.every)
+
+
+class AtSteps:
+    """Calls ``fn(step)`` after each iteration listed in ``steps`` (e.g. the end of each phase)."""
+
+    def __init__(self, steps: list[int], fn: Callable[[int], Any]) -> None:
+        self.steps, self.fn = set(steps), fn
+
+    def attach(self, engine: Any) -> None:
+        engine.on(Event.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        if engine.iteration in self.steps:
+            self.fn(engine.iteration)

@@ -1,0 +1,80 @@
+"""From command-line items to a run: the resolved config, the run folder and, on resume, the checkpoint.
+
+``RECIPE key=value ...`` → the system's typed config (unknown keys and bad values stop with one
+line naming the key). ``--resume [CKPT]`` → the checkpoint's own config with the overrides a
+resumed run can honour (``RunConfig.RESUME_MAY_CHANGE`` plus the system's own); anything else is
+refused, since the saved weights and optimizer state carry on as they are.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import load_checkpoint
+from .config import ConfigError, from_dict, load_recipe, merge, parse_overrides, to_dict
+
+__all__ = ["Launch", "resolve", "check_resume_overrides"]
+
+
+@dataclass
+class Launch:
+    cfg: Any
+    out: Path
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_path: Path | None = None
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
+    """Refuse changes a resumed run cannot honour (both configs resolved with the same defaults)."""
+    may = tuple(system.Config.RESUME_MAY_CHANGE) + tuple(system.resume_may_change)
+    old, now = _flat(to_dict(saved)), _flat(to_dict(new))
+    for key in sorted(set(old) | set(now)):
+        if old.get(key) != now.get(key) and not key.startswith(may):
+            raise ConfigError(f"{key}: cannot change on --resume (the run continues from its saved weights and "
+                              f"optimizer state); start a new run to change it")
+
+
+def resolve(system: type, items: list[str], out: str | None = None, resume: str | None = None,
+            extra: list[str] = (), name: str = "run") -> Launch:
+    """``items``: an optional recipe (name or .toml path) and ``key=value`` overrides; ``extra``:
+    overrides from options (``--steps`` ...); ``resume``: a checkpoint path, or ``""`` for
+    ``OUT/checkpoints/last.pt``."""
+    recipes = [i for i in items if "=" not in i]
+    overrides = [i for i in items if "=" in i] + list(extra)
+    if len(recipes) > 1:
+        raise ConfigError(f"more than one recipe given: {recipes}")
+    recipe = recipes[0] if recipes else getattr(system, "default_recipe", None)
+    if resume is not None:
+        path = Path(resume) if resume else None
+        if path is None:
+            if not out:
+                raise ConfigError("--resume without a checkpoint path needs --out DIR")
+            path = Path(out) / "checkpoints" / "last.pt"
+        ckpt = load_checkpoint(path)
+        cfg = from_dict(system.Config, merge(ckpt["config"], parse_overrides(overrides)))
+        check_resume_overrides(system, from_dict(system.Config, ckpt["config"]), cfg)
+        return Launch(cfg, Path(out) if out else path.resolve().parent.parent, ckpt, path)
+    if recipe:
+        cfg = load_recipe(system.Config, recipe, overrides)
+        name = Path(recipe).stem
+    else:
+        cfg = from_dict(system.Config, parse_overrides(overrides))
+    folder = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder}: exists and is not a folder")
+    if (folder / "checkpoints" / "last.pt").exists():  # a new run there would overwrite and prune them
+        raise ConfigError(f"--out {folder}: holds the checkpoints of an earlier run; continue it with --resume "
+                          f"--out {folder}, or choose another folder")
+    return Launch(cfg, folder)

@@ -1,0 +1,246 @@
+"""The runner: trains any ``System`` with everything a run needs, from Python or the command line.
+
+    from multinet.runner import Runner
+    result = Runner(MySystem, cfg, "runs/mine").fit()           # a new run
+    result = Runner(MySystem, out="runs/mine", resume=True).fit()  # continue it, bit-exact
+
+Order: config checks → device and process group (torchrun) → seeds → system (networks, streams,
+data) → engine → checkpoint state on resume → run folder (``recipe.toml``,
+``parameter_groups.txt``) → tracker → handlers (progress, scalars, checkpoints, signals, the
+system's own) → run → summary (``summary.json``). Everything is checked before anything is
+written: a bad recipe leaves no run folder behind. Under torchrun every rank trains; rank 0
+alone writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import distributed
+from .checkpoint import load_checkpoint
+from .config import ConfigError, from_dict, to_dict, to_toml
+from .engine import Engine
+from .handlers import EXIT_CODES, Checkpointer, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
+from .imports import object_path
+from .launch import check_resume_overrides
+from .nets import resolve_device
+from .system import RunContext, System
+from .tracking import NullTracker, Tracker
+
+__all__ = ["Runner", "RunResult", "engine_for", "load_system", "seed_everything", "json_safe"]
+
+
+@dataclass
+class RunResult:
+    """``code``: 0 done (or stopped at ``stop_at``), 1 diverged, 130 / 143 stopped by SIGINT / SIGTERM."""
+
+    code: int
+    step: int
+    out: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+    checkpoint: Path | None = None
+    error: str = ""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no inf/NaN: write them as null (e.g. reverse KL when no mode is captured)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def engine_for(system: System, steps: int | None = None, **options: Any) -> Engine:
+    """The engine a run builds for ``system`` (its networks, phases, streams, epoch length and
+    stateful objects, the ``[train]`` settings), without the run's handlers: for tests, notebooks
+    and loops of your own. ``options`` go to ``Engine`` (more ``stateful`` objects, ``handlers``)."""
+    cfg = system.cfg
+    opts = dict(system.engine_options())
+    stateful = {"system": system, **opts.pop("stateful", {}), **options.pop("stateful", {})}
+    return Engine(system.nets, system.phases(), cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
+                  generators=system.streams, stateful=stateful, config=to_dict(cfg), log_every=cfg.train.log_every,
+                  sync_every=cfg.train.dist_sync_every, meta={"system": object_path(type(system))},
+                  **opts, **options)
+
+
+class Runner:
+    """Train ``system`` (a ``System`` subclass) with config ``cfg`` into run folder ``out``.
+
+    ``resume``: ``True`` for ``out/checkpoints/last.pt`` or a checkpoint path; ``cfg`` may then be
+    left out (the checkpoint's own) or change only what a resumed run can honour. ``trackers``:
+    more scalar trackers beside TensorBoard / ``metrics.jsonl`` (anything with ``scalars(step, values)``).
+    """
+
+    def __init__(self, system: type[System], cfg: Any = None, out: str | Path | None = None, *,
+                 resume: bool | str | Path | None = None, checkpoint: dict[str, Any] | None = None,
+                 progress: bool = True, stop_at: int | None = None, trackers: tuple[Any, ...] = (),
+                 echo: bool = True) -> None:
+        self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
+        self.ckpt_path: Path | None = None
+        if resume:
+            if resume is True:
+                if out is None:
+                    raise ConfigError("resume=True needs the run folder (out)")
+                resume = Path(out) / "checkpoints" / "last.pt"
+            self.ckpt_path = Path(resume)
+            checkpoint = checkpoint if checkpoint is not None else load_checkpoint(self.ckpt_path)
+            saved = from_dict(system.Config, checkpoint["config"])
+            if cfg is None:
+                cfg = saved
+            else:
+                check_resume_overrides(system, saved, cfg)
+            out = out if out is not None else self.ckpt_path.resolve().parent.parent
+        self.ckpt = checkpoint
+        self.cfg = cfg if cfg is not None else system.Config()
+        self.out = Path(out) if out is not None else Path("runs") / f"{system.__name__.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def _say(self, text: str, err: bool = True) -> None:
+        if self.echo:
+            print(text, file=sys.stderr if err else sys.stdout)
+
+    def _check(self) -> None:
+        cfg = self.cfg
+        if cfg.train.steps <= 0:
+            raise ConfigError("train.steps: must be positive")
+        if self.stop_at is not None and self.stop_at < 1:
+            raise ConfigError(f"--stop-at: must be >= 1, got {self.stop_at}")
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {self.out}: exists and is not a folder")
+        if self.ckpt is None and (self.out / "checkpoints" / "last.pt").exists():
+            raise ConfigError(f"--out {self.out}: holds the checkpoints of an earlier run; continue it with "
+                              f"--resume --out {self.out}, or choose another folder")
+
+    def fit(self) -> RunResult:
+        """Set up and train; setup errors raise (``ConfigError``, ``ValueError``, ``OSError``),
+        a diverged run returns code 1 with its error, signals return 130 / 143 after saving."""
+        cfg = self.cfg
+        self._check()
+        device = resolve_device(cfg.device)
+        world = distributed.init(device.type, cfg.train.dist_timeout)
+        if cfg.train.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+        system = self.system_cls(cfg, device)
+        checkpointer = Checkpointer(self.out / "checkpoints", cfg.train.checkpoint_every, cfg.train.keep_last,
+                                    enabled=world.main)
+        engine = engine_for(system, stateful={"checkpointer": checkpointer})
+        resumed = self.ckpt is not None
+        if resumed:
+            engine.load_state_dict(self.ckpt)
+            saved = int(self.ckpt["engine"].get("world_size", 1))
+            if saved != world.world and world.main:
+                self._say(f"note: {self.ckpt_path} was written by {saved} rank(s), now {world.world}: batch sizes are "
+                          f"per rank, so the global batch changes by {world.world}/{saved} unless you scale the "
+                          f"batch size (the data and noise streams continue either way)")
+            if engine.iteration >= cfg.train.steps:
+                if world.main:
+                    self._say(f"{self.ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; "
+                              f"nothing to do", err=False)
+                return RunResult(0, engine.iteration, self.out, checkpoint=self.ckpt_path)
+        tracker: Any = NullTracker()
+        if world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
+            tracker = Tracker(self.out, tensorboard=cfg.train.tensorboard,
+                              resume_step=engine.iteration if resumed else None)
+            with open(self.out / "parameter_groups.txt", "a") as f:
+                for net in system.nets.values():
+                    text = net.report()
+                    tracker.text("parameter_groups", text)
+                    f.write(text + "\n\n")
+        if world.world > 1:  # global RNGs (dropout and the like) differ per rank; data and noise do not
+            seed_everything(cfg.seed + 100_003 * world.rank + engine.iteration)
+        return self._train(engine, system, checkpointer, tracker, resumed)
+
+    def _train(self, engine: Engine, system: System, checkpointer: Checkpointer, tracker: Any,
+               resumed: bool) -> RunResult:
+        cfg, main = self.cfg, engine.dist.main
+        scalars = LogScalars(tracker, *self.trackers, every=cfg.train.log_every)
+        bar = ProgressBar(cfg.train.steps, desc=type(system).__name__, enabled=self.progress and main, scalars=scalars)
+        signals = StopOnSignal()
+        handlers: list[Any] = [bar, scalars, checkpointer, signals]
+        if main:  # samples and evaluation: rank 0 only, and free of collectives
+            handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
+        result = RunResult(0, engine.iteration, self.out)
+        try:
+            engine.run(self.stop_at, handlers)
+            result.step, result.checkpoint = engine.iteration, checkpointer.last if main else None
+            if engine.stop_reason is not None:
+                if main:
+                    self._say(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint "
+                              f"{checkpointer.manager.dir / f'step_{engine.iteration:08d}.pt'} "
+                              f"(resume: --resume {checkpointer.last})")
+                result.stop_reason, result.code = engine.stop_reason, EXIT_CODES.get(engine.stop_reason, 0)
+            elif main:
+                summary = system.finish(RunContext(self.out, tracker, resumed, engine.iteration))
+                summary.update({"steps": engine.iteration, "resumed": resumed, "world_size": engine.dist.world})
+                result.summary = json_safe(summary)
+                (self.out / "summary.json").write_text(json.dumps(result.summary, indent=2))
+                self._say(json.dumps(result.summary), err=False)
+            distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
+        except NonFiniteLoss as e:
+            last = checkpointer.last if checkpointer.last.exists() else "none"
+            result.code, result.error = 1, f"{e}; last good checkpoint kept: {last}"
+            if main:
+                self._say(f"error: {result.error}")
+        except KeyboardInterrupt:
+            result.code, result.error = 130, f"interrupted twice at step {engine.iteration}"
+            self._say(f"{result.error}; last checkpoint kept: {checkpointer.last}")
+        finally:
+            bar.close()
+            signals.restore()
+            tracker.close()
+        return result
+
+
+def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:
+    """The system class a checkpoint names (``meta.system``), imported as the trust boundary allows."""
+    from .imports import import_class
+    name = (ckpt.get("meta") or {}).get("system") if isinstance(ckpt.get("meta"), dict) else None
+    if not name:
+        raise ValueError(f"{path}: does not say which system wrote it; name it (e.g. --system gan)")
+    return import_class(name, System, "checkpoint system")
+
+
+def load_system(path: str | Path, system: type[System] | None = None, device: str = "cpu",
+                overrides: list[str] = ()) -> tuple[System, dict[str, Any]]:
+    """A trained system from a checkpoint, for ``evaluate`` / ``sample`` / ``export``: its networks
+    (and EMA copies) and its own state, built from the checkpoint's config with the overrides
+    ``system.evaluate_may_change`` allows; no engine, no optimizer state, no training streams."""
+    from .config import merge, parse_overrides
+    from .launch import _flat
+    ckpt = load_checkpoint(path)
+    system = system or system_of(ckpt, path)
+    over = parse_overrides(list(overrides))
+    bad = sorted(k for k in _flat(over) if not k.startswith(tuple(system.evaluate_may_change)))
+    if bad:
+        raise ConfigError(f"only {', '.join(k + '*' for k in system.evaluate_may_change)} keys can change for a saved "
+                          f"run, got {', '.join(bad)}")
+    cfg = from_dict(system.Config, merge(ckpt["config"], over))
+    cfg.device = device
+    cfg.train.tensorboard = False
+    seed_everything(cfg.seed)
+    built = system(cfg, resolve_device(device))
+    built.load_networks(ckpt, path)
+    return built, ckpt

@@ -1,0 +1,134 @@
+"""The System contract: what a multi-network system hands the runner.
+
+A system is built from its typed config (a dataclass extending ``RunConfig``) on a device. It
+holds its networks (``self.nets``, name → ``Net``) and random streams (``self.streams``), and
+says how they train (``phases()``). Everything else is optional:
+
+- ``evaluate()`` → dict of figures, ``sample(n)`` → tensor, ``export(folder)``: offered to the
+  command line (``evaluate`` / ``sample`` / ``export``) and to handlers; leave them out and the
+  command line says the system does not offer them.
+- ``handlers(ctx)``: the system's own handlers in a training run (sample grids, evaluation);
+  ``finish(ctx)``: the summary at the end of a run (default: ``evaluate()`` when offered).
+- ``state_dict()`` / ``load_state_dict()``: system state that must survive a resume (results
+  gathered during the run); ``engine_options()``: epoch length and stateful data samplers.
+
+The runner (``multinet.runner``) gives every system the same run folder, logging, checkpoints,
+resume, signal handling, NaN stop, progress bar and summary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .engine import Phase
+from .imports import import_class
+from .netconfig import NetConfig, to_spec
+from .nets import Net
+from .streams import RandomStreams
+
+__all__ = ["System", "RunContext", "NotOffered"]
+
+
+class NotOffered(NotImplementedError):
+    """The system does not offer this (``evaluate``, ``sample``, ``export``)."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a training run writes: its folder, its tracker (TensorBoard / metrics.jsonl), its step."""
+
+    out: Path
+    tracker: Any
+    resumed: bool = False
+    step: int = 0
+
+
+class System:
+    """Subclass, set ``Config``, build ``self.nets`` in ``__init__`` and return the phases."""
+
+    Config: ClassVar[type] = RunConfig
+    # The recipe a run uses when none is named (a name or .toml path; None: the Config defaults).
+    default_recipe: ClassVar[str | None] = None
+    # Recipe keys a resumed run may change besides RunConfig.RESUME_MAY_CHANGE (prefixes).
+    resume_may_change: ClassVar[tuple[str, ...]] = ()
+    # Recipe keys ``evaluate CKPT`` / ``sample CKPT`` may change (prefixes).
+    evaluate_may_change: ClassVar[tuple[str, ...]] = ("eval.",)
+    # A checkpoint from before the system kept state of its own still resumes.
+    optional_state: ClassVar[bool] = True
+
+    def __init__(self, cfg: Any, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        self.streams = RandomStreams(cfg.seed)
+        self.nets: dict[str, Net] = {}
+
+    # -- building ----------------------------------------------------------------------------
+    def net(self, name: str, module: nn.Module | None = None, **spec: Any) -> Net:
+        """Build network ``name`` from ``cfg.networks.<name>`` (its ``class_path`` when ``module``
+        is not given) through ``Net``'s build order, with the run's compile / SyncBatchNorm flags;
+        ``spec`` sets ``NetSpec`` fields the system decides (e.g. ``ema``)."""
+        ncfg: NetConfig = getattr(self.cfg.networks, name)
+        if ncfg.class_path:
+            module = import_class(ncfg.class_path, nn.Module, f"networks.{name}.class_path")(**ncfg.init_args)
+        if module is None:
+            raise ValueError(f"networks.{name}: no module given and no class_path in the recipe")
+        train = self.cfg.train
+        built = to_spec(ncfg, module, compile=train.compile, sync_batchnorm=train.sync_batchnorm)
+        net = Net(name, replace(built, **spec) if spec else built, self.device)
+        self.nets[name] = net
+        return net
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError(f"{type(self).__name__} must define phases()")
+
+    def engine_options(self) -> dict[str, Any]:
+        """Extra ``Engine`` arguments: ``steps_per_epoch``, ``stateful`` (data samplers)."""
+        return {}
+
+    # -- optional offers ---------------------------------------------------------------------
+    def evaluate(self) -> dict[str, Any]:
+        raise NotOffered(f"{type(self).__name__} offers no evaluate()")
+
+    def sample(self, n: int) -> torch.Tensor:
+        raise NotOffered(f"{type(self).__name__} offers no sample()")
+
+    def export(self, folder: Path) -> list[Path]:
+        raise NotOffered(f"{type(self).__name__} offers no export()")
+
+    def handlers(self, ctx: RunContext) -> list[Any]:
+        return []
+
+    def finish(self, ctx: RunContext) -> dict[str, Any]:
+        try:
+            return dict(self.evaluate())
+        except NotOffered:
+            return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- reading a checkpoint without a training run -------------------------------------------
+    def load_networks(self, ckpt: dict[str, Any], path: str | Path = "checkpoint") -> None:
+        """Weights (and EMA copies) from a checkpoint, plus the system's own state; no optimizer."""
+        saved = ckpt.get("networks", {})
+        for name, net in self.nets.items():
+            if name not in saved:
+                raise ValueError(f"{path}: has no network {name!r} (has: {', '.join(saved) or 'none'})")
+            net.module.load_state_dict(saved[name]["module"])
+            if net.ema is not None and name in ckpt.get("ema", {}):
+                net.ema.load_state_dict(ckpt["ema"][name])
+        state = ckpt.get("stateful", {}).get("system")
+        if state:
+            self.load_state_dict(state)
+
+    def inference_module(self, name: str) -> nn.Module:
+        """Network ``name`` as used for sampling: its EMA copy when it has one."""
+        net = self.nets[name]
+        return net.ema.module if net.ema is not None else net.module
