@@ -72,10 +72,17 @@ class TrainConfig:
     compile: bool = False
     dist_timeout: float = 900.0
     dist_sync_every: int = 10
+    # Evaluate every N iterations (0 = only at the end), for systems that offer evaluate(); with
+    # best_metric (a key of its result) the best state so far is kept as checkpoints/best.pt.
+    eval_every: int = 0
+    best_metric: str = ""
+    best_mode: Literal["max", "min"] = "max"
 
     def __post_init__(self) -> None:
         # *_every = 0 turns that periodic event off (the final checkpoint is still written).
-        at_least(self, 0, "log_every", "checkpoint_every", note=" (0 turns it off)")
+        at_least(self, 0, "log_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
+        if self.best_metric and not self.eval_every:
+            raise FieldError("best_metric", "needs train.eval_every > 0 (how often to evaluate)")
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
         at_least(self, 1, "dist_sync_every")
         within(self, "dist_timeout", low=0, open_low=True)

@@ -30,7 +30,7 @@ from . import distributed
 from .checkpoint import load_checkpoint
 from .config import ConfigError, from_dict, to_dict, to_toml
 from .engine import Engine
-from .handlers import EXIT_CODES, Checkpointer, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
+from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .imports import object_path
 from .launch import check_resume_overrides
 from .nets import resolve_device
@@ -131,8 +131,15 @@ class Runner:
                               f"--resume --out {self.out}, or choose another folder")
 
     def fit(self) -> RunResult:
-        """Set up and train; setup errors raise (``ConfigError``, ``ValueError``, ``OSError``),
-        a diverged run returns code 1 with its error, signals return 130 / 143 after saving."""
+        """Set up and train; setup errors raise ``ValueError`` (``ConfigError``) or ``OSError`` with
+        one line, a diverged run returns code 1 with its error, signals return 130 / 143 after saving."""
+        try:
+            setup = self._setup()
+        except RuntimeError as e:  # a dataset that is not there, a process group that did not form, ...
+            raise ValueError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+        return setup if isinstance(setup, RunResult) else self._train(*setup)
+
+    def _setup(self) -> RunResult | tuple[Engine, System, Checkpointer, Any, bool]:
         cfg = self.cfg
         self._check()
         device = resolve_device(cfg.device)
@@ -143,7 +150,7 @@ class Runner:
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         system = self.system_cls(cfg, device)
         checkpointer = Checkpointer(self.out / "checkpoints", cfg.train.checkpoint_every, cfg.train.keep_last,
-                                    enabled=world.main)
+                                    best=cfg.train.best_metric, mode=cfg.train.best_mode, enabled=world.main)
         engine = engine_for(system, stateful={"checkpointer": checkpointer})
         resumed = self.ckpt is not None
         if resumed:
@@ -171,7 +178,7 @@ class Runner:
                     f.write(text + "\n\n")
         if world.world > 1:  # global RNGs (dropout and the like) differ per rank; data and noise do not
             seed_everything(cfg.seed + 100_003 * world.rank + engine.iteration)
-        return self._train(engine, system, checkpointer, tracker, resumed)
+        return engine, system, checkpointer, tracker, resumed
 
     def _train(self, engine: Engine, system: System, checkpointer: Checkpointer, tracker: Any,
                resumed: bool) -> RunResult:
@@ -181,6 +188,8 @@ class Runner:
         signals = StopOnSignal()
         handlers: list[Any] = [bar, scalars, checkpointer, signals]
         if main:  # samples and evaluation: rank 0 only, and free of collectives
+            if cfg.train.eval_every and system.offers("evaluate"):
+                handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker, [checkpointer.consider]))
             handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
         result = RunResult(0, engine.iteration, self.out)
         try:

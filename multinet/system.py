@@ -72,7 +72,7 @@ class System:
         is not given) through ``Net``'s build order, with the run's compile / SyncBatchNorm flags;
         ``spec`` sets ``NetSpec`` fields the system decides (e.g. ``ema``)."""
         ncfg: NetConfig = getattr(self.cfg.networks, name)
-        if ncfg.class_path:
+        if ncfg.class_path:  # the recipe's own network replaces the system's
             module = import_class(ncfg.class_path, nn.Module, f"networks.{name}.class_path")(**ncfg.init_args)
         if module is None:
             raise ValueError(f"networks.{name}: no module given and no class_path in the recipe")
@@ -99,14 +99,15 @@ class System:
     def export(self, folder: Path) -> list[Path]:
         raise NotOffered(f"{type(self).__name__} offers no export()")
 
+    def offers(self, name: str) -> bool:
+        """Whether this system offers ``evaluate`` / ``sample`` / ``export``."""
+        return getattr(type(self), name) is not getattr(System, name)
+
     def handlers(self, ctx: RunContext) -> list[Any]:
         return []
 
     def finish(self, ctx: RunContext) -> dict[str, Any]:
-        try:
-            return dict(self.evaluate())
-        except NotOffered:
-            return {}
+        return dict(self.evaluate()) if self.offers("evaluate") else {}
 
     def state_dict(self) -> dict[str, Any]:
         return {}

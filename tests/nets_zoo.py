@@ -48,3 +48,14 @@ class LeNet(nn.Module):
 
 def layered() -> nn.Module:
     return nn.Sequential(OrderedDict([(f"layer{i}", nn.Linear(4, 4)) for i in range(12)]))
+
+
+class TinyGenerator(nn.Module):
+    """A user's own generator for the digits GAN, named by class_path in a recipe."""
+
+    def __init__(self, latent: int = 100, hidden: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, 64), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1, 1, 8, 8)

@@ -73,11 +73,10 @@ class GanConfig:
 @dataclass
 class TrainConfig(BaseTrainConfig):
     sample_every: int = 500
-    eval_every: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        at_least(self, 0, "sample_every", "eval_every", note=" (0 turns it off)")
+        at_least(self, 0, "sample_every", note=" (0 turns it off)")
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from .. import distributed
 from ..data import load_data
 from ..engine import Engine, Phase
-from ..handlers import EvaluateEvery, SampleEvery
+from ..handlers import SampleEvery
 from ..streams import derive_seed
 from ..system import RunContext, System
 from . import evaluation, sampling
@@ -167,10 +167,7 @@ class GanSystem(System):
             evaluation.scatter(self.sample(1000), ctx.out / "samples" / f"points_{step:08d}.png", step, ctx.tracker)
 
     def handlers(self, ctx: RunContext) -> list[Any]:
-        hs: list[Any] = [SampleEvery(lambda step: self.preview(ctx, step), self.cfg.train.sample_every)]
-        if self.cfg.train.eval_every:
-            hs.append(EvaluateEvery(self.evaluate, self.cfg.train.eval_every, ctx.tracker))
-        return hs
+        return [SampleEvery(lambda step: self.preview(ctx, step), self.cfg.train.sample_every)]
 
     def finish(self, ctx: RunContext) -> dict[str, Any]:
         self.preview(ctx, ctx.step)

@@ -1,0 +1,116 @@
+"""The runner and the System contract from Python: the three example systems train, checkpoint and
+resume bit-exactly; extra trackers, best checkpoints, networks named by class path, the trust boundary."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from multinet import Runner, System, load_checkpoint
+from multinet.imports import import_class
+
+EXAMPLES = ["examples.cond_gan_digits:CondGan", "examples.bigan_digits:BiGan",
+            "examples.ae_clipping_channel:ClippedAutoencoder"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Bit-for-bit comparisons: one thread fixes the CPU summation order (README, "Known limits").
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(system, steps=12, **train):
+    cfg = system.Config()
+    cfg.device = "cpu"
+    cfg.train.steps, cfg.train.log_every, cfg.train.checkpoint_every, cfg.train.tensorboard = steps, 2, 4, False
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    if hasattr(cfg, "eval") and hasattr(cfg.eval, "max_blocks"):
+        cfg.eval.max_blocks = 20_000
+    return cfg
+
+
+def _weights(path):
+    ck = load_checkpoint(path)
+    return {f"{n}.{k}": v for n, s in ck["networks"].items() for k, v in s["module"].items()}
+
+
+def _rows(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("path", EXAMPLES)
+def test_example_system_trains_checkpoints_and_resumes_exactly(tmp_path, path):
+    system = import_class(path, System)
+    full = Runner(system, _cfg(system), tmp_path / "full", progress=False, echo=False).fit()
+    assert full.code == 0 and full.step == 12 and full.summary["steps"] == 12
+    assert (tmp_path / "full" / "summary.json").exists() and (tmp_path / "full" / "recipe.toml").exists()
+    part = Runner(system, _cfg(system), tmp_path / "part", stop_at=6, progress=False, echo=False).fit()
+    assert part.stop_reason == "step limit" and part.code == 0
+    again = Runner(system, out=tmp_path / "part", resume=True, progress=False, echo=False).fit()
+    assert again.code == 0 and again.summary["resumed"] is True
+    a, b = _weights(tmp_path / "full/checkpoints/last.pt"), _weights(tmp_path / "part/checkpoints/last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _rows(tmp_path / "full") == _rows(tmp_path / "part")  # every step logged once, the same values
+    assert {k: v for k, v in full.summary.items() if k != "resumed"} == \
+        {k: v for k, v in again.summary.items() if k != "resumed"}
+
+
+def test_extra_tracker_and_best_checkpoint(tmp_path):
+    system = import_class(EXAMPLES[1], System)
+
+    class Seen:
+        def __init__(self):
+            self.rows = []
+
+        def scalars(self, step, values):
+            self.rows.append((step, values))
+
+    seen = Seen()
+    cfg = _cfg(system, eval_every=4, best_metric="reconstruction_mse", best_mode="min")
+    r = Runner(system, cfg, tmp_path / "r", trackers=(seen,), progress=False, echo=False).fit()
+    assert r.code == 0 and [s for s, _ in seen.rows] == [2, 4, 6, 8, 10, 12]
+    assert "loss/discriminator" in seen.rows[0][1] and "loss/encoder_generator" in seen.rows[0][1]
+    evals = [row for row in _rows(tmp_path / "r") if "eval/reconstruction_mse" in row]
+    assert [row["step"] for row in evals] == [4, 8, 12]
+    best = load_checkpoint(tmp_path / "r/checkpoints/best.pt")
+    mses = [row["eval/reconstruction_mse"] for row in evals]
+    assert best["engine"]["iteration"] == [4, 8, 12][mses.index(min(mses))]
+    assert best["stateful"]["checkpointer"]["best_value"] == pytest.approx(min(mses))
+
+
+def test_best_metric_needs_eval_every():
+    from multinet.config import ConfigError, from_dict
+    from multinet.gan import GanRecipe
+    with pytest.raises(ConfigError, match="train.best_metric: needs train.eval_every > 0"):
+        from_dict(GanRecipe, {"train": {"best_metric": "classifier_fd"}})
+
+
+def test_a_recipe_names_its_own_network_and_the_trust_boundary_holds(tmp_path):
+    from multinet.config import ConfigError, load_recipe
+    from multinet.gan import GanRecipe, GanSystem
+    cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=4", "train.tensorboard=false",
+                                                "networks.generator.class_path='tests.nets_zoo:TinyGenerator'",
+                                                "networks.generator.init_args={latent=32, hidden=16}", "eval.samples=100",
+                                                "eval.classifier_epochs=1", "gan.ema=0"])
+    r = Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit()
+    assert r.code == 0
+    gen = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["networks"]["generator"]["module"]
+    assert gen["net.0.weight"].shape == (16, 32)  # the user's network, with its arguments
+    for bad, msg in [("subprocess:run", "is not a subclass of torch.nn.modules.module.Module"),
+                     ("no_such_pkg.nets:G", "cannot import 'no_such_pkg.nets'"),
+                     ("tests.nets_zoo:Nope", "has no 'Nope'")]:
+        c = copy.deepcopy(cfg)
+        c.networks.generator.class_path = bad
+        with pytest.raises(ValueError, match=msg):
+            GanSystem(c, torch.device("cpu"))
+
+
+def test_schedule_function_by_import_path_is_refused_unless_python(tmp_path):
+    from multinet.schedules import ScheduleSpec, factor_fn
+    with pytest.raises(ValueError, match="'builtins:abs' is not a Python function"):
+        factor_fn(ScheduleSpec("lambda", fn="builtins:abs"), 10)
