@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,21 +33,20 @@ def worker(args: argparse.Namespace) -> None:
     world = distributed.init(device.type)
     per_rank = args.global_batch // world.world
     key = "system.batch_size" if args.recipe.startswith("ae_") else "data.batch_size"
+    from multinet.runner import engine_for
     if args.recipe.startswith("ae_"):
-        from multinet.autoencoder.recipe import AeRecipe as Recipe, build
+        from multinet.autoencoder import AeSystem as System
     else:
-        from multinet.gan.recipe import GanRecipe as Recipe, build
-    cfg = load_recipe(Recipe, args.recipe, [f"{key}={per_rank}", f"train.steps={args.steps + args.warmup}",
+        from multinet.gan import GanSystem as System
+    cfg = load_recipe(System.Config, args.recipe, [f"{key}={per_rank}", f"train.steps={args.steps + args.warmup}",
                                            *args.overrides])
     torch.manual_seed(cfg.seed)
-    engine = build(cfg, Path(tempfile.mkdtemp()), device).engine
+    engine = engine_for(System(cfg, device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    engine.total_steps = args.warmup
-    engine.run()
+    engine.run(stop_at=args.warmup)
     sync()
     distributed.barrier()
     t = time.perf_counter()
-    engine.total_steps = args.warmup + args.steps
     engine.run()
     sync()
     distributed.barrier()

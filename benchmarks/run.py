@@ -156,7 +156,8 @@ def hand_loop_flops(images: torch.Tensor) -> float:
 def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe: str = "gan_mnist_mlp",
                extra: list[str] = (), compile: bool = False, channels_last: bool = True,
                bf16: bool = False) -> float:
-    from multinet.gan.recipe import GanRecipe, build
+    from multinet.gan import GanRecipe, GanSystem
+    from multinet.runner import engine_for
     overrides = ["data.name=idx", f"data.root={MNIST_RAW}", "data.train_fraction=1.0", f"device={device.type!r}",
                  f"train.steps={steps + 20}", "train.tensorboard=false", *extra]
     if fast:
@@ -168,8 +169,7 @@ def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe
         overrides.append("gan.reuse_fake=true")
     cfg = load_recipe(GanRecipe, recipe, overrides)
     torch.manual_seed(0)
-    run = build(cfg, Path("/tmp/multinet-bench"), device)
-    e = run.engine
+    e = engine_for(GanSystem(cfg, device))
     if not fast:  # what the CLI does by default: a synced log line every 50 steps
         e.on("iteration", lambda e: e.scalars(), every=50)
     if compile:  # train.compile=true; the warm-up below absorbs the compilation
@@ -187,26 +187,24 @@ def native_bf16_cpu() -> bool:
 
 def time_engine(e, steps: int, device: torch.device, warmup: int = 20) -> float:
     """Iterations per second of ``steps`` engine iterations after ``warmup`` untimed ones."""
-    e.total_steps = warmup
-    e.run()
+    e.run(stop_at=warmup)
     sync(device)
-    e.total_steps = warmup + steps
     t = time.perf_counter()
-    e.run()
+    e.run(stop_at=warmup + steps)
     sync(device)
     return steps / (time.perf_counter() - t)
 
 
 def ae_rates(device: torch.device, steps: int) -> dict[str, float]:
     from multinet.autoencoder.bler import monte_carlo
-    from multinet.autoencoder.recipe import AeRecipe, build
+    from multinet.autoencoder import AeRecipe, AeSystem
+    from multinet.runner import engine_for
     cfg = load_recipe(AeRecipe, "ae_7_4", [f"device={device.type!r}", "train.tensorboard=false",
                                             f"train.steps={steps + 20}"])
-    run = build(cfg, Path("/tmp/multinet-bench"), device)
-    e = run.engine
+    system = AeSystem(cfg, device)
+    e = engine_for(system)
     train = time_engine(e, steps, device)
-    system = e.system
-    cb = system.codebook(e)
+    cb = system.codebook()
     dec = e.nets["decoder"].module.eval()
     gen = torch.Generator(device=device).manual_seed(0)
     monte_carlo(cb, dec, 4, 8.0, min_errors=1, max_blocks=400_000, batch=400_000, generator=gen)

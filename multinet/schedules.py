@@ -73,7 +73,8 @@ def _cos(a: float, b: float, frac: float) -> float:
 
 
 def factor_fn(spec: ScheduleSpec, total: int) -> Callable[[int], float]:
-    name, m = spec.name, spec.min_factor
+    """The LR factor as a function of the step (or epoch) ``t``; ``spec.total`` wins over ``total``."""
+    name, m, total = spec.name, spec.min_factor, spec.total or total
     if name == "none":
         return lambda t: 1.0
     if name == "step":

@@ -118,6 +118,19 @@ def test_autoencoder_exact_resume_across_phase_switch(tmp_path):
     assert cb.shape == (16, 7) and np.allclose((cb ** 2).sum(1), 7.0, atol=1e-4)
     curves = json.loads((full / "summary.json").read_text())["curves"]
     assert {"autoencoder after 0_joint", "autoencoder after 1_decoder", "Hamming(7,4) ML"} <= set(curves)
+    # Resumed after the phase switch, the run still reports the joint phase's curve (kept in its checkpoint).
+    assert json.loads((part / "summary.json").read_text())["curves"] == curves
+    assert (part / "bler.csv").read_text() == (full / "bler.csv").read_text()
+    # evaluate CKPT re-scores the saved system at other Eb/N0 points and under another channel.
+    r = run("multinet.autoencoder", ["evaluate", str(full / "checkpoints/last.pt"), "channel.eval_db=[1.0,3.0]",
+                                     "channel.fading='rayleigh'", "eval.max_blocks=20000"])
+    assert r.returncode == 0, r.stderr
+    scored = json.loads(r.stdout.strip().splitlines()[-1])
+    assert scored["step"] == 30 and set(scored["curves"]["autoencoder after 1_decoder"]) == {"1", "3"}
+    faded = scored["curves"]["autoencoder after 1_decoder"]["3"]
+    assert faded > curves["autoencoder after 1_decoder"]["2"]  # fading at 3 dB is worse than AWGN at 2 dB
+    r = run("multinet", ["evaluate", str(full / "checkpoints/last.pt"), "system.n=8"])
+    assert r.returncode == 2 and "only eval.*, channel.*, finetune_channel.* keys can change" in r.stderr
 
 
 def test_sigterm_saves_and_exits_with_one_line(tmp_path):
@@ -260,3 +273,28 @@ def test_warnings_print_as_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if "EMA of generator" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: EMA of generator: decay 0.999"), r.stderr
     assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr
+
+
+def test_user_system_runs_under_the_same_command_line(tmp_path):
+    """python -m multinet train module:Class: run folder, --stop-at, --resume, evaluate and sample."""
+    out = tmp_path / "cgan"
+    base = ["train", "examples.cond_gan_digits:CondGan", "--device", "cpu", "--no-progress", "--out", str(out),
+            "--steps", "8", "train.log_every=2", "train.tensorboard=false"]
+    r = run("multinet", base + ["--stop-at", "4"], cwd=ROOT)
+    assert r.returncode == 0 and "stopped by step limit at step 4" in r.stderr, r.stderr
+    r = run("multinet", ["train", "examples.cond_gan_digits:CondGan", "--resume", "--out", str(out), "--no-progress"],
+            cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "summary.json").read_text())["resumed"] is True
+    r = run("multinet", ["evaluate", str(out / "checkpoints/last.pt")], cwd=ROOT)  # the system from the checkpoint
+    assert r.returncode == 0 and "label_match" in json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+    r = run("multinet", ["sample", str(out / "checkpoints/last.pt"), "--n", "10", "--out", str(tmp_path / "s.npy")],
+            cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    r = run("multinet", ["export", str(out / "checkpoints/last.pt"), "--out", str(tmp_path / "x")], cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.strip() == "error: CondGan offers no export()"
+    for args, msg in [(["train", "subprocess:run"], "SYSTEM: 'subprocess:run' is not a subclass of multinet.system.System"),
+                      (["train", "examples.cond_gan_digits:CondGan", "latent_dims=3"], "unknown key 'latent_dims'"),
+                      (["fit"], "usage: python -m multinet {train,evaluate,sample,export}")]:
+        r = run("multinet", args, cwd=tmp_path if args[0] == "fit" else ROOT)
+        assert r.returncode == 2 and msg in r.stderr, r.stderr

@@ -133,3 +133,51 @@ def test_unknown_optimizer_and_option():
 def test_foreach_passed_through():
     net = Net("n", NetSpec(LeNet(), "adamw", 0.01, options={"foreach": False}), "cpu")
     assert net.optimizer.defaults["foreach"] is False
+
+
+def _factor_of(t):  # a user schedule, by import path in a recipe
+    return 0.5 ** (t // 2)
+
+
+def _steps(net, n):
+    for _ in range(n):
+        net.optimizer.zero_grad()
+        net.module(torch.randn(4, 2)).square().mean().backward()
+        net.optimizer.step()
+        net.scheduler.step()
+
+
+@pytest.mark.parametrize("spec,expected", [
+    (dict(name="linear", total=4, min_factor=0.0), [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]),
+    (dict(name="linear", total=6, warmup=2, min_factor=0.2), [0.5, 1.0, 1.0, 0.8, 0.6, 0.4]),
+    # CycleGAN / pix2pix: constant for `hold` intervals, then linear to min_factor at `total`
+    (dict(name="constant_linear", hold=3, total=5, min_factor=0.0), [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]),
+    (dict(name="lambda", fn="tests.test_optim_sched:_factor_of"), [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]),
+])
+def test_closed_form_schedules(spec, expected):
+    from multinet.schedules import factor_fn
+    fn = factor_fn(ScheduleSpec(**spec), 0)
+    assert [fn(t) for t in range(6)] == pytest.approx(expected)
+
+
+def test_a_late_group_joins_constant_linear_at_its_own_lr_and_resume_is_exact():
+    spec = ScheduleSpec("constant_linear", hold=2, total=6)
+    net = Net("n", NetSpec(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), "sgd", 0.1, freeze=["0"],
+                           groups=[GroupRule(name="early", pattern="0", lr_mult=0.1)], schedule=spec), "cpu")
+    _steps(net, 4)  # t = 4: halfway from hold (2) to total (6), factor 0.5
+    net.unfreeze("0")
+    lrs = {g["name"]: g["lr"] for g in net.optimizer.param_groups}
+    assert lrs == {"default": pytest.approx(0.05), "early": pytest.approx(0.005)}
+    state = net.state_dict()
+    again = Net("n", NetSpec(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), "sgd", 0.1, freeze=["0"],
+                             groups=[GroupRule(name="early", pattern="0", lr_mult=0.1)], schedule=spec), "cpu")
+    again.load_state_dict(state)
+    assert {g["name"]: g["lr"] for g in again.optimizer.param_groups} == lrs
+
+
+def test_lambda_schedule_with_a_python_function():
+    net = Net("n", NetSpec(nn.Linear(2, 1), "sgd", 1.0, schedule=ScheduleSpec("lambda", fn=_factor_of)), "cpu")
+    _steps(net, 4)
+    assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="schedule 'lambda' needs fn"):
+        ScheduleSpec("lambda")

@@ -91,7 +91,7 @@ def test_best_metric_needs_eval_every():
 
 
 def test_a_recipe_names_its_own_network_and_the_trust_boundary_holds(tmp_path):
-    from multinet.config import ConfigError, load_recipe
+    from multinet.config import load_recipe
     from multinet.gan import GanRecipe, GanSystem
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=4", "train.tensorboard=false",
                                                 "networks.generator.class_path='tests.nets_zoo:TinyGenerator'",
