@@ -34,7 +34,7 @@ from .freeze import frozen
 from .handlers.nan_guard import NonFiniteLoss
 from .handlers.unfreeze import UnfreezeAt
 from .nets import Net
-from .schedules import PlateauScheduler
+from .schedules import advance
 
 __all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "AMP_MODES"]
 
@@ -228,9 +228,7 @@ class Engine:
         # Under fp16 a step with inf/NaN gradients is skipped; its scheduler must not advance.
         stepped = scale_before is None or scaler.get_scale() >= scale_before
         for net in nets:
-            if stepped and net.scheduler is not None and net.spec.schedule.interval == "step" \
-                    and not isinstance(net.scheduler, PlateauScheduler):
-                net.scheduler.step()
+            advance(net.scheduler, net.spec.schedule, "step", stepped)
             net.stepped_this_epoch = net.stepped_this_epoch or stepped
             if net.ema is not None:
                 net.ema.update_parameters(net.module)
@@ -320,12 +318,9 @@ class Engine:
 
     def _epoch_end(self) -> None:
         for net in self.nets.values():
-            sch = net.scheduler
-            if sch is not None and net.stepped_this_epoch:
-                if isinstance(sch, PlateauScheduler):
-                    sch.step(self.metric(sch.spec.monitor or self._default_monitor(net.name)))
-                elif net.spec.schedule.interval == "epoch":
-                    sch.step()
+            monitor = net.spec.schedule.monitor if net.spec.schedule is not None else ""
+            advance(net.scheduler, net.spec.schedule, "epoch", net.stepped_this_epoch,
+                    lambda net=net, monitor=monitor: self.metric(monitor or self._default_monitor(net.name)))
             net.stepped_this_epoch = False
         self.fire(Event.EPOCH_COMPLETED, self.iteration // self.steps_per_epoch)
 

@@ -17,14 +17,14 @@ In a recipe it is a ``[networks.<name>]`` table::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from torch import nn
 
 from .config import FieldError, at_least, within
 from .groups import GroupRule, group_preset
-from .nets import NetSpec
+from .nets import NetSpec, TrainSetup
 from .pretrained import PretrainedSpec
 from .schedules import ScheduleSpec
 from .weights import InitRule, init_preset
@@ -67,14 +67,16 @@ class GroupRuleConfig:
 
 
 @dataclass
-class NetConfig:
-    # A network named by import path and its keyword arguments (systems built with System.net);
-    # see multinet.imports for what a recipe may name.
+class NetConfig(TrainSetup):
+    """A ``[networks.<name>]`` table: the optimizer and its options, init and group rules as plain
+    values; everything else is ``TrainSetup``, the fields ``NetSpec`` has too."""
+
+    # A network named by import path and its keyword arguments (it replaces the system's network
+    # of that name); see multinet.imports for what a recipe may name.
     class_path: str = ""
     init_args: dict[str, Any] = field(default_factory=dict)
     optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
     lr: float = 1e-3
-    weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     momentum: float = 0.0
     eps: float = 1e-8
@@ -82,29 +84,16 @@ class NetConfig:
     fused: bool | None = None
     init: str = "torch"
     init_rules: list[InitRuleConfig] = field(default_factory=list)
-    init_strict: bool = False
     group_presets: list[str] = field(default_factory=list)
     layer_decay: float = 1.0
     layer_decay_layers: list[str] = field(default_factory=list)
     groups: list[GroupRuleConfig] = field(default_factory=list)
-    freeze: list[str] = field(default_factory=list)
-    freeze_first_n: int = 0
-    frozen_norm: Literal["eval", "train"] = "eval"
-    unfreeze: list[str] = field(default_factory=list)  # patterns unfrozen at iteration unfreeze_at
-    unfreeze_at: int = 0
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     pretrained: PretrainedSpec = field(default_factory=PretrainedSpec)
-    clip_grad_norm: float = 0.0
-    # Convolution weights in channels_last (NHWC) memory format: faster convolutions on CPU
-    # (oneDNN) and with cuDNN under AMP; no effect on networks without convolutions.
-    channels_last: bool = False
-    ema: float = 0.0  # decay of an averaged copy of the weights (0 = none)
 
     def __post_init__(self) -> None:
-        within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
-        if self.unfreeze and self.unfreeze_at < 1:
-            raise FieldError("unfreeze_at", "must be >= 1 when unfreeze is set (the iteration after which it happens)")
-        at_least(self, 0, "lr", "weight_decay", "momentum", "freeze_first_n", "unfreeze_at", "clip_grad_norm")
+        super().__post_init__()
+        at_least(self, 0, "lr", "momentum")
         within(self, "eps", "layer_decay", low=0, open_low=True)
         _check_betas(self.betas)
 
@@ -130,7 +119,9 @@ def _options(cfg: NetConfig) -> dict[str, Any]:
 
 
 def to_spec(cfg: NetConfig, module: nn.Module, compile: bool = False, sync_batchnorm: bool = False) -> NetSpec:
-    """The ``NetSpec`` of a recipe's network table (``compile`` / ``sync_batchnorm``: the run's ``train.*`` flags)."""
+    """The ``NetSpec`` of a recipe's network table: the shared ``TrainSetup`` fields as they are,
+    options / init rules / group rules turned into objects (``compile`` / ``sync_batchnorm``: the
+    run's ``train.*`` flags, for every network)."""
     init: str | list[InitRule] | None
     if cfg.init_rules:
         init = [InitRule(r.method, tuple(r.types) or None, r.pattern or None, r.bias,
@@ -154,9 +145,7 @@ def to_spec(cfg: NetConfig, module: nn.Module, compile: bool = False, sync_batch
             opts["betas"] = tuple(g.betas)
         rules.append(GroupRule(g.name, g.pattern or None, tuple(g.types) or None, g.kind or None,
                                g.lr, g.lr_mult, g.weight_decay, g.wd_mult, opts))
-    return NetSpec(module=module, optimizer=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                   options=_options(cfg), init=init, init_strict=cfg.init_strict, groups=rules,
-                   freeze=cfg.freeze, freeze_first_n=cfg.freeze_first_n, frozen_norm=cfg.frozen_norm,
-                   schedule=cfg.schedule, pretrained=cfg.pretrained, clip_grad_norm=cfg.clip_grad_norm,
-                   channels_last=cfg.channels_last, ema=cfg.ema, unfreeze=list(cfg.unfreeze),
-                   unfreeze_at=cfg.unfreeze_at, compile=compile, sync_batchnorm=sync_batchnorm)
+    shared = {f.name: getattr(cfg, f.name) for f in fields(TrainSetup)}
+    shared.update(compile=cfg.compile or compile, sync_batchnorm=cfg.sync_batchnorm or sync_batchnorm)
+    return NetSpec(module=module, optimizer=cfg.optimizer, lr=cfg.lr, options=_options(cfg), init=init,
+                   groups=rules, **shared)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 __all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group",
-           "SCHEDULES"]
+           "advance", "SCHEDULES"]
 
 SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "linear",
              "constant_linear", "lambda", "plateau")
@@ -187,3 +187,22 @@ def attach_group(scheduler: Any, group: dict[str, Any]) -> None:
             f"{type(scheduler).__name__} cannot take a parameter group added mid-training (torch's "
             "LambdaLR/SequentialLR/OneCycleLR raise and LinearLR re-warms it); use a multinet schedule "
             "or rebuild the optimizer")
+
+
+def advance(scheduler: Any, spec: ScheduleSpec | None, event: str, stepped: bool,
+            metric: Callable[[], float] | None = None) -> None:
+    """The stepping rules, in one place. ``event`` is ``"step"`` (after an optimizer step) or
+    ``"epoch"`` (at an epoch's end); ``stepped``: whether the optimizer really stepped (a step
+    skipped by the fp16 scaler, or an epoch in which the network never trained, does not count).
+
+    - ``interval = "step"`` schedules advance after each real optimizer step;
+    - ``interval = "epoch"`` schedules advance at the end of an epoch in which the network stepped;
+    - ``plateau`` reads ``metric()`` at the end of such an epoch, whatever its interval.
+    """
+    if scheduler is None or spec is None or not stepped:
+        return
+    if isinstance(scheduler, PlateauScheduler):
+        if event == "epoch":
+            scheduler.step(metric())
+    elif event == spec.interval:
+        scheduler.step()

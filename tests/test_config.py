@@ -65,3 +65,28 @@ def test_named_recipes_from_installed_package(tmp_path):
     if r.returncode != 0 and "No module named 'multinet'" in r.stderr:
         pytest.skip("multinet is not installed (run `pip install .`)")
     assert "gan_digits" in r.stdout, r.stdout + r.stderr
+
+
+def test_recipe_table_and_api_spec_share_one_set_of_training_fields():
+    """NetConfig (recipes) and NetSpec (Python) differ only in how they write optimizer options,
+    init and group rules; every other field is TrainSetup's and passes through unchanged."""
+    from dataclasses import fields
+
+    import torch
+    from multinet.netconfig import NetConfig, to_spec
+    from multinet.nets import NetSpec, TrainSetup
+    shared = {f.name for f in fields(TrainSetup)}
+    assert shared <= {f.name for f in fields(NetConfig)} and shared <= {f.name for f in fields(NetSpec)}
+    cfg = from_dict(NetConfig, {"weight_decay": 0.1, "init_strict": True, "freeze": ["0"], "freeze_first_n": 1,
+                                "frozen_norm": "train", "unfreeze": ["0"], "unfreeze_at": 5, "clip_grad_norm": 1.0,
+                                "channels_last": True, "ema": 0.9, "schedule": {"name": "linear", "total": 9},
+                                "pretrained": {"path": "x.pt"}, "optimizer": "sgd", "momentum": 0.9})
+    spec = to_spec(cfg, torch.nn.Linear(2, 2))
+    for name in shared - {"compile", "sync_batchnorm"}:
+        assert getattr(spec, name) == getattr(cfg, name), name
+    assert spec.options == {"momentum": 0.9} and spec.optimizer == "sgd"
+    assert to_spec(cfg, torch.nn.Linear(2, 2), compile=True).compile  # the run's train.compile
+    with pytest.raises(ConfigError, match=r"networks.discriminator.ema: must be in \[0, 1\)"):
+        from_dict(GanRecipe, {"networks": {"discriminator": {"ema": 1.0}}})
+    with pytest.raises(ValueError, match="unfreeze_at: must be >= 1 when unfreeze is set"):
+        NetSpec(torch.nn.Linear(2, 2), unfreeze=["0"])
