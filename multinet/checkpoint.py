@@ -1,10 +1,14 @@
-"""Full-state checkpoints: atomic writes, keep-last-k, loads that can never run code.
+"""Full-state checkpoints: atomic, checksummed writes, keep-last-k, loads that can never run code.
 
 A checkpoint is one ``torch.save`` file holding a plain dict of names to state_dicts plus RNG
 states, counters and the resolved config. It is read with ``torch.load(weights_only=True)``.
+A digest of every tensor's bytes and every other value is stored beside them (``checksum``), so
+a file whose bytes changed after it was written (a flipped bit, a partial copy) is refused
+instead of loading silently wrong weights.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -19,9 +23,38 @@ import numpy as np
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
-           "set_rng_state", "restore_generator", "FORMAT"]
+           "set_rng_state", "restore_generator", "digest", "FORMAT"]
 
 FORMAT = "multinet-checkpoint-1"
+# What a multinet checkpoint must hold, and of which type, before anything reads it.
+REQUIRED = {"config": dict, "networks": dict, "engine": dict, "rng": dict}
+
+
+def digest(value: Any) -> str:
+    """BLAKE2b over a nested payload: every tensor's dtype, shape and bytes, every other leaf's repr,
+    in the payload's own order (dicts keep insertion order through torch.save)."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def walk(v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(v, dict):
+            h.update(b"{")
+            for k, x in v.items():
+                h.update(repr(k).encode())
+                walk(x)
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                walk(x)
+            h.update(b"]")
+        else:
+            h.update(repr(v).encode())
+    walk(value)
+    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -42,7 +75,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
+            torch.save({"format": FORMAT, **payload, "checksum": digest(payload)}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -71,11 +104,33 @@ def read_tensors(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt): {first[:160]}") from None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a multinet checkpoint; anything else gives a one-line ``ValueError`` naming the file."""
-    data = read_tensors(path)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+def is_checkpoint(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def load_checkpoint(path: str | Path, parts: tuple[str, ...] = tuple(REQUIRED)) -> dict[str, Any]:
+    """Load a multinet checkpoint; anything else (another file, a changed byte, a missing part of
+    ``parts``) gives a one-line ``ValueError`` naming the file."""
+    return check_checkpoint(read_tensors(path), path, parts)
+
+
+def check_checkpoint(data: Any, path: str | Path, parts: tuple[str, ...] = tuple(REQUIRED)) -> dict[str, Any]:
+    """``load_checkpoint``'s checks on data already read: marker, checksum, the parts and their types."""
+    if not is_checkpoint(data):
         raise ValueError(f"{path}: not a multinet checkpoint (no '{FORMAT}' marker)")
+    stored = data.pop("checksum", None)
+    payload = {k: v for k, v in data.items() if k != "format"}
+    if stored is not None and stored != digest(payload):
+        raise ValueError(f"{path}: checksum mismatch: the file changed after it was written (corrupt); "
+                         f"use an earlier checkpoint")
+    for key in parts:
+        kind = REQUIRED[key]
+        if not isinstance(data.get(key), kind):
+            got = "missing" if key not in data else f"a {type(data[key]).__name__}"
+            raise ValueError(f"{path}: broken checkpoint: '{key}' is {got}, expected a {kind.__name__}")
+    iteration = data["engine"].get("iteration") if "engine" in parts else 0
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise ValueError(f"{path}: broken checkpoint: engine iteration {iteration!r} is not a step count")
     return data
 
 

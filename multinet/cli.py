@@ -46,6 +46,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-at", type=int, metavar="N",
                    help="save a checkpoint and stop after iteration N (resume later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="a new run may replace an earlier run's files in --out (checkpoints, metrics, summary)")
 
 
 def _ckpt_args(p: argparse.ArgumentParser, system: bool) -> None:
@@ -106,6 +108,9 @@ def main(argv: list[str] | None = None, fixed: str | None = None) -> int:
         except (ConfigError, ValueError, OSError, NotOffered) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # before training started (once it runs, Ctrl-C saves and stops)
+            print("interrupted during setup, before training started", file=sys.stderr)
+            return 130
         finally:
             distributed.shutdown()
 
@@ -131,7 +136,7 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
     extra += [f'device="{args.device}"'] if args.device is not None else []
     launch = resolve(system, args.items, args.out, args.resume, extra, name=system.__name__.lower())
     runner = Runner(system, launch.cfg, launch.out, resume=launch.checkpoint_path, checkpoint=launch.checkpoint,
-                    progress=not args.no_progress, stop_at=args.stop_at)
+                    progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite)
     try:
         return runner.fit().code
     except RuntimeError as e:

@@ -312,7 +312,10 @@ def find_recipe(name_or_path: str) -> tuple[str, str]:
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
             raise ConfigError(f"recipe file {p} not found")
-        return str(p), p.read_text()
+        try:
+            return str(p), p.read_text()
+        except UnicodeDecodeError:
+            raise ConfigError(f"recipe file {p}: not a text (TOML) file") from None
     for d in _recipe_dirs():
         f = d / f"{name_or_path}.toml"
         if f.is_file():

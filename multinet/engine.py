@@ -81,6 +81,13 @@ class Phase:
         return 0 if end <= self.start else -(-(end - self.start) // self.every)
 
 
+def _first_problem(e: Exception) -> str:
+    """The first concrete line of a multi-line ``load_state_dict`` error (``size mismatch for ...``)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    detail = [x for x in lines if x.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    return (detail or lines or [type(e).__name__])[0][:300]
+
+
 class Engine:
     """Runs ``phases`` over ``nets`` for ``total_steps`` iterations.
 
@@ -256,21 +263,36 @@ class Engine:
                 p.requires_grad_(False)
 
     def check_finite(self) -> None:
-        """Raise ``NonFiniteLoss`` naming the phase, its networks and the first bad step (syncs;
-        a collective under torch.distributed: every rank must call it at the same iteration)."""
+        """Raise ``NonFiniteLoss`` if a loss went NaN/Inf (naming the phase, its networks and the
+        first bad step) or a network's weights did (an update can break the weights while the
+        loss is still finite). Syncs; a collective under torch.distributed: every rank must call
+        it at the same iteration."""
         steps = torch.stack([self._first_bad[p.name] for p in self.phases])
+        names = list(self.nets)
+        broken = torch.stack([~torch.stack([p.isfinite().all() for p in net.module.parameters()]).all()
+                              if any(True for _ in net.module.parameters()) else torch.zeros((), dtype=torch.bool,
+                                                                                          device=self.device)
+                              for net in self.nets.values()]).long().to(steps.device)
         if self.dist.world > 1:
             never = torch.iinfo(torch.long).max
             steps = torch.where(steps < 0, never, steps)
             distributed.all_reduce(steps, "min")
             steps = torch.where(steps == never, -1, steps)
-        steps = steps.tolist()
+            distributed.all_reduce(broken, "max")
+        steps, broken = steps.tolist(), broken.tolist()
+        parts = []
         bad = [(s, i) for i, s in enumerate(steps) if s >= 0]
         if bad:
             step, i = min(bad)
             p = self.phases[i]
-            raise NonFiniteLoss(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) "
-                                f"at step {step + 1}")
+            parts.append(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) at step {step + 1}")
+        for name, b in zip(names, broken):
+            if b:
+                by = [p.name for p in self.phases if name in p.nets]
+                parts.append(f"non-finite weights in network '{name}' (trained by phase(s) {', '.join(by) or 'none'}) "
+                             f"by step {self.iteration}")
+        if parts:
+            raise NonFiniteLoss("; ".join(parts))
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop_at: int | None = None, handlers: Any = ()) -> None:
@@ -380,7 +402,10 @@ class Engine:
         for k, net in self.nets.items():
             if k not in state["networks"]:
                 raise ValueError(f"checkpoint has no network {k!r} (has: {', '.join(state['networks'])})")
-            net.load_state_dict(state["networks"][k])
+            try:
+                net.load_state_dict(state["networks"][k])
+            except (RuntimeError, KeyError, TypeError) as e:  # another architecture, or a broken entry
+                raise ValueError(f"network {k!r} does not fit this run's: {_first_problem(e)}") from None
         for k, m in self.ema.items():
             if k in state["ema"]:
                 m.load_state_dict(state["ema"][k])

@@ -64,17 +64,19 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
             path = Path(out) / "checkpoints" / "last.pt"
         ckpt = load_checkpoint(path)
         cfg = from_dict(system.Config, merge(ckpt["config"], parse_overrides(overrides)))
-        check_resume_overrides(system, from_dict(system.Config, ckpt["config"]), cfg)
+        saved = from_dict(system.Config, ckpt["config"])
+        check_resume_overrides(system, saved, cfg)
+        if recipes:  # the run continues its own recipe: one that says otherwise is refused, not ignored
+            try:
+                check_resume_overrides(system, saved, load_recipe(system.Config, recipes[0], overrides))
+            except ConfigError as e:
+                raise ConfigError(f"recipe {recipes[0]} is not the one {path} was trained with ({e}); drop it to "
+                                  f"continue that run") from None
         return Launch(cfg, Path(out) if out else path.resolve().parent.parent, ckpt, path)
     if recipe:
         cfg = load_recipe(system.Config, recipe, overrides)
         name = Path(recipe).stem
     else:
         cfg = from_dict(system.Config, parse_overrides(overrides))
-    folder = Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {folder}: exists and is not a folder")
-    if (folder / "checkpoints" / "last.pt").exists():  # a new run there would overwrite and prune them
-        raise ConfigError(f"--out {folder}: holds the checkpoints of an earlier run; continue it with --resume "
-                          f"--out {folder}, or choose another folder")
-    return Launch(cfg, folder)
+    # The folder's checks (another run's files, a lock) are the runner's.
+    return Launch(cfg, Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -53,13 +53,12 @@ class LoadReport:
 
 def _source_state(source: str | Path | Mapping[str, Any], network: str) -> Mapping[str, torch.Tensor]:
     if isinstance(source, (str, Path)):
-        from .checkpoint import load_checkpoint, read_tensors
+        from .checkpoint import check_checkpoint, is_checkpoint, read_tensors
         path = Path(source)
-        try:
-            ckpt = load_checkpoint(path)
-        except ValueError:
-            return read_tensors(path)
-        nets = ckpt["networks"]
+        data = read_tensors(path)
+        if not is_checkpoint(data):  # a plain state_dict (or a wrapped one, below)
+            return data
+        nets = check_checkpoint(data, path, ("networks",))["networks"]
         if network not in nets:
             raise ValueError(f"{path}: checkpoint has no network {network!r} (has: {', '.join(nets)})")
         return nets[network]["module"]

@@ -34,6 +34,7 @@ from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFi
 from .imports import object_path
 from .launch import check_resume_overrides
 from .nets import resolve_device
+from .runlock import RunLock
 from .system import RunContext, System
 from .tracking import NullTracker, Tracker
 
@@ -57,6 +58,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: a full disk leaves the old file, not an empty one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def json_safe(value: Any) -> Any:
@@ -94,8 +106,9 @@ class Runner:
     def __init__(self, system: type[System], cfg: Any = None, out: str | Path | None = None, *,
                  resume: bool | str | Path | None = None, checkpoint: dict[str, Any] | None = None,
                  progress: bool = True, stop_at: int | None = None, trackers: tuple[Any, ...] = (),
-                 echo: bool = True) -> None:
+                 echo: bool = True, overwrite: bool = False) -> None:
         self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
+        self.overwrite = overwrite
         self.ckpt_path: Path | None = None
         if resume:
             if resume is True:
@@ -126,18 +139,46 @@ class Runner:
             raise ConfigError(f"--stop-at: must be >= 1, got {self.stop_at}")
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {self.out}: exists and is not a folder")
-        if self.ckpt is None and (self.out / "checkpoints" / "last.pt").exists():
-            raise ConfigError(f"--out {self.out}: holds the checkpoints of an earlier run; continue it with "
-                              f"--resume --out {self.out}, or choose another folder")
+        earlier = self._earlier_run()
+        if self.ckpt is None and earlier and not self.overwrite:
+            hint = (f"continue it with --resume --out {self.out}, " if (self.out / "checkpoints" / "last.pt").exists()
+                    else "")
+            raise ConfigError(f"--out {self.out}: holds an earlier run's files ({', '.join(earlier)}); {hint}choose "
+                              f"another folder, or add --overwrite to replace them")
+
+    # What a run writes that a new run in the same folder would append to, mix with, or prune.
+    RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb")
+
+    def _earlier_run(self) -> list[str]:
+        found = []
+        for name in self.RUN_FILES:
+            p = self.out / name
+            if p.is_file() or (p.is_dir() and any(p.iterdir())):
+                found.append(name)
+        return found
+
+    def _clear(self) -> None:
+        """Before a run writes: an overwritten run's files go; temporary files of a killed save go."""
+        import shutil
+        if self.ckpt is None and self.overwrite:
+            for name in self.RUN_FILES:
+                p = self.out / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        for tmp in [*(self.out / "checkpoints").glob(".*.tmp"), *self.out.glob("*.tmp")]:
+            tmp.unlink(missing_ok=True)
 
     def fit(self) -> RunResult:
         """Set up and train; setup errors raise ``ValueError`` (``ConfigError``) or ``OSError`` with
         one line, a diverged run returns code 1 with its error, signals return 130 / 143 after saving."""
+        self.lock = RunLock(self.out)
         try:
-            setup = self._setup()
-        except RuntimeError as e:  # a dataset that is not there, a process group that did not form, ...
-            raise ValueError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
-        return setup if isinstance(setup, RunResult) else self._train(*setup)
+            try:
+                setup = self._setup()
+            except RuntimeError as e:  # a dataset that is not there, a process group that did not form, ...
+                raise ValueError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+            return setup if isinstance(setup, RunResult) else self._train(*setup)
+        finally:
+            self.lock.release()
 
     def _setup(self) -> RunResult | tuple[Engine, System, Checkpointer, Any, bool]:
         cfg = self.cfg
@@ -154,7 +195,10 @@ class Runner:
         engine = engine_for(system, stateful={"checkpointer": checkpointer})
         resumed = self.ckpt is not None
         if resumed:
-            engine.load_state_dict(self.ckpt)
+            try:
+                engine.load_state_dict(self.ckpt)
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                raise ValueError(f"{self.ckpt_path}: {e}") from None
             saved = int(self.ckpt["engine"].get("world_size", 1))
             if saved != world.world and world.main:
                 self._say(f"note: {self.ckpt_path} was written by {saved} rank(s), now {world.world}: batch sizes are "
@@ -166,9 +210,10 @@ class Runner:
                               f"nothing to do", err=False)
                 return RunResult(0, engine.iteration, self.out, checkpoint=self.ckpt_path)
         tracker: Any = NullTracker()
-        if world.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "recipe.toml").write_text(to_toml(to_dict(cfg)))
+        if world.main:  # the first write: the folder is this run's from here on
+            self.lock.acquire()
+            self._clear()
+            _write_atomic(self.out / "recipe.toml", to_toml(to_dict(cfg)))
             tracker = Tracker(self.out, tensorboard=cfg.train.tensorboard,
                               resume_step=engine.iteration if resumed else None)
             with open(self.out / "parameter_groups.txt", "a") as f:
@@ -205,7 +250,7 @@ class Runner:
                 summary = system.finish(RunContext(self.out, tracker, resumed, engine.iteration))
                 summary.update({"steps": engine.iteration, "resumed": resumed, "world_size": engine.dist.world})
                 result.summary = json_safe(summary)
-                (self.out / "summary.json").write_text(json.dumps(result.summary, indent=2))
+                _write_atomic(self.out / "summary.json", json.dumps(result.summary, indent=2))
                 self._say(json.dumps(result.summary), err=False)
             distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
         except NonFiniteLoss as e:
@@ -251,5 +296,9 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
     cfg.train.tensorboard = False
     seed_everything(cfg.seed)
     built = system(cfg, resolve_device(device))
-    built.load_networks(ckpt, path)
+    try:
+        built.load_networks(ckpt, path)
+    except (RuntimeError, KeyError, TypeError) as e:
+        from .engine import _first_problem
+        raise ValueError(f"{path}: does not fit this system: {_first_problem(e)}") from None
     return built, ckpt

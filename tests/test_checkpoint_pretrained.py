@@ -69,7 +69,7 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     torch.manual_seed(99)
     b = Net("a", spec(), "cpu")
     gen2 = torch.Generator().manual_seed(0)
-    ck = load_checkpoint(tmp_path / "k.pt")
+    ck = load_checkpoint(tmp_path / "k.pt", parts=("networks", "rng"))
     b.load_state_dict(ck["networks"]["a"])
     set_rng_state(ck["rng"], {"data": gen2})
     _steps(b, 4, gen2)
@@ -106,12 +106,47 @@ def test_truncated_corrupt_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def _flip_tensor_bytes(path, n=64):
+    """Overwrite ``n`` bytes in the middle of the largest tensor record (as a bad disk or copy would)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    mid = info.header_offset + 100 + info.file_size // 2
+    raw[mid:mid + n] = bytes(b ^ 0xFF for b in raw[mid:mid + n])
+    path.write_bytes(bytes(raw))
+
+
+def test_changed_tensor_bytes_are_refused_by_the_checksum(tmp_path):
+    payload = {"config": {}, "networks": {"g": {"module": {"w": torch.randn(1000, 100)}}}, "engine": {"iteration": 3},
+               "rng": {}}
+    path = save_checkpoint(payload, tmp_path / "c.pt")
+    assert torch.equal(load_checkpoint(path)["networks"]["g"]["module"]["w"], payload["networks"]["g"]["module"]["w"])
+    _flip_tensor_bytes(path)
+    assert torch.load(path, weights_only=True)["networks"]["g"]["module"]["w"].shape == (1000, 100)  # loads silently
+    with pytest.raises(ValueError, match=r"c.pt: checksum mismatch"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change,msg", [
+    (lambda d: d.pop("engine"), "'engine' is missing, expected a dict"),
+    (lambda d: d.update(networks=[1, 2]), "'networks' is a list, expected a dict"),
+    (lambda d: d["engine"].update(iteration=-5), "engine iteration -5 is not a step count"),
+])
+def test_broken_checkpoint_structure_is_one_line(tmp_path, change, msg):
+    payload = {"config": {}, "networks": {}, "engine": {"iteration": 3}, "rng": {}}
+    change(payload)
+    path = save_checkpoint(payload, tmp_path / "b.pt")
+    with pytest.raises(ValueError, match=f"b.pt: broken checkpoint: {msg}"):
+        load_checkpoint(path)
+
+
 def test_manager_keeps_last_k_and_last_pt(tmp_path):
     m = CheckpointManager(tmp_path, keep_last=2)
     for step in (10, 20, 30):
         m.save({"step": step}, step)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_00000020.pt", "step_00000030.pt"]
-    assert load_checkpoint(m.last)["step"] == 30
+    assert load_checkpoint(m.last, parts=())["step"] == 30
 
 
 def test_rng_state_round_trip():

@@ -223,9 +223,36 @@ def test_out_folder_mistakes_are_one_line_and_keep_checkpoints(tmp_path):
     assert run("multinet.gan", FAST_GAN + ["--steps", "10", "--out", str(out)]).returncode == 0
     before = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
     r = run("multinet.gan", FAST_GAN + ["--steps", "20", "--out", str(out)])  # a new run, not --resume
-    assert r.returncode == 2 and "holds the checkpoints of an earlier run" in r.stderr, r.stderr
-    assert r.stderr.strip().count("\n") == 0
+    assert r.returncode == 2 and "holds an earlier run's files (checkpoints, metrics.jsonl" in r.stderr, r.stderr
+    assert "continue it with --resume" in r.stderr and r.stderr.strip().count("\n") == 0
     assert {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == before
+    # A run killed before its first checkpoint left only its log: the same command is refused too
+    # (it used to append to that log), and --overwrite replaces the earlier files.
+    died = tmp_path / "died"
+    died.mkdir()
+    (died / "metrics.jsonl").write_text('{"step": 5, "loss/generator": 1.0}\n')
+    r = run("multinet.gan", FAST_GAN + ["--steps", "10", "--out", str(died)])
+    assert r.returncode == 2 and "holds an earlier run's files (metrics.jsonl)" in r.stderr, r.stderr
+    (died / "checkpoints").mkdir()
+    (died / "checkpoints" / ".step_00000003.pt.abc.tmp").write_bytes(b"half a checkpoint")
+    r = run("multinet.gan", FAST_GAN + ["--steps", "10", "--out", str(died), "--overwrite"])
+    assert r.returncode == 0, r.stderr
+    steps = [json.loads(line)["step"] for line in (died / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10] and not list((died / "checkpoints").glob("*.tmp")) and not (died / ".lock").exists()
+
+
+def test_a_run_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / ".lock").write_text(f"{os.getpid()} {__import__('socket').gethostname()} 2026-01-01T00:00:00\n")
+    r = run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)])  # this test's process holds it
+    assert r.returncode == 2 and f"--out {out}: in use by another run (pid {os.getpid()}" in r.stderr, r.stderr
+    assert not (out / "recipe.toml").exists() and (out / ".lock").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / ".lock").write_text(f"{dead.stdout.strip()} {__import__('socket').gethostname()} 2026-01-01T00:00:00\n")
+    r = run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)])  # its owner is gone: stale
+    assert r.returncode == 0, r.stderr
+    assert not (out / ".lock").exists()
 
 
 def test_unfreeze_at_step_and_resume_after_it(tmp_path):

@@ -114,3 +114,38 @@ def test_schedule_function_by_import_path_is_refused_unless_python(tmp_path):
     from multinet.schedules import ScheduleSpec, factor_fn
     with pytest.raises(ValueError, match="'builtins:abs' is not a Python function"):
         factor_fn(ScheduleSpec("lambda", fn="builtins:abs"), 10)
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import multinet.checkpoint as ck
+    from multinet.cli import main
+    real, calls = ck.save_checkpoint, []
+
+    def full_disk(payload, path):
+        calls.append(path)
+        if len(calls) > 1:  # step 4 went through (last.pt is a hard link to it); the disk is full at step 8
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(payload, path)
+    monkeypatch.setattr(ck, "save_checkpoint", full_disk)
+    out = tmp_path / "r"
+    code = main(["train", "examples.bigan_digits:BiGan", "--device", "cpu", "--no-progress", "--out", str(out),
+                 "--steps", "12", "train.checkpoint_every=4", "train.tensorboard=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "No space left on device" in err, err
+    assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] == 4
+    assert not list((out / "checkpoints").glob(".*.tmp")) and not (out / ".lock").exists()
+
+
+def test_non_finite_weights_with_a_finite_loss_stop_before_any_checkpoint(tmp_path):
+    """weight_decay = inf breaks the weights while the loss of that step is still finite: no
+    checkpoint is written from such a state, and the message names the network."""
+    from multinet.config import load_recipe
+    from multinet.gan import GanRecipe, GanSystem
+    cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=20", "train.checkpoint_every=1",
+                                                "train.log_every=1", "train.tensorboard=false",
+                                                "networks.generator.weight_decay=inf", "gan.ema=0"])
+    r = Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit()
+    assert r.code == 1 and "non-finite weights in network 'generator'" in r.error
+    assert not (tmp_path / "r/checkpoints/last.pt").exists()
