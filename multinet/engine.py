@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -31,54 +30,16 @@ from . import distributed
 from .checkpoint import rng_state, set_rng_state
 from .events import Event
 from .freeze import frozen
-from .handlers.nan_guard import NonFiniteLoss
+from .handlers.nan_guard import NonFiniteLoss, find_non_finite
 from .handlers.unfreeze import UnfreezeAt
 from .nets import Net
+from .phase import Phase
 from .schedules import advance
 
 __all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
 STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
-
-
-@dataclass
-class Phase:
-    """``step(engine)`` returns ``{"loss": tensor, <term>: tensor, ...}`` for ``nets`` to minimise.
-
-    ``nets``: the names of the networks this phase trains (one name alone is fine). Schedule:
-    the phase runs ``repeat`` times on iterations ``start <= it < stop`` with
-    ``(it - start) % every == 0`` (k:1 ratios, every-n, or N steps then the next phase).
-    """
-
-    name: str
-    nets: tuple[str, ...]
-    step: Callable[["Engine"], dict[str, torch.Tensor]]
-    every: int = 1
-    repeat: int = 1
-    start: int = 0
-    stop: int | None = None
-
-    def __post_init__(self) -> None:
-        # A bare string would otherwise be iterated letter by letter.
-        self.nets = (self.nets,) if isinstance(self.nets, str) else tuple(self.nets)
-        if not self.nets or not all(isinstance(n, str) for n in self.nets):
-            raise ValueError(f"phase {self.name!r}: nets must name one or more networks, got {self.nets!r}")
-        if not callable(self.step):
-            raise ValueError(f"phase {self.name!r}: step must be a function of the engine, got {self.step!r}")
-        for key, low in (("every", 1), ("repeat", 1), ("start", 0)):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
-                raise ValueError(f"phase {self.name!r}: {key} must be an integer >= {low}, got {getattr(self, key)!r}")
-        if self.stop is not None and self.stop <= self.start:
-            raise ValueError(f"phase {self.name!r}: stop ({self.stop}) must be after start ({self.start})")
-
-    def active(self, it: int) -> bool:
-        return it >= self.start and (self.stop is None or it < self.stop) and (it - self.start) % self.every == 0
-
-    def count(self, total: int) -> int:
-        """On how many of the iterations ``0 .. total-1`` this phase runs."""
-        end = total if self.stop is None else min(self.stop, total)
-        return 0 if end <= self.start else -(-(end - self.start) // self.every)
 
 
 def _first_problem(e: Exception) -> str:
@@ -264,35 +225,11 @@ class Engine:
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLoss`` if a loss went NaN/Inf (naming the phase, its networks and the
-        first bad step) or a network's weights did (an update can break the weights while the
-        loss is still finite). Syncs; a collective under torch.distributed: every rank must call
-        it at the same iteration."""
-        steps = torch.stack([self._first_bad[p.name] for p in self.phases])
-        names = list(self.nets)
-        broken = torch.stack([~torch.stack([p.isfinite().all() for p in net.module.parameters()]).all()
-                              if any(True for _ in net.module.parameters()) else torch.zeros((), dtype=torch.bool,
-                                                                                          device=self.device)
-                              for net in self.nets.values()]).long().to(steps.device)
-        if self.dist.world > 1:
-            never = torch.iinfo(torch.long).max
-            steps = torch.where(steps < 0, never, steps)
-            distributed.all_reduce(steps, "min")
-            steps = torch.where(steps == never, -1, steps)
-            distributed.all_reduce(broken, "max")
-        steps, broken = steps.tolist(), broken.tolist()
-        parts = []
-        bad = [(s, i) for i, s in enumerate(steps) if s >= 0]
-        if bad:
-            step, i = min(bad)
-            p = self.phases[i]
-            parts.append(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) at step {step + 1}")
-        for name, b in zip(names, broken):
-            if b:
-                by = [p.name for p in self.phases if name in p.nets]
-                parts.append(f"non-finite weights in network '{name}' (trained by phase(s) {', '.join(by) or 'none'}) "
-                             f"by step {self.iteration}")
-        if parts:
-            raise NonFiniteLoss("; ".join(parts))
+        first bad step) or a network's weights did (``handlers.nan_guard.find_non_finite``). Syncs;
+        a collective under torch.distributed: every rank must call it at the same iteration."""
+        problem = find_non_finite(self)
+        if problem:
+            raise NonFiniteLoss(problem)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop_at: int | None = None, handlers: Any = ()) -> None:

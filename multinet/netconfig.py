@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import FieldError, at_least, within
 from .groups import GroupRule, group_preset
-from .nets import NetSpec, TrainSetup
+from .netspec import NetSpec, TrainSetup
 from .pretrained import PretrainedSpec
 from .schedules import ScheduleSpec
 from .weights import InitRule, init_preset

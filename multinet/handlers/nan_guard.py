@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from .. import distributed
 from ..events import Event
 
-__all__ = ["NanGuard", "NonFiniteLoss"]
+__all__ = ["NanGuard", "NonFiniteLoss", "find_non_finite"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -23,3 +26,33 @@ class NanGuard:
 
     def attach(self, engine: Any) -> None:
         engine.on(Event.ITERATION_COMPLETED, lambda e: e.check_finite(), self.every)
+
+
+def find_non_finite(engine: Any) -> str:
+    """What went non-finite in ``engine``'s run, in one line ("" if nothing): the first step of a
+    NaN/Inf loss per phase (recorded on the device as the steps ran, so this costs no sync per
+    step) and the networks whose weights are no longer finite. Under torch.distributed both are
+    reduced over the ranks."""
+    steps = torch.stack([engine._first_bad[p.name] for p in engine.phases])
+    no = torch.zeros((), dtype=torch.bool, device=steps.device)
+    broken = torch.stack([
+        ~torch.stack([p.isfinite().all() for p in params]).all() if params else no
+        for params in (list(net.module.parameters()) for net in engine.nets.values())]).long().to(steps.device)
+    if engine.dist.world > 1:
+        never = torch.iinfo(torch.long).max
+        steps = torch.where(steps < 0, never, steps)
+        distributed.all_reduce(steps, "min")
+        steps = torch.where(steps == never, -1, steps)
+        distributed.all_reduce(broken, "max")
+    parts = []
+    bad = [(s, i) for i, s in enumerate(steps.tolist()) if s >= 0]
+    if bad:
+        step, i = min(bad)
+        p = engine.phases[i]
+        parts.append(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) at step {step + 1}")
+    for name, b in zip(engine.nets, broken.tolist()):
+        if b:
+            by = [p.name for p in engine.phases if name in p.nets]
+            parts.append(f"non-finite weights in network '{name}' (trained by phase(s) {', '.join(by) or 'none'}) "
+                         f"by step {engine.iteration}")
+    return "; ".join(parts)

@@ -1,0 +1,53 @@
+"""A phase: which networks train, with which step function, on which iterations.
+
+Training is a list of phases. Each names the networks it trains (the others stay frozen for its
+step) and a step function of the engine that returns its loss terms; ``every`` / ``repeat`` /
+``start`` / ``stop`` say when it runs (k:1 ratios, every-n, N steps then the next phase).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["Phase"]
+
+
+@dataclass
+class Phase:
+    """``step(engine)`` returns ``{"loss": tensor, <term>: tensor, ...}`` for ``nets`` to minimise.
+
+    ``nets``: the names of the networks this phase trains (one name alone is fine). Schedule:
+    the phase runs ``repeat`` times on iterations ``start <= it < stop`` with
+    ``(it - start) % every == 0`` (k:1 ratios, every-n, or N steps then the next phase).
+    """
+
+    name: str
+    nets: tuple[str, ...]
+    step: Callable[[Any], dict[str, torch.Tensor]]
+    every: int = 1
+    repeat: int = 1
+    start: int = 0
+    stop: int | None = None
+
+    def __post_init__(self) -> None:
+        # A bare string would otherwise be iterated letter by letter.
+        self.nets = (self.nets,) if isinstance(self.nets, str) else tuple(self.nets)
+        if not self.nets or not all(isinstance(n, str) for n in self.nets):
+            raise ValueError(f"phase {self.name!r}: nets must name one or more networks, got {self.nets!r}")
+        if not callable(self.step):
+            raise ValueError(f"phase {self.name!r}: step must be a function of the engine, got {self.step!r}")
+        for key, low in (("every", 1), ("repeat", 1), ("start", 0)):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
+                raise ValueError(f"phase {self.name!r}: {key} must be an integer >= {low}, got {getattr(self, key)!r}")
+        if self.stop is not None and self.stop <= self.start:
+            raise ValueError(f"phase {self.name!r}: stop ({self.stop}) must be after start ({self.start})")
+
+    def active(self, it: int) -> bool:
+        return it >= self.start and (self.stop is None or it < self.stop) and (it - self.start) % self.every == 0
+
+    def count(self, total: int) -> int:
+        """On how many of the iterations ``0 .. total-1`` this phase runs."""
+        end = total if self.stop is None else min(self.stop, total)
+        return 0 if end <= self.start else -(-(end - self.start) // self.every)
