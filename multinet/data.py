@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,15 +57,20 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped), the format of the MNIST distribution."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as e:  # a truncated or damaged .gz
+        raise ValueError(f"{path}: unreadable IDX file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file ({len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
+    if zero != 0 or dtype_code != 0x08 or ndim == 0 or len(data) < 4 + 4 * ndim:
         raise ValueError(f"{path}: not an unsigned-byte IDX file")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: truncated IDX file")
+        raise ValueError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(shape))} values)")
     return arr.reshape(shape)
 
 
@@ -219,8 +225,19 @@ def _idx_set(root: str) -> tuple[torch.Tensor, torch.Tensor]:
     labels = sorted(folder.glob("*labels-idx1-ubyte*"))
     if not images or not labels:
         raise FileNotFoundError(f"no *images-idx3-ubyte / *labels-idx1-ubyte files in {folder}")
-    x = torch.from_numpy(np.concatenate([read_idx(p) for p in images]).copy())[:, None]
-    y = torch.from_numpy(np.concatenate([read_idx(p) for p in labels]).astype(np.int64))
+    xs, ys = [read_idx(p) for p in images], [read_idx(p) for p in labels]
+    for p, a in zip(images, xs):
+        if a.ndim != 3:
+            raise ValueError(f"{p}: expected N × rows × columns images, got shape {a.shape}")
+    for p, a in zip(labels, ys):
+        if a.ndim != 1:
+            raise ValueError(f"{p}: expected one label per image, got shape {a.shape}")
+    x = torch.from_numpy(np.concatenate(xs).copy())[:, None]
+    y = torch.from_numpy(np.concatenate(ys).astype(np.int64))
+    if len(x) != len(y):
+        raise ValueError(f"{folder}: {len(x)} images but {len(y)} labels")
+    if len(y) and int(y.max()) > 99:
+        raise ValueError(f"{folder}: label {int(y.max())} out of range (at most 100 classes)")
     return x, y
 
 

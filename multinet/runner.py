@@ -190,6 +190,8 @@ class Runner:
             torch.use_deterministic_algorithms(True)
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         system = self.system_cls(cfg, device)
+        if self.ckpt is not None:
+            system.resume_from(from_dict(self.system_cls.Config, self.ckpt["config"]))
         checkpointer = Checkpointer(self.out / "checkpoints", cfg.train.checkpoint_every, cfg.train.keep_last,
                                     best=cfg.train.best_metric, mode=cfg.train.best_mode, enabled=world.main)
         engine = engine_for(system, stateful={"checkpointer": checkpointer})

@@ -85,6 +85,11 @@ class System:
     def phases(self) -> list[Phase]:
         raise NotImplementedError(f"{type(self).__name__} must define phases()")
 
+    def resume_from(self, saved: Any) -> None:
+        """Called on resume, before ``phases()``, with the config the checkpoint was trained with
+        (the run's may differ in what a resume may change, e.g. ``train.steps``): a system whose
+        phase plan depends on the run's length keeps the boundaries already passed here."""
+
     def engine_options(self) -> dict[str, Any]:
         """Extra ``Engine`` arguments: ``steps_per_epoch``, ``stateful`` (data samplers)."""
         return {}

@@ -302,6 +302,18 @@ def test_warnings_print_as_one_line(tmp_path):
     assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr
 
 
+def test_extending_an_autoencoder_run_keeps_its_phase_boundaries(tmp_path):
+    out = tmp_path / "r"
+    assert run("multinet.autoencoder", FAST_AE + ["--steps", "30", "--out", str(out)]).returncode == 0
+    r = run("multinet.autoencoder", ["--resume", "--out", str(out), "--steps", "50", "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    assert "phase '1_decoder' now ends at step 50 (was 30); earlier phase boundaries stay" in r.stderr
+    ck = load_checkpoint(out / "checkpoints/last.pt")["engine"]
+    assert ck["phase_steps"] == {"0_joint": 22, "1_decoder": 28}  # was rescaled to 37 / 13 (back to joint)
+    rows = (out / "bler.csv").read_text().splitlines()
+    assert sum("autoencoder after 1_decoder" in line for line in rows) == 6  # evaluated once, at its new end
+
+
 def test_user_system_runs_under_the_same_command_line(tmp_path):
     """python -m multinet train module:Class: run folder, --stop-at, --resume, evaluate and sample."""
     out = tmp_path / "cgan"

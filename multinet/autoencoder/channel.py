@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 from .. import distributed
+from ..config import FieldError, within
 
 __all__ = ["ChannelConfig", "Channel", "ebn0_to_sigma", "snr_to_sigma"]
 
@@ -39,6 +40,13 @@ class ChannelConfig:
     normalization: Literal["codeword", "batch"] = "codeword"
     fading: Literal["none", "rayleigh"] = "none"
     eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])
+
+    def __post_init__(self) -> None:
+        # Beyond about ±60 dB the noise is numerically zero or swamps everything: a typo, not a study.
+        within(self, "db", "db_max", "db_end", low=-60, high=60, note=" dB")
+        for i, db in enumerate(self.eval_db):
+            if not -60 <= db <= 60:
+                raise FieldError(f"eval_db[{i}]", f"must be in [-60, 60] dB, got {db}")
 
 
 class Channel:

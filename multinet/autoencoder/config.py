@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import RunConfig, at_least
+from ..config import RunConfig, at_least, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig
 from ..netconfig import NetConfig
@@ -23,6 +23,10 @@ class SystemConfig:
 
     def __post_init__(self) -> None:
         at_least(self, 1, "n", "k", "hidden", "batch_size")
+        # 2^k messages: the decoder's output, the codebook and ML decoding all grow with it.
+        within(self, "k", low=1, high=16, note=" (2^k messages)")
+        within(self, "n", low=1, high=4096)
+        within(self, "batch_size", low=1, high=2 ** 24)
 
 
 @dataclass

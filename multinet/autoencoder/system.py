@@ -7,6 +7,7 @@ reports exactly what an uninterrupted one does.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,20 @@ class AeSystem(System):
         self.names = [f"{i}_{p.name}" if len(cfg.phases) > 1 else p.name for i, p in enumerate(cfg.phases)]
         self.results: list[dict[str, Any]] = []  # rows evaluated at each phase's end
 
+    def resume_from(self, saved: AeRecipe) -> None:
+        """A resumed run of another length keeps the phase boundaries it was trained with; only the
+        last phase moves its end (a run extended after its switch never goes back to joint training)."""
+        old = phase_bounds(saved.phases, saved.train.steps)
+        if old == self.bounds:
+            return
+        total = self.cfg.train.steps
+        if total <= old[-1][0]:
+            raise ValueError(f"train.steps={total} would end before phase {self.names[-1]!r} starts (step "
+                             f"{old[-1][0]}); the phase boundaries of a resumed run do not move")
+        self.bounds = old[:-1] + [(old[-1][0], total)]
+        print(f"note: {saved.train.steps} -> {total} steps: phase {self.names[-1]!r} now ends at step {total} "
+              f"(was {old[-1][1]}); earlier phase boundaries stay where they were", file=sys.stderr)
+
     def phases(self) -> list[Phase]:
         cfg = self.cfg
         spans = {c: [ab for p, ab in zip(cfg.phases, self.bounds) if p.channel == c] for c in ("train", "finetune")}
@@ -106,7 +121,7 @@ class AeSystem(System):
 
         def after_phase(step: int) -> None:
             rows = evaluation.evaluate(self, ends[step])
-            self.results.extend(rows)
+            self.results.extend({**r, "after_step": step} for r in rows)
             key = "bler" if self.cfg.system.kind == "messages" else "psnr"
             ctx.tracker.scalars(step, {f"eval/{r['curve']}/{r.get('ebn0_db', r.get('snr_db'))}dB": r[key]
                                        for r in rows})
@@ -133,4 +148,6 @@ class AeSystem(System):
         return {"results": [dict(r) for r in self.results]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.results = [dict(r) for r in state.get("results", [])]
+        # Rows of a phase whose end moved (a run extended on resume) are evaluated again at its new end.
+        ends = {b for _, b in self.bounds}
+        self.results = [dict(r) for r in state.get("results", []) if r.get("after_step") in ends]
