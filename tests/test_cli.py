@@ -189,6 +189,12 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "model.hidden=0"], "model.hidden: must be >= 1, got 0"),
     (["ae_7_4", "system.k=0"], "system.k: must be >= 1, got 0"),
     (["gan_digits", "--device", "tpu"], "device 'tpu' is not a device"),
+    (["gan_digits", "seed=-1"], "seed: must be in [0, "),
+    (["gan_digits", "--stop-at", "-1"], "--stop-at: must be >= 1, got -1"),
+    (["ae_7_4", "channel.eval_db=[nan]"], "channel.eval_db[0]: must be in [-60, 60] dB, got nan"),
+    (["ae_7_4", "channel.db=1e4"], "channel.db: must be in [-60, 60] dB, got 10000.0"),
+    (["ae_7_4", "system.k=64"], "system.k: must be in [1, 16] (2^k messages), got 64"),
+    (["ae_7_4", "system.batch_size=10000000000000"], "system.batch_size: must be in [1, 16777216]"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
     module = "multinet.autoencoder" if args[0].startswith("ae_") else "multinet.gan"
@@ -277,6 +283,34 @@ def test_corrupt_checkpoint_on_resume_is_one_line(tmp_path):
     r = run("multinet.autoencoder", ["--resume", str(bad), "--no-progress"])
     assert r.returncode == 2
     assert f"{bad}: not a readable checkpoint" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    (tmp_path / "text.pt").write_text("just some text\n" * 20)
+    r = run("multinet.gan", ["--resume", str(tmp_path / "text.pt"), "--no-progress"])
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "text.pt: not a readable checkpoint" in r.stderr
+
+
+def test_checkpoints_that_do_not_fit_and_recipes_that_are_not_the_runs_are_one_line(tmp_path):
+    from multinet import save_checkpoint
+    out = tmp_path / "r"
+    assert run("multinet.gan", FAST_GAN + ["--steps", "2", "--out", str(out), "gan.ema=0"]).returncode == 0
+    ck = load_checkpoint(out / "checkpoints/last.pt")
+    ck.pop("format"), ck.pop("checksum", None)
+    w = ck["networks"]["generator"]["module"]
+    first = next(iter(w))
+    w[first] = torch.zeros(3, 3)  # another architecture
+    save_checkpoint(ck, tmp_path / "arch.pt")
+    ck2 = load_checkpoint(out / "checkpoints/last.pt")
+    ck2.pop("format"), ck2.pop("checksum", None)
+    ck2["stateful"]["data"] = {"epoch": "zero"}  # a broken data-sampler state
+    save_checkpoint(ck2, tmp_path / "sampler.pt")
+    for args, msg in [(["--resume", str(tmp_path / "arch.pt")], f"{tmp_path / 'arch.pt'}: network 'generator' does "
+                       f"not fit this run's: size mismatch for {first}"),
+                      (["sample", str(tmp_path / "arch.pt"), "--n", "4", "--out", str(tmp_path / "s.npy")],
+                       "arch.pt: does not fit this system: size mismatch for"),
+                      (["--resume", str(tmp_path / "sampler.pt")], f"{tmp_path / 'sampler.pt'}: "),
+                      (["gan_ring8", "--resume", "--out", str(out)], "recipe gan_ring8 is not the one")]:
+        r = run("multinet.gan", args + ["--no-progress"] if args[0] != "sample" else args)
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and msg in r.stderr, (args, r.stderr)
+    assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] == 2  # nothing was overwritten
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="torch.compile on CPU needs a C compiler")
