@@ -23,3 +23,11 @@ def test_readme_top_has_exactly_two_commands():
     assert [c.strip() for c in cmds] == ['pip install . && python -m multinet.gan',
                                          'pip install ".[test]" && python -m pytest']
     assert 'pip install ".[test]" && python -m pytest' in (README.parent / ".ci" / "run").read_text()
+
+
+def test_every_package_is_installed():
+    """A subpackage missing from pyproject's list installs a multinet that cannot import."""
+    import tomllib
+    listed = set(tomllib.loads((README.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(README.parent).parts) for p in (README.parent / "multinet").rglob("__init__.py")}
+    assert found <= listed, found - listed
