@@ -93,7 +93,9 @@ class NetConfig(TrainSetup):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        at_least(self, 0, "lr", "momentum")
+        at_least(self, 0, "momentum")
+        # Adam divides by its bias correction (up to 1 / (1 - beta1) at step 1) in float32.
+        within(self, "lr", low=0, high=1e30, note=" (larger steps overflow float32)")
         within(self, "eps", "layer_decay", low=0, open_low=True)
         _check_betas(self.betas)
 

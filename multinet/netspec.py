@@ -65,4 +65,4 @@ class NetSpec(TrainSetup):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        at_least(self, 0, "lr")
+        within(self, "lr", low=0, high=1e30, note=" (larger steps overflow float32)")

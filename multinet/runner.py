@@ -263,6 +263,15 @@ class Runner:
         except KeyboardInterrupt:
             result.code, result.error = 130, f"interrupted twice at step {engine.iteration}"
             self._say(f"{result.error}; last checkpoint kept: {checkpointer.last}")
+        except RuntimeError as e:  # torch failed mid-run (an overflow, out of memory, a rank that died)
+            if os.environ.get("MULTINET_TRACEBACK"):
+                raise
+            where = f" [rank {engine.dist.rank}]" if engine.dist.world > 1 else ""
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            last = checkpointer.last if checkpointer.last.exists() else "none"
+            result.code, result.error = 1, f"{first} (during step {engine.iteration + 1})"
+            self._say(f"error{where}: {result.error}; last good checkpoint kept: {last} "
+                      f"(MULTINET_TRACEBACK=1 shows where)")
         finally:
             bar.close()
             signals.restore()

@@ -181,8 +181,8 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "train.checkpoint_every=-1"], "train.checkpoint_every: must be >= 0 (0 turns it off), got -1"),
     (["gan_digits", "train.sample_every=-5"], "train.sample_every: must be >= 0"),
     (["gan_digits", "data.batch_size=0"], "data.batch_size: must be >= 1, got 0"),
-    (["gan_digits", "networks.generator.lr=-1"], "networks.generator.lr: must be >= 0, got -1.0"),
-    (["gan_digits", "networks.discriminator.lr=nan"], "networks.discriminator.lr: must be >= 0, got nan"),
+    (["gan_digits", "networks.generator.lr=-1"], "networks.generator.lr: must be in [0, 1e+30] (larger steps overflow float32), got -1.0"),
+    (["gan_digits", "networks.discriminator.lr=nan"], "networks.discriminator.lr: must be in [0, 1e+30] (larger steps overflow float32), got nan"),
     (["gan_digits", "data.train_fraction=0"], "data.train_fraction: must be in (0, 1], got 0.0"),
     (["gan_digits", "networks.generator.betas=[0.5]"], "networks.generator.betas: must be two numbers in [0, 1)"),
     (["gan_digits", "gan.ema=1.5"], "gan.ema: must be in [0, 1) (0 turns it off), got 1.5"),
@@ -190,6 +190,7 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["ae_7_4", "system.k=0"], "system.k: must be >= 1, got 0"),
     (["gan_digits", "--device", "tpu"], "device 'tpu' is not a device"),
     (["gan_digits", "seed=-1"], "seed: must be in [0, "),
+    (["gan_digits", "networks.generator.lr=1e308"], "networks.generator.lr: must be in [0, 1e+30] (larger steps"),
     (["gan_digits", "--stop-at", "-1"], "--stop-at: must be >= 1, got -1"),
     (["ae_7_4", "channel.eval_db=[nan]"], "channel.eval_db[0]: must be in [-60, 60] dB, got nan"),
     (["ae_7_4", "channel.db=1e4"], "channel.db: must be in [-60, 60] dB, got 10000.0"),
@@ -371,3 +372,17 @@ def test_user_system_runs_under_the_same_command_line(tmp_path):
                       (["fit"], "usage: python -m multinet {train,evaluate,sample,export}")]:
         r = run("multinet", args, cwd=tmp_path if args[0] == "fit" else ROOT)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
+def test_two_runs_started_together_on_one_folder(tmp_path):
+    """They used to both exit 0 with every step logged twice; now one runs and the other stops."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "multinet.gan", *FAST_GAN, "--steps", "40", "--out", str(out)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+             for _ in range(2)]
+    results = [(*p.communicate(timeout=300), p.returncode) for p in procs]
+    assert sorted(code for _, _, code in results) == [0, 2], results
+    err = next(e for _, e, code in results if code == 2)
+    assert "in use by another run" in err or "holds an earlier run's files" in err, err
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(5, 45, 5)) and not (out / ".lock").exists()

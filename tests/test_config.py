@@ -90,3 +90,9 @@ def test_recipe_table_and_api_spec_share_one_set_of_training_fields():
         from_dict(GanRecipe, {"networks": {"discriminator": {"ema": 1.0}}})
     with pytest.raises(ValueError, match="unfreeze_at: must be >= 1 when unfreeze is set"):
         NetSpec(torch.nn.Linear(2, 2), unfreeze=["0"])
+
+
+def test_a_binary_recipe_is_named(tmp_path):
+    (tmp_path / "r.toml").write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(ConfigError, match=f"recipe file {tmp_path / 'r.toml'}: not a text"):
+        load_recipe(GanRecipe, str(tmp_path / "r.toml"))

@@ -149,3 +149,16 @@ def test_non_finite_weights_with_a_finite_loss_stop_before_any_checkpoint(tmp_pa
     r = Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit()
     assert r.code == 1 and "non-finite weights in network 'generator'" in r.error
     assert not (tmp_path / "r/checkpoints/last.pt").exists()
+
+
+def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    base = import_class(EXAMPLES[1], System)
+
+    class Overflowing(base):
+        def d_step(self, e):
+            if e.iteration == 6:
+                raise RuntimeError("value cannot be converted to type float without overflow\nmore detail")
+            return super().d_step(e)
+    r = Runner(Overflowing, _cfg(Overflowing), tmp_path / "r", progress=False, echo=False).fit()
+    assert r.code == 1 and r.error == "value cannot be converted to type float without overflow (during step 7)"
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["engine"]["iteration"] == 4
