@@ -21,7 +21,7 @@ import torch
 from . import distributed
 from .config import at_least, within
 
-__all__ = ["DataConfig", "DataSource", "load_data", "mixture_means", "read_idx"]
+__all__ = ["DataConfig", "DataSource", "load_data", "data_shape", "mixture_means", "read_idx"]
 
 
 @dataclass
@@ -251,6 +251,32 @@ def load_images(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if cfg.name == "idx":
         return _idx_set(cfg.root)
     return _torchvision_set(cfg)
+
+
+_NATIVE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def data_shape(cfg: DataConfig) -> tuple[int, ...]:
+    """The shape of one example of ``load_data(cfg)``, without loading the data (an IDX folder's
+    file header is read): what networks need to be built for sampling from a saved run."""
+    if cfg.name in ("ring8", "grid25"):
+        return (2,)
+    if cfg.name == "imagefolder":
+        size = cfg.image_size or 64
+        return (3, size, size)
+    if cfg.name == "idx":
+        images = sorted(Path(cfg.root).glob("*images-idx3-ubyte*"))
+        if not images:
+            raise FileNotFoundError(f"no *images-idx3-ubyte files in {cfg.root}")
+        opener = gzip.open if images[0].suffix == ".gz" else open
+        with opener(images[0], "rb") as f:
+            head = f.read(16)
+        if len(head) < 16:
+            raise ValueError(f"{images[0]}: not an IDX image file")
+        native = (1, *struct.unpack(">II", head[8:16]))
+    else:
+        native = _NATIVE[cfg.name]
+    return (native[0], cfg.image_size, cfg.image_size) if cfg.image_size else native
 
 
 def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:

@@ -56,10 +56,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class Net:
-    """A built network: ``module``, ``optimizer``, ``scheduler`` and the reports of how."""
+    """A built network: ``module``, ``optimizer``, ``scheduler`` and the reports of how.
+    ``optimizer=False`` stops after the module steps (no groups, optimizer or schedule)."""
 
     def __init__(self, name: str, spec: NetSpec, device: str | torch.device = "auto",
-                 total_steps: int = 0) -> None:
+                 total_steps: int = 0, optimizer: bool = True) -> None:
         self.name, self.spec = name, spec
         self.device = resolve_device(device)
         self.total_steps = total_steps
@@ -90,8 +91,11 @@ class Net:
         if spec.ema > 0:
             self.ema = AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(spec.ema), use_buffers=True)
             self.ema.requires_grad_(False)
-        self._build_optimizer()
-        self._warn_unused_rules()
+        self.optimizer: Any = None
+        self.scheduler: Any = None
+        if optimizer:  # without: a network to run, not to train (sampling from a saved run)
+            self._build_optimizer()
+            self._warn_unused_rules()
         if spec.compile:
             self.module.compile()
         self._ddp: nn.Module | None = None

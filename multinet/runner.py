@@ -35,7 +35,7 @@ from .imports import object_path
 from .launch import check_resume_overrides
 from .nets import resolve_device
 from .runlock import RunLock
-from .system import RunContext, System
+from .system import RunContext, System, inference
 from .tracking import NullTracker, Tracker
 
 __all__ = ["Runner", "RunResult", "engine_for", "load_system", "seed_everything", "json_safe"]
@@ -292,7 +292,8 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
                 overrides: list[str] = ()) -> tuple[System, dict[str, Any]]:
     """A trained system from a checkpoint, for ``evaluate`` / ``sample`` / ``export``: its networks
     (and EMA copies) and its own state, built from the checkpoint's config with the overrides
-    ``system.evaluate_may_change`` allows; no engine, no optimizer state, no training streams."""
+    ``system.evaluate_may_change`` allows, under ``inference()``: no engine, no optimizers, no
+    training streams, and for the shipped systems no data until an evaluation needs it."""
     from .config import merge, parse_overrides
     from .launch import _flat
     ckpt = load_checkpoint(path)
@@ -306,7 +307,9 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
     cfg.device = device
     cfg.train.tensorboard = False
     seed_everything(cfg.seed)
-    built = system(cfg, resolve_device(device))
+    state = (ckpt.get("stateful") or {}).get("system")
+    with inference(state if isinstance(state, dict) else None):
+        built = system(cfg, resolve_device(device))
     try:
         built.load_networks(ckpt, path)
     except (RuntimeError, KeyError, TypeError) as e:

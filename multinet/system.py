@@ -17,6 +17,8 @@ resume, signal handling, NaN stop, progress bar and summary.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +33,22 @@ from .netconfig import NetConfig, to_spec
 from .nets import Net
 from .streams import RandomStreams
 
-__all__ = ["System", "RunContext", "NotOffered"]
+__all__ = ["System", "RunContext", "NotOffered", "inference"]
+
+# Set while load_system builds a system from a checkpoint (to the system's saved state): networks
+# without optimizers, and (for systems that can) no data until something needs it.
+_INFERENCE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("multinet_inference", default=None)
+
+
+@contextlib.contextmanager
+def inference(saved: dict[str, Any] | None = None):
+    """Systems built inside this block are for running their networks, not training them;
+    ``saved`` is the system's state from the checkpoint (``self.saved`` in ``__init__``)."""
+    token = _INFERENCE.set(dict(saved or {}))
+    try:
+        yield
+    finally:
+        _INFERENCE.reset(token)
 
 
 class NotOffered(NotImplementedError):
@@ -65,6 +82,10 @@ class System:
         self.cfg, self.device = cfg, device
         self.streams = RandomStreams(cfg.seed)
         self.nets: dict[str, Net] = {}
+        # Built to run saved networks (evaluate / sample / export), not to train: Net builds no
+        # optimizer, and a system may leave its data unloaded until evaluation asks for it.
+        saved = _INFERENCE.get()
+        self.inference, self.saved = saved is not None, saved or {}
 
     # -- building ----------------------------------------------------------------------------
     def net(self, name: str, module: nn.Module | None = None, **spec: Any) -> Net:
@@ -78,7 +99,7 @@ class System:
             raise ValueError(f"networks.{name}: no module given and no class_path in the recipe")
         train = self.cfg.train
         built = to_spec(ncfg, module, compile=train.compile, sync_batchnorm=train.sync_batchnorm)
-        net = Net(name, replace(built, **spec) if spec else built, self.device)
+        net = Net(name, replace(built, **spec) if spec else built, self.device, optimizer=not self.inference)
         self.nets[name] = net
         return net
 

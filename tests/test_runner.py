@@ -162,3 +162,30 @@ def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_pat
     r = Runner(Overflowing, _cfg(Overflowing), tmp_path / "r", progress=False, echo=False).fit()
     assert r.code == 1 and r.error == "value cannot be converted to type float without overflow (during step 7)"
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["engine"]["iteration"] == 4
+
+
+def test_a_saved_gan_samples_without_its_data_or_optimizers(tmp_path):
+    """load_system builds networks only: no optimizer, and the data is read only when an
+    evaluation asks for it (here the IDX folder is gone after training)."""
+    import shutil
+
+    import numpy as np
+    from multinet import load_system
+    from multinet.config import load_recipe
+    from multinet.gan import GanRecipe, GanSystem
+    from tests.test_data import _idx
+    root = tmp_path / "idx"
+    root.mkdir()
+    _idx(root / "t-images-idx3-ubyte", np.random.RandomState(0).randint(0, 255, (64, 12, 12)))
+    _idx(root / "t-labels-idx1-ubyte", np.arange(64) % 4)
+    cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=3", "train.tensorboard=false",
+                                                "data.name=idx", f"data.root={str(root)!r}", "eval.samples=64",
+                                                "eval.classifier_epochs=1", "gan.ema=0.5", "data.batch_size=16"])
+    assert Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit().code == 0
+    shutil.rmtree(root)
+    gan, _ = load_system(tmp_path / "r/checkpoints/last.pt")
+    assert all(net.optimizer is None for net in gan.nets.values()) and gan._data is None
+    x = gan.sample(8)
+    assert x.shape == (8, 1, 12, 12) and gan._data is None
+    with pytest.raises(FileNotFoundError, match="no \\*images-idx3-ubyte"):
+        gan.evaluate()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed
-from ..data import load_data
+from ..data import DataSource, data_shape, load_data
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
 from ..handlers import AtSteps
@@ -47,16 +47,27 @@ class AeSystem(System):
             self.channels["finetune"] = Channel(cfg.finetune_channel, s.n, s.k,
                                                 self.streams.get("ae.channel.finetune", device))
         self.msg_gen = self.streams.get("ae.messages", device)
-        self.data = load_data(cfg.data, device, cfg.seed) if s.kind == "images" else None
+        # Images: training loads them now; a saved run being evaluated loads them when asked.
+        self._data = load_data(cfg.data, device, cfg.seed) if s.kind == "images" and not self.inference else None
         if s.kind == "messages":
             enc, dec = MessageEncoder(self.m, s.n, s.hidden), MessageDecoder(self.m, s.n, s.hidden)
         else:
-            enc, dec = ImageEncoder(self.data.shape, s.n, s.hidden), ImageDecoder(self.data.shape, s.n, s.hidden)
+            shape = (self._data.shape if self._data is not None else
+                     tuple(self.saved["shape"]) if "shape" in self.saved else data_shape(cfg.data))
+            self.image_shape = shape
+            enc, dec = ImageEncoder(shape, s.n, s.hidden), ImageDecoder(shape, s.n, s.hidden)
         self.net("encoder", enc)
         self.net("decoder", dec)
         self.bounds = phase_bounds(cfg.phases, cfg.train.steps)
         self.names = [f"{i}_{p.name}" if len(cfg.phases) > 1 else p.name for i, p in enumerate(cfg.phases)]
         self.results: list[dict[str, Any]] = []  # rows evaluated at each phase's end
+
+    @property
+    def data(self) -> DataSource | None:
+        """The images of an image system (loaded on first use when built for inference)."""
+        if self._data is None and self.cfg.system.kind == "images":
+            self._data = load_data(self.cfg.data, self.device, self.cfg.seed)
+        return self._data
 
     def resume_from(self, saved: AeRecipe) -> None:
         """A resumed run of another length keeps the phase boundaries it was trained with; only the
@@ -145,7 +156,10 @@ class AeSystem(System):
         return summary
 
     def state_dict(self) -> dict[str, Any]:
-        return {"results": [dict(r) for r in self.results]}
+        state: dict[str, Any] = {"results": [dict(r) for r in self.results]}
+        if self.cfg.system.kind == "images":
+            state["shape"] = list(self.image_shape)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Rows of a phase whose end moved (a run extended on resume) are evaluated again at its new end.

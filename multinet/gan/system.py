@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .. import distributed
-from ..data import load_data
+from ..data import DataSource, data_shape, load_data
 from ..engine import Engine, Phase
 from ..handlers import SampleEvery
 from ..streams import derive_seed
@@ -38,8 +38,12 @@ class GanSystem(System):
         m = cfg.model
         if cfg.data.batch_size % m.pack:
             raise ValueError(f"data.batch_size {cfg.data.batch_size} must be a multiple of model.pack {m.pack}")
-        self.data = load_data(cfg.data, device, cfg.seed)
-        gen, disc = build_pair(m.arch, self.data.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack,
+        # Training loads the data now; a saved run being sampled never needs it (evaluation loads it).
+        self._data = None if self.inference else load_data(cfg.data, device, cfg.seed)
+        # Sampling a saved run: the example shape it trained on, saved with it (or from the config).
+        self.shape = (self._data.shape if self._data is not None else
+                      tuple(self.saved["shape"]) if "shape" in self.saved else data_shape(cfg.data))
+        gen, disc = build_pair(m.arch, self.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack,
                                m.spectral_norm, m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier,
                                m.d_fourier_scales)
         self.net("discriminator", disc)
@@ -52,6 +56,12 @@ class GanSystem(System):
         self.classifier: torch.nn.Module | None = None  # for classifier IS / FD, built on first use
         self._fake: torch.Tensor | None = None
         self._critic: tuple[Any, torch.nn.Module] | None = None  # (generator version, refitted DRS critic)
+
+    @property
+    def data(self) -> DataSource:
+        if self._data is None:
+            self._data = load_data(self.cfg.data, self.device, self.cfg.seed)
+        return self._data
 
     def phases(self) -> list[Phase]:
         g = self.cfg.gan
@@ -140,7 +150,7 @@ class GanSystem(System):
         if self._critic is not None and self._critic[0] == version:
             return self._critic[1]
         ev = self.cfg.eval
-        critic = sampling.fit_critic(G, self._real_batch, self.data.shape, self.cfg.model.latent_dim, ev.drs_refit,
+        critic = sampling.fit_critic(G, self._real_batch, self.shape, self.cfg.model.latent_dim, ev.drs_refit,
                                      ev.drs_refit_batch, ev.drs_refit_fourier, tuple(self.cfg.model.d_fourier_scales),
                                      derive_seed(self.cfg.seed, "gan.critic_init"), self.streams.fresh("gan.critic"), self.device)
         self._critic = (version, critic)
@@ -158,6 +168,9 @@ class GanSystem(System):
 
     def evaluate(self) -> dict[str, float]:
         return evaluation.evaluate(self)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
 
     # -- in a training run ---------------------------------------------------------------------
     def preview(self, ctx: RunContext, step: int) -> None:
