@@ -190,9 +190,15 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] 
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+    missing = []
     for k, g in (generators or {}).items():
         if k in state["generators"]:
             restore_generator(g, state["generators"][k], k)
+        else:
+            missing.append(k)
+    if missing:  # e.g. a checkpoint written before the stream existed, or under another name
+        warnings.warn(f"random stream(s) {', '.join(map(repr, missing))} not in the checkpoint: they start from "
+                      f"their seeds, so this run will not continue the saved random streams exactly", stacklevel=2)
 
 
 def restore_generator(g: torch.Generator, state: torch.Tensor, name: str) -> None:

@@ -165,3 +165,10 @@ def test_generator_state_from_another_device_type_warns_and_continues():
     with pytest.warns(UserWarning, match="saved on another device type"):
         restore_generator(g, torch.zeros(16, dtype=torch.uint8), "noise")  # a CUDA generator's state size
     assert torch.equal(g.get_state(), before)
+
+
+def test_a_stream_missing_from_the_checkpoint_warns():
+    from multinet.checkpoint import rng_state, set_rng_state
+    state = rng_state({"noise": torch.Generator().manual_seed(1)})
+    with pytest.warns(UserWarning, match="random stream\\(s\\) 'gan.noise' not in the checkpoint"):
+        set_rng_state(state, {"noise": torch.Generator(), "gan.noise": torch.Generator()})
