@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
+from .config import error_line
+
+__all__ = ["save_checkpoint", "write_text_atomic", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
            "set_rng_state", "restore_generator", "digest", "FORMAT"]
 
 FORMAT = "multinet-checkpoint-1"
@@ -85,6 +87,19 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: a full disk or a kill leaves the old file,
+    not an empty or half-written one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def read_tensors(path: str | Path) -> dict[str, Any]:
     """Read any torch file safely (weights only); one-line errors name the file."""
     path = Path(path)
@@ -99,8 +114,7 @@ def read_tensors(path: str | Path) -> dict[str, Any]:
                              "and plain data") from None
         raise ValueError(f"{path}: not a readable checkpoint (corrupt)") from None
     except Exception as e:  # noqa: BLE001 - any other parse failure of a non-checkpoint (a text file: KeyError)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt): {first[:160]}") from None
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt): {error_line(e, 160)}") from None
 
 
 def is_checkpoint(data: Any) -> bool:

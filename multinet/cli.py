@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed
-from .config import ConfigError, list_recipes
+from .config import ConfigError, error_line, list_recipes
 from .imports import import_class
 from .system import NotOffered, System
 
@@ -137,15 +137,7 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
     launch = resolve(system, args.items, args.out, args.resume, extra, name=system.__name__.lower())
     runner = Runner(system, launch.cfg, launch.out, resume=launch.checkpoint_path, checkpoint=launch.checkpoint,
                     progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite)
-    try:
-        return runner.fit().code
-    except RuntimeError as e:
-        world = distributed.info()
-        if world.world == 1:
-            raise
-        # A collective failed: another rank died or stalled past train.dist_timeout.
-        print(f"error [rank {world.rank}]: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
+    return runner.fit().code  # errors during training are reported by the runner, with the rank
 
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:
@@ -162,7 +154,7 @@ def _use(system: type[System] | None, args: argparse.Namespace) -> int:
             return 0
         return _sample(built, args)
     except RuntimeError as e:  # e.g. rejection sampling that accepts too little
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
 
 

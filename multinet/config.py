@@ -14,7 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "FieldError", "at_least", "within", "TrainConfig", "RunConfig", "from_dict", "to_dict", "to_toml", "parse_overrides", "find_recipe",
+__all__ = ["ConfigError", "FieldError", "at_least", "within", "TrainConfig", "RunConfig", "from_dict", "flatten",
+           "error_line", "to_dict", "to_toml", "parse_overrides", "find_recipe",
            "load_recipe", "list_recipes"]
 
 
@@ -277,6 +278,23 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"override {key!r} conflicts with another override")
         node[parts[-1]] = value
     return out
+
+
+def flatten(d: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of ``a<sep>b`` keys; an empty dict stays a leaf."""
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            flat.update(flatten(v, sep, f"{prefix}{k}{sep}"))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def error_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line: its message's first non-empty line (or its type's name)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from . import distributed
-from .config import at_least, within
+from .config import at_least, error_line, within
 
-__all__ = ["DataConfig", "DataSource", "load_data", "data_shape", "mixture_means", "read_idx"]
+__all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "mixture_means", "read_idx"]
 
 
 @dataclass
@@ -61,7 +61,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (EOFError, OSError, zlib.error) as e:  # a truncated or damaged .gz
-        raise ValueError(f"{path}: unreadable IDX file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise ValueError(f"{path}: unreadable IDX file ({error_line(e)})") from None
     if len(data) < 4:
         raise ValueError(f"{path}: not an IDX file ({len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
@@ -213,7 +213,7 @@ def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
             raise RuntimeError(f"dataset {cfg.name}: download to {cfg.root} failed (no network?); put the files "
                                f"there, or use data.name=idx (an IDX folder) or data.name=digits") from None
         raise RuntimeError(f"dataset {cfg.name} not found under {cfg.root} (set data.download=true to fetch "
-                           f"it): {str(e).splitlines()[0]}") from None
+                           f"it): {error_line(e)}") from None
     x = torch.as_tensor(np.asarray(ds.data))
     x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]
     return x, torch.as_tensor(np.asarray(ds.targets))
@@ -308,3 +308,24 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
     return DataSource(cfg.name, "image", tuple(x.shape[1:]), int(y.max()) + 1,
                       TensorSampler(x[tr], y[tr], cfg.batch_size, seed), x[tr], x[ho] if len(ho) else None,
                       y[tr], y[ho] if len(ho) else None)
+
+
+class LazyData:
+    """A dataset loaded now (training) or on first use (a saved run being sampled, which may never
+    need it), and the shape of one example either way: the loaded data's, ``shape`` (as saved
+    with the run), or ``data_shape(cfg)``."""
+
+    def __init__(self, cfg: DataConfig, device: torch.device, seed: int, now: bool = True,
+                 shape: list[int] | tuple[int, ...] | None = None) -> None:
+        self.cfg, self.device, self.seed = cfg, device, seed
+        self._source = load_data(cfg, device, seed) if now else None
+        self.shape = self._source.shape if self._source is not None else tuple(shape) if shape else data_shape(cfg)
+
+    @property
+    def loaded(self) -> bool:
+        return self._source is not None
+
+    def get(self) -> DataSource:
+        if self._source is None:
+            self._source = load_data(self.cfg, self.device, self.seed)
+        return self._source

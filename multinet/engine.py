@@ -28,6 +28,7 @@ import torch
 
 from . import distributed
 from .checkpoint import rng_state, set_rng_state
+from .config import error_line
 from .events import Event
 from .freeze import frozen
 from .handlers.nan_guard import NonFiniteLoss, find_non_finite
@@ -42,11 +43,11 @@ AMP_MODES = ("none", "bf16", "fp16")
 STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
 
 
-def _first_problem(e: Exception) -> str:
+def load_problem(e: Exception) -> str:
     """The first concrete line of a multi-line ``load_state_dict`` error (``size mismatch for ...``)."""
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    detail = [x for x in lines if x.startswith(("size mismatch", "Missing key", "Unexpected key"))]
-    return (detail or lines or [type(e).__name__])[0][:300]
+    detail = [x.strip() for x in str(e).splitlines() if x.strip().startswith(("size mismatch", "Missing key",
+                                                                                 "Unexpected key"))]
+    return detail[0][:300] if detail else error_line(e)
 
 
 class Engine:
@@ -93,6 +94,7 @@ class Engine:
         self._made_at: dict[str, int] = {}  # phase or grad_norm/<net> -> the iteration that produced it
         # First non-finite step per phase, kept on the device so checking costs no sync per step.
         self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
+        self._checked: Any = None  # (iteration, weight versions) of the last check that passed
         self.stop_reason: str | None = None
         self._requested: str | None = None
         self.dist = distributed.info()
@@ -227,9 +229,15 @@ class Engine:
         """Raise ``NonFiniteLoss`` if a loss went NaN/Inf (naming the phase, its networks and the
         first bad step) or a network's weights did (``handlers.nan_guard.find_non_finite``). Syncs;
         a collective under torch.distributed: every rank must call it at the same iteration."""
+        # The loop, the logger and the checkpointer all ask at one step: check once unless a weight
+        # changed in between (any in-place write bumps a tensor's version; a new tensor has a new id).
+        key = (self.iteration, tuple((id(p), p._version) for n in self.nets.values() for p in n.module.parameters()))
+        if key == self._checked:
+            return
         problem = find_non_finite(self)
         if problem:
             raise NonFiniteLoss(problem)
+        self._checked = key
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop_at: int | None = None, handlers: Any = ()) -> None:
@@ -342,7 +350,7 @@ class Engine:
             try:
                 net.load_state_dict(state["networks"][k])
             except (RuntimeError, KeyError, TypeError) as e:  # another architecture, or a broken entry
-                raise ValueError(f"network {k!r} does not fit this run's: {_first_problem(e)}") from None
+                raise ValueError(f"network {k!r} does not fit this run's: {load_problem(e)}") from None
         for k, m in self.ema.items():
             if k in state["ema"]:
                 m.load_state_dict(state["ema"][k])

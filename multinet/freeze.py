@@ -12,7 +12,7 @@ from torch import nn
 
 from .patterns import name_matches
 
-__all__ = ["set_trainable", "frozen", "eval_mode", "apply_norm_mode", "NORM_MODES", "NORM_TYPES"]
+__all__ = ["set_trainable", "frozen", "eval_mode", "apply_norm_mode", "is_frozen_norm", "NORM_MODES", "NORM_TYPES"]
 
 NORM_MODES = ("eval", "train")
 _BN = nn.modules.batchnorm._BatchNorm
@@ -82,9 +82,13 @@ def apply_norm_mode(module: nn.Module, mode: str) -> list[str]:
     if mode == "train":
         return changed
     for name, m in module.named_modules():
-        if isinstance(m, _BN) and m.training:
-            params = list(m.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                m.eval()
-                changed.append(name)
+        if isinstance(m, _BN) and m.training and is_frozen_norm(m):
+            m.eval()
+            changed.append(name)
     return changed
+
+
+def is_frozen_norm(m: nn.Module) -> bool:
+    """A norm layer with affine parameters, all of them frozen."""
+    params = list(m.parameters(recurse=False))
+    return bool(params) and not any(p.requires_grad for p in params)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint
-from .config import ConfigError, from_dict, load_recipe, merge, parse_overrides, to_dict
+from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 
 __all__ = ["Launch", "resolve", "check_resume_overrides"]
 
@@ -26,20 +26,10 @@ class Launch:
     checkpoint_path: Path | None = None
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            flat.update(_flat(v, f"{prefix}{k}."))
-        else:
-            flat[prefix + k] = v
-    return flat
-
-
 def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
     """Refuse changes a resumed run cannot honour (both configs resolved with the same defaults)."""
     may = tuple(system.Config.RESUME_MAY_CHANGE) + tuple(system.resume_may_change)
-    old, now = _flat(to_dict(saved)), _flat(to_dict(new))
+    old, now = flatten(to_dict(saved)), flatten(to_dict(new))
     for key in sorted(set(old) | set(now)):
         if old.get(key) != now.get(key) and not key.startswith(may):
             raise ConfigError(f"{key}: cannot change on --resume (the run continues from its saved weights and "
@@ -64,9 +54,9 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
             path = Path(out) / "checkpoints" / "last.pt"
         ckpt = load_checkpoint(path)
         cfg = from_dict(system.Config, merge(ckpt["config"], parse_overrides(overrides)))
-        saved = from_dict(system.Config, ckpt["config"])
-        check_resume_overrides(system, saved, cfg)
+        # The overrides are checked by the Runner, which every resume goes through.
         if recipes:  # the run continues its own recipe: one that says otherwise is refused, not ignored
+            saved = from_dict(system.Config, ckpt["config"])
             try:
                 check_resume_overrides(system, saved, load_recipe(system.Config, recipes[0], overrides))
             except ConfigError as e:

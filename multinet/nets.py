@@ -28,7 +28,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
-from .freeze import NORM_TYPES, apply_norm_mode, set_trainable
+from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
 from .groups import GroupPlan, ParamRow, audit_groups, named_trainable, plan_groups
 from .netspec import NetSpec, TrainSetup
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
@@ -239,7 +239,7 @@ class Net:
         if self.spec.frozen_norm != "eval" or not self.module.training:
             return
         for m in self._norms:
-            if m.training and not any(p.requires_grad for p in m.parameters(recurse=False)):
+            if m.training and is_frozen_norm(m):
                 m.eval()
 
     def explain(self) -> str:

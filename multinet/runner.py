@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from . import distributed
-from .checkpoint import load_checkpoint
-from .config import ConfigError, from_dict, to_dict, to_toml
-from .engine import Engine
+from .checkpoint import load_checkpoint, write_text_atomic
+from .config import ConfigError, error_line, flatten, from_dict, to_dict, to_toml
+from .engine import Engine, load_problem
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .imports import object_path
 from .launch import check_resume_overrides
@@ -58,17 +58,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: a full disk leaves the old file, not an empty one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def json_safe(value: Any) -> Any:
@@ -110,6 +99,7 @@ class Runner:
         self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
         self.overwrite = overwrite
         self.ckpt_path: Path | None = None
+        self.saved_cfg: Any = None  # on resume: the config the checkpoint was trained with
         if resume:
             if resume is True:
                 if out is None:
@@ -117,13 +107,13 @@ class Runner:
                 resume = Path(out) / "checkpoints" / "last.pt"
             self.ckpt_path = Path(resume)
             checkpoint = checkpoint if checkpoint is not None else load_checkpoint(self.ckpt_path)
-            saved = from_dict(system.Config, checkpoint["config"])
+            self.saved_cfg = from_dict(system.Config, checkpoint["config"])
             if cfg is None:
-                cfg = saved
+                cfg = self.saved_cfg
             else:
-                check_resume_overrides(system, saved, cfg)
+                check_resume_overrides(system, self.saved_cfg, cfg)
             out = out if out is not None else self.ckpt_path.resolve().parent.parent
-        self.ckpt = checkpoint
+        self.ckpt = checkpoint if resume else None
         self.cfg = cfg if cfg is not None else system.Config()
         self.out = Path(out) if out is not None else Path("runs") / f"{system.__name__.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -175,7 +165,7 @@ class Runner:
             try:
                 setup = self._setup()
             except RuntimeError as e:  # a dataset that is not there, a process group that did not form, ...
-                raise ValueError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+                raise ValueError(error_line(e)) from None
             return setup if isinstance(setup, RunResult) else self._train(*setup)
         finally:
             self.lock.release()
@@ -191,7 +181,7 @@ class Runner:
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
         system = self.system_cls(cfg, device)
         if self.ckpt is not None:
-            system.resume_from(from_dict(self.system_cls.Config, self.ckpt["config"]))
+            system.resume_from(self.saved_cfg)
         checkpointer = Checkpointer(self.out / "checkpoints", cfg.train.checkpoint_every, cfg.train.keep_last,
                                     best=cfg.train.best_metric, mode=cfg.train.best_mode, enabled=world.main)
         engine = engine_for(system, stateful={"checkpointer": checkpointer})
@@ -215,7 +205,7 @@ class Runner:
         if world.main:  # the first write: the folder is this run's from here on
             self.lock.acquire()
             self._clear()
-            _write_atomic(self.out / "recipe.toml", to_toml(to_dict(cfg)))
+            write_text_atomic(self.out / "recipe.toml", to_toml(to_dict(cfg)))
             tracker = Tracker(self.out, tensorboard=cfg.train.tensorboard,
                               resume_step=engine.iteration if resumed else None)
             with open(self.out / "parameter_groups.txt", "a") as f:
@@ -252,7 +242,7 @@ class Runner:
                 summary = system.finish(RunContext(self.out, tracker, resumed, engine.iteration))
                 summary.update({"steps": engine.iteration, "resumed": resumed, "world_size": engine.dist.world})
                 result.summary = json_safe(summary)
-                _write_atomic(self.out / "summary.json", json.dumps(result.summary, indent=2))
+                write_text_atomic(self.out / "summary.json", json.dumps(result.summary, indent=2))
                 self._say(json.dumps(result.summary), err=False)
             distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
         except NonFiniteLoss as e:
@@ -267,9 +257,8 @@ class Runner:
             if os.environ.get("MULTINET_TRACEBACK"):
                 raise
             where = f" [rank {engine.dist.rank}]" if engine.dist.world > 1 else ""
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             last = checkpointer.last if checkpointer.last.exists() else "none"
-            result.code, result.error = 1, f"{first} (during step {engine.iteration + 1})"
+            result.code, result.error = 1, f"{error_line(e)} (during step {engine.iteration + 1})"
             self._say(f"error{where}: {result.error}; last good checkpoint kept: {last} "
                       f"(MULTINET_TRACEBACK=1 shows where)")
         finally:
@@ -295,11 +284,10 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
     ``system.evaluate_may_change`` allows, under ``inference()``: no engine, no optimizers, no
     training streams, and for the shipped systems no data until an evaluation needs it."""
     from .config import merge, parse_overrides
-    from .launch import _flat
     ckpt = load_checkpoint(path)
     system = system or system_of(ckpt, path)
     over = parse_overrides(list(overrides))
-    bad = sorted(k for k in _flat(over) if not k.startswith(tuple(system.evaluate_may_change)))
+    bad = sorted(k for k in flatten(over) if not k.startswith(tuple(system.evaluate_may_change)))
     if bad:
         raise ConfigError(f"only {', '.join(k + '*' for k in system.evaluate_may_change)} keys can change for a saved "
                           f"run, got {', '.join(bad)}")
@@ -313,6 +301,5 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
     try:
         built.load_networks(ckpt, path)
     except (RuntimeError, KeyError, TypeError) as e:
-        from .engine import _first_problem
-        raise ValueError(f"{path}: does not fit this system: {_first_problem(e)}") from None
+        raise ValueError(f"{path}: does not fit this system: {load_problem(e)}") from None
     return built, ckpt

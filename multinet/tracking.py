@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torchvision
 
+from .checkpoint import write_text_atomic
+
 __all__ = ["Tracker", "NullTracker"]
 
 
@@ -84,9 +86,7 @@ def _drop_rows_after(path: Path, step: int) -> None:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             keep.append(line + "\n")
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(keep))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(keep))
 
 
 class NullTracker:

@@ -184,8 +184,8 @@ def test_a_saved_gan_samples_without_its_data_or_optimizers(tmp_path):
     assert Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit().code == 0
     shutil.rmtree(root)
     gan, _ = load_system(tmp_path / "r/checkpoints/last.pt")
-    assert all(net.optimizer is None for net in gan.nets.values()) and gan._data is None
+    assert all(net.optimizer is None for net in gan.nets.values()) and not gan.dataset.loaded
     x = gan.sample(8)
-    assert x.shape == (8, 1, 12, 12) and gan._data is None
+    assert x.shape == (8, 1, 12, 12) and not gan.dataset.loaded
     with pytest.raises(FileNotFoundError, match="no \\*images-idx3-ubyte"):
         gan.evaluate()

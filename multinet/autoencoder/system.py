@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed
-from ..data import DataSource, data_shape, load_data
+from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
 from ..handlers import AtSteps
@@ -48,13 +48,12 @@ class AeSystem(System):
                                                 self.streams.get("ae.channel.finetune", device))
         self.msg_gen = self.streams.get("ae.messages", device)
         # Images: training loads them now; a saved run being evaluated loads them when asked.
-        self._data = load_data(cfg.data, device, cfg.seed) if s.kind == "images" and not self.inference else None
-        if s.kind == "messages":
+        self.images = (LazyData(cfg.data, device, cfg.seed, now=not self.inference, shape=self.saved.get("shape"))
+                       if s.kind == "images" else None)
+        if self.images is None:
             enc, dec = MessageEncoder(self.m, s.n, s.hidden), MessageDecoder(self.m, s.n, s.hidden)
         else:
-            shape = (self._data.shape if self._data is not None else
-                     tuple(self.saved["shape"]) if "shape" in self.saved else data_shape(cfg.data))
-            self.image_shape = shape
+            shape = self.images.shape
             enc, dec = ImageEncoder(shape, s.n, s.hidden), ImageDecoder(shape, s.n, s.hidden)
         self.net("encoder", enc)
         self.net("decoder", dec)
@@ -65,9 +64,7 @@ class AeSystem(System):
     @property
     def data(self) -> DataSource | None:
         """The images of an image system (loaded on first use when built for inference)."""
-        if self._data is None and self.cfg.system.kind == "images":
-            self._data = load_data(self.cfg.data, self.device, self.cfg.seed)
-        return self._data
+        return self.images.get() if self.images is not None else None
 
     def resume_from(self, saved: AeRecipe) -> None:
         """A resumed run of another length keeps the phase boundaries it was trained with; only the
@@ -157,8 +154,8 @@ class AeSystem(System):
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"results": [dict(r) for r in self.results]}
-        if self.cfg.system.kind == "images":
-            state["shape"] = list(self.image_shape)
+        if self.images is not None:
+            state["shape"] = list(self.images.shape)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

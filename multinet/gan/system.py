@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .. import distributed
-from ..data import DataSource, data_shape, load_data
+from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..handlers import SampleEvery
 from ..streams import derive_seed
@@ -39,10 +39,8 @@ class GanSystem(System):
         if cfg.data.batch_size % m.pack:
             raise ValueError(f"data.batch_size {cfg.data.batch_size} must be a multiple of model.pack {m.pack}")
         # Training loads the data now; a saved run being sampled never needs it (evaluation loads it).
-        self._data = None if self.inference else load_data(cfg.data, device, cfg.seed)
-        # Sampling a saved run: the example shape it trained on, saved with it (or from the config).
-        self.shape = (self._data.shape if self._data is not None else
-                      tuple(self.saved["shape"]) if "shape" in self.saved else data_shape(cfg.data))
+        self.dataset = LazyData(cfg.data, device, cfg.seed, now=not self.inference, shape=self.saved.get("shape"))
+        self.shape = self.dataset.shape
         gen, disc = build_pair(m.arch, self.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack,
                                m.spectral_norm, m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier,
                                m.d_fourier_scales)
@@ -59,9 +57,7 @@ class GanSystem(System):
 
     @property
     def data(self) -> DataSource:
-        if self._data is None:
-            self._data = load_data(self.cfg.data, self.device, self.cfg.seed)
-        return self._data
+        return self.dataset.get()
 
     def phases(self) -> list[Phase]:
         g = self.cfg.gan

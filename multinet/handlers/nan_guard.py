@@ -28,16 +28,20 @@ class NanGuard:
         engine.on(Event.ITERATION_COMPLETED, lambda e: e.check_finite(), self.every)
 
 
+def _broken(params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """1 if any of ``params`` holds a NaN/Inf, else 0 (a long on ``device``, ready to reduce)."""
+    if not params:
+        return torch.zeros((), dtype=torch.long, device=device)
+    return (~torch.stack([p.isfinite().all() for p in params]).all()).long().to(device)
+
+
 def find_non_finite(engine: Any) -> str:
     """What went non-finite in ``engine``'s run, in one line ("" if nothing): the first step of a
     NaN/Inf loss per phase (recorded on the device as the steps ran, so this costs no sync per
     step) and the networks whose weights are no longer finite. Under torch.distributed both are
     reduced over the ranks."""
     steps = torch.stack([engine._first_bad[p.name] for p in engine.phases])
-    no = torch.zeros((), dtype=torch.bool, device=steps.device)
-    broken = torch.stack([
-        ~torch.stack([p.isfinite().all() for p in params]).all() if params else no
-        for params in (list(net.module.parameters()) for net in engine.nets.values())]).long().to(steps.device)
+    broken = torch.stack([_broken(list(net.module.parameters()), steps.device) for net in engine.nets.values()])
     if engine.dist.world > 1:
         never = torch.iinfo(torch.long).max
         steps = torch.where(steps < 0, never, steps)

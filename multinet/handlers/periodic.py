@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..config import flatten
 from ..events import Event
 
 __all__ = ["EvaluateEvery", "SampleEvery", "AtSteps"]
@@ -21,23 +22,13 @@ class EvaluateEvery:
         engine.on(Event.ITERATION_COMPLETED, self, self.every)
 
     def __call__(self, engine: Any) -> None:
-        self.latest = _flat(self.evaluate())  # nested results as "curves/<curve>/<point>"
+        self.latest = flatten(self.evaluate(), "/")  # nested results as "curves/<curve>/<point>"
         numbers = {f"eval/{k}": float(v) for k, v in self.latest.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tracker is not None and numbers:
             self.tracker.scalars(engine.iteration, numbers)
         for listen in self.listeners:
             listen(engine, self.latest)
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}/"))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 class SampleEvery:
