@@ -320,3 +320,17 @@ def test_a_group_rule_that_matches_nothing_warns_at_build():
     from multinet import GroupRule
     with pytest.warns(UserWarning, match="n: parameter-group rule 'head' matches no parameter"):
         Net("n", NetSpec(nn.Linear(3, 1), groups=[GroupRule(name="head", pattern="head")]), "cpu")
+
+
+def test_the_progress_bar_shows_the_logged_losses():
+    """The bar fires before the logger in a step (the runner's order): it still shows each logged row."""
+    from multinet.handlers import LogScalars, ProgressBar
+
+    class Keep:
+        def scalars(self, step, values):
+            pass
+    nets, phases, _ = _gan()
+    scalars = LogScalars(Keep(), every=2)
+    bar = ProgressBar(5, enabled=False, scalars=scalars)
+    Engine(nets, phases, total_steps=5, handlers=[bar, scalars]).run()
+    assert set(bar.postfix) == {"discriminator", "generator"} and bar._shown == 4

@@ -16,6 +16,8 @@ class ProgressBar:
     def __init__(self, total: int, desc: str = "", enabled: bool = True, scalars: Any = None) -> None:
         self.total, self.desc, self.enabled, self.scalars = total, desc, enabled, scalars
         self.bar: Any = None
+        self.postfix: dict[str, str] = {}  # the losses shown
+        self._shown = -1  # the logged step they come from
 
     def attach(self, engine: Any) -> None:
         engine.on(Event.STARTED, self._open)
@@ -27,9 +29,11 @@ class ProgressBar:
                         desc=self.desc)
 
     def _update(self, engine: Any) -> None:
-        if self.scalars is not None and self.scalars.step == engine.iteration:
-            self.bar.set_postfix({k[5:]: f"{v:.3f}" for k, v in self.scalars.last.items() if k.startswith("loss/")},
-                                 refresh=False)
+        # Whichever of the two fires first in a step, a newly logged row shows at the latest one step later.
+        if self.scalars is not None and self.scalars.step > self._shown:
+            self._shown = self.scalars.step
+            self.postfix = {k[5:]: f"{v:.3f}" for k, v in self.scalars.last.items() if k.startswith("loss/")}
+            self.bar.set_postfix(self.postfix, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:
