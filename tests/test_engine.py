@@ -334,3 +334,26 @@ def test_the_progress_bar_shows_the_logged_losses():
     bar = ProgressBar(5, enabled=False, scalars=scalars)
     Engine(nets, phases, total_steps=5, handlers=[bar, scalars]).run()
     assert set(bar.postfix) == {"discriminator", "generator"} and bar._shown == 4
+
+
+def test_finiteness_is_checked_once_per_step_unless_a_weight_changed(monkeypatch):
+    import multinet.engine as engine_module
+    calls = []
+    real = engine_module.find_non_finite
+    monkeypatch.setattr(engine_module, "find_non_finite", lambda e: calls.append(e.iteration) or real(e))
+    nets, phases, _ = _gan()
+    e = Engine(nets, phases, total_steps=4, log_every=2)
+    e.on("iteration", lambda e: e.check_finite(), every=2)  # a logger and a checkpointer ask too
+    e.on("iteration", lambda e: e.check_finite(), every=2)
+    e.run()
+    assert calls == [2, 4]  # the loop's own check; the handlers' and the end's were the same state
+
+    def poison(e):  # a handler that breaks a weight after the loop's check, in the same step
+        with torch.no_grad():
+            e.nets["generator"].module[0].weight.fill_(float("nan"))
+    nets, phases, _ = _gan()
+    e = Engine(nets, phases, total_steps=2, log_every=2, handlers=[])
+    e.on("iteration", poison, every=2)
+    e.on("iteration", lambda e: e.check_finite(), every=2)
+    with pytest.raises(NonFiniteLoss, match="non-finite weights in network 'generator'"):
+        e.run()
