@@ -16,7 +16,7 @@ import torch
 from .channel import ebn0_to_sigma
 
 __all__ = ["McResult", "monte_carlo", "uncoded_bpsk_bler", "hamming74_hard_bler", "hamming74_codebook",
-           "ml_decoder", "MlDecoder", "wilson_interval"]
+           "ml_decoder", "MlDecoder", "wilson_interval", "result_row"]
 
 
 def _q(x: float) -> float:
@@ -68,6 +68,7 @@ class McResult:
     ber: float
     blocks: int
     errors: int
+    bit_errors: int = 0
 
 
 def wilson_interval(errors: int, blocks: int, z: float = 1.96) -> tuple[float, float]:
@@ -134,4 +135,18 @@ def monte_carlo(codebook: torch.Tensor, decode: Callable[[torch.Tensor], torch.T
             counts[1] += popcount[diff].sum()
         blocks += b
         errors, bit_errors = counts.tolist()
-    return McResult(ebn0_db, errors / blocks, bit_errors / (blocks * k), blocks, errors)
+    return McResult(ebn0_db, errors / blocks, bit_errors / (blocks * k), blocks, errors, bit_errors)
+
+
+def result_row(curve: str, ebn0_db: float, blocks: int, errors: int, bit_errors: int | None, bits_per_block: int
+               ) -> dict:
+    """One row of ``bler.csv``: BLER and BER with 95 % Wilson intervals. The BER interval treats
+    bits as independent, which errors inside one block are not: read it as a rough guide."""
+    lo, hi = wilson_interval(errors, blocks)
+    row = {"curve": curve, "ebn0_db": ebn0_db, "bler": errors / blocks if blocks else None, "bler_low": lo,
+           "bler_high": hi, "ber": None, "ber_low": None, "ber_high": None, "blocks": blocks, "errors": errors}
+    if bit_errors is not None and blocks:
+        n_bits = blocks * bits_per_block
+        row["ber"] = bit_errors / n_bits
+        row["ber_low"], row["ber_high"] = wilson_interval(bit_errors, n_bits)
+    return row

@@ -1,20 +1,27 @@
-"""The channel between encoder and decoder: energy normalisation, then AWGN (optionally fading).
+"""The channel between encoder and decoder: energy normalisation, then noise (optionally fading).
 
 Noise per real dimension follows the convention of O'Shea & Hoydis and Sionna's ``ebnodb2no``:
-σ² = 1 / (2 · R · Eb/N0), R = k / n, with every codeword normalised to ‖x‖² = n. Image (JSCC)
-systems set the noise by SNR instead: unit average power per real symbol, σ² = 1 / SNR.
+σ² = 1 / (2 · R · Eb/N0), R = k / n bits per real channel use, with every codeword normalised to
+‖x‖² = n. Image (JSCC) systems set the noise by SNR instead: unit average power per real symbol,
+σ² = 1 / SNR. ``model`` picks who draws the noise: the built-in AWGN / Rayleigh block fading
+below, or any Sionna channel block (``sionna_channel``; the optional extra). A receiver front end
+can quantise what arrives (``quantize_bits``): its gradient is zero almost everywhere, which is
+what model-free training is for.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from .. import distributed
 from ..config import FieldError, within
 
-__all__ = ["ChannelConfig", "Channel", "ebn0_to_sigma", "snr_to_sigma"]
+__all__ = ["ChannelConfig", "Channel", "make_channel", "ebn0_to_sigma", "snr_to_sigma", "quantize", "SIONNA_MODELS"]
+
+# The Sionna blocks a recipe can name (``model = "sionna.<Name>"``); see ``sionna_channel``.
+SIONNA_MODELS = ("AWGN", "FlatFadingChannel", "RayleighBlockFading", "TDL")
 
 
 def ebn0_to_sigma(ebn0_db: float | torch.Tensor, rate: float) -> float | torch.Tensor:
@@ -26,12 +33,27 @@ def snr_to_sigma(snr_db: float | torch.Tensor) -> float | torch.Tensor:
     return (10 ** (-snr_db / 10)) ** 0.5
 
 
+def quantize(y: torch.Tensor, bits: int, amplitude: float) -> torch.Tensor:
+    """A uniform mid-rise quantiser of 2^bits levels over [-amplitude, amplitude] (1 bit: the sign
+    times amplitude/2). Rounding has zero gradient almost everywhere: nothing flows back through it."""
+    levels = 2 ** bits
+    step = 2 * amplitude / levels
+    idx = torch.floor(y / step).clamp(-levels // 2, levels // 2 - 1)
+    return (idx + 0.5) * step
+
+
 @dataclass
 class ChannelConfig:
     """``db`` is Eb/N0 (``level = "ebn0"``) or SNR (``level = "snr"``); with ``db_max`` > ``db``
     each example draws its level uniformly from [db, db_max]. With ``db_end`` the level is
     scheduled: it moves linearly from ``db`` to ``db_end`` over the phases that train on this
-    channel (a ``db_max`` range moves with it)."""
+    channel (a ``db_max`` range moves with it).
+
+    ``model``: ``"awgn"`` (built in; ``fading = "rayleigh"`` adds a real block gain) or
+    ``"sionna.AWGN"``, ``"sionna.FlatFadingChannel"``, ``"sionna.RayleighBlockFading"``,
+    ``"sionna.TDL"`` with keyword arguments in ``sionna_args``. ``symbols``: how the n real
+    outputs of the encoder ride a complex channel — ``"real"`` (one real symbol per use) or
+    ``"complex"`` (I/Q pairs, n even)."""
 
     level: Literal["ebn0", "snr"] = "ebn0"
     db: float = 7.0
@@ -39,6 +61,11 @@ class ChannelConfig:
     db_end: float | None = None
     normalization: Literal["codeword", "batch"] = "codeword"
     fading: Literal["none", "rayleigh"] = "none"
+    model: str = "awgn"
+    sionna_args: dict[str, Any] = field(default_factory=dict)
+    symbols: Literal["real", "complex"] = "real"
+    quantize_bits: int = 0  # 0: no quantiser at the receiver
+    quantize_range: float = 2.0
     eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])
 
     def __post_init__(self) -> None:
@@ -47,15 +74,40 @@ class ChannelConfig:
         for i, db in enumerate(self.eval_db):
             if not -60 <= db <= 60:
                 raise FieldError(f"eval_db[{i}]", f"must be in [-60, 60] dB, got {db}")
+        known = ("awgn",) + tuple(f"sionna.{m}" for m in SIONNA_MODELS)
+        if self.model not in known:
+            raise FieldError("model", f"must be one of {', '.join(known)}; got {self.model!r}")
+        if self.model == "awgn" and self.sionna_args:
+            raise FieldError("sionna_args", "only used with a sionna.* model")
+        if self.model.startswith("sionna.") and self.fading != "none":
+            raise FieldError("fading", "the built-in fading applies to model='awgn'; pick a Sionna fading model instead")
+        within(self, "quantize_bits", low=0, high=12)
+        within(self, "quantize_range", low=0, open_low=True)
+
+    @property
+    def sionna(self) -> bool:
+        return self.model.startswith("sionna.")
 
 
 class Channel:
-    """Normalise, then add noise (and block fading) with the channel's own seeded generator."""
+    """Normalise, then add noise (and block fading) with the channel's own seeded generator.
 
-    def __init__(self, cfg: ChannelConfig, n: int, k: int, gen: torch.Generator) -> None:
-        self.cfg, self.n, self.rate = cfg, n, k / n
+    ``rate``: information bits per real channel use (k / n for a message system)."""
+
+    def __init__(self, cfg: ChannelConfig, n: int, k: int | None = None, gen: torch.Generator | None = None, *,
+                 rate: float | None = None) -> None:
+        if (k is None) == (rate is None):
+            raise ValueError("give either k (bits per block of n uses) or rate (bits per real channel use)")
+        if cfg.symbols == "complex" and n % 2:
+            raise FieldError("symbols", f"'complex' pairs the n real outputs into I/Q; n={n} is odd")
+        self.cfg, self.n, self.rate = cfg, n, (k / n if rate is None else rate)
         self.gen = gen  # a named stream of the system's registry (checkpointed with the run)
         self.progress = 0.0  # through the phases training on this channel, for a scheduled level
+
+    @property
+    def out_dim(self) -> int:
+        """How many real values the receiver gets per block."""
+        return self.n
 
     def level(self) -> tuple[float, float | None]:
         """The training level now: (low, high or None)."""
@@ -79,23 +131,44 @@ class Channel:
         Training draws from the channel's own generator, this rank's rows of a global draw (see
         ``multinet.distributed``); evaluation passes its own ``generator`` and leaves it untouched.
         """
-        b = x.shape[0]
         gen = self.gen if generator is None else generator
-        rand, randn = (distributed.rand, distributed.randn) if generator is None else (torch.rand, torch.randn)
-
-        def draw(fn, *shape, dtype=None):
-            return fn(b, *shape, generator=gen, device=x.device, dtype=dtype)
+        rand = distributed.rand if generator is None else torch.rand
         low, high = self.level()
         if db is None and high is not None:
-            sigma = self.sigma(low + (high - low) * draw(rand, 1))
+            level: float | torch.Tensor = low + (high - low) * rand(x.shape[0], 1, generator=gen, device=x.device)
         else:
-            sigma = self.sigma(low if db is None else db)
+            level = low if db is None else db
+        y = self.transmit(x, level, gen, generator is None)
+        if self.cfg.quantize_bits:
+            y = quantize(y, self.cfg.quantize_bits, self.cfg.quantize_range)
+        return y
+
+    def transmit(self, x: torch.Tensor, level: float | torch.Tensor, gen: torch.Generator,
+                 training: bool) -> torch.Tensor:
+        """The noisy channel itself at ``level`` dB (a float, or a (B, 1) tensor per block)."""
+        b = x.shape[0]
+        randn = distributed.randn if training else torch.randn
+
+        def draw(*shape, dtype=None):
+            return randn(b, *shape, generator=gen, device=x.device, dtype=dtype)
+        sigma = self.sigma(level)
         if self.cfg.fading == "rayleigh":  # one real gain per block, E[h²] = 1, unknown to the receiver
-            x = draw(randn, 2).pow(2).sum(1, keepdim=True).div(2).sqrt() * x
-        return x + sigma * draw(randn, *x.shape[1:], dtype=x.dtype)
+            x = draw(2).pow(2).sum(1, keepdim=True).div(2).sqrt() * x
+        return x + sigma * draw(*x.shape[1:], dtype=x.dtype)
 
     def describe(self) -> str:
         lvl = f"{self.cfg.db:g}" + (f"..{self.cfg.db_max:g}" if self.cfg.db_max is not None else "") + \
             (f" -> {self.cfg.db_end:g}" if self.cfg.db_end is not None else "")
-        return f"{'Eb/N0' if self.cfg.level == 'ebn0' else 'SNR'} {lvl} dB" + \
-            (", Rayleigh block fading" if self.cfg.fading == "rayleigh" else "")
+        what = self.cfg.model if self.cfg.sionna else (
+            "Rayleigh block fading" if self.cfg.fading == "rayleigh" else "AWGN")
+        quant = f", {self.cfg.quantize_bits}-bit receiver quantiser" if self.cfg.quantize_bits else ""
+        return f"{what}, {'Eb/N0' if self.cfg.level == 'ebn0' else 'SNR'} {lvl} dB{quant}"
+
+
+def make_channel(cfg: ChannelConfig, n: int, gen: torch.Generator, device: torch.device, *,
+                 k: int | None = None, rate: float | None = None) -> Channel:
+    """The built-in channel, or the Sionna block the config names (imported only then)."""
+    if not cfg.sionna:
+        return Channel(cfg, n, k, gen, rate=rate)
+    from .sionna_channel import SionnaChannel
+    return SionnaChannel(cfg, n, gen, device, k=k, rate=rate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import RunConfig, at_least, within
+from ..config import FieldError, RunConfig, at_least, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig
 from ..netconfig import NetConfig
@@ -15,18 +15,46 @@ __all__ = ["AeRecipe", "SystemConfig", "PhaseConfig", "TrainConfig", "EvalConfig
 
 @dataclass
 class SystemConfig:
-    kind: Literal["messages", "images"] = "messages"
+    """``kind``: ``messages`` (one of 2^k messages in n real channel uses, softmax receiver),
+    ``bits`` (a trainable constellation of 2^m points and a neural demapper giving m bit LLRs,
+    for use under an outer code of rate code_k / code_n; n and k unused) or ``images``.
+
+    ``training``: ``gradient`` (backpropagation through the channel) or ``model_free`` (Aoudia &
+    Hoydis 2018: the receiver trains supervised, the transmitter by policy gradient through
+    Gaussian perturbations of its output of standard deviation ``policy_sigma``; no gradient
+    through the channel)."""
+
+    kind: Literal["messages", "images", "bits"] = "messages"
     n: int = 7
     k: int = 4
     hidden: int = 128
     batch_size: int = 1024
+    training: Literal["gradient", "model_free"] = "gradient"
+    policy_sigma: float = 0.15
+    bits_per_symbol: int = 4
+    constellation_init: Literal["qam", "random"] = "qam"
+    code_k: int = 256
+    code_n: int = 512
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "n", "k", "hidden", "batch_size")
+        at_least(self, 1, "n", "k", "hidden", "batch_size", "bits_per_symbol", "code_k", "code_n")
         # 2^k messages: the decoder's output, the codebook and ML decoding all grow with it.
         within(self, "k", low=1, high=16, note=" (2^k messages)")
         within(self, "n", low=1, high=4096)
         within(self, "batch_size", low=1, high=2 ** 24)
+        within(self, "policy_sigma", low=0, high=1, open_low=True, open_high=True)
+        within(self, "bits_per_symbol", low=1, high=12)
+        if self.code_k >= self.code_n:
+            raise FieldError("code_k", f"must be below code_n={self.code_n} (a rate below 1), got {self.code_k}")
+        if self.kind == "bits" and self.code_n % self.bits_per_symbol:
+            raise FieldError("code_n", f"must be a multiple of bits_per_symbol={self.bits_per_symbol} (whole "
+                             f"symbols per codeword), got {self.code_n}")
+        if self.training == "model_free" and self.kind == "images":
+            raise FieldError("training", "model_free is for message and bit systems")
+
+    @property
+    def code_rate(self) -> float:
+        return self.code_k / self.code_n
 
 
 @dataclass
@@ -52,9 +80,16 @@ class EvalConfig:
     batch: int = 200_000
     baselines: bool = True
     ml_errors: int = 400
+    # Classical baselines from Sionna where the (n, k) fits (OSD for Hamming(7,4); 5G LDPC / Polar
+    # SCL with QAM for bit systems), when Sionna is installed.
+    sionna_baselines: bool = True
+    polar_list_size: int = 8
+    code_batch: int = 2000  # codewords per batch in coded (LDPC / Polar / OSD) Monte Carlo
+    osd_max_blocks: int = 2_000_000  # Sionna's OSD is far slower than the exact ML search
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "min_errors", "max_blocks", "batch", "ml_errors")
+        at_least(self, 1, "min_errors", "max_blocks", "batch", "ml_errors", "polar_list_size", "code_batch",
+                 "osd_max_blocks")
 
 
 @dataclass

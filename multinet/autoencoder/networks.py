@@ -1,5 +1,7 @@
 """Transmitter and receiver networks.
 
+Bit systems (the setting of Sionna's end-to-end tutorial) learn a constellation of 2^m points in
+the I/Q plane and a neural demapper that turns each received symbol into m bit LLRs.
 Message systems follow seed 002 (``InputNum → 128 → OutputBit`` with LeakyReLU and its mirror):
 the encoder maps a one-hot message of M = 2^k to n real channel uses; the decoder maps n
 received values to M logits. Image systems are MLPs over the flattened image.
@@ -13,7 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["MessageEncoder", "MessageDecoder", "ImageEncoder", "ImageDecoder"]
+__all__ = ["MessageEncoder", "MessageDecoder", "ImageEncoder", "ImageDecoder", "Constellation", "NeuralDemapper",
+           "gray_qam", "bit_labels"]
 
 
 class MessageEncoder(nn.Module):
@@ -82,3 +85,59 @@ class ImageDecoder(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.net(y).view(-1, *self.shape)
+
+
+def bit_labels(m: int) -> torch.Tensor:
+    """The m bits of every symbol index, most significant first: (2^m, m) in {0, 1}."""
+    return ((torch.arange(2 ** m)[:, None] >> torch.arange(m - 1, -1, -1)) & 1).float()
+
+
+def gray_qam(m: int) -> torch.Tensor:
+    """Gray-labelled square QAM (PAM per axis: the first ceil(m/2) bits pick I, the rest Q)
+    as (2^m, 2) real points, unit average energy per complex symbol."""
+    mi, mq = (m + 1) // 2, m // 2
+
+    def pam(bits: int) -> torch.Tensor:  # Gray label g -> amplitude, g = i ^ (i >> 1)
+        n = 2 ** bits
+        amp = torch.empty(n)
+        for i in range(n):
+            amp[i ^ (i >> 1)] = 2 * i - n + 1
+        return amp
+    idx = torch.arange(2 ** m)
+    pts = torch.stack([pam(mi)[idx >> mq], pam(mq)[idx & (2 ** mq - 1)] if mq else torch.zeros(2 ** m)], 1)
+    return pts / pts.pow(2).sum(1).mean().sqrt()
+
+
+class Constellation(nn.Module):
+    """2^m trainable points in the I/Q plane, centred and scaled so the average energy per real
+    dimension is 1 (‖x‖² = 2 on average, the channel's convention for one complex use)."""
+
+    def __init__(self, m: int, init: str = "qam") -> None:
+        super().__init__()
+        self.m = m
+        start = gray_qam(m) if init == "qam" else torch.randn(2 ** m, 2)
+        self.points = nn.Parameter(start.clone())
+
+    def normalized(self) -> torch.Tensor:
+        p = self.points - self.points.mean(0)
+        return p * (2.0 / p.pow(2).sum(1).mean().clamp_min(1e-12)).sqrt()
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.normalized().index_select(0, idx)
+
+    def codebook(self) -> torch.Tensor:
+        return self.normalized()
+
+
+class NeuralDemapper(nn.Module):
+    """Received values (2 per complex use, or more over a fading channel) -> m bit logits, which
+    are LLRs ln p(b=1)/p(b=0) in Sionna's sign convention."""
+
+    def __init__(self, inputs: int, m: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(inputs, hidden)), ("act1", nn.ReLU()),
+                                              ("fc2", nn.Linear(hidden, hidden)), ("act2", nn.ReLU()),
+                                              ("fc3", nn.Linear(hidden, m))]))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
