@@ -118,6 +118,9 @@ class AeRecipe(RunConfig):
             raise ValueError("a phase uses channel 'finetune' but [finetune_channel] is not set")
         if self.train.steps == 0:
             self.train.steps = sum(p.steps for p in self.phases)
+        if self.train.steps < len(self.phases):
+            raise FieldError("train.steps", f"must be at least the number of phases ({len(self.phases)}): each "
+                             f"phase needs a step, got {self.train.steps}")
 
 
 def phase_bounds(phases: list[PhaseConfig], total: int) -> list[tuple[int, int]]:
@@ -125,7 +128,8 @@ def phase_bounds(phases: list[PhaseConfig], total: int) -> list[tuple[int, int]]
     declared = sum(p.steps for p in phases)
     bounds, start = [], 0
     for i, p in enumerate(phases):
-        length = total - start if i == len(phases) - 1 else max(1, round(p.steps * total / declared))
+        later = len(phases) - 1 - i  # each later phase keeps a step too
+        length = total - start if not later else min(max(1, round(p.steps * total / declared)), total - start - later)
         bounds.append((start, start + length))
         start += length
     return bounds

@@ -21,6 +21,7 @@ and resumed with it, and an evaluation's generator is left alone like the built-
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -80,8 +81,9 @@ class SionnaChannel(Channel):
         level = torch.as_tensor(level, dtype=torch.float32, device=self.device)
         per_use = 1 if self.cfg.symbols == "real" else 2  # real dimensions per complex use
         if self.cfg.level == "ebn0":
-            # bits per complex use = per_use · rate; ebnodb2no(db, bits_per_symbol, coderate)
-            return self.sp.utils.ebnodb2no(level, per_use, self.rate, device=str(self.device))
+            # bits per complex use b = per_use · rate, written as ebnodb2no's (bits per symbol ≥ b, rate ≤ 1)
+            b = per_use * self.rate
+            return self.sp.utils.ebnodb2no(level, math.ceil(b), b / math.ceil(b), device=str(self.device))
         return per_use * 10 ** (-level / 10)  # unit power per real value, as in the built-in channel
 
     def transmit(self, x: torch.Tensor, level: float | torch.Tensor, gen: torch.Generator,
