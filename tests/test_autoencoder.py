@@ -75,6 +75,9 @@ def test_phase_lengths_scale_to_total():
     phases = [PhaseConfig("joint", 3000), PhaseConfig("decoder", 1000)]
     assert phase_bounds(phases, 4000) == [(0, 3000), (3000, 4000)]
     assert phase_bounds(phases, 40) == [(0, 30), (30, 40)]
+    assert phase_bounds(phases, 2) == [(0, 1), (1, 2)]  # rounding never leaves a later phase empty
+    with pytest.raises(ConfigError, match="train.steps: must be at least the number of phases"):
+        from_dict(AeRecipe, {"train": {"steps": 1}, "phases": [{"name": "joint"}, {"name": "decoder"}]})
     with pytest.raises(ConfigError, match="finetune_channel"):
         from_dict(AeRecipe, {"phases": [{"name": "decoder", "channel": "finetune"}]})
 

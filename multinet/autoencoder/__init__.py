@@ -1,7 +1,9 @@
 """Autoencoder: encoder → channel → decoder. ``python -m multinet.autoencoder`` runs a recipe."""
-from .bler import hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler
-from .channel import Channel, ChannelConfig, ebn0_to_sigma
+from .bler import hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler, wilson_interval
+from .channel import Channel, ChannelConfig, ebn0_to_sigma, make_channel, quantize
 from .config import AeRecipe, phase_bounds
-from .networks import ImageDecoder, ImageEncoder, MessageDecoder, MessageEncoder
+from .model_free import log_policy, perturb, policy_loss
+from .networks import (Constellation, ImageDecoder, ImageEncoder, MessageDecoder, MessageEncoder, NeuralDemapper,
+                       gray_qam)
 from . import evaluation
 from .system import AeSystem

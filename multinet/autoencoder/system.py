@@ -206,7 +206,7 @@ class AeSystem(System):
             np.save(ctx.out / "codebook.npy", points.cpu().numpy())
             if points.shape[1] == 2:  # one complex use per block: the constellation itself
                 labels = ([format(i, f"0{s.bits_per_symbol}b") for i in range(self.m)] if s.kind == "bits" else None)
-                evaluation.plot_constellation(ctx.out, points, labels, f"learned constellation, {self.describe()}")
+                evaluation.plot_constellation(ctx.out, points, labels, self.describe())
             if self.cfg.eval.baselines:
                 rows += evaluation.baselines(self)
             evaluation.plot(ctx.out, rows, f"{self.describe()} over {self.channels['train'].describe()}")
@@ -218,7 +218,7 @@ class AeSystem(System):
         s = self.cfg.system
         how = ", model-free" if s.training == "model_free" else ""
         if s.kind == "bits":
-            return f"{self.m}-point constellation, 5G LDPC ({s.code_n},{s.code_k}){how}"
+            return f"learned {self.m}-point constellation, 5G LDPC ({s.code_n},{s.code_k}){how}"
         return f"({s.n},{s.k}) autoencoder{how}" if s.kind == "messages" else "image autoencoder"
 
     def state_dict(self) -> dict[str, Any]:
