@@ -53,8 +53,9 @@ def sweep(runs: list[str], target: int, batch: int, cap: int) -> None:
 
             print(f"\n{run}: ({n},{k}), network receiver, target {target} block errors, batch {batch}, cap {cap}")
             print(f"{'Eb/N0':>6} | {'multinet blocks':>15} {'errors':>7} {'s':>7} | {'sim_ber blocks':>15} "
-                  f"{'errors':>7} {'s':>7} | ratio")
+                  f"{'errors':>7} {'s':>7} | blocks/s ratio")
             tot_a = tot_b = 0.0
+            blk_a = blk_b = 0
             for db in system.cfg.channel.eval_db:
                 t0 = time.perf_counter()
                 r = monte_carlo(cb, dec, k, db, target, cap, batch, torch.Generator().manual_seed(0))
@@ -68,10 +69,11 @@ def sweep(runs: list[str], target: int, batch: int, cap: int) -> None:
                 sp.utils.sim_ber(mc_fun, [db], batch, cap // batch, num_target_block_errors=target,
                                  verbose=False, callback=count, early_stop=False)
                 tb = time.perf_counter() - t0
-                tot_a, tot_b = tot_a + ta, tot_b + tb
+                tot_a, tot_b, blk_a, blk_b = tot_a + ta, tot_b + tb, blk_a + r.blocks, blk_b + seen["blocks"]
                 print(f"{db:6.1f} | {r.blocks:15d} {r.errors:7d} {ta:7.2f} | {seen['blocks']:15d} {seen['errors']:7d} "
-                      f"{tb:7.2f} | {tb / ta:5.1f}x")
-            print(f"{'all':>6} | {'':15} {'':7} {tot_a:7.2f} | {'':15} {'':7} {tot_b:7.2f} | {tot_b / tot_a:5.1f}x")
+                      f"{tb:7.2f} | {(r.blocks / ta) / (seen['blocks'] / tb):5.1f}x")
+            print(f"{'all':>6} | {blk_a:15d} {'':7} {tot_a:7.2f} | {blk_b:15d} {'':7} {tot_b:7.2f} | "
+                  f"{(blk_a / tot_a) / (blk_b / tot_b):5.1f}x  ({blk_a / tot_a:.3g} vs {blk_b / tot_b:.3g} blocks/s)")
 
 
 def _engine_run(steps: int) -> float:

@@ -1,5 +1,11 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The helpers beside the tests (nets_zoo) import by their plain names too.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 torch.set_num_threads(2)
 
