@@ -4,6 +4,7 @@
                              [--device D] [--resume [CKPT]] [--stop-at N] [--no-progress]
     python -m multinet evaluate CKPT [key=value ...]
     python -m multinet sample CKPT --n N --out FILE.npy [--rejection drs]
+    python -m multinet sample EXPORT/generator.json --n N --out FILE.npy [--seed S]
     python -m multinet export CKPT --out DIR
 
 SYSTEM is ``gan``, ``autoencoder`` or the import path of your own ``System`` subclass
@@ -79,6 +80,7 @@ def _parser(command: str, fixed: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="FILE.npy")
         p.add_argument("--rejection", choices=("none", "drs"), default="none",
                        help="drs: discriminator rejection sampling (the checkpoint's eval.drs_* settings apply)")
+        p.add_argument("--seed", type=int, default=0, help="for an exported generator (CKPT = its .json or folder)")
     if command == "export":
         p.add_argument("--out", required=True, help="folder")
     return p
@@ -142,6 +144,8 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:
     from .runner import load_system
+    if args.command == "sample" and (args.checkpoint.endswith(".json") or Path(args.checkpoint).is_dir()):
+        return _sample_export(args)
     try:
         built, ckpt = load_system(args.checkpoint, system, args.device, getattr(args, "overrides", []))
         step = int(ckpt.get("engine", {}).get("iteration", 0))
@@ -159,7 +163,6 @@ def _use(system: type[System] | None, args: argparse.Namespace) -> int:
 
 
 def _sample(system: System, args: argparse.Namespace) -> int:
-    import numpy as np
     if args.n <= 0:
         raise ConfigError("--n must be positive")
     if args.rejection == "drs":
@@ -171,6 +174,29 @@ def _sample(system: System, args: argparse.Namespace) -> int:
         print(f"rejection sampling accepted {accepted:.1%} of the candidates")
     else:
         x = system.sample(args.n)
+    return _save_samples(x, args)
+
+
+def _sample_export(args: argparse.Namespace) -> int:
+    """``sample EXPORT.json``: only the exported generator is read, no training run."""
+    import torch
+    from .export import load_exported, read_export
+    if args.n <= 0:
+        raise ConfigError("--n must be positive")
+    path = Path(args.checkpoint)
+    spec = path / "generator.json" if path.is_dir() else path
+    meta = read_export(spec).get("meta", {})
+    if meta.get("kind") != "generator" or not isinstance(meta.get("latent_dim"), int):
+        raise ValueError(f"{spec}: not an exported generator (sample needs one; its meta names kind and latent_dim)")
+    G = load_exported(spec, args.device)
+    z = torch.randn(args.n, meta["latent_dim"], generator=torch.Generator().manual_seed(args.seed)).to(args.device)
+    with torch.no_grad():
+        x = G(z)
+    return _save_samples(x, args)
+
+
+def _save_samples(x: Any, args: argparse.Namespace) -> int:
+    import numpy as np
     x = x.cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

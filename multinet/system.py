@@ -125,6 +125,19 @@ class System:
     def export(self, folder: Path) -> list[Path]:
         raise NotOffered(f"{type(self).__name__} offers no export()")
 
+    def export_networks(self, folder: Path, meta: dict[str, dict[str, Any]]) -> list[Path]:
+        """For ``export``: each network named in ``meta`` (its EMA copy when it has one) as
+        safetensors + JSON with that meta (``multinet.export``); one from a recipe's ``class_path``
+        is rebuilt from it, a shipped one from its ``init_args``."""
+        from .export import export_module
+        paths: list[Path] = []
+        for name, info in meta.items():
+            ncfg = getattr(self.cfg.networks, name, None)
+            path = ncfg.class_path if ncfg is not None and ncfg.class_path else None
+            paths += export_module(self.inference_module(name), folder, name, info, path,
+                                   ncfg.init_args if path else None)
+        return paths
+
     def offers(self, name: str) -> bool:
         """Whether this system offers ``evaluate`` / ``sample`` / ``export``."""
         return getattr(type(self), name) is not getattr(System, name)

@@ -23,12 +23,7 @@ needs_sionna = pytest.mark.skipif(sp is None, reason='Sionna not installed (pip 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # runs are compared bit for bit
 
 
 def _cfg(recipe, *items):

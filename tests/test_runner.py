@@ -14,13 +14,8 @@ EXAMPLES = ["examples.cond_gan_digits:CondGan", "examples.bigan_digits:BiGan",
             "examples.ae_clipping_channel:ClippedAutoencoder"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Bit-for-bit comparisons: one thread fixes the CPU summation order (README, "Known limits").
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Bit-for-bit comparisons: one thread fixes the CPU summation order (README, "Known limits").
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(system, steps=12, **train):

@@ -22,6 +22,7 @@ __all__ = ["MessageEncoder", "MessageDecoder", "ImageEncoder", "ImageDecoder", "
 class MessageEncoder(nn.Module):
     def __init__(self, m: int, n: int, hidden: int = 128) -> None:
         super().__init__()
+        self.init_args = dict(m=m, n=n, hidden=hidden)  # for export
         self.m = m
         self.fc1 = nn.Linear(m, hidden)
         self.act = nn.LeakyReLU()
@@ -43,6 +44,7 @@ class MessageEncoder(nn.Module):
 class MessageDecoder(nn.Module):
     def __init__(self, m: int, n: int, hidden: int = 128) -> None:
         super().__init__()
+        self.init_args = dict(m=m, n=n, hidden=hidden)  # for export
         # in-place activation: one fewer hidden-sized tensor per call (the BLER sweeps' hot path)
         self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(n, hidden)), ("act", nn.LeakyReLU(inplace=True)),
                                               ("fc2", nn.Linear(hidden, m))]))
@@ -69,6 +71,7 @@ class MessageDecoder(nn.Module):
 class ImageEncoder(nn.Module):
     def __init__(self, shape: tuple[int, ...], n: int, hidden: int = 256) -> None:
         super().__init__()
+        self.init_args = dict(shape=list(shape), n=n, hidden=hidden)  # for export
         self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(math.prod(shape), hidden)), ("act", nn.LeakyReLU()),
                                               ("fc2", nn.Linear(hidden, n))]))
 
@@ -79,6 +82,7 @@ class ImageEncoder(nn.Module):
 class ImageDecoder(nn.Module):
     def __init__(self, shape: tuple[int, ...], n: int, hidden: int = 256) -> None:
         super().__init__()
+        self.init_args = dict(shape=list(shape), n=n, hidden=hidden)  # for export
         self.shape = shape
         self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(n, hidden)), ("act", nn.LeakyReLU()),
                                               ("fc2", nn.Linear(hidden, math.prod(shape))), ("tanh", nn.Tanh())]))
@@ -114,6 +118,7 @@ class Constellation(nn.Module):
 
     def __init__(self, m: int, init: str = "qam") -> None:
         super().__init__()
+        self.init_args = dict(m=m, init=init)  # for export
         self.m = m
         start = gray_qam(m) if init == "qam" else torch.randn(2 ** m, 2)
         self.points = nn.Parameter(start.clone())
@@ -135,6 +140,7 @@ class NeuralDemapper(nn.Module):
 
     def __init__(self, inputs: int, m: int, hidden: int = 128) -> None:
         super().__init__()
+        self.init_args = dict(inputs=inputs, m=m, hidden=hidden)  # for export
         self.net = nn.Sequential(OrderedDict([("fc1", nn.Linear(inputs, hidden)), ("act1", nn.ReLU()),
                                               ("fc2", nn.Linear(hidden, hidden)), ("act2", nn.ReLU()),
                                               ("fc3", nn.Linear(hidden, m))]))

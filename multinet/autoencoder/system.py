@@ -10,6 +10,7 @@ reports exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -179,6 +180,17 @@ class AeSystem(System):
         or ``channel.fading=rayleigh`` re-scores a saved run at other points or another channel)."""
         rows = evaluation.evaluate(self, self.names[-1])
         return {"curves": evaluation.table(rows, self.cfg.system.kind)}
+
+    def export(self, folder: Path) -> list[Path]:
+        """Encoder and decoder as safetensors + JSON (``multinet.export``), with what a user
+        needs to drive them: the system's size, the channel they were trained for."""
+        s, ch = self.cfg.system, self.channels["train"]
+        meta = {"system": "autoencoder", "kind": s.kind, "n": s.n, "k": s.k, "training": s.training,
+                "channel": ch.describe(), "normalization": ch.cfg.normalization, "receiver_inputs": ch.out_dim}
+        if s.kind == "bits":
+            meta.update(bits_per_symbol=s.bits_per_symbol, code_k=s.code_k, code_n=s.code_n)
+        return self.export_networks(folder, {"encoder": {**meta, "role": "encoder"},
+                                             "decoder": {**meta, "role": "decoder"}})
 
     # -- in a training run ---------------------------------------------------------------------
     def handlers(self, ctx: RunContext) -> list[Any]:

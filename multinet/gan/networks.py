@@ -22,6 +22,8 @@ class MLPGenerator(nn.Module):
     def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden: int = 256, layers: int = 2,
                  tanh: bool = True, batch_norm: bool = False) -> None:
         super().__init__()
+        self.init_args = dict(latent_dim=latent_dim, shape=list(shape), hidden=hidden, layers=layers, tanh=tanh,
+                              batch_norm=batch_norm)  # for export
         self.shape = shape
         dims = [latent_dim] + [hidden] * layers
         blocks: list[tuple[str, nn.Module]] = []
@@ -111,6 +113,7 @@ def _plan(size: int) -> tuple[int, int]:
 class DCGANGenerator(nn.Module):
     def __init__(self, latent_dim: int, shape: tuple[int, ...], width: int = 64) -> None:
         super().__init__()
+        self.init_args = dict(latent_dim=latent_dim, shape=list(shape), width=width)  # for export
         c, size = shape[0], shape[-1]
         start, ups = _plan(size)
         ch = width * 2 ** (ups - 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -164,6 +165,15 @@ class GanSystem(System):
 
     def evaluate(self) -> dict[str, float]:
         return evaluation.evaluate(self)
+
+    def export(self, folder: Path) -> list[Path]:
+        """The generator (the EMA copy when there is one): ``load_exported`` gives it back, and
+        ``python -m multinet sample FOLDER/generator.json`` samples from it without the run."""
+        image = self.dataset.shape != (2,)
+        return self.export_networks(folder, {"generator": {
+            "kind": "generator", "system": "gan", "latent_dim": self.cfg.model.latent_dim, "shape": list(self.shape),
+            "value_range": [-1.0, 1.0] if image else None, "ema": self.nets["generator"].ema is not None,
+            "dataset": self.cfg.data.name, "recipe": self.cfg.description}})
 
     def state_dict(self) -> dict[str, Any]:
         return {"shape": list(self.shape)}
