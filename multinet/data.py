@@ -202,6 +202,38 @@ class DataSource:
     held_out_labels: torch.Tensor | None = None
 
 
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def _image_folder(root: str, transform: Any) -> Any:
+    """torchvision's ImageFolder over class subfolders (labels = folder names, sorted), or every
+    image directly in ``root`` as one class when it has no subfolders."""
+    import torchvision
+    folder = Path(root)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data.root={root!r}: no such folder (imagefolder wants class subfolders or images)")
+    if any(p.is_dir() for p in folder.iterdir()):
+        return torchvision.datasets.ImageFolder(root, transform=transform)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")
+    return _FlatImages(files, transform)
+
+
+class _FlatImages:
+    """Images directly in a folder, label 0: the ``samples`` / ``classes`` ImageFolder has."""
+
+    def __init__(self, files: list[Path], transform: Any) -> None:
+        self.samples, self.classes, self.transform = [(str(p), 0) for p in files], [], transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        from torchvision.datasets.folder import default_loader
+        return self.transform(default_loader(self.samples[i][0])), 0
+
+
 def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     import torchvision
     cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST,
@@ -290,8 +322,8 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
         size = cfg.image_size or 64
         tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
                         T.Normalize([0.5] * 3, [0.5] * 3)])
-        ds = torchvision.datasets.ImageFolder(cfg.root, transform=tf)
-        return DataSource(cfg.name, "image", (3, size, size), len(ds.classes),
+        ds = _image_folder(cfg.root, tf)
+        return DataSource(cfg.name, "image", (3, size, size), max(1, len(ds.classes)),
                           LoaderSampler(ds, cfg.batch_size, seed, cfg.workers, device))
     x, y = load_images(cfg)
     if cfg.limit:

@@ -101,9 +101,19 @@ class EvalConfig:
     # above it are always kept. A critic that finds a few candidates far more real than the rest
     # otherwise accepts almost nothing (the quantile is the bound M of Azadi et al., relaxed).
     drs_quantile: float = 1.0
+    # FID / KID / IS / precision-recall (torch-fidelity) on image data: "inception" (the standard
+    # weights, read from eval.inception_weights or torch's hub cache; missing, the evaluation
+    # says which file to put where and goes on without them), "random-conv" (a fixed untrained
+    # net: a plumbing check, figures named features_*) or the import path of a feature network.
+    standard_metrics: bool = True
+    features: str = "inception"
+    inception_weights: str = ""
+    fid_samples: int = 10_000
+    fid_reference: int = 50_000
 
     def __post_init__(self) -> None:
         at_least(self, 1, "samples", "classifier_epochs", "drs_refit_batch")
+        at_least(self, 2, "fid_samples", "fid_reference")
         at_least(self, 0, "drs_refit", "drs_refit_fourier")
         within(self, "drs_quantile", low=0, high=1, open_low=True)
 

@@ -1,13 +1,17 @@
-"""Scoring a GAN: mixture coverage for the 2-D mixtures, classifier IS / FD for labelled digits,
-each also through rejection sampling with ``eval.rejection = "drs"``; and the 2-D scatter plot."""
+"""Scoring a GAN: mixture coverage for the 2-D mixtures; for images the standard FID / KID / IS /
+precision-recall (``fidelity``) and, for labelled digits, the per-run classifier's IS / FD; each
+also through rejection sampling with ``eval.rejection = "drs"``; and the 2-D scatter plot."""
 from __future__ import annotations
 
+import hashlib
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..data import mixture_means
+from . import fidelity
 from .metrics import image_scores, mixture_coverage, train_classifier
 
 if TYPE_CHECKING:
@@ -28,8 +32,9 @@ def evaluate(system: "GanSystem") -> dict[str, float]:
             scores.update({f"drs_{k}": v for k, v in mixture_coverage(x, means, sigma).items()},
                           drs_acceptance=accepted)
         return scores
+    scores = standard(system) if cfg.eval.standard_metrics else {}
     if cfg.data.name not in CLASSIFIER_DATASETS:
-        return {}
+        return scores
     if system.classifier is None:  # trained (or read from the cache) once per process
         system.classifier = train_classifier(data.train, data.train_labels, data.num_classes,
                                              Path(cfg.data.root) / "classifiers", cfg.data.name,
@@ -37,12 +42,50 @@ def evaluate(system: "GanSystem") -> dict[str, float]:
     clf = system.classifier
     n = max(cfg.eval.samples, len(data.held_out) if data.held_out is not None else 0)
     held_out = None if data.held_out is None else data.held_out.cpu()
-    scores = image_scores(clf, system.sample(n).cpu(), data.train.cpu(), held_out)
+    scores.update(image_scores(clf, system.sample(n).cpu(), data.train.cpu(), held_out))
     if cfg.eval.rejection == "drs":
         x, accepted = system.sample_rejection(n)
         drs = image_scores(clf, x.cpu(), data.train.cpu(), None)
         scores.update({f"drs_{k}": drs[k] for k in ("classifier_is", "classifier_fd")}, drs_acceptance=accepted)
     return scores
+
+
+def standard(system: "GanSystem") -> dict[str, Any]:
+    """FID, KID, IS, precision / recall against the training set, and the held-out floor. With
+    other features than Inception's the figures are named ``features_*`` (they are not FID)."""
+    cfg, data, ev = system.cfg, system.data, system.cfg.eval
+    try:
+        net = fidelity.feature_net(ev.features, ev.inception_weights)
+    except fidelity.WeightsMissing as e:
+        print(f"note: {e}; skipped", file=sys.stderr)
+        return {}
+    net_id = "inception" if ev.features == "inception" else ev.features.replace(":", ".").replace("/", ".")
+    real, key = _real_batches(system)
+    held = data.held_out.cpu() if data.held_out is not None else None
+    out = fidelity.standard_metrics(net, net_id, system.sample(ev.fid_samples).cpu(), real, key, ev.fid_reference,
+                                    Path(cfg.data.root) / "fidelity", held)
+    if ev.features != "inception":
+        out = {f"features_{k}": v for k, v in out.items()}
+    return {**out, "metric_features": getattr(net, "name", ev.features)}
+
+
+def _real_batches(system: "GanSystem") -> tuple[Any, str]:
+    """Batches of training images in [-1, 1] in a fixed order, and a key naming their content."""
+    data, cfg = system.data, system.cfg
+    if data.train is not None:
+        x = data.train.cpu()
+        key = hashlib.sha256(x.numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()[:16]
+        return (lambda: x.split(250)), f"{cfg.data.name}-{key}"
+    ds = data.sampler.dataset  # streamed (imagefolder): the files' names, sizes and times make the key
+    h = hashlib.sha256(str(cfg.data.image_size).encode())
+    for path, _ in getattr(ds, "samples", []):
+        st = Path(path).stat()
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+
+    def batches():
+        loader = torch.utils.data.DataLoader(ds, batch_size=250, shuffle=False, num_workers=cfg.data.workers)
+        return (x for x, _ in loader)
+    return batches, f"{cfg.data.name}-{h.hexdigest()[:16]}"
 
 
 def scatter(points: torch.Tensor, path: Path, step: int, tracker: Any = None) -> None:

@@ -4,7 +4,7 @@
   see TARGETS.md §2).
 - ``Classifier``: a small CNN trained deterministically on the run's real images and cached under
   ``data/classifiers``; gives a classifier Inception Score and a Fréchet distance on its
-  penultimate features. Always report the real-vs-real floor beside the generated figure.
+  penultimate features (torch-fidelity's, as for FID: ``fidelity.frechet``). Always report the real-vs-real floor beside the generated figure.
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["mixture_coverage", "Classifier", "frechet_distance", "inception_score", "train_classifier"]
+from .fidelity import frechet
+
+__all__ = ["mixture_coverage", "Classifier", "inception_score", "train_classifier"]
 
 
 def mixture_coverage(samples: torch.Tensor, means: torch.Tensor, sigma: float) -> dict[str, float]:
@@ -103,17 +105,6 @@ def inception_score(probs: torch.Tensor) -> float:
     return float(kl.mean().exp())
 
 
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖μa − μb‖² + Tr(Σa + Σb − 2(ΣaΣb)^½), via the eigenvalues of √Σa Σb √Σa."""
-    a, b = a.double(), b.double()
-    mu = a.mean(0) - b.mean(0)
-    sa, sb = torch.cov(a.T), torch.cov(b.T)
-    w, v = torch.linalg.eigh(sa)
-    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
-    tr_covmean = torch.linalg.eigvalsh(root_a @ sb @ root_a).clamp_min(0).sqrt().sum()
-    return float(mu @ mu + sa.trace() + sb.trace() - 2 * tr_covmean)
-
-
 def image_scores(model: Classifier, generated: torch.Tensor, reference: torch.Tensor,
                  held_out: torch.Tensor | None) -> dict[str, float]:
     """IS and FD of ``generated`` against ``reference`` (training images), and the same two
@@ -121,9 +112,9 @@ def image_scores(model: Classifier, generated: torch.Tensor, reference: torch.Te
     n = len(held_out) if held_out is not None else len(generated)
     p_gen, f_gen = _outputs(model, generated[:n])
     _, f_ref = _outputs(model, reference)
-    out = {"classifier_is": inception_score(p_gen), "classifier_fd": frechet_distance(f_gen, f_ref),
+    out = {"classifier_is": inception_score(p_gen), "classifier_fd": frechet(f_gen, f_ref),
            "samples": n}
     if held_out is not None:
         p_ho, f_ho = _outputs(model, held_out)
-        out.update({"real_is": inception_score(p_ho), "real_fd_floor": frechet_distance(f_ho, f_ref)})
+        out.update({"real_is": inception_score(p_ho), "real_fd_floor": frechet(f_ho, f_ref)})
     return out
