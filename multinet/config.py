@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import importlib.util
 import math
 import tomllib
 import types
@@ -78,8 +79,22 @@ class TrainConfig:
     eval_every: int = 0
     best_metric: str = ""
     best_mode: Literal["max", "min"] = "max"
+    # Experiment trackers beside TensorBoard / metrics.jsonl: "mlflow" (a local file store under the
+    # run folder unless mlflow_uri names another) and "wandb" (offline unless wandb_mode says so).
+    # Scalars, sample grids and the resolved config go to each (multinet.trackers).
+    trackers: list[str] = dataclasses.field(default_factory=list)
+    mlflow_uri: str = ""
+    mlflow_experiment: str = "multinet"
+    wandb_project: str = "multinet"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
 
     def __post_init__(self) -> None:
+        for i, name in enumerate(self.trackers):
+            package, extra = {"mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}.get(name, (None, None))
+            if package is None:
+                raise FieldError(f"trackers[{i}]", f"must be 'mlflow' or 'wandb', got {name!r}")
+            if importlib.util.find_spec(package) is None:
+                raise FieldError(f"trackers[{i}]", f"{name!r} is not installed: pip install \"multinet[{extra}]\"")
         # *_every = 0 turns that periodic event off (the final checkpoint is still written).
         at_least(self, 0, "log_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
         if self.best_metric and not self.eval_every:

@@ -37,6 +37,7 @@ from .nets import resolve_device
 from .runlock import RunLock
 from .system import RunContext, System, inference
 from .tracking import NullTracker, Tracker
+from .trackers import make_trackers
 
 __all__ = ["Runner", "RunResult", "engine_for", "load_system", "seed_everything", "json_safe"]
 
@@ -137,7 +138,8 @@ class Runner:
                               f"another folder, or add --overwrite to replace them")
 
     # What a run writes that a new run in the same folder would append to, mix with, or prune.
-    RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb")
+    RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb",
+                 "mlflow_run_id", "wandb_run_id", "mlruns", "wandb")
 
     def _earlier_run(self) -> list[str]:
         found = []
@@ -207,7 +209,8 @@ class Runner:
             self._clear()
             write_text_atomic(self.out / "recipe.toml", to_toml(to_dict(cfg)))
             tracker = Tracker(self.out, tensorboard=cfg.train.tensorboard,
-                              resume_step=engine.iteration if resumed else None)
+                              resume_step=engine.iteration if resumed else None,
+                              backends=make_trackers(cfg.train, self.out, flatten(to_dict(cfg))))
             with open(self.out / "parameter_groups.txt", "a") as f:
                 for net in system.nets.values():
                     text = net.report()
@@ -243,6 +246,7 @@ class Runner:
                 summary.update({"steps": engine.iteration, "resumed": resumed, "world_size": engine.dist.world})
                 result.summary = json_safe(summary)
                 write_text_atomic(self.out / "summary.json", json.dumps(result.summary, indent=2))
+                tracker.summary(engine.iteration, flatten(result.summary, sep="/"))
                 self._say(json.dumps(result.summary), err=False)
             distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
         except NonFiniteLoss as e:

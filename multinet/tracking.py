@@ -1,4 +1,5 @@
-"""Where numbers go: TensorBoard (``torch.utils.tensorboard``), ``metrics.jsonl`` and image grids.
+"""Where numbers go: TensorBoard (``torch.utils.tensorboard``), ``metrics.jsonl`` and image grids,
+and to any experiment trackers of ``train.trackers`` (``multinet.trackers``: MLflow, W&B).
 
 Tag names are stable and per network: ``loss/discriminator``, ``lr/generator/<group>``,
 ``grad_norm/decoder``.
@@ -27,7 +28,9 @@ class Tracker:
     writes each step once and the record matches an uninterrupted run's.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None,
+                 backends: list[Any] = ()) -> None:
+        self.backends = list(backends)  # scalars, image grids, figures and text go to each too
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "metrics.jsonl"
@@ -47,6 +50,16 @@ class Tracker:
         if self._tb is not None:
             for k, v in clean.items():
                 self._tb.add_scalar(k, v, step)
+        for b in self.backends:
+            b.scalars(step, {k: v for k, v in clean.items() if math.isfinite(v)})
+
+    def summary(self, step: int, values: dict[str, Any]) -> None:
+        """The run's final figures (``summary.json``), to the experiment trackers: their numbers as
+        metrics at the last step (``metrics.jsonl`` and TensorBoard have the evaluation already)."""
+        numbers = {k: float(v) for k, v in values.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        for b in self.backends:
+            b.scalars(step, numbers)
 
     def images(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8,
                value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
@@ -60,20 +73,28 @@ class Tracker:
         torchvision.utils.save_image(grid, path)
         if self._tb is not None:
             self._tb.add_image(tag, grid, step)
+        for b in self.backends:
+            b.image(tag, grid, step)
         return path
 
     def figure(self, tag: str, fig: Any, step: int) -> None:
         if self._tb is not None:
             self._tb.add_figure(tag, fig, step, close=False)
+        for b in self.backends:
+            b.figure(tag, fig, step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self._tb is not None:
             self._tb.add_text(tag, "    " + text.replace("\n", "\n    "), step)
+        for b in self.backends:
+            b.text(tag, text, step)
 
     def close(self) -> None:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+        for b in self.backends:
+            b.close()
 
 
 def _drop_rows_after(path: Path, step: int) -> None:
@@ -93,6 +114,8 @@ class NullTracker:
     """What ranks other than 0 write to under torch.distributed: nothing."""
 
     def scalars(self, step: int, values: dict[str, float]) -> None: ...
+
+    def summary(self, step: int, values: dict[str, Any]) -> None: ...
 
     def images(self, tag: str, images: torch.Tensor, step: int, **_: Any) -> None: ...
 

@@ -1,0 +1,121 @@
+"""Experiment trackers beside TensorBoard: MLflow and Weights & Biases (optional extras).
+
+Each receives what the run's ``Tracker`` writes — scalars, sample grids, figures, text — and the
+resolved config once, as parameters. Both work offline: MLflow writes a local file store
+(``<run>/mlruns``; ``mlflow ui --backend-store-uri <run>/mlruns`` shows it) unless
+``train.mlflow_uri`` names a server, and W&B logs in offline mode under ``<run>/wandb``
+(``wandb sync`` uploads it later) unless ``train.wandb_mode = "online"``. A resumed run logs to
+the same MLflow run / W&B run id, kept in the run folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import write_text_atomic
+
+__all__ = ["MlflowTracker", "WandbTracker", "make_trackers"]
+
+_MLFLOW_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")  # what MLflow refuses in a metric name
+
+
+def _grid_uint8(grid: torch.Tensor) -> Any:
+    """A (C, H, W) image grid in [0, 1] as an (H, W, 3) uint8 array."""
+    g = grid.detach().float().cpu().clamp(0, 1)
+    g = g.expand(3, -1, -1) if g.shape[0] == 1 else g
+    return (g.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
+
+def _saved_id(out: Path, name: str) -> str | None:
+    path = out / name
+    return path.read_text().strip() or None if path.exists() else None
+
+
+class MlflowTracker:
+    def __init__(self, out: Path, config: dict[str, Any], uri: str = "", experiment: str = "multinet") -> None:
+        if not uri:
+            # MLflow 3 keeps its file store in maintenance mode behind this switch; it is the store
+            # that needs no server and no database driver, which an offline run wants.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            uri = (out / "mlruns").resolve().as_uri()
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+        self._metric = Metric
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(experiment)
+        run_id = _saved_id(out, "mlflow_run_id")
+        if run_id is None:
+            run_id = self.client.create_run(exp_id, run_name=out.name).info.run_id
+            write_text_atomic(out / "mlflow_run_id", run_id + "\n")
+            params = [Param(k, str(v)[:500]) for k, v in config.items()]
+            for i in range(0, len(params), 100):
+                self.client.log_batch(run_id, params=params[i:i + 100])
+        self.run_id = run_id
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        metrics = [self._metric(_MLFLOW_BAD.sub("_", k), float(v), now, step) for k, v in values.items()]
+        for i in range(0, len(metrics), 500):
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 500])
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self.client.log_image(self.run_id, _grid_uint8(grid), key=tag.replace("/", "_"), step=step)
+
+    def figure(self, tag: str, fig: Any, step: int) -> None:
+        self.client.log_figure(self.run_id, fig, f"{tag.replace('/', '_')}_{step:08d}.png")
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.client.log_text(self.run_id, text, f"{tag.replace('/', '_')}.txt")
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
+class WandbTracker:
+    def __init__(self, out: Path, config: dict[str, Any], project: str = "multinet", mode: str = "offline") -> None:
+        import wandb
+        self.wandb = wandb
+        run_id = _saved_id(out, "wandb_run_id") or uuid.uuid4().hex[:8]
+        write_text_atomic(out / "wandb_run_id", run_id + "\n")
+        self.run = wandb.init(project=project, dir=str(out), mode=mode, config=config, name=out.name, id=run_id,
+                              resume="allow", settings=wandb.Settings(silent=True))
+        self.last = -1
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if step >= self.last:  # W&B refuses steps that go back (a resumed run re-logging a purged step)
+            self.run.log(dict(values), step=step)
+            self.last = step
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        if step >= self.last:
+            self.run.log({tag: self.wandb.Image(_grid_uint8(grid))}, step=step)
+            self.last = step
+
+    def figure(self, tag: str, fig: Any, step: int) -> None:
+        if step >= self.last:
+            self.run.log({tag: self.wandb.Image(fig)}, step=step)
+            self.last = step
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.run.summary[tag] = text
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def make_trackers(train: Any, out: Path, config: dict[str, Any]) -> list[Any]:
+    """The trackers ``train.trackers`` names, for the run in ``out`` with its flattened config."""
+    made: list[Any] = []
+    for name in train.trackers:
+        if name == "mlflow":
+            made.append(MlflowTracker(out, config, train.mlflow_uri, train.mlflow_experiment))
+        elif name == "wandb":
+            made.append(WandbTracker(out, config, train.wandb_project, train.wandb_mode))
+    return made

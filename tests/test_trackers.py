@@ -1,0 +1,52 @@
+"""MLflow (local file store) and Weights & Biases (offline) as trackers, with the real libraries."""
+import importlib.util
+
+import pytest
+
+from multinet import Runner
+from multinet.config import ConfigError, from_dict, load_recipe
+from multinet.gan import GanRecipe, GanSystem
+
+pytest.importorskip("mlflow")
+pytest.importorskip("wandb")
+
+ITEMS = ["device='cpu'", "train.steps=8", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
+         "train.tensorboard=false", "eval.samples=100", "eval.classifier_epochs=1", "eval.standard_metrics=false",
+         "gan.ema=0"]
+
+
+def test_mlflow_and_wandb_receive_scalars_images_and_the_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = load_recipe(GanRecipe, "gan_digits", [*ITEMS, "train.trackers=['mlflow', 'wandb']"])
+    out = tmp_path / "run"
+    assert Runner(GanSystem, cfg, out, progress=False, echo=False, stop_at=4).fit().code == 0
+    assert Runner(GanSystem, out=out, resume=True, progress=False, echo=False).fit().code == 0
+
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
+    run_id = (out / "mlflow_run_id").read_text().strip()
+    runs = client.search_runs([client.get_experiment_by_name("multinet").experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]  # the resumed run logged to the same MLflow run
+    steps = [m.step for m in client.get_metric_history(run_id, "loss/discriminator")]
+    assert steps == [2, 4, 6, 8]
+    run = client.get_run(run_id)
+    assert run.data.params["gan.loss"] == "bce" and run.data.params["train.steps"] == "8"
+    assert "classifier_is" in run.data.metrics  # the final evaluation too
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"images"}
+
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # one folder per process, one run id
+    assert len({p.name.rsplit("-", 1)[1] for p in runs}) == 1
+    assert {p.name.rsplit("-", 1)[1] for p in runs} == {(out / "wandb_run_id").read_text().strip()}
+    data = b"".join(f.read_bytes() for p in runs for f in p.glob("*.wandb"))
+    assert b"loss/discriminator" in data and b"classifier_is" in data and b"gan.loss" in data  # scalars, summary, config
+    assert list(out.glob("wandb/offline-run-*/files/media/images/**/*.png"))  # the sample grids
+
+
+def test_tracker_names_and_missing_libraries_are_one_line(monkeypatch):
+    with pytest.raises(ConfigError, match=r"train.trackers\[0\]: must be 'mlflow' or 'wandb', got 'neptune'"):
+        from_dict(GanRecipe, {"train": {"trackers": ["neptune"]}})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"'wandb' is not installed: pip install \"multinet\[wandb\]\""):
+        from_dict(GanRecipe, {"train": {"trackers": ["wandb"]}})
