@@ -26,7 +26,8 @@ __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "m
 
 @dataclass
 class DataConfig:
-    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "imagefolder", "ring8", "grid25"] = "digits"
+    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "celeba", "idx", "imagefolder", "ring8",
+                  "grid25"] = "digits"
     root: str = "data"
     batch_size: int = 64
     download: bool = False
@@ -220,6 +221,19 @@ def _image_folder(root: str, transform: Any) -> Any:
     return _FlatImages(files, transform)
 
 
+class _Unlabelled:
+    """A dataset's images with label 0 (CelebA's targets are attributes, not classes)."""
+
+    def __init__(self, ds: Any) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.ds[i][0], 0
+
+
 class _FlatImages:
     """Images directly in a folder, label 0: the ``samples`` / ``classes`` ImageFolder has."""
 
@@ -232,6 +246,24 @@ class _FlatImages:
     def __getitem__(self, i: int) -> tuple[Any, int]:
         from torchvision.datasets.folder import default_loader
         return self.transform(default_loader(self.samples[i][0])), 0
+
+
+def _celeba(cfg: DataConfig, size: int) -> Any:
+    """torchvision's CelebA (aligned faces), the common GAN crop: centre 178 × 178, then ``size``."""
+    import torchvision
+    import torchvision.transforms.v2 as T
+    tf = T.Compose([T.CenterCrop(178), T.Resize(size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
+                    T.Normalize([0.5] * 3, [0.5] * 3)])
+    try:
+        return _Unlabelled(torchvision.datasets.CelebA(cfg.root, split="train", target_type=[], transform=tf,
+                                                       download=cfg.download))
+    except (RuntimeError, OSError) as e:
+        if cfg.download:
+            raise RuntimeError(f"dataset celeba: download to {cfg.root} failed (no network, or the Google Drive quota); "
+                               f"put img_align_celeba/ and CelebA's list_*.txt and identity_CelebA.txt files under "
+                               f"{cfg.root}/celeba") from None
+        raise RuntimeError(f"dataset celeba not found under {cfg.root}/celeba (set data.download=true to fetch it, or "
+                           f"put img_align_celeba/ and CelebA's list_*.txt and identity_CelebA.txt files there)") from None
 
 
 def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,7 +325,7 @@ def data_shape(cfg: DataConfig) -> tuple[int, ...]:
     file header is read): what networks need to be built for sampling from a saved run."""
     if cfg.name in ("ring8", "grid25"):
         return (2,)
-    if cfg.name == "imagefolder":
+    if cfg.name in ("imagefolder", "celeba"):
         size = cfg.image_size or 64
         return (3, size, size)
     if cfg.name == "idx":
@@ -325,6 +357,11 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
         ds = _image_folder(cfg.root, tf)
         return DataSource(cfg.name, "image", (3, size, size), max(1, len(ds.classes)),
                           LoaderSampler(ds, cfg.batch_size, seed, cfg.workers, device))
+    if cfg.name == "celeba":
+        size = cfg.image_size or 64
+        ds = _celeba(cfg, size)
+        return DataSource(cfg.name, "image", (3, size, size), 1, LoaderSampler(ds, cfg.batch_size, seed, cfg.workers,
+                                                                               device))
     x, y = load_images(cfg)
     if cfg.limit:
         x, y = x[:cfg.limit], y[:cfg.limit]

@@ -194,6 +194,11 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["gan_digits", "--resume", "/nonexistent/last.pt"], "/nonexistent/last.pt: no such checkpoint file"),
     (["gan_digits", "data.name=mnist"], "dataset mnist not found under data"),
+    (["gan_digits", "data.name=celeba"], "dataset celeba not found under data/celeba (set data.download=true"),
+    (["gan_digits", "data.name=imagefolder", "data.root=nowhere"], "data.root='nowhere': no such folder"),
+    (["ae_7_4", "train.trackers=['neptune']"], "train.trackers[0]: must be 'mlflow' or 'wandb', got 'neptune'"),
+    (["ae_7_4", "channel.model=sionna.Nope"], "channel.model: must be one of awgn, sionna.AWGN"),
+    (["ae_7_4", "system.policy_sigma=1.5"], "system.policy_sigma: must be in (0, 1), got 1.5"),
     (["gan_digits", "--resume"], "--resume without a checkpoint path needs --out DIR"),
     (["no_such_recipe"], "recipe 'no_such_recipe' not found"),
     (["gan_digits", "--device", "cpu", "train.sync_batchnorm=true"], "SyncBatchNorm needs CUDA"),
