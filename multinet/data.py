@@ -257,7 +257,7 @@ def _celeba(cfg: DataConfig, size: int) -> Any:
     try:
         return _Unlabelled(torchvision.datasets.CelebA(cfg.root, split="train", target_type=[], transform=tf,
                                                        download=cfg.download))
-    except (RuntimeError, OSError) as e:
+    except (RuntimeError, OSError):
         if cfg.download:
             raise RuntimeError(f"dataset celeba: download to {cfg.root} failed (no network, or the Google Drive quota); "
                                f"put img_align_celeba/ and CelebA's list_*.txt and identity_CelebA.txt files under "
@@ -350,7 +350,6 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
                           MixtureSampler(means, sigma, cfg.batch_size, seed, device))
     if cfg.name == "imagefolder":
         import torchvision.transforms.v2 as T
-        import torchvision
         size = cfg.image_size or 64
         tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
                         T.Normalize([0.5] * 3, [0.5] * 3)])

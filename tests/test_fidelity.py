@@ -2,7 +2,6 @@
 with a stand-in feature network: no Inception weights are downloaded in tests."""
 import contextlib
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
