@@ -190,8 +190,9 @@ def _sample_export(args: argparse.Namespace) -> int:
         raise ValueError(f"{spec}: not an exported generator (sample needs one; its meta names kind and latent_dim)")
     G = load_exported(spec, args.device)
     z = torch.randn(args.n, meta["latent_dim"], generator=torch.Generator().manual_seed(args.seed)).to(args.device)
-    with torch.no_grad():
-        x = G(z)
+    classes = int(meta.get("classes") or 0)
+    with torch.no_grad():  # a class-conditional generator draws every class in turn
+        x = G(z) if not classes else G(z, torch.arange(args.n, device=z.device) % classes)
     return _save_samples(x, args)
 
 

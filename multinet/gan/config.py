@@ -14,7 +14,10 @@ __all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig",
 
 @dataclass
 class ModelConfig:
-    arch: Literal["mlp", "dcgan"] = "mlp"
+    # "resnet": the SNGAN / BigGAN ResNet pair (spectral norm in D; train it with gan.loss = "hinge");
+    # conditional = true makes it class-conditional (conditional BN in G, projection D) on the data's labels.
+    arch: Literal["mlp", "dcgan", "resnet"] = "mlp"
+    conditional: bool = False
     latent_dim: int = 100
     hidden: int = 256
     layers: int = 2
@@ -35,6 +38,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "latent_dim", "hidden", "layers", "width", "pack")
         at_least(self, 0, "d_hidden", "d_layers", "d_maxout", "d_fourier")
+        if self.conditional and self.arch != "resnet":
+            raise FieldError("conditional", f"class-conditional networks are arch = 'resnet', got arch = {self.arch!r}")
         if self.d_fourier and self.arch != "mlp":
             raise FieldError("d_fourier", f"applies to arch = 'mlp' only, got arch = {self.arch!r}")
         if self.d_fourier and (not self.d_fourier_scales or not all(s > 0 for s in self.d_fourier_scales)):
@@ -62,12 +67,24 @@ class GanConfig:
     topk: float = 1.0
     topk_decay: float = 0.99
     topk_every: int = 0
+    # DiffAugment (Zhao et al. 2020) for small image sets: "color,translation,cutout" or a subset;
+    # the same random augmentation on real and fake images before D, in both phases.
+    diffaugment: str = ""
 
     def __post_init__(self) -> None:
+        from .diffaugment import POLICIES
+        bad = [p for p in self.policy if p not in POLICIES]
+        if bad:
+            raise FieldError("diffaugment", f"unknown polic{'ies' if len(bad) > 1 else 'y'} {', '.join(bad)} "
+                             f"(valid: {', '.join(POLICIES)}, comma-separated)")
         at_least(self, 1, "d_steps", "g_steps")
         at_least(self, 0, "gp_weight", "r1", "topk_every")
         within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
         within(self, "topk", "topk_decay", low=0, high=1, open_low=True)
+
+    @property
+    def policy(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.diffaugment.split(",") if p.strip())
 
 
 @dataclass
@@ -133,3 +150,11 @@ class GanRecipe(RunConfig):
     networks: Networks = field(default_factory=Networks)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model.conditional and self.eval.rejection != "none":
+            raise FieldError("eval.rejection", "rejection sampling is for unconditional generators "
+                             "(model.conditional = true)")
+        if self.gan.policy and self.data.name in ("ring8", "grid25"):
+            raise FieldError("gan.diffaugment", f"augments images; data.name={self.data.name!r} is 2-D points")

@@ -1,4 +1,5 @@
-"""GAN networks: the seeds' MLP pair, DCGAN-style conv pairs (28×28, 32×32), small 2-D MLPs.
+"""GAN networks: the seeds' MLP pair, DCGAN-style conv pairs (28×28, 32×32), small 2-D MLPs; the
+SNGAN / BigGAN ResNet pair lives in ``resnet``.
 
 Discriminators return logits (no Sigmoid): losses use softplus / BCE-with-logits. ``pack`` > 1
 makes a PacGAN discriminator that judges ``pack`` samples jointly; ``spectral_norm`` wraps every
@@ -158,7 +159,7 @@ class DCGANDiscriminator(nn.Module):
 def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,
                pack: int, spectral_norm: bool, d_hidden: int = 0, d_layers: int = 0, g_batch_norm: bool = False,
                d_maxout: int = 0, d_fourier: int = 0,
-               d_fourier_scales: tuple[float, ...] = ()) -> tuple[nn.Module, nn.Module]:
+               d_fourier_scales: tuple[float, ...] = (), classes: int = 0) -> tuple[nn.Module, nn.Module]:
     """``d_hidden`` / ``d_layers`` of 0 mean the same as the generator's ``hidden`` / ``layers``."""
     if arch == "mlp":
         points = len(shape) == 1
@@ -167,4 +168,7 @@ def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, 
                                  d_fourier, d_fourier_scales))
     if arch == "dcgan":
         return DCGANGenerator(latent_dim, shape, width), DCGANDiscriminator(shape, width, pack, spectral_norm)
-    raise ValueError(f"model.arch {arch!r} unknown (valid: mlp, dcgan)")
+    if arch == "resnet":
+        from .resnet import ResNetDiscriminator, ResNetGenerator
+        return ResNetGenerator(latent_dim, shape, width, classes), ResNetDiscriminator(shape, width, classes, pack)
+    raise ValueError(f"model.arch {arch!r} unknown (valid: mlp, dcgan, resnet)")

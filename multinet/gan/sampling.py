@@ -20,10 +20,12 @@ __all__ = ["generate", "rejection_sample", "fit_critic"]
 
 
 @torch.no_grad()
-def generate(G: nn.Module, z: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
-    """``G(z)`` in eval mode, in chunks, as float32."""
+def generate(G: nn.Module, z: torch.Tensor, chunk: int = 1000, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``G(z)`` (``G(z, labels)`` for a class-conditional G) in eval mode, in chunks, as float32."""
     with eval_mode(G):
-        return torch.cat([G(z[i:i + chunk]).float() for i in range(0, len(z), chunk)])
+        if labels is None:
+            return torch.cat([G(z[i:i + chunk]).float() for i in range(0, len(z), chunk)])
+        return torch.cat([G(z[i:i + chunk], labels[i:i + chunk]).float() for i in range(0, len(z), chunk)])
 
 
 @torch.no_grad()

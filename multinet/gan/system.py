@@ -22,6 +22,7 @@ from ..streams import derive_seed
 from ..system import RunContext, System
 from . import evaluation, sampling
 from .config import GanRecipe
+from .diffaugment import augment
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from .networks import build_pair
 
@@ -42,12 +43,17 @@ class GanSystem(System):
         # Training loads the data now; a saved run being sampled never needs it (evaluation loads it).
         self.dataset = LazyData(cfg.data, device, cfg.seed, now=not self.inference, shape=self.saved.get("shape"))
         self.shape = self.dataset.shape
+        # Class-conditional networks: as many classes as the data has (kept with a saved run).
+        self.classes = (int(self.saved.get("classes") or self.data.num_classes)) if m.conditional else 0
         gen, disc = build_pair(m.arch, self.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack,
                                m.spectral_norm, m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier,
-                               m.d_fourier_scales)
+                               m.d_fourier_scales, self.classes)
         self.net("discriminator", disc)
         self.net("generator", gen, ema=cfg.gan.ema)
         self.noise = self.streams.get("gan.noise", device)
+        self.policy = cfg.gan.policy  # DiffAugment, on real and fake alike, from its own stream
+        self.augment_gen = self.streams.get("gan.augment", device) if self.policy else None
+        self.label_gen = self.streams.get("gan.labels", device) if self.classes else None
         self.fixed_z = torch.randn(64, m.latent_dim, generator=self.streams.fresh("gan.fixed_z")).to(device)
         # One D forward over [real; fake] unless D has batch norm (its batch statistics would mix them).
         bn = any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in disc.modules())
@@ -72,27 +78,43 @@ class GanSystem(System):
     def z(self, n: int) -> torch.Tensor:
         return distributed.randn(n, self.cfg.model.latent_dim, generator=self.noise, device=self.device)
 
+    def labels(self, n: int) -> torch.Tensor | None:
+        """Uniform class labels for generated samples (None for an unconditional pair)."""
+        if not self.classes:
+            return None
+        return distributed.randint(self.classes, n, generator=self.label_gen, device=self.device)
+
+    def judge(self, D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """D's logits for ``x`` (augmented first under DiffAugment; labels for a projection D)."""
+        if self.policy:
+            x = augment(x, self.policy, self.augment_gen)
+        return D(x) if y is None else D(x, y)
+
     def d_step(self, e: Engine) -> dict[str, torch.Tensor]:
         D, g = e.model("discriminator"), self.cfg.gan
-        real, _ = self.data.sampler.next()
+        real, y_real = self.data.sampler.next()
+        y_real = y_real if self.classes else None
         # reuse_fake: the last D step's fake batch (with its graph through G) feeds the G step.
         reuse = g.reuse_fake and e.phase_steps["discriminator"] % g.d_steps == g.d_steps - 1
+        y_fake = self.labels(real.shape[0])
         with e.grad_through("generator") if reuse else contextlib.nullcontext():
-            fake = e.model("generator")(self.z(real.shape[0]))
-        self._fake = fake if reuse else None
+            z = self.z(real.shape[0])
+            fake = e.model("generator")(z) if y_fake is None else e.model("generator")(z, y_fake)
+        self._fake = (fake, y_fake) if reuse else None
         terms = {}
         if g.r1 > 0:
-            r1, d_real = r1_penalty(D, real)
+            r1, d_real = r1_penalty(lambda x: self.judge(D, x, y_real), real)
             terms["r1"] = r1
-            d_fake = D(fake.detach())
-        elif self.d_concat:
-            d_real, d_fake = D(torch.cat([real, fake.detach()])).chunk(2)  # equal halves (packs stay whole)
+            d_fake = self.judge(D, fake.detach(), y_fake)
+        elif self.d_concat:  # equal halves (packs stay whole)
+            both = None if y_fake is None else torch.cat([y_real, y_fake])
+            d_real, d_fake = self.judge(D, torch.cat([real, fake.detach()]), both).chunk(2)
         else:
-            d_real, d_fake = D(real), D(fake.detach())
+            d_real, d_fake = self.judge(D, real, y_real), self.judge(D, fake.detach(), y_fake)
         loss = d_loss(g.loss, d_real, d_fake)
         terms["adv"] = loss
         if g.loss == "wgan-gp":
-            terms["gp"] = gradient_penalty(D, real, fake.detach(), self.noise)
+            terms["gp"] = gradient_penalty(lambda x: self.judge(D, x, y_real), real, fake.detach(), self.noise)
             loss = loss + g.gp_weight * terms["gp"]
         if g.r1 > 0:
             loss = loss + 0.5 * g.r1 * terms["r1"]
@@ -101,8 +123,13 @@ class GanSystem(System):
 
     def g_step(self, e: Engine) -> dict[str, torch.Tensor]:
         G, D = e.model("generator"), e.model("discriminator")
-        fake, self._fake = (self._fake, None) if self._fake is not None else (G(self.z(self.cfg.data.batch_size)), None)
-        logits = D(fake)
+        if self._fake is not None:
+            (fake, y), self._fake = self._fake, None
+        else:
+            y = self.labels(self.cfg.data.batch_size)
+            z = self.z(self.cfg.data.batch_size)
+            fake = G(z) if y is None else G(z, y)
+        logits = self.judge(D, fake, y)
         k = self.topk(e.iteration, logits.shape[0])
         if k < logits.shape[0]:
             logits = logits.flatten().topk(k).values
@@ -125,7 +152,11 @@ class GanSystem(System):
         """Samples in eval mode under no_grad; the same ``n`` gives the same samples every call."""
         if z is None:
             z = torch.randn(n, self.cfg.model.latent_dim, generator=self.streams.fresh("gan.sample")).to(self.device)
-        return sampling.generate(self.generator, z)
+        if not self.classes:
+            return sampling.generate(self.generator, z)
+        # Class-conditional: every class in turn (sample i has label i mod classes).
+        y = torch.arange(len(z), device=self.device) % self.classes
+        return sampling.generate(self.generator, z, labels=y)
 
     def sample_rejection(self, n: int, shift: float | None = None,
                          max_candidates: int = 0) -> tuple[torch.Tensor, float]:
@@ -173,10 +204,11 @@ class GanSystem(System):
         return self.export_networks(folder, {"generator": {
             "kind": "generator", "system": "gan", "latent_dim": self.cfg.model.latent_dim, "shape": list(self.shape),
             "value_range": [-1.0, 1.0] if image else None, "ema": self.nets["generator"].ema is not None,
+            "classes": self.classes,
             "dataset": self.cfg.data.name, "recipe": self.cfg.description}})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape)}
+        return {"shape": list(self.shape), "classes": self.classes}
 
     # -- in a training run ---------------------------------------------------------------------
     def preview(self, ctx: RunContext, step: int) -> None:
