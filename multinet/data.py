@@ -20,6 +20,7 @@ import torch
 
 from . import distributed
 from .config import at_least, error_line, within
+from .streamed import celeba, image_folder
 
 __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "mixture_means", "read_idx"]
 
@@ -203,69 +204,6 @@ class DataSource:
     held_out_labels: torch.Tensor | None = None
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
-def _image_folder(root: str, transform: Any) -> Any:
-    """torchvision's ImageFolder over class subfolders (labels = folder names, sorted), or every
-    image directly in ``root`` as one class when it has no subfolders."""
-    import torchvision
-    folder = Path(root)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data.root={root!r}: no such folder (imagefolder wants class subfolders or images)")
-    if any(p.is_dir() for p in folder.iterdir()):
-        return torchvision.datasets.ImageFolder(root, transform=transform)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")
-    return _FlatImages(files, transform)
-
-
-class _Unlabelled:
-    """A dataset's images with label 0 (CelebA's targets are attributes, not classes)."""
-
-    def __init__(self, ds: Any) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        return self.ds[i][0], 0
-
-
-class _FlatImages:
-    """Images directly in a folder, label 0: the ``samples`` / ``classes`` ImageFolder has."""
-
-    def __init__(self, files: list[Path], transform: Any) -> None:
-        self.samples, self.classes, self.transform = [(str(p), 0) for p in files], [], transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        from torchvision.datasets.folder import default_loader
-        return self.transform(default_loader(self.samples[i][0])), 0
-
-
-def _celeba(cfg: DataConfig, size: int) -> Any:
-    """torchvision's CelebA (aligned faces), the common GAN crop: centre 178 × 178, then ``size``."""
-    import torchvision
-    import torchvision.transforms.v2 as T
-    tf = T.Compose([T.CenterCrop(178), T.Resize(size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
-                    T.Normalize([0.5] * 3, [0.5] * 3)])
-    try:
-        return _Unlabelled(torchvision.datasets.CelebA(cfg.root, split="train", target_type=[], transform=tf,
-                                                       download=cfg.download))
-    except (RuntimeError, OSError):
-        if cfg.download:
-            raise RuntimeError(f"dataset celeba: download to {cfg.root} failed (no network, or the Google Drive quota); "
-                               f"put img_align_celeba/ and CelebA's list_*.txt and identity_CelebA.txt files under "
-                               f"{cfg.root}/celeba") from None
-        raise RuntimeError(f"dataset celeba not found under {cfg.root}/celeba (set data.download=true to fetch it, or "
-                           f"put img_align_celeba/ and CelebA's list_*.txt and identity_CelebA.txt files there)") from None
-
-
 def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     import torchvision
     cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST,
@@ -353,12 +291,12 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
         size = cfg.image_size or 64
         tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
                         T.Normalize([0.5] * 3, [0.5] * 3)])
-        ds = _image_folder(cfg.root, tf)
+        ds = image_folder(cfg.root, tf)
         return DataSource(cfg.name, "image", (3, size, size), max(1, len(ds.classes)),
                           LoaderSampler(ds, cfg.batch_size, seed, cfg.workers, device))
     if cfg.name == "celeba":
         size = cfg.image_size or 64
-        ds = _celeba(cfg, size)
+        ds = celeba(cfg.root, size, cfg.download)
         return DataSource(cfg.name, "image", (3, size, size), 1, LoaderSampler(ds, cfg.batch_size, seed, cfg.workers,
                                                                                device))
     x, y = load_images(cfg)
