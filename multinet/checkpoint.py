@@ -24,11 +24,20 @@ import torch
 from .config import error_line
 
 __all__ = ["save_checkpoint", "write_text_atomic", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
-           "set_rng_state", "restore_generator", "digest", "FORMAT"]
+           "set_rng_state", "restore_generator", "digest", "file_sha256", "FORMAT"]
 
 FORMAT = "multinet-checkpoint-1"
 # What a multinet checkpoint must hold, and of which type, before anything reads it.
 REQUIRED = {"config": dict, "networks": dict, "engine": dict, "rng": dict}
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (exports, downloaded weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def digest(value: Any) -> str:

@@ -15,7 +15,6 @@ How a module says how it was built: the shipped networks keep their constructor 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import write_text_atomic
+from .checkpoint import file_sha256, write_text_atomic
 from .imports import import_class, object_path
 
 __all__ = ["export_module", "load_exported", "read_export", "FORMAT"]
@@ -52,7 +51,7 @@ def export_module(module: nn.Module, folder: str | Path, name: str, meta: dict[s
         tmp.unlink(missing_ok=True)
         raise
     info = {"format": FORMAT, "class_path": class_path or object_path(type(module)), "init_args": init_args,
-            "weights": weights.name, "sha256": _sha256(weights), "meta": meta or {}}
+            "weights": weights.name, "sha256": file_sha256(weights), "meta": meta or {}}
     write_text_atomic(spec, json.dumps(info, indent=2) + "\n")
     return [weights, spec]
 
@@ -88,7 +87,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     weights = path.with_name(info["weights"])
     if not weights.exists():
         raise ValueError(f"{weights}: missing (the export's weights)")
-    if _sha256(weights) != info["sha256"]:
+    if file_sha256(weights) != info["sha256"]:
         raise ValueError(f"{weights}: does not match its export's checksum (changed or corrupt)")
     cls = import_class(info["class_path"], nn.Module)
     try:
@@ -101,12 +100,3 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     except (SafetensorError, RuntimeError) as e:
         raise ValueError(f"{weights}: does not fit {info['class_path']}: {str(e).splitlines()[0]}") from None
     return module.to(device).eval()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-

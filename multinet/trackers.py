@@ -88,20 +88,19 @@ class WandbTracker:
                               resume="allow", settings=wandb.Settings(silent=True))
         self.last = -1
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
+    def _log(self, values: dict[str, Any], step: int) -> None:
         if step >= self.last:  # W&B refuses steps that go back (a resumed run re-logging a purged step)
-            self.run.log(dict(values), step=step)
+            self.run.log(values, step=step)
             self.last = step
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        self._log(dict(values), step)
 
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
-        if step >= self.last:
-            self.run.log({tag: self.wandb.Image(_grid_uint8(grid))}, step=step)
-            self.last = step
+        self._log({tag: self.wandb.Image(_grid_uint8(grid))}, step)
 
     def figure(self, tag: str, fig: Any, step: int) -> None:
-        if step >= self.last:
-            self.run.log({tag: self.wandb.Image(fig)}, step=step)
-            self.last = step
+        self._log({tag: self.wandb.Image(fig)}, step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.run.summary[tag] = text

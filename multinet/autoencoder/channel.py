@@ -109,6 +109,12 @@ class Channel:
         """How many real values the receiver gets per block."""
         return self.n
 
+    @property
+    def plain_awgn(self) -> bool:
+        """Whether this channel is AWGN at ``sigma(db)`` and nothing else: the BLER sweep's fast path
+        may then draw the noise itself instead of calling the channel."""
+        return self.cfg.fading == "none" and self.cfg.quantize_bits == 0
+
     def level(self) -> tuple[float, float | None]:
         """The training level now: (low, high or None)."""
         shift = 0.0 if self.cfg.db_end is None else (self.cfg.db_end - self.cfg.db) * self.progress

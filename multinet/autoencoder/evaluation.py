@@ -47,10 +47,9 @@ def evaluate(system: "AeSystem", label: str) -> list[dict[str, Any]]:
 def _mc(system: "AeSystem", cb: torch.Tensor, decode: Any, db: float, gen: torch.Generator, ch: Channel) -> Any:
     ev = system.cfg.eval
     # The fast path draws AWGN itself; any other channel (fading, Sionna, a quantiser) is called.
-    own = ch.cfg.fading != "none" or ch.cfg.sionna or ch.cfg.quantize_bits > 0
-    channel = (lambda x, d: ch(x, d, gen)) if own else None
+    channel = None if ch.plain_awgn else (lambda x, d: ch(x, d, gen))
     return monte_carlo(cb, decode, system.cfg.system.k, db, ev.min_errors, ev.max_blocks, ev.batch,
-                       gen if not own else None, channel)
+                       gen if ch.plain_awgn else None, channel)
 
 
 def _psnr(system: "AeSystem", ch: Channel, db: float) -> float:

@@ -73,6 +73,10 @@ class SionnaChannel(Channel):
         self.keep_q = cfg.symbols == "complex" or name != "AWGN"
 
     @property
+    def plain_awgn(self) -> bool:
+        return False  # Sionna draws the noise (and any fading) itself
+
+    @property
     def out_dim(self) -> int:
         return 2 * self.n if self.cfg.symbols == "real" and self.keep_q else self.n
 

@@ -15,7 +15,6 @@ logits) for images in [-1, 1]); its figures are reported under ``features_*`` na
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..checkpoint import file_sha256
 from ..imports import import_class
 
 __all__ = ["FeatureNet", "InceptionFeatures", "RandomConvFeatures", "feature_net", "standard_metrics",
@@ -99,11 +99,7 @@ def _inception_weights(explicit: str) -> Path:
     if not path.is_file():
         raise WeightsMissing(f"FID/KID/IS/PR need the Inception weights: put {INCEPTION_FILE} ({INCEPTION_URL}) "
                              f"at {hub}, or set eval.inception_weights=PATH")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if not h.hexdigest().startswith("6726825d"):  # torch hub's convention: the name carries the hash
+    if not file_sha256(path).startswith("6726825d"):  # torch hub's convention: the name carries the hash
         raise WeightsMissing(f"{path}: not the FID Inception weights ({INCEPTION_FILE}; SHA-256 6726825d...)")
     return path
 
