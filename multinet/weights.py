@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .patterns import name_matches, resolve_types
 
@@ -55,12 +56,29 @@ class InitRule:
 
     @torch.no_grad()
     def apply(self, module: nn.Module) -> None:
-        weight = getattr(module, "weight", None)
-        if isinstance(weight, torch.Tensor) and self.method != "keep":
+        weight = _own_weight(module)
+        if weight is not None and self.method != "keep":
             _fill(self.method, weight, module, self.args)
         bias = getattr(module, "bias", None)
         if isinstance(bias, torch.Tensor) and self.bias is not None:
             bias.fill_(self.bias)
+
+
+def _own_weight(module: nn.Module) -> torch.Tensor | None:
+    """The stored weight: under a parametrization (spectral norm) ``module.weight`` is recomputed
+    from ``parametrizations.weight.original`` on each access, so filling it would change nothing."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    weight = getattr(module, "weight", None)
+    return weight if isinstance(weight, torch.Tensor) else None
+
+
+def _holds_parameters(module: nn.Module) -> bool:
+    """A layer holds parameters of its own, counting a parametrized weight as the layer's (the
+    ``ParametrizationList`` that stores it is not a layer to initialise)."""
+    if isinstance(module, parametrize.ParametrizationList):
+        return False
+    return parametrize.is_parametrized(module) or any(True for _ in module.parameters(recurse=False))
 
 
 def _fill(method: str, weight: torch.Tensor, module: nn.Module, args: dict[str, Any]) -> None:
@@ -139,7 +157,7 @@ def init_weights(module: nn.Module, rules: Iterable[InitRule], strict: bool = Fa
     used: set[str] = set()
     applied, uncovered = [], []
     for name, m in module.named_modules():
-        if not any(True for _ in m.parameters(recurse=False)):
+        if not _holds_parameters(m):
             continue
         rule = next((r for r in rules if r.matches(name, m)), None)
         if rule is None:

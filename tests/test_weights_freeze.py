@@ -49,6 +49,18 @@ def test_dcgan_preset_and_type_match_is_isinstance():
     assert abs(m[1].weight.mean().item() - 1.0) < 0.01 and m[1].bias.abs().sum() == 0
 
 
+def test_init_reaches_the_stored_weight_under_spectral_norm():
+    # Under a parametrization, module.weight is recomputed on each access: the rule must fill the
+    # stored original, and the strict check must not ask for a rule for the ParametrizationList.
+    from torch.nn.utils.parametrizations import spectral_norm
+    torch.manual_seed(0)
+    net = nn.Sequential(spectral_norm(nn.Conv2d(1, 64, 3, bias=False)), spectral_norm(nn.Linear(64, 64)))
+    report = init_weights(net, [InitRule("constant", (nn.Conv2d, nn.Linear), args={"val": 0.5})], strict=True)
+    assert [a[0] for a in report.applied] == ["0", "1"]
+    for layer in net:
+        assert torch.all(layer.parametrizations.weight.original == 0.5)
+
+
 def test_pattern_rule_and_report():
     m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
     report = init_weights(m, [InitRule("constant", pattern="1", args={"val": 3.0}, bias=1.0),
