@@ -129,6 +129,9 @@ def init_preset(name: str) -> list[InitRule]:
         return [
             InitRule("normal", conv_linear, args={"std": 0.02}, name="dcgan.conv_linear"),
             InitRule("normal", _NORM_TYPES, args={"mean": 1.0, "std": 0.02}, name="dcgan.norm"),
+            # class embeddings (conditional BN gains start at 1, projection vectors small) are set
+            # by the network that owns them
+            InitRule("keep", (nn.Embedding,), bias=None, name="dcgan.embedding"),
         ]
     if name == "bilinear":
         return [InitRule("bilinear", (nn.ConvTranspose2d,), bias=0.0, name="bilinear")]

@@ -1,4 +1,4 @@
-"""The SNGAN / BigGAN ResNet pair, its class-conditional variant, and DiffAugment."""
+"""The SNGAN / BigGAN ResNet pair, the class-conditional variants (ResNet and DCGAN), and DiffAugment."""
 import pytest
 import torch
 
@@ -31,6 +31,27 @@ def test_resnet_pair_shapes_spectral_norm_and_labels(shape):
         G(z)
     plain = ResNetGenerator(16, shape, 16)
     assert plain(z).shape == (6, *shape)
+
+
+@pytest.mark.parametrize("spectral", [False, True])
+def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
+    from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator
+    from multinet.weights import init_preset, init_weights
+    shape = (1, 28, 28)
+    G, D = DCGANGenerator(16, shape, 8, classes=10), DCGANDiscriminator(shape, 8, spectral_norm=spectral, classes=10)
+    for net in (G, D):  # the dcgan preset covers the class embeddings under init_strict
+        init_weights(net, init_preset("dcgan"), strict=True)
+    z, y = torch.randn(6, 16), torch.arange(6)
+    G.eval(), D.eval()
+    with torch.no_grad():
+        x = G(z, y)
+        assert x.shape == (6, *shape)
+        assert not torch.allclose(x, G(z, (y + 1) % 10))  # embedding in z and conditional BN
+        assert not torch.allclose(D(x, y), D(x, (y + 1) % 10))  # projection
+    with pytest.raises(ValueError, match="needs labels"):
+        G(z)
+    plain = DCGANGenerator(16, shape, 8)  # unconditional: the same parameter names as before
+    assert [k for k in plain.state_dict() if "embed" in k] == [] and plain(z).shape == (6, *shape)
 
 
 def test_diffaugment_is_seeded_differentiable_and_does_what_it_says():

@@ -112,28 +112,49 @@ def _plan(size: int) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, latent_dim: int, shape: tuple[int, ...], width: int = 64) -> None:
+    """z → linear → (C, s, s) → transposed-conv ×2 blocks (BN, ReLU) → tanh image.
+
+    ``classes`` > 0 makes it class-conditional: the label's embedding is concatenated to z and the
+    conv blocks' batch norms take per-class gain and bias (conditional BN, as the ResNet pair)."""
+
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], width: int = 64, classes: int = 0) -> None:
         super().__init__()
-        self.init_args = dict(latent_dim=latent_dim, shape=list(shape), width=width)  # for export
+        from .resnet import ConditionalBatchNorm
+        self.init_args = dict(latent_dim=latent_dim, shape=list(shape), width=width, classes=classes)  # for export
         c, size = shape[0], shape[-1]
         start, ups = _plan(size)
         ch = width * 2 ** (ups - 1)
-        self.start, self.ch = start, ch
-        self.project = nn.Sequential(nn.Linear(latent_dim, ch * start * start, bias=False),
+        self.start, self.ch, self.classes = start, ch, classes
+        self.embed = nn.Embedding(classes, latent_dim) if classes else None
+        self.project = nn.Sequential(nn.Linear(latent_dim * (2 if classes else 1), ch * start * start, bias=False),
                                      nn.BatchNorm1d(ch * start * start), nn.ReLU(True))
         blocks: list[nn.Module] = []
         for _ in range(ups - 1):
-            blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            norm = ConditionalBatchNorm(ch // 2, classes) if classes else nn.BatchNorm2d(ch // 2)
+            blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), norm, nn.ReLU(True)]
             ch //= 2
         blocks += [nn.ConvTranspose2d(ch, c, 4, 2, 1), nn.Tanh()]
         self.blocks = nn.Sequential(*blocks)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.project(z).view(-1, self.ch, self.start, self.start))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is None:
+            return self.blocks(self.project(z).view(-1, self.ch, self.start, self.start))
+        if y is None:
+            raise ValueError("a class-conditional generator needs labels y")
+        h = self.project(torch.cat([z, self.embed(y)], 1)).view(-1, self.ch, self.start, self.start)
+        for layer in self.blocks:
+            h = layer(h, y) if hasattr(layer, "embed") else layer(h)
+        return h
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, shape: tuple[int, ...], width: int = 64, pack: int = 1, spectral_norm: bool = False) -> None:
+    """Strided convs (LeakyReLU 0.2; BN, or spectral norm on every layer) → linear logit.
+
+    ``classes`` > 0 adds a projection term ⟨embed(y), φ(x)⟩ on the flattened features (Miyato &
+    Koyama 2018)."""
+
+    def __init__(self, shape: tuple[int, ...], width: int = 64, pack: int = 1, spectral_norm: bool = False,
+                 classes: int = 0) -> None:
         super().__init__()
         c, size = shape[0], shape[-1]
         start, ups = _plan(size)
@@ -149,11 +170,19 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         self.blocks = nn.Sequential(*blocks)
         self.head = wrap(nn.Linear(ch * start * start, 1))
+        self.embed = wrap(nn.Embedding(classes, ch * start * start)) if classes else None
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0] // self.pack
-        h = self.blocks(x.reshape(b, -1, *x.shape[2:]))
-        return self.head(h.flatten(1)).squeeze(1)
+        h = self.blocks(x.reshape(b, -1, *x.shape[2:])).flatten(1)
+        out = self.head(h).squeeze(1)
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("a projection discriminator needs labels y")
+            out = out + (self.embed(y[::self.pack]) * h).sum(1)
+        return out
 
 
 def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,
@@ -167,7 +196,8 @@ def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, 
                 MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout,
                                  d_fourier, d_fourier_scales))
     if arch == "dcgan":
-        return DCGANGenerator(latent_dim, shape, width), DCGANDiscriminator(shape, width, pack, spectral_norm)
+        return (DCGANGenerator(latent_dim, shape, width, classes),
+                DCGANDiscriminator(shape, width, pack, spectral_norm, classes))
     if arch == "resnet":
         from .resnet import ResNetDiscriminator, ResNetGenerator
         return ResNetGenerator(latent_dim, shape, width, classes), ResNetDiscriminator(shape, width, classes, pack)
