@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
+from .resnet import ConditionalBatchNorm, projection_logit
+
 __all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "FourierFeatures", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
 
 
@@ -119,7 +121,6 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, latent_dim: int, shape: tuple[int, ...], width: int = 64, classes: int = 0) -> None:
         super().__init__()
-        from .resnet import ConditionalBatchNorm
         self.init_args = dict(latent_dim=latent_dim, shape=list(shape), width=width, classes=classes)  # for export
         c, size = shape[0], shape[-1]
         start, ups = _plan(size)
@@ -176,13 +177,8 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0] // self.pack
-        h = self.blocks(x.reshape(b, -1, *x.shape[2:])).flatten(1)
-        out = self.head(h).squeeze(1)
-        if self.embed is not None:
-            if y is None:
-                raise ValueError("a projection discriminator needs labels y")
-            out = out + (self.embed(y[::self.pack]) * h).sum(1)
-        return out
+        return projection_logit(self.blocks(x.reshape(b, -1, *x.shape[2:])).flatten(1), self.head, self.embed, y,
+                                self.pack)
 
 
 def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,

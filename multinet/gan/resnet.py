@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-__all__ = ["ResNetGenerator", "ResNetDiscriminator", "resnet_plan"]
+__all__ = ["ResNetGenerator", "ResNetDiscriminator", "resnet_plan", "projection_logit"]
 
 
 def resnet_plan(size: int) -> tuple[int, int]:
@@ -50,6 +50,18 @@ class ConditionalBatchNorm(nn.Module):
             return h
         gain, bias = self.embed(y).chunk(2, 1)
         return gain[:, :, None, None] * h + bias[:, :, None, None]
+
+
+def projection_logit(h: torch.Tensor, head: nn.Module, embed: nn.Module | None, y: torch.Tensor | None,
+                     pack: int = 1) -> torch.Tensor:
+    """ψ(φ(x)) + ⟨embed(y), φ(x)⟩ on features ``h`` (just ψ(φ(x)) when ``embed`` is None); under
+    PacGAN a pack takes its first sample's label."""
+    out = head(h).squeeze(1)
+    if embed is None:
+        return out
+    if y is None:
+        raise ValueError("a projection discriminator needs labels y")
+    return out + (embed(y[::pack]) * h).sum(1)
 
 
 class GBlock(nn.Module):
@@ -132,9 +144,4 @@ class ResNetDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0] // self.pack
         h = F.relu(self.blocks(x.reshape(b, -1, *x.shape[2:]))).sum((2, 3))
-        out = self.head(h).squeeze(1)
-        if self.embed is not None:
-            if y is None:
-                raise ValueError("a projection discriminator needs labels y")
-            out = out + (self.embed(y[::self.pack]) * h).sum(1)
-        return out
+        return projection_logit(h, self.head, self.embed, y, self.pack)
