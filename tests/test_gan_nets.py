@@ -39,6 +39,8 @@ def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
     from multinet.weights import init_preset, init_weights
     shape = (1, 28, 28)
     G, D = DCGANGenerator(16, shape, 8, classes=10), DCGANDiscriminator(shape, 8, spectral_norm=spectral, classes=10)
+    stored = D.embed.parametrizations.weight.original if spectral else D.embed.weight
+    assert 0.01 < float(stored.std()) < 0.03  # the projection starts small, also under spectral norm
     for net in (G, D):  # the dcgan preset covers the class embeddings under init_strict
         init_weights(net, init_preset("dcgan"), strict=True)
     z, y = torch.randn(6, 16), torch.arange(6)

@@ -144,7 +144,7 @@ class DCGANGenerator(nn.Module):
             raise ValueError("a class-conditional generator needs labels y")
         h = self.project(torch.cat([z, self.embed(y)], 1)).view(-1, self.ch, self.start, self.start)
         for layer in self.blocks:
-            h = layer(h, y) if hasattr(layer, "embed") else layer(h)
+            h = layer(h, y) if isinstance(layer, ConditionalBatchNorm) else layer(h)
         return h
 
 
@@ -171,9 +171,11 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         self.blocks = nn.Sequential(*blocks)
         self.head = wrap(nn.Linear(ch * start * start, 1))
-        self.embed = wrap(nn.Embedding(classes, ch * start * start)) if classes else None
-        if self.embed is not None:
-            nn.init.normal_(self.embed.weight, std=0.02)
+        self.embed = None
+        if classes:  # initialised before spectral norm wraps it (then .weight is recomputed on each access)
+            embed = nn.Embedding(classes, ch * start * start)
+            nn.init.normal_(embed.weight, std=0.02)
+            self.embed = wrap(embed)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0] // self.pack
