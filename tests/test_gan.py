@@ -255,7 +255,7 @@ def test_mixture_recipes_run_a_few_steps(tmp_path, recipe):
 
 
 @pytest.mark.skipif(not MNIST_RAW.is_dir(), reason="../shared/data/MNIST/raw not present")
-@pytest.mark.parametrize("recipe", ["gan_mnist_mlp", "dcgan_mnist"])
+@pytest.mark.parametrize("recipe", ["gan_mnist_mlp", "dcgan_mnist", "dcgan_mnist_cond"])
 def test_mnist_recipes_run_on_the_idx_test_files(tmp_path, recipe):
     cfg = load_recipe(GanRecipe, recipe, ["device='cpu'", "train.steps=2", "data.name=idx", f"data.root={MNIST_RAW}",
                                           "data.limit=512"])

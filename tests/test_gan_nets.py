@@ -1,4 +1,6 @@
 """The SNGAN / BigGAN ResNet pair, the class-conditional variants (ResNet and DCGAN), and DiffAugment."""
+import json
+
 import pytest
 import torch
 
@@ -85,6 +87,24 @@ def test_conditional_resnet_with_diffaugment_trains_resumes_exactly_and_exports(
     assert all(torch.equal(a[n]["module"][k], b[n]["module"][k]) for n in a for k in a[n]["module"])
     assert main(["export", str(tmp_path / "full/checkpoints/last.pt"), "--out", str(tmp_path / "x")]) == 0
     assert main(["sample", str(tmp_path / "x"), "--n", "20", "--out", str(tmp_path / "s.npy")]) == 0
+
+
+def test_r1_penalty_reads_the_real_labels_of_a_projection_discriminator(tmp_path):
+    from multinet.gan import r1_penalty
+    D = ResNetDiscriminator((1, 8, 8), 8, classes=5)
+    x, y = torch.rand(6, 1, 8, 8) * 2 - 1, torch.arange(6) % 5
+    with torch.no_grad():  # a projection embedding of the scale training gives it, so the label term shows
+        D.embed.parametrizations.weight.original.normal_(0, 1)
+    own, _ = r1_penalty(lambda v: D(v, y), x)
+    other, _ = r1_penalty(lambda v: D(v, (y + 1) % 5), x)
+    assert float(own) > 0 and not torch.isclose(own, other)
+    items = ["device='cpu'", "train.steps=3", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0",
+             "train.tensorboard=false", "model.arch='resnet'", "model.width=8", "model.conditional=true",
+             "gan.r1=1.0", "eval.samples=100", "eval.classifier_epochs=1", "eval.standard_metrics=false"]
+    assert Runner(GanSystem, load_recipe(GanRecipe, "gan_digits", items), tmp_path, progress=False,
+                  echo=False).fit().code == 0
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["discriminator/r1"] > 0 for r in logged if "discriminator/r1" in r] == [True] * 3
 
 
 def test_conditional_and_augmentation_mistakes_are_named():
