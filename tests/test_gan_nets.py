@@ -1,4 +1,4 @@
-"""The SNGAN / BigGAN ResNet pair, the class-conditional variants (ResNet and DCGAN), and DiffAugment."""
+"""The SNGAN / BigGAN ResNet pair, the class-conditional variants (ResNet, DCGAN, MLP), and DiffAugment."""
 import json
 
 import pytest
@@ -58,6 +58,49 @@ def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
     assert [k for k in plain.state_dict() if "embed" in k] == [] and plain(z).shape == (6, *shape)
 
 
+@pytest.mark.parametrize("spectral", [False, True])
+def test_conditional_mlp_pair_uses_labels_and_keeps_the_plain_pair(spectral):
+    from multinet.gan.networks import build_pair
+    shape = (1, 8, 8)
+    G, D = build_pair("mlp", shape, 16, 32, 2, 8, 1, spectral, classes=10)
+    z, y = torch.randn(6, 16), torch.arange(6)
+    G.eval(), D.eval()
+    with torch.no_grad():
+        x = G(z, y)
+        assert x.shape == (6, *shape)
+        assert not torch.allclose(x, G(z, (y + 1) % 10))  # the label's embedding joins z
+        assert not torch.allclose(D(x, y), D(x, (y + 1) % 10))  # projection
+        # the projection adds <embed(y), features> to the unconditional head's logit
+        plain_logit = D.net(x.flatten(1)).squeeze(1)
+        assert not torch.allclose(D(x, y), plain_logit)
+    with pytest.raises(ValueError, match="needs labels"):
+        G(z)
+    with pytest.raises(ValueError, match="needs labels"):
+        D(x)
+    plain_G, plain_D = build_pair("mlp", shape, 16, 32, 2, 8, 1, spectral)  # unconditional: names as before
+    assert [k for k in [*plain_G.state_dict(), *plain_D.state_dict()] if "embed" in k] == []
+    assert plain_G(z).shape == (6, *shape) and plain_D(x).shape == (6,)
+
+
+def test_conditional_mlp_digits_run_trains_on_labels_and_exports(tmp_path):
+    from multinet.cli import main
+    from multinet.export import load_exported
+    items = ["device='cpu'", "train.steps=6", "train.log_every=2", "train.checkpoint_every=3", "train.sample_every=0",
+             "train.tensorboard=false", "model.hidden=32", "model.conditional=true", "eval.samples=100",
+             "eval.classifier_epochs=1", "eval.standard_metrics=false"]
+    assert Runner(GanSystem, load_recipe(GanRecipe, "gan_digits", items), tmp_path / "run", progress=False,
+                  echo=False).fit().code == 0
+    saved = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["networks"]
+    assert saved["generator"]["module"]["embed.weight"].shape == (10, 32)  # the digits' ten classes
+    assert saved["discriminator"]["module"]["embed.weight"].shape == (10, 32)
+    assert main(["export", str(tmp_path / "run/checkpoints/last.pt"), "--out", str(tmp_path / "x")]) == 0
+    G = load_exported(tmp_path / "x/generator.json")
+    assert not G.training and G.embed is not None
+    with torch.no_grad():
+        assert G(torch.randn(10, G.init_args["latent_dim"]), torch.arange(10)).shape == (10, 1, 8, 8)
+    assert main(["sample", str(tmp_path / "x"), "--n", "20", "--out", str(tmp_path / "s.npy")]) == 0
+
+
 def test_diffaugment_is_seeded_differentiable_and_does_what_it_says():
     x = torch.rand(8, 1, 8, 8, requires_grad=True)
     a = augment(x, ("color", "translation", "cutout"), torch.Generator().manual_seed(0))
@@ -108,8 +151,7 @@ def test_r1_penalty_reads_the_real_labels_of_a_projection_discriminator(tmp_path
 
 
 def test_conditional_and_augmentation_mistakes_are_named():
-    for data, key in [({"model": {"conditional": True}}, "model.conditional"),
-                      ({"gan": {"diffaugment": "translation,flip"}}, "gan.diffaugment: unknown policy flip"),
+    for data, key in [({"gan": {"diffaugment": "translation,flip"}}, "gan.diffaugment: unknown policy flip"),
                       ({"gan": {"diffaugment": "cutout"}, "data": {"name": "ring8"}}, "gan.diffaugment: augments images"),
                       ({"model": {"arch": "resnet", "conditional": True}, "eval": {"rejection": "drs"}},
                        "eval.rejection: rejection sampling is for unconditional")]:

@@ -15,8 +15,8 @@ __all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig",
 @dataclass
 class ModelConfig:
     # "resnet": the SNGAN / BigGAN ResNet pair (spectral norm in D; train it with gan.loss = "hinge");
-    # conditional = true makes a dcgan or resnet pair class-conditional (conditional BN in G,
-    # projection D) on the data's labels.
+    # conditional = true makes the pair class-conditional on the data's labels: the label's embedding
+    # joins z in G (and conditional BN in a dcgan / resnet G), a projection term in D.
     arch: Literal["mlp", "dcgan", "resnet"] = "mlp"
     conditional: bool = False
     latent_dim: int = 100
@@ -39,8 +39,6 @@ class ModelConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "latent_dim", "hidden", "layers", "width", "pack")
         at_least(self, 0, "d_hidden", "d_layers", "d_maxout", "d_fourier")
-        if self.conditional and self.arch == "mlp":
-            raise FieldError("conditional", "class-conditional networks are arch = 'dcgan' or 'resnet', got arch = 'mlp'")
         if self.d_fourier and self.arch != "mlp":
             raise FieldError("d_fourier", f"applies to arch = 'mlp' only, got arch = {self.arch!r}")
         if self.d_fourier and (not self.d_fourier_scales or not all(s > 0 for s in self.d_fourier_scales)):

@@ -20,15 +20,19 @@ __all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "FourierFeatures", "DCG
 
 
 class MLPGenerator(nn.Module):
-    """latent → hidden (× layers, [BatchNorm,] ReLU) → prod(shape), Tanh for images (none for 2-D points)."""
+    """latent → hidden (× layers, [BatchNorm,] ReLU) → prod(shape), Tanh for images (none for 2-D points).
+
+    ``classes`` > 0 makes it class-conditional as in Mirza & Osindero's MLP cGAN: a learned
+    embedding of the label, of the latent's size, is concatenated to z."""
 
     def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden: int = 256, layers: int = 2,
-                 tanh: bool = True, batch_norm: bool = False) -> None:
+                 tanh: bool = True, batch_norm: bool = False, classes: int = 0) -> None:
         super().__init__()
         self.init_args = dict(latent_dim=latent_dim, shape=list(shape), hidden=hidden, layers=layers, tanh=tanh,
-                              batch_norm=batch_norm)  # for export
+                              batch_norm=batch_norm, classes=classes)  # for export
         self.shape = shape
-        dims = [latent_dim] + [hidden] * layers
+        self.embed = nn.Embedding(classes, latent_dim) if classes else None
+        dims = [latent_dim * (2 if classes else 1)] + [hidden] * layers
         blocks: list[tuple[str, nn.Module]] = []
         for i in range(layers):
             blocks.append((f"fc{i + 1}", nn.Linear(dims[i], dims[i + 1], bias=not batch_norm)))
@@ -40,7 +44,11 @@ class MLPGenerator(nn.Module):
             blocks.append(("tanh", nn.Tanh()))
         self.net = nn.Sequential(OrderedDict(blocks))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if y is None:
+                raise ValueError("a class-conditional generator needs labels y")
+            z = torch.cat([z, self.embed(y)], 1)
         return self.net(z).view(-1, *self.shape)
 
 
@@ -82,11 +90,13 @@ class MLPDiscriminator(nn.Module):
     ``maxout`` > 1 uses maxout units of that many pieces instead of LeakyReLU (the PacGAN /
     VEEGAN 2-D discriminators: 5 pieces). ``fourier`` > 0 first maps each sample to that many
     random Fourier features per sin / cos at frequency ``fourier_scales`` (see ``FourierFeatures``).
+    ``classes`` > 0 adds a projection term ⟨embed(y), φ(x)⟩ on the last hidden features (Miyato &
+    Koyama 2018), as the conv discriminators do.
     """
 
     def __init__(self, shape: tuple[int, ...], hidden: int = 256, layers: int = 2, pack: int = 1,
                  spectral_norm: bool = False, maxout: int = 0, fourier: int = 0,
-                 fourier_scales: tuple[float, ...] = ()) -> None:
+                 fourier_scales: tuple[float, ...] = (), classes: int = 0) -> None:
         super().__init__()
         self.pack = pack
         wrap = _sn if spectral_norm else (lambda m: m)
@@ -99,11 +109,19 @@ class MLPDiscriminator(nn.Module):
                        (f"act{i + 1}", Maxout(k) if k > 1 else nn.LeakyReLU(0.2, True))]
         blocks.append(("out", wrap(nn.Linear(hidden, 1))))
         self.net = nn.Sequential(OrderedDict(blocks))
+        self.embed = None
+        if classes:  # initialised before spectral norm wraps it
+            embed = nn.Embedding(classes, hidden)
+            nn.init.normal_(embed.weight, std=0.02)
+            self.embed = wrap(embed)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.fourier is not None:
             x = self.fourier(x.reshape(x.shape[0], -1))
-        return self.net(x.reshape(x.shape[0] // self.pack, -1)).squeeze(1)
+        x = x.reshape(x.shape[0] // self.pack, -1)
+        if self.embed is None:
+            return self.net(x).squeeze(1)
+        return projection_logit(self.net[:-1](x), self.net[-1], self.embed, y, self.pack)
 
 
 def _plan(size: int) -> tuple[int, int]:
@@ -190,9 +208,10 @@ def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, 
     """``d_hidden`` / ``d_layers`` of 0 mean the same as the generator's ``hidden`` / ``layers``."""
     if arch == "mlp":
         points = len(shape) == 1
-        return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points, batch_norm=g_batch_norm),
+        return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points, batch_norm=g_batch_norm,
+                             classes=classes),
                 MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout,
-                                 d_fourier, d_fourier_scales))
+                                 d_fourier, d_fourier_scales, classes))
     if arch == "dcgan":
         return (DCGANGenerator(latent_dim, shape, width, classes),
                 DCGANDiscriminator(shape, width, pack, spectral_norm, classes))
