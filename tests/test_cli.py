@@ -18,7 +18,7 @@ FAST_GAN = ["gan_digits", "--device", "cpu", "train.log_every=5", "train.sample_
             "eval.samples=200", "eval.classifier_epochs=1", "train.tensorboard=false", "--no-progress",
             "gan.ema=0.5"]  # an EMA that short runs fill (no warning)
 FAST_AE = ["ae_7_4", "--device", "cpu", "train.log_every=5", "train.checkpoint_every=10", "eval.max_blocks=20000",
-           "eval.batch=10000", "eval.ml_errors=10", "--no-progress"]
+           "eval.batch=10000", "eval.ml_errors=10", "eval.osd_max_blocks=20000", "--no-progress"]
 
 
 ROOT = Path(__file__).resolve().parent.parent
