@@ -63,7 +63,7 @@ class Tracker:
     def images(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8,
                value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
         """Save ``images`` (N, C, H, W) as ``samples/<tag>_<step>.png`` and to TensorBoard."""
-        import torchvision  # here, not at the top: importing it takes about 2 s, and runs without images never need it
+        import torchvision  # here, not at import: it takes about 2 s, and runs without images never need it
         images = images.detach().float().cpu()
         if images.shape[-1] < 32:  # tiny images (8x8 digits): enlarge so the PNG can be read
             images = torch.nn.functional.interpolate(images, scale_factor=32 // images.shape[-1], mode="nearest")

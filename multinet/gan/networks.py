@@ -19,6 +19,21 @@ from .resnet import ConditionalBatchNorm, projection_logit
 __all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "FourierFeatures", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
 
 
+def _with_label(z: torch.Tensor, embed: nn.Module, y: torch.Tensor | None) -> torch.Tensor:
+    """[z, embed(y)]: a class-conditional generator's input."""
+    if y is None:
+        raise ValueError("a class-conditional generator needs labels y")
+    return torch.cat([z, embed(y)], 1)
+
+
+def _projection_embedding(classes: int, dim: int, wrap) -> nn.Module:
+    """The projection discriminator's class embedding, N(0, 0.02²) as the rest of D, initialised
+    before spectral norm (``wrap``) takes it over (then ``.weight`` is recomputed on each access)."""
+    embed = nn.Embedding(classes, dim)
+    nn.init.normal_(embed.weight, std=0.02)
+    return wrap(embed)
+
+
 class MLPGenerator(nn.Module):
     """latent → hidden (× layers, [BatchNorm,] ReLU) → prod(shape), Tanh for images (none for 2-D points).
 
@@ -46,9 +61,7 @@ class MLPGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
-            if y is None:
-                raise ValueError("a class-conditional generator needs labels y")
-            z = torch.cat([z, self.embed(y)], 1)
+            z = _with_label(z, self.embed, y)
         return self.net(z).view(-1, *self.shape)
 
 
@@ -109,11 +122,7 @@ class MLPDiscriminator(nn.Module):
                        (f"act{i + 1}", Maxout(k) if k > 1 else nn.LeakyReLU(0.2, True))]
         blocks.append(("out", wrap(nn.Linear(hidden, 1))))
         self.net = nn.Sequential(OrderedDict(blocks))
-        self.embed = None
-        if classes:  # initialised before spectral norm wraps it
-            embed = nn.Embedding(classes, hidden)
-            nn.init.normal_(embed.weight, std=0.02)
-            self.embed = wrap(embed)
+        self.embed = _projection_embedding(classes, hidden, wrap) if classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.fourier is not None:
@@ -121,7 +130,10 @@ class MLPDiscriminator(nn.Module):
         x = x.reshape(x.shape[0] // self.pack, -1)
         if self.embed is None:
             return self.net(x).squeeze(1)
-        return projection_logit(self.net[:-1](x), self.net[-1], self.embed, y, self.pack)
+        *body, head = self.net  # the last hidden features φ(x), then the logit head
+        for layer in body:
+            x = layer(x)
+        return projection_logit(x, head, self.embed, y, self.pack)
 
 
 def _plan(size: int) -> tuple[int, int]:
@@ -158,9 +170,7 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is None:
             return self.blocks(self.project(z).view(-1, self.ch, self.start, self.start))
-        if y is None:
-            raise ValueError("a class-conditional generator needs labels y")
-        h = self.project(torch.cat([z, self.embed(y)], 1)).view(-1, self.ch, self.start, self.start)
+        h = self.project(_with_label(z, self.embed, y)).view(-1, self.ch, self.start, self.start)
         for layer in self.blocks:
             h = layer(h, y) if isinstance(layer, ConditionalBatchNorm) else layer(h)
         return h
@@ -189,11 +199,7 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         self.blocks = nn.Sequential(*blocks)
         self.head = wrap(nn.Linear(ch * start * start, 1))
-        self.embed = None
-        if classes:  # initialised before spectral norm wraps it (then .weight is recomputed on each access)
-            embed = nn.Embedding(classes, ch * start * start)
-            nn.init.normal_(embed.weight, std=0.02)
-            self.embed = wrap(embed)
+        self.embed = _projection_embedding(classes, ch * start * start, wrap) if classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0] // self.pack
