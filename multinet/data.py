@@ -8,6 +8,7 @@ the 2-D Gaussian mixtures of VEEGAN / PacGAN, drawn on the fly.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import math
 import struct
 import zlib
@@ -243,13 +244,30 @@ def _idx_set(root: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as (1797, 8, 8) images in 0..16 and their labels.
+
+    The file ships inside scikit-learn; reading it directly skips ``import sklearn`` (which pulls
+    in SciPy: about 1.5 s, paid by every short run on the bundled default). ``load_digits`` does
+    the same ``loadtxt`` on the same file; it stays the fallback should the package move it.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            data = np.loadtxt(path, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    return d.images, d.target
+
+
 def load_images(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 or float images (N, C, H, W) and labels, before scaling."""
     if cfg.name == "digits":
-        from sklearn.datasets import load_digits
-        d = load_digits()
-        x = torch.from_numpy(d.images.astype(np.float32) * (255.0 / 16.0))[:, None]
-        return x, torch.from_numpy(d.target.astype(np.int64))
+        images, target = _digits()
+        x = torch.from_numpy(images.astype(np.float32) * (255.0 / 16.0))[:, None]
+        return x, torch.from_numpy(target.astype(np.int64))
     if cfg.name == "idx":
         return _idx_set(cfg.root)
     return _torchvision_set(cfg)

@@ -2,12 +2,14 @@
 import gzip
 import re
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from multinet.data import DataConfig, load_data
+from multinet.data import DataConfig, load_data, load_images
 
 
 def _idx(path, arr, gz=False):
@@ -52,3 +54,16 @@ def test_a_truncated_gz_is_one_line(tmp_path):
     (tmp_path / "t-images-idx3-ubyte.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=r"t-images-idx3-ubyte.gz: unreadable IDX file"):
         load_data(DataConfig(name="idx", root=str(tmp_path)), torch.device("cpu"), 0)
+
+
+def test_the_bundled_digits_are_scikit_learns_without_importing_it():
+    from sklearn.datasets import load_digits
+    x, y = load_images(DataConfig(name="digits"))
+    d = load_digits()
+    assert torch.equal(x, torch.from_numpy(d.images.astype(np.float32) * (255.0 / 16.0))[:, None])
+    assert torch.equal(y, torch.from_numpy(d.target.astype(np.int64)))
+    # A short run on the default should not pay for scikit-learn's (and SciPy's) import.
+    code = ("import sys; from multinet.data import DataConfig, load_images; "
+            "x, _ = load_images(DataConfig(name='digits')); print(tuple(x.shape), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(1797,", "1,", "8,", "8)", "False"]
