@@ -29,27 +29,35 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTH
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def run(module, args, cwd=None):
+def spawn(module, args, cwd=None):
+    """The command line in a fresh interpreter: for what only a separate process shows (signals,
+    run-folder locks, start-up)."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300, env=ENV)
 
 
-def refused(module, args, cwd=None):
-    """The command line in this process, for commands that stop before training (no torch start-up
-    per case): a CompletedProcess-like result."""
+def run(module, args, cwd=None):
+    """The command line in this process, on one thread like ``spawn``'s runs: the same code path
+    from argument parsing to exit status without paying an interpreter, torch and torch._dynamo
+    start-up per call (about 5 s each on 2 cores). A CompletedProcess-like result."""
     import contextlib
     import io
     from types import SimpleNamespace
 
     from multinet.cli import main, system_main
-    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    out, err, here, threads = io.StringIO(), io.StringIO(), os.getcwd(), torch.get_num_threads()
     try:
         if cwd is not None:
             os.chdir(cwd)
+        torch.set_num_threads(1)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(args) if module == "multinet" else system_main(module.split(".")[1], args)
+            try:
+                code = main(args) if module == "multinet" else system_main(module.split(".")[1], args)
+            except SystemExit as e:  # argparse's --help and usage errors
+                code = e.code if isinstance(e.code, int) else 1
     finally:
         os.chdir(here)
+        torch.set_num_threads(threads)
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
@@ -116,7 +124,7 @@ def test_gan_sample_command(tmp_path):
     assert r.returncode == 0, r.stderr
     scores = json.loads(r.stdout.strip().splitlines()[-1])
     assert scores["step"] == 5 and {"classifier_fd", "drs_classifier_fd", "drs_acceptance"} <= set(scores)
-    r = refused("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "train.steps=9"])
+    r = run("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "train.steps=9"])
     assert r.returncode == 2 and r.stderr.strip() == "error: only eval.* keys can change for a saved run, got train.steps"
 
 
@@ -148,7 +156,7 @@ def test_autoencoder_exact_resume_across_phase_switch(tmp_path):
     assert scored["step"] == 30 and set(scored["curves"]["autoencoder after 1_decoder"]) == {"1", "3"}
     faded = scored["curves"]["autoencoder after 1_decoder"]["3"]
     assert faded > curves["autoencoder after 1_decoder"]["2"]  # fading at 3 dB is worse than AWGN at 2 dB
-    r = refused("multinet", ["evaluate", str(full / "checkpoints/last.pt"), "system.n=8"])
+    r = run("multinet", ["evaluate", str(full / "checkpoints/last.pt"), "system.n=8"])
     assert r.returncode == 2 and "only eval.*, channel.*, finetune_channel.* keys can change" in r.stderr
 
 
@@ -223,7 +231,7 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
     module = "multinet.autoencoder" if args[0].startswith("ae_") else "multinet.gan"
-    r = refused(module, args + ["--no-progress"], cwd=tmp_path)
+    r = run(module, args + ["--no-progress"], cwd=tmp_path)
     assert r.returncode == 2
     assert msg in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert not (tmp_path / "runs").exists()  # nothing started
@@ -236,7 +244,7 @@ def test_resume_refuses_overrides_it_cannot_honour(tmp_path):
     for args, msg in [(["networks.generator.lr=1e-5"], "networks.generator.lr: cannot change on --resume"),
                       (["--seed", "3"], "seed: cannot change on --resume"),
                       (["model.hidden=8"], "model.hidden: cannot change on --resume")]:
-        r = refused("multinet.gan", ["--resume", "--out", str(out), "--steps", "6", "--no-progress", *args])
+        r = run("multinet.gan", ["--resume", "--out", str(out), "--steps", "6", "--no-progress", *args])
         assert r.returncode == 2 and msg in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
         assert (out / "checkpoints/last.pt").read_bytes() == before
     # length, evaluation and the device may change
@@ -333,7 +341,7 @@ def test_checkpoints_that_do_not_fit_and_recipes_that_are_not_the_runs_are_one_l
                        "arch.pt: does not fit this system: size mismatch for"),
                       (["--resume", str(tmp_path / "sampler.pt")], f"{tmp_path / 'sampler.pt'}: "),
                       (["gan_ring8", "--resume", "--out", str(out)], "recipe gan_ring8 is not the one")]:
-        r = refused("multinet.gan", args + ["--no-progress"] if args[0] != "sample" else args)
+        r = run("multinet.gan", args + ["--no-progress"] if args[0] != "sample" else args)
         assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and msg in r.stderr, (args, r.stderr)
     assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] == 2  # nothing was overwritten
 
@@ -354,7 +362,7 @@ def test_compiled_networks_train_and_save_plain_names(tmp_path):
 
 
 def test_warnings_print_as_one_line(tmp_path):
-    r = run("multinet.gan", FAST_GAN + ["--steps", "3", "--out", str(tmp_path / "r"), "gan.ema=0.999"])
+    r = spawn("multinet.gan", FAST_GAN + ["--steps", "3", "--out", str(tmp_path / "r"), "gan.ema=0.999"])
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if "EMA of generator" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: EMA of generator: decay 0.999"), r.stderr
@@ -389,12 +397,12 @@ def test_user_system_runs_under_the_same_command_line(tmp_path):
     r = run("multinet", ["sample", str(out / "checkpoints/last.pt"), "--n", "10", "--out", str(tmp_path / "s.npy")],
             cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    r = refused("multinet", ["export", str(out / "checkpoints/last.pt"), "--out", str(tmp_path / "x")], cwd=ROOT)
+    r = run("multinet", ["export", str(out / "checkpoints/last.pt"), "--out", str(tmp_path / "x")], cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip() == "error: CondGan offers no export()"
     for args, msg in [(["train", "subprocess:run"], "SYSTEM: 'subprocess:run' is not a subclass of multinet.system.System"),
                       (["train", "examples.cond_gan_digits:CondGan", "latent_dims=3"], "unknown key 'latent_dims'"),
                       (["fit"], "usage: python -m multinet {train,evaluate,sample,export}")]:
-        r = refused("multinet", args, cwd=tmp_path if args[0] == "fit" else ROOT)
+        r = run("multinet", args, cwd=tmp_path if args[0] == "fit" else ROOT)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
 
 
