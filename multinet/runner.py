@@ -130,6 +130,12 @@ class Runner:
             raise ConfigError(f"--stop-at: must be >= 1, got {self.stop_at}")
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {self.out}: exists and is not a folder")
+        self._refuse_earlier_run()
+
+    def _refuse_earlier_run(self) -> None:
+        """A new run (no --resume, no --overwrite) stops where another run has written: checked once
+        before the slow setup and again once the lock is held, since a run that started at the same
+        moment may have finished and released the folder in between."""
         earlier = self._earlier_run()
         if self.ckpt is None and earlier and not self.overwrite:
             hint = (f"continue it with --resume --out {self.out}, " if (self.out / "checkpoints" / "last.pt").exists()
@@ -206,6 +212,7 @@ class Runner:
         tracker: Any = NullTracker()
         if world.main:  # the first write: the folder is this run's from here on
             self.lock.acquire()
+            self._refuse_earlier_run()
             self._clear()
             write_text_atomic(self.out / "recipe.toml", to_toml(to_dict(cfg)))
             tracker = Tracker(self.out, tensorboard=cfg.train.tensorboard,

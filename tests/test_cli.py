@@ -13,6 +13,8 @@ import torch
 
 from multinet import load_checkpoint
 
+from .cli_run import ENV, ROOT, run, spawn
+
 # Exact resume is promised bit for bit on the CPU; pin it so a machine with a GPU tests the same.
 FAST_GAN = ["gan_digits", "--device", "cpu", "train.log_every=5", "train.sample_every=10", "train.checkpoint_every=10",
             "eval.samples=200", "eval.classifier_epochs=1", "train.tensorboard=false", "--no-progress",
@@ -21,44 +23,6 @@ FAST_AE = ["ae_7_4", "--device", "cpu", "train.log_every=5", "train.checkpoint_e
            "eval.batch=10000", "eval.ml_errors=10", "eval.osd_max_blocks=20000", "--no-progress"]
 
 
-ROOT = Path(__file__).resolve().parent.parent
-# One thread per run: these runs are compared bit for bit, and two fresh two-thread CPU runs were
-# seen to differ in the last digits about once in 20 repeats (README, "Known limits"); a single
-# thread fixes the summation order completely.
-ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def spawn(module, args, cwd=None):
-    """The command line in a fresh interpreter: for what only a separate process shows (signals,
-    run-folder locks, start-up)."""
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env=ENV)
-
-
-def run(module, args, cwd=None):
-    """The command line in this process, on one thread like ``spawn``'s runs: the same code path
-    from argument parsing to exit status without paying an interpreter, torch and torch._dynamo
-    start-up per call (about 5 s each on 2 cores). A CompletedProcess-like result."""
-    import contextlib
-    import io
-    from types import SimpleNamespace
-
-    from multinet.cli import main, system_main
-    out, err, here, threads = io.StringIO(), io.StringIO(), os.getcwd(), torch.get_num_threads()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        torch.set_num_threads(1)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(args) if module == "multinet" else system_main(module.split(".")[1], args)
-            except SystemExit as e:  # argparse's --help and usage errors
-                code = e.code if isinstance(e.code, int) else 1
-    finally:
-        os.chdir(here)
-        torch.set_num_threads(threads)
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _weights(path):
@@ -418,3 +382,20 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
     assert "in use by another run" in err or "holds an earlier run's files" in err, err
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(5, 45, 5)) and not (out / ".lock").exists()
+
+
+def test_a_run_that_finished_during_setup_is_not_appended_to(tmp_path, monkeypatch):
+    """The folder was empty at the first check, but another run wrote it and let go of the lock
+    while this one was still setting up: the second check, under the lock, refuses it."""
+    from multinet.runlock import RunLock
+    out, take = tmp_path / "r", RunLock.acquire
+
+    def finished_meanwhile(lock):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").write_text('{"step": 5}\n')
+        take(lock)
+
+    monkeypatch.setattr(RunLock, "acquire", finished_meanwhile)
+    r = run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)])
+    assert r.returncode == 2 and "holds an earlier run's files (metrics.jsonl)" in r.stderr, r.stderr
+    assert (out / "metrics.jsonl").read_text() == '{"step": 5}\n' and not (out / ".lock").exists()

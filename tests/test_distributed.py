@@ -18,9 +18,8 @@ import torch
 
 from multinet import load_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from .cli_run import ENV, ROOT, run
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 QUIET = ["--device", "cpu", "--no-progress", "train.tensorboard=false"]
 # DiffAugment and top-k draw and rank per process (each rank augments and keeps the top k of its
@@ -34,8 +33,12 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torc
 
 
 def launch(module, args, nproc=2, timeout=240):
-    cmd = [*TORCHRUN, f"--nproc-per-node={nproc}", "-m", module] if nproc > 1 else [sys.executable, "-m", module]
-    r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+    """``nproc`` ranks under torchrun; the one-rank reference runs in this process (one thread)."""
+    if nproc == 1:
+        r = run(module, args, cwd=ROOT)
+    else:
+        r = subprocess.run([*TORCHRUN, f"--nproc-per-node={nproc}", "-m", module, *args], capture_output=True,
+                           text=True, timeout=timeout, env=ENV, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return r
 

@@ -1,0 +1,45 @@
+"""The two ways tests run the command line: in this process (``run``) or in a fresh one (``spawn``)."""
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+# One thread per run: these runs are compared bit for bit, and two fresh two-thread CPU runs were
+# seen to differ in the last digits about once in 20 repeats (README, "Known limits"); a single
+# thread fixes the summation order completely.
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+       "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def spawn(module, args, cwd=None):
+    """The command line in a fresh interpreter: for what only a separate process shows (signals,
+    run-folder locks, start-up)."""
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env=ENV)
+
+
+def run(module, args, cwd=None):
+    """The command line in this process, on one thread like ``spawn``'s runs: the same code path
+    from argument parsing to exit status without paying an interpreter, torch and torch._dynamo
+    start-up per call (about 5 s each on 2 cores). A CompletedProcess-like result."""
+    from multinet.cli import main, system_main
+    out, err, here, threads = io.StringIO(), io.StringIO(), os.getcwd(), torch.get_num_threads()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        torch.set_num_threads(1)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args) if module == "multinet" else system_main(module.split(".")[1], args)
+            except SystemExit as e:  # argparse's --help and usage errors
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(here)
+        torch.set_num_threads(threads)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
