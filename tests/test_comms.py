@@ -15,6 +15,8 @@ from multinet.autoencoder.model_free import perturb, policy_loss
 from multinet.autoencoder.networks import bit_labels, gray_qam
 from multinet.config import ConfigError, from_dict, load_recipe
 
+from .cli_run import run
+
 try:
     import sionna.phy as sp
 except ImportError:
@@ -147,15 +149,10 @@ def test_sionna_osd_and_the_own_ml_monte_carlo_agree_on_hamming74():
 def test_a_sionna_channel_without_sionna_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sionna", None)  # "not installed"
     monkeypatch.setitem(sys.modules, "sionna.phy", None)
-    from multinet.cli import main
-    import contextlib
-    import io
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["train", "autoencoder", "ae_7_4", "--device", "cpu", "channel.model='sionna.AWGN'",
-                     "--out", str(tmp_path / "r"), "--no-progress"])
-    assert code == 2
-    assert err.getvalue().strip().splitlines()[-1] == ("error: channel.model='sionna.AWGN' needs Sionna, which is not "
+    r = run("multinet", ["train", "autoencoder", "ae_7_4", "--device", "cpu", "channel.model='sionna.AWGN'",
+                         "--out", str(tmp_path / "r"), "--no-progress"])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == ("error: channel.model='sionna.AWGN' needs Sionna, which is not "
                                                        'installed: pip install "multinet[sionna]"')
 
 

@@ -1,6 +1,4 @@
 """export: safetensors + JSON, a one-call loader, sampling from an export without the run."""
-import contextlib
-import io
 import json
 import shutil
 
@@ -10,24 +8,23 @@ import torch
 
 from multinet import Runner
 from multinet.autoencoder import AeRecipe, AeSystem
-from multinet.cli import main
 from multinet.config import load_recipe
 from multinet.export import export_module, load_exported, read_export
 from multinet.gan import GanRecipe, GanSystem
 from multinet.runner import load_system
+
+from .cli_run import run
 
 GAN = ["device='cpu'", "train.steps=6", "train.tensorboard=false", "eval.samples=100", "eval.classifier_epochs=1",
        "train.sample_every=0"]
 
 
 def _cli(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
+    r = run("multinet", list(args))
+    return r.returncode, r.stdout, r.stderr
 
 
-def test_gan_export_loads_as_the_ema_generator_and_samples_without_the_run(tmp_path):
+def test_gan_export_loads_as_the_ema_generator_and_samples_without_the_run(tmp_path, one_thread):
     cfg = load_recipe(GanRecipe, "gan_digits", [*GAN, "gan.ema=0.5"])
     assert Runner(GanSystem, cfg, tmp_path / "run", progress=False, echo=False).fit().code == 0
     ckpt = tmp_path / "run/checkpoints/last.pt"
@@ -49,6 +46,7 @@ def test_gan_export_loads_as_the_ema_generator_and_samples_without_the_run(tmp_p
     assert code == 0, err
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (9, 1, 8, 8) and np.abs(x).max() <= 1 and (tmp_path / "s.png").exists()
+    # run() samples on one thread, as this test does (one_thread): bit-for-bit comparable.
     z = torch.randn(9, cfg.model.latent_dim, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         np.testing.assert_array_equal(x, G(z).numpy())
