@@ -265,7 +265,7 @@ def test_mnist_recipes_run_on_the_idx_test_files(tmp_path, recipe):
 
 
 def test_transfer_recipe_partial_load_freezed_and_layer_lrs(tmp_path):
-    src = _engine(["train.steps=2"], tmp_path)
+    src = _engine(["train.steps=2", "model.d_hidden=512", "model.d_layers=2"], tmp_path)  # as the recipe says
     src.run()
     from multinet.checkpoint import save_checkpoint
     ck = save_checkpoint(src.state_dict(), tmp_path / "pre.pt")

@@ -86,7 +86,7 @@ def test_conditional_mlp_digits_run_trains_on_labels_and_exports(tmp_path):
     from multinet.cli import main
     from multinet.export import load_exported
     items = ["device='cpu'", "train.steps=6", "train.log_every=2", "train.checkpoint_every=3", "train.sample_every=0",
-             "train.tensorboard=false", "model.hidden=32", "model.conditional=true", "eval.samples=100",
+             "train.tensorboard=false", "model.hidden=32", "model.d_hidden=32", "model.conditional=true", "eval.samples=100",
              "eval.classifier_epochs=1", "eval.standard_metrics=false"]
     assert Runner(GanSystem, load_recipe(GanRecipe, "gan_digits", items), tmp_path / "run", progress=False,
                   echo=False).fit().code == 0
