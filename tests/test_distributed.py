@@ -26,8 +26,9 @@ QUIET = ["--device", "cpu", "--no-progress", "train.tensorboard=false"]
 # own batch), so with them on two ranks are not one rank with a double batch: off here.
 # The two-layer 512 discriminator these comparisons were set up with. Under WGAN-GP the default's
 # one-layer 1,024 D drifts from step 2 (step 1 agrees to 1.7e-5; at step 2 G's gradient norm
-# differs by 8e-5 relative, likely one LeakyReLU input rounded to the other side of 0), and early
-# Adam steps grow that past the tolerance; 512 x 1 and 1,024 x 2 stay within it.
+# differs by 8e-5 relative) and early Adam steps grow that past the tolerance. One process shows
+# the same drift from rounding alone: gan.d_concat on against off at batch 32, after 4 steps, max
+# 1.6e-3 and 26 % of weights apart, as two ranks against one; 512 x 2 stays at 1.7e-5 either way.
 GAN = ["gan_digits", *QUIET, "eval.samples=100", "eval.classifier_epochs=1", "train.sample_every=1000",
        "gan.diffaugment=''", "gan.topk=1.0", "eval.standard_metrics=false", "model.d_hidden=512", "model.d_layers=2"]
 AE = ["ae_7_4", *QUIET, "eval.max_blocks=20000", "eval.batch=10000", "eval.baselines=false"]
