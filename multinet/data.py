@@ -255,7 +255,13 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     for root in (spec.submodule_search_locations or []) if spec else []:
         path = Path(root) / "datasets" / "data" / "digits.csv.gz"
         if path.is_file():
-            data = np.loadtxt(path, delimiter=",")
+            try:
+                data = np.loadtxt(path, delimiter=",", ndmin=2)
+            except (OSError, EOFError, ValueError, zlib.error) as e:
+                raise ValueError(f"{path}: unreadable ({error_line(e)}); reinstall scikit-learn") from None
+            if data.shape[1] != 65:
+                raise ValueError(f"{path}: expected 64 pixels and a label per row, got {data.shape[1]} columns; "
+                                 f"reinstall scikit-learn")
             return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
     d = load_digits()

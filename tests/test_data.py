@@ -67,3 +67,20 @@ def test_the_bundled_digits_are_scikit_learns_without_importing_it():
             "x, _ = load_images(DataConfig(name='digits')); print(tuple(x.shape), 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["(1797,", "1,", "8,", "8)", "False"]
+
+
+@pytest.mark.parametrize("content,msg", [
+    (b"\x1f\x8b\x08\x00garbage", "unreadable"),
+    (gzip.compress(b"1,2,3\n4,5,6\n"), "expected 64 pixels and a label per row, got 3 columns"),
+])
+def test_a_damaged_digits_file_is_one_line(tmp_path, monkeypatch, content, msg):
+    import importlib.machinery
+    import importlib.util
+    (tmp_path / "datasets" / "data").mkdir(parents=True)
+    (tmp_path / "datasets" / "data" / "digits.csv.gz").write_bytes(content)
+    spec = importlib.machinery.ModuleSpec("sklearn", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "sklearn" else None)
+    with pytest.raises(ValueError, match=re.escape(msg)) as e:
+        load_images(DataConfig(name="digits"))
+    assert "digits.csv.gz" in str(e.value) and "\n" not in str(e.value)
