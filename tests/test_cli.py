@@ -23,8 +23,6 @@ FAST_AE = ["ae_7_4", "--device", "cpu", "train.log_every=5", "train.checkpoint_e
            "eval.batch=10000", "eval.ml_errors=10", "eval.osd_max_blocks=20000", "--no-progress"]
 
 
-
-
 def _weights(path):
     ck = load_checkpoint(path)
     return {f"{n}.{k}": v for n, s in ck["networks"].items() for k, v in s["module"].items()}

@@ -153,7 +153,7 @@ def test_a_sionna_channel_without_sionna_is_one_line(tmp_path, monkeypatch):
                          "--out", str(tmp_path / "r"), "--no-progress"])
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == ("error: channel.model='sionna.AWGN' needs Sionna, which is not "
-                                                       'installed: pip install "multinet[sionna]"')
+                                                 'installed: pip install "multinet[sionna]"')
 
 
 def test_channel_config_mistakes_are_named():
