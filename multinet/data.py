@@ -21,7 +21,7 @@ import torch
 
 from . import distributed
 from .config import at_least, error_line, within
-from .streamed import celeba, image_folder
+from .streamed import celeba, image_folder, iterate
 
 __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "mixture_means", "read_idx"]
 
@@ -167,7 +167,7 @@ class LoaderSampler:
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=order,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda",
                                              drop_last=True, persistent_workers=False)
-        return iter(loader)
+        return iterate(loader)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._it is None:

@@ -1,17 +1,59 @@
 """Image datasets read from files batch by batch (through DataLoader workers), not held in memory:
 a folder of images (class subfolders, or flat) and torchvision's CelebA. Each returns a dataset
-of (image in [-1, 1], label) with the ``samples`` / ``classes`` that ImageFolder has."""
+of (image in [-1, 1], label) with the ``samples`` / ``classes`` that ImageFolder has.
+
+A file that does not decode stops the run with one line naming it (``UnreadableImage``): skipping
+it would quietly train on other data than the folder holds, and a DataLoader worker's own error
+arrives with the worker's whole traceback as its message (``iterate`` gives back its one line)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-__all__ = ["image_folder", "celeba"]
+__all__ = ["image_folder", "celeba", "read_image", "iterate", "UnreadableImage"]
 
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+class UnreadableImage(RuntimeError):
+    """An image file that does not decode (not an image, truncated, empty)."""
+
+
+def read_image(path: str) -> Any:
+    """The image at ``path`` as RGB (torchvision's loader), or ``UnreadableImage`` naming the file."""
+    from torchvision.datasets.folder import default_loader
+    try:
+        return default_loader(path)
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error... for a bad file
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: str, e: Exception) -> UnreadableImage:
+    why = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
+    why = re.sub(r" <_io\.\w+ name=.*>$", "", why)  # PIL repeats the file's name
+    return UnreadableImage(f"{path}: not a readable image ({why}); remove or replace the file")
+
+
+def iterate(loader: Any) -> Iterator[Any]:
+    """``loader``'s batches. torch re-raises a worker's exception with ``Caught ... Original
+    Traceback`` and the worker's frames as its message: an ``UnreadableImage`` comes out as its
+    own last line again."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except UnreadableImage as e:
+            text = str(e)
+            if "Original Traceback" in text:
+                text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+            raise UnreadableImage(text) from None
+        yield batch
 
 
 def image_folder(root: str, transform: Any) -> Any:
@@ -22,7 +64,7 @@ def image_folder(root: str, transform: Any) -> Any:
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root={root!r}: no such folder (imagefolder wants class subfolders or images)")
     if any(p.is_dir() for p in folder.iterdir()):
-        return torchvision.datasets.ImageFolder(root, transform=transform)
+        return torchvision.datasets.ImageFolder(root, transform=transform, loader=read_image)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")
@@ -41,7 +83,10 @@ class _Unlabelled:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        return self.ds[i][0], 0
+        try:
+            return self.ds[i][0], 0
+        except Exception as e:  # torchvision opens the file itself: name it as read_image does
+            raise _unreadable(self.samples[i][0], e) from None
 
 
 class _FlatImages:
@@ -54,8 +99,7 @@ class _FlatImages:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        from torchvision.datasets.folder import default_loader
-        return self.transform(default_loader(self.samples[i][0])), 0
+        return self.transform(read_image(self.samples[i][0])), 0
 
 
 def celeba(root: str, size: int, download: bool) -> Any:

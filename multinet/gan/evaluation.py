@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..data import mixture_means
+from ..streamed import iterate
 from . import fidelity
 from .metrics import image_scores, mixture_coverage, train_classifier
 
@@ -84,7 +85,7 @@ def _real_batches(system: "GanSystem") -> tuple[Any, str]:
 
     def batches():
         loader = torch.utils.data.DataLoader(ds, batch_size=250, shuffle=False, num_workers=cfg.data.workers)
-        return (x for x, _ in loader)
+        return (x for x, _ in iterate(loader))
     return batches, f"{cfg.data.name}-{h.hexdigest()[:16]}"
 
 
