@@ -64,7 +64,10 @@ def image_folder(root: str, transform: Any) -> Any:
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root={root!r}: no such folder (imagefolder wants class subfolders or images)")
     if any(p.is_dir() for p in folder.iterdir()):
-        return torchvision.datasets.ImageFolder(root, transform=transform, loader=read_image)
+        try:
+            return torchvision.datasets.ImageFolder(root, transform=transform, loader=read_image)
+        except FileNotFoundError as e:  # class subfolders without images
+            raise FileNotFoundError(f"data.root={root!r}: {e}") from None
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")

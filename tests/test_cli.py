@@ -289,14 +289,17 @@ def test_an_unreadable_image_stops_the_run_with_one_line_naming_it(tmp_path, wor
     from PIL import Image
     import numpy as np
     (tmp_path / "imgs/a").mkdir(parents=True)
+    args = FAST_GAN + ["--steps", "10", "--out", str(tmp_path / "r"), "data.name=imagefolder",
+                       f"data.root='{tmp_path / 'imgs'}'", "data.image_size=8", "data.batch_size=4",
+                       f"data.workers={workers}", "model.hidden=16"]
+    r = run("multinet.gan", args)  # a class folder without images
+    assert r.returncode == 2 and r.stderr.startswith(f"error: data.root='{tmp_path / 'imgs'}': Found no valid file")
     for i in range(12):
         Image.fromarray(np.full((8, 8, 3), 20 * i, dtype=np.uint8)).save(tmp_path / f"imgs/a/{i}.png")
     good = (tmp_path / "imgs/a/0.png").read_bytes()
     bad = tmp_path / "imgs/a/7.png"
     bad.write_bytes(good[:len(good) // 2] if damage == "truncated" else b"GIF89a, or so it says")
-    r = run("multinet.gan", FAST_GAN + ["--steps", "10", "--out", str(tmp_path / "r"), "data.name=imagefolder",
-                                        f"data.root='{tmp_path / 'imgs'}'", "data.image_size=8", "data.batch_size=4",
-                                        f"data.workers={workers}", "model.hidden=16"])
+    r = run("multinet.gan", args)
     assert r.returncode == 1
     assert f"{bad}: not a readable image (" in r.stderr and "remove or replace the file" in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr, r.stderr
