@@ -200,11 +200,14 @@ def _save_samples(x: Any, args: argparse.Namespace) -> int:
     import numpy as np
     x = x.cpu()
     out = Path(args.out)
+    out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")  # the name numpy writes
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, x.numpy().astype(np.float32))
+    also = ""
     if x.ndim == 4:
         import torchvision
         torchvision.utils.save_image(x, out.with_suffix(".png"), nrow=int(args.n ** 0.5) or 1,
                                      normalize=True, value_range=(-1, 1))
-    print(f"wrote {args.n} samples to {out}")
+        also = f" and {out.with_suffix('.png')}"
+    print(f"wrote {args.n} samples to {out}{also}")
     return 0

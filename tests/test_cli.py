@@ -82,6 +82,9 @@ def test_gan_sample_command(tmp_path):
                              "--out", str(tmp_path / "d.npy")])
     assert r.returncode == 0, r.stderr
     assert "rejection sampling accepted" in r.stdout and np.load(tmp_path / "d.npy").shape == (16, 1, 8, 8)
+    r = run("multinet.gan", ["sample", str(out / "checkpoints/last.pt"), "--n", "4", "--out", str(tmp_path / "plain")])
+    assert r.returncode == 0 and r.stdout.strip() == f"wrote 4 samples to {tmp_path / 'plain.npy'} and {tmp_path / 'plain.png'}"
+    assert np.load(tmp_path / "plain.npy").shape == (4, 1, 8, 8)
     r = run("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "eval.rejection=drs", "eval.samples=100"])
     assert r.returncode == 0, r.stderr
     scores = json.loads(r.stdout.strip().splitlines()[-1])
