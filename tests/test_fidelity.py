@@ -84,3 +84,56 @@ def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path):
     s, _ = _run(tmp_path, "flat_run", "data.name='imagefolder'", f"data.root='{flat}'", "data.image_size=16",
                 "data.workers=0", "data.batch_size=32", "eval.standard_metrics=false")
     assert s["dataset"] == "imagefolder"
+
+
+def _random_inception_weights(path, monkeypatch):
+    """A state dict for torch-fidelity's Inception port, seeded random: the real weights cannot be
+    downloaded here, but the two pipelines below must agree on any weights."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    torch.save({}, path)
+    with monkeypatch.context() as m:
+        m.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
+        torch.manual_seed(0)
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    for m in net.modules():  # He init, so that features neither vanish nor blow up through 90-odd layers
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    net.fc.weight.data.mul_(30)  # logits that differ between images: an Inception Score above 1
+    torch.save(net.state_dict(), path)
+
+
+def test_the_inception_path_gives_torch_fidelitys_own_figures(tmp_path, monkeypatch):
+    """multinet feeds torch-fidelity's Inception features of images in [-1, 1] (grey expanded to
+    RGB, rounded to uint8): its FID / KID / IS / PR must equal torch-fidelity's calculate_metrics
+    on the same images as uint8 files would give, weights and all (equal counts: precision / recall
+    take the first min(generated, reference) of each, calculate_metrics all of both)."""
+    import torch_fidelity
+    from multinet.gan.fidelity import InceptionFeatures, standard_metrics
+    weights = tmp_path / "inception.pth"
+    _random_inception_weights(weights, monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    gen_u8 = torch.randint(0, 256, (16, 1, 16, 16), generator=g, dtype=torch.uint8)
+    real_u8 = (torch.rand(16, 1, 16, 16, generator=g) ** 2 * 255).round().to(torch.uint8)  # another distribution
+
+    class Images(torch.utils.data.Dataset):  # what torch-fidelity reads: uint8 RGB (3, H, W)
+        def __init__(self, x):
+            self.x = x.expand(-1, 3, -1, -1)
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i]
+
+    ref = torch_fidelity.calculate_metrics(
+        input1=Images(gen_u8), input2=Images(real_u8), fid=True, kid=True, isc=True, prc=True, cuda=False,
+        verbose=False, feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
+        kid_subset_size=16, save_cpu_ram=True)
+    to_unit = lambda u: u.float() / 127.5 - 1  # noqa: E731
+    ours = standard_metrics(InceptionFeatures(weights).eval(), "inception", to_unit(gen_u8),
+                            lambda: to_unit(real_u8).split(7), "test", 16, tmp_path / "cache")
+    assert ours["fid"] > 1e-3 and ours["samples"] == 16 and ours["reference"] == 16
+    for mine, theirs in [("fid", "frechet_inception_distance"), ("kid", "kernel_inception_distance_mean"),
+                         ("kid_std", "kernel_inception_distance_std"), ("is", "inception_score_mean"),
+                         ("is_std", "inception_score_std"), ("precision", "precision"), ("recall", "recall")]:
+        assert ours[mine] == pytest.approx(ref[theirs], rel=1e-4, abs=1e-6), (mine, ours[mine], ref[theirs])
