@@ -1,5 +1,10 @@
 """multinet: train systems of several networks, each with its own optimizer."""
 import os as _os
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:  # imported to run ``python -m multinet...``: see multinet.startup
+    from .startup import quiet_interrupts_while_starting as _quiet
+    _quiet()
 
 # Without this, MKL may choose a different thread count for the same call from one run to the
 # next, which changes float summation order: exact resume on CPU needs the same order every time.

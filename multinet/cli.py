@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import distributed
+from . import distributed, startup
 from .config import ConfigError, error_line, list_recipes
 from .imports import import_class
 from .system import NotOffered, System
@@ -93,6 +93,7 @@ def _usage(fixed: str | None) -> str:
 
 
 def main(argv: list[str] | None = None, fixed: str | None = None) -> int:
+    startup.started()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in _COMMANDS:
         print(_usage(fixed), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)

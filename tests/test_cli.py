@@ -139,6 +139,24 @@ def test_sigterm_saves_and_exits_with_one_line(tmp_path):
     assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] > 0
 
 
+def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
+    """0.3 s in, ``python -m multinet.gan`` is still importing torch (a second or more): Python
+    would print the import's traceback. Later interrupts get the setup's or the run's own line."""
+    p = subprocess.Popen([sys.executable, "-m", "multinet.gan", *FAST_GAN, "--steps", "1000000", "--out",
+                          str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode in (-signal.SIGINT, 130), err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("interrupted during start-up") or err.startswith("interrupted during setup") \
+        or "stopped by SIGINT" in err, err
+    # a program that only imports multinet keeps Python's own hook
+    r = subprocess.run([sys.executable, "-c", "import sys, multinet; print(sys.excepthook is sys.__excepthook__)"],
+                       capture_output=True, text=True, env=ENV)
+    assert r.stdout.strip() == "True", r.stderr
+
+
 def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     out = tmp_path / "r"
     # The learning rates jump from 1e-30 to 1e30 after 12 optimizer steps: the losses blow up after
