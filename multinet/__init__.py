@@ -2,7 +2,9 @@
 import os as _os
 import sys as _sys
 
-if _sys.argv[:1] == ["-m"]:  # imported to run ``python -m multinet...``: see multinet.startup
+if _sys.argv[:1] == ["-m"] and any(a == "-m" and b.split(".")[0] == "multinet"
+                                   for a, b in zip(_sys.orig_argv, _sys.orig_argv[1:])):
+    # imported to run ``python -m multinet...``: see multinet.startup
     from .startup import quiet_interrupts_while_starting as _quiet
     _quiet()
 

@@ -151,10 +151,13 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
     assert err.strip().count("\n") == 0 and "Traceback" not in err, err
     assert err.startswith("interrupted during start-up") or err.startswith("interrupted during setup") \
         or "stopped by SIGINT" in err, err
-    # a program that only imports multinet keeps Python's own hook
-    r = subprocess.run([sys.executable, "-c", "import sys, multinet; print(sys.excepthook is sys.__excepthook__)"],
-                       capture_output=True, text=True, env=ENV)
-    assert r.stdout.strip() == "True", r.stderr
+    # a program that only imports multinet keeps Python's own hook, run with -m or not
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/__init__.py").write_text("import multinet\n")
+    (tmp_path / "mine/run.py").write_text("import sys\nprint(sys.excepthook is sys.__excepthook__)\n")
+    for args in (["-c", "import sys, multinet; print(sys.excepthook is sys.__excepthook__)"], ["-m", "mine.run"]):
+        r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=ENV, cwd=tmp_path)
+        assert r.stdout.strip() == "True", r.stderr
 
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
