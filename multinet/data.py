@@ -209,11 +209,14 @@ def _torchvision_set(cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     import torchvision
     cls = {"mnist": torchvision.datasets.MNIST, "fashion-mnist": torchvision.datasets.FashionMNIST,
            "cifar10": torchvision.datasets.CIFAR10}[cfg.name]
+    # What torchvision reads offline, under data.root.
+    files = {"cifar10": "cifar-10-batches-py/ (cifar-10-python.tar.gz, extracted)"}.get(
+        cfg.name, f"{cls.__name__}/raw/ with the four *-ubyte files")
     try:
         ds = cls(cfg.root, train=True, download=cfg.download)
     except (RuntimeError, OSError) as e:  # missing files, or URLError / socket errors when offline
         if cfg.download:
-            raise RuntimeError(f"dataset {cfg.name}: download to {cfg.root} failed (no network?); put the files "
+            raise RuntimeError(f"dataset {cfg.name}: download to {cfg.root} failed (no network?); put {files} "
                                f"there, or use data.name=idx (an IDX folder) or data.name=digits") from None
         raise RuntimeError(f"dataset {cfg.name} not found under {cfg.root} (set data.download=true to fetch "
                            f"it): {error_line(e)}") from None

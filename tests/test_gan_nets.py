@@ -35,6 +35,32 @@ def test_resnet_pair_shapes_spectral_norm_and_labels(shape):
     assert plain(z).shape == (6, *shape)
 
 
+def test_resnet_channels_follow_sngans_cifar_networks_and_studiogans_64_table():
+    """32×32 at width 64 is SNGAN's CIFAR-10 pair (Miyato et al. 2018, table 4; Mimicry's SNGAN32,
+    StudioGAN's resnet): G 4×4×256 then three up-blocks of 256; D four blocks of 128, the first two
+    pooling, so it ends at 8×8. 64×64: G 1024 → 512 → 256 → 128 → 64, D 64 → ... → 1024, pooling
+    in all but the last block."""
+    def g_chans(G):
+        return [G.ch] + [b.conv2.out_channels for b in G.blocks]
+
+    def d_shapes(D, size):
+        h, out = torch.zeros(1, 3, size, size), []
+        for block in D.blocks:
+            h = block(h)
+            out.append(tuple(h.shape[1:]))
+        return out
+
+    G, D = ResNetGenerator(128, (3, 32, 32), 64), ResNetDiscriminator((3, 32, 32), 64)
+    assert g_chans(G) == [256] * 4 and G.start == 4
+    assert d_shapes(D, 32) == [(128, 16, 16), (128, 8, 8), (128, 8, 8), (128, 8, 8)]
+    # pinned: any change to the layout shows here (4.28 M and 1.05 M weights)
+    assert sum(p.numel() for p in G.parameters()) == 4_276_739
+    assert sum(p.numel() for p in D.parameters()) == 1_053_825
+    G, D = ResNetGenerator(128, (3, 64, 64), 64), ResNetDiscriminator((3, 64, 64), 64)
+    assert g_chans(G) == [1024, 512, 256, 128, 64]
+    assert d_shapes(D, 64) == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (1024, 4, 4)]
+
+
 @pytest.mark.parametrize("spectral", [False, True])
 def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
     from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator
@@ -157,3 +183,24 @@ def test_conditional_and_augmentation_mistakes_are_named():
                        "eval.rejection: rejection sampling is for unconditional")]:
         with pytest.raises(ConfigError, match=key):
             from_dict(GanRecipe, data)
+
+
+def test_the_sngan_cifar10_recipe_is_sngans_schedule_on_its_pair():
+    """Five D steps per G step, hinge, Adam (0, 0.9) decaying linearly to 0 over each network's own
+    steps; run offline on the digits at 32×32 with narrow networks."""
+    from multinet.runner import engine_for
+    cfg = load_recipe(GanRecipe, "sngan_cifar10", ["device='cpu'", "train.steps=4", "train.tensorboard=false",
+                                                    "data.name='digits'", "data.image_size=32", "data.workers=0",
+                                                    "model.width=4", "train.sample_every=0"])
+    assert (cfg.model.arch, cfg.gan.loss, cfg.gan.d_steps, cfg.data.name) == ("resnet", "hinge", 5, "digits")
+    assert tuple(cfg.networks.generator.betas) == (0.0, 0.9) and cfg.networks.generator.schedule.name == "linear"
+    torch.manual_seed(0)
+    e = engine_for(GanSystem(cfg, torch.device("cpu")))
+    d, g = e.nets["discriminator"].optimizer, e.nets["generator"].optimizer
+    e.run(stop_at=2)
+    assert e.phase_steps == {"discriminator": 10, "generator": 2}
+    assert d.param_groups[0]["lr"] == pytest.approx(2e-4 * 10 / 20) and g.param_groups[0]["lr"] == pytest.approx(1e-4)
+    e.run()
+    assert d.param_groups[0]["lr"] == 0 and g.param_groups[0]["lr"] == 0
+    G = e.nets["generator"].module
+    assert [G.ch] + [b.conv2.out_channels for b in G.blocks] == [16] * 4  # 4w, as SNGAN's 256 at w = 64
