@@ -28,7 +28,6 @@ from .system import NotOffered, System
 __all__ = ["main", "system_main", "SHIPPED_SYSTEMS"]
 
 SHIPPED_SYSTEMS = {"gan": "multinet.gan.system:GanSystem", "autoencoder": "multinet.autoencoder.system:AeSystem"}
-_PREFIXES = {"gan": ("gan_", "dcgan_"), "autoencoder": ("ae_",)}
 
 
 def _system(name: str) -> type[System]:
@@ -65,7 +64,7 @@ _COMMANDS = {"train": "train a system on a recipe", "evaluate": "score a checkpo
 
 def _parser(command: str, fixed: str | None = None) -> argparse.ArgumentParser:
     prog = f"python -m multinet.{fixed} {command}" if fixed else f"python -m multinet {command}"
-    recipes = [r for r in list_recipes() if not fixed or r.startswith(_PREFIXES[fixed])]
+    recipes = list_recipes(fixed)
     p = argparse.ArgumentParser(prog=prog, description=_COMMANDS[command], epilog="named recipes: " + ", ".join(recipes))
     if command == "train":
         if not fixed:

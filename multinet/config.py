@@ -329,14 +329,22 @@ def _recipe_dirs() -> list[Any]:
     return dirs
 
 
-def list_recipes() -> list[str]:
+def list_recipes(task: str | None = None) -> list[str]:
+    """The named recipes, or those whose ``task`` key is ``task`` (``gan``, ``autoencoder``)."""
     names = set()
     for d in _recipe_dirs():
         try:
             names.update(p.name[:-5] for p in d.iterdir() if p.name.endswith(".toml"))
         except (FileNotFoundError, NotADirectoryError):
             continue
-    return sorted(names)
+    return sorted(n for n in names if task is None or _task_of(n) == task)
+
+
+def _task_of(name: str) -> str:
+    try:
+        return str(tomllib.loads(find_recipe(name)[1]).get("task", ""))
+    except (ConfigError, tomllib.TOMLDecodeError, OSError):
+        return ""
 
 
 def find_recipe(name_or_path: str) -> tuple[str, str]:

@@ -37,9 +37,10 @@ def test_every_shipped_recipe_validates_and_round_trips_through_toml():
     import tomllib
     from multinet.autoencoder import AeRecipe
     names = list_recipes()
-    assert "gan_digits" in names
+    assert "gan_digits" in names and set(list_recipes("gan")) | set(list_recipes("autoencoder")) == set(names)
+    assert "sngan_cifar10" in list_recipes("gan") and "ae_7_4" in list_recipes("autoencoder")
     for name in names:
-        cls = GanRecipe if name.startswith(("gan", "dcgan")) else AeRecipe
+        cls = GanRecipe if name in list_recipes("gan") else AeRecipe
         cfg = load_recipe(cls, name)
         again = from_dict(cls, tomllib.loads(to_toml(to_dict(cfg))))
         assert to_dict(again) == to_dict(cfg), name
