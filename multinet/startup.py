@@ -28,7 +28,7 @@ def _hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
     if issubclass(kind, KeyboardInterrupt):
         print("interrupted during start-up, before training started", file=sys.stderr)
     else:
-        _previous(kind, value, tb)
+        (_previous or sys.__excepthook__)(kind, value, tb)
 
 
 def started() -> None:
