@@ -59,3 +59,22 @@ class TinyGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(-1, 1, 8, 8)
+
+
+class PixelStats(nn.Module):
+    """A user's own feature network for ``eval.features``: 4×4 average-pooled grey levels as
+    features, a fixed seeded linear map of them as logits."""
+
+    name = "pixel-stats"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(16, 10)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(10, 16, generator=g))
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        f = nn.functional.adaptive_avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
+        return f, self.head(f)

@@ -54,6 +54,15 @@ def test_the_metric_path_runs_with_a_stand_in_network_and_caches_the_reference(t
     assert len(list((tmp_path / "data/fidelity").glob("*.pt"))) == 2
 
 
+def test_a_users_own_feature_network_gives_the_figures_under_its_own_name(tmp_path):
+    s, _ = _run(tmp_path, "own", "eval.features='tests.nets_zoo:PixelStats'")
+    assert s["metric_features"] == "pixel-stats" and "fid" not in s
+    assert all(np.isfinite(s[f"features_{k}"]) for k in ("fid", "kid", "is", "precision", "recall", "fid_floor"))
+    assert s["features_is"] > 1.0  # its logits differ between samples
+    assert [p.name for p in (tmp_path / "data/fidelity").glob("*.pt")] == \
+        [next((tmp_path / "data/fidelity").glob("*tests.nets_zoo.PixelStats-400.pt")).name]
+
+
 def test_missing_inception_weights_skip_the_metrics_in_one_line_and_training_goes_on(tmp_path):
     s, err = _run(tmp_path, "a", f"eval.inception_weights='{tmp_path / 'nope.pth'}'")
     notes = [line for line in err.splitlines() if "Inception weights" in line]

@@ -28,7 +28,7 @@ from torch import nn
 from ..checkpoint import file_sha256
 from ..imports import import_class
 
-__all__ = ["FeatureNet", "InceptionFeatures", "RandomConvFeatures", "feature_net", "standard_metrics",
+__all__ = ["FeatureNet", "InceptionFeatures", "RandomConvFeatures", "feature_class", "feature_net", "standard_metrics",
            "frechet", "WeightsMissing", "INCEPTION_FILE"]
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -107,13 +107,22 @@ def _inception_weights(explicit: str) -> Path:
     return path
 
 
+def feature_class(features: str) -> type | None:
+    """The class a user's ``eval.features`` import path names, imported but not built (None for
+    the built-in ``inception`` and ``random-conv``): the system checks it before training, so a
+    typo stops the run at once instead of after its last step."""
+    if features in ("inception", "random-conv"):
+        return None
+    return import_class(features, nn.Module, "eval.features")
+
+
 def feature_net(features: str, weights: str = "") -> FeatureNet:
     """``"inception"``, ``"random-conv"`` or the import path of a ``FeatureNet``-like module."""
     if features == "inception":
         return InceptionFeatures(_inception_weights(weights)).eval()
     if features == "random-conv":
         return RandomConvFeatures().eval()
-    return import_class(features, nn.Module, "eval.features")().eval()
+    return feature_class(features)().eval()
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from ..engine import Engine, Phase
 from ..handlers import SampleEvery
 from ..streams import derive_seed
 from ..system import RunContext, System
-from . import evaluation, sampling
+from . import evaluation, fidelity, sampling
 from .config import GanRecipe
 from .diffaugment import augment
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
@@ -59,6 +59,8 @@ class GanSystem(System):
         bn = any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in disc.modules())
         self.d_concat = cfg.gan.d_concat == "on" or (cfg.gan.d_concat == "auto" and not bn and cfg.gan.r1 == 0)
         self.classifier: torch.nn.Module | None = None  # for classifier IS / FD, built on first use
+        if cfg.eval.standard_metrics:  # a user's feature network: imported now, not after training
+            fidelity.feature_class(cfg.eval.features)
         self._fake: torch.Tensor | None = None
         self._critic: tuple[Any, torch.nn.Module] | None = None  # (generator version, refitted DRS critic)
 
