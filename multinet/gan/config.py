@@ -157,3 +157,6 @@ class GanRecipe(RunConfig):
                              "(model.conditional = true)")
         if self.gan.policy and self.data.name in ("ring8", "grid25"):
             raise FieldError("gan.diffaugment", f"augments images; data.name={self.data.name!r} is 2-D points")
+        if self.eval.drs_refit and self.data.name in ("imagefolder", "celeba"):  # else it fails after training
+            raise FieldError("eval.drs_refit", f"fits a critic to real examples held in memory; "
+                             f"data.name={self.data.name!r} streams from files")
