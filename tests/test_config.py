@@ -97,3 +97,13 @@ def test_a_binary_recipe_is_named(tmp_path):
     (tmp_path / "r.toml").write_bytes(b"\x00\xff\xfe binary")
     with pytest.raises(ConfigError, match=f"recipe file {tmp_path / 'r.toml'}: not a text"):
         load_recipe(GanRecipe, str(tmp_path / "r.toml"))
+
+
+def test_drs_through_a_discriminator_not_trained_with_bce_warns():
+    import warnings
+    with pytest.warns(UserWarning, match=r"only gan.loss='bce' trains it to be \(gan.loss='hinge'\)"):
+        load_recipe(GanRecipe, "gan_ring8", ["gan.loss='hinge'"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_recipe(GanRecipe, "gan_ring8")  # bce
+        load_recipe(GanRecipe, "gan_ring8", ["gan.loss='hinge'", "eval.drs_refit=100"])  # its own critic

@@ -1,6 +1,7 @@
 """The GAN's typed config: ``[model]``, ``[gan]``, ``[networks.*]``, ``[train]``, ``[eval]`` of a recipe."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -157,6 +158,9 @@ class GanRecipe(RunConfig):
                              "(model.conditional = true)")
         if self.gan.policy and self.data.name in ("ring8", "grid25"):
             raise FieldError("gan.diffaugment", f"augments images; data.name={self.data.name!r} is 2-D points")
+        if self.eval.rejection == "drs" and not self.eval.drs_refit and self.gan.loss != "bce":
+            warnings.warn(f"eval.rejection='drs' reads D's logit as log p_data/p_g, which only gan.loss='bce' "
+                          f"trains it to be (gan.loss={self.gan.loss!r}); eval.drs_refit > 0 fits a critic that is")
         if self.eval.drs_refit and self.data.name in ("imagefolder", "celeba"):  # else it fails after training
             raise FieldError("eval.drs_refit", f"fits a critic to real examples held in memory; "
                              f"data.name={self.data.name!r} streams from files")
