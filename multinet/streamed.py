@@ -67,7 +67,9 @@ def image_folder(root: str, transform: Any) -> Any:
         try:
             return torchvision.datasets.ImageFolder(root, transform=transform, loader=read_image)
         except FileNotFoundError as e:  # class subfolders without images
-            raise FileNotFoundError(f"data.root={root!r}: {e}") from None
+            stale = " (its fidelity/ is an earlier version's feature cache: remove it)" \
+                if list(folder.glob("fidelity/*.pt")) else ""
+            raise FileNotFoundError(f"data.root={root!r}: {e}{stale}") from None
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")

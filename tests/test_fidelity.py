@@ -73,7 +73,8 @@ def test_missing_inception_weights_skip_the_metrics_in_one_line_and_training_goe
         feature_net("inception", str(tmp_path / "fake.pth"))
 
 
-def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path):
+def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from PIL import Image
     from sklearn.datasets import load_digits
     d = load_digits()
@@ -86,6 +87,16 @@ def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path):
                 "eval.fid_reference=300")
     assert np.isfinite(s["features_fid"]) and np.isfinite(s["features_kid"]) and s["features_reference"] == 300
     assert "classifier_is" not in s  # no per-run classifier for an image folder
+    # the reference features are cached outside the folder (a subfolder there would be one more
+    # class), and the next run on the same folder reads them from there
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [f"class{k}" for k in range(10)]
+    cached = list((tmp_path / "cache/multinet/fidelity").glob("imagefolder-*-random-conv-300.pt"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again, _ = _run(tmp_path, "again", "data.name='imagefolder'", f"data.root='{tmp_path / 'faces'}'",
+                    "data.image_size=16", "data.workers=0", "data.batch_size=32", "eval.features='random-conv'",
+                    "eval.fid_samples=200", "eval.fid_reference=300")
+    assert cached[0].stat().st_mtime_ns == stamp and again["features_reference"] == 300
     flat = tmp_path / "flat"
     flat.mkdir()
     for p in list((tmp_path / "faces").rglob("*.png"))[:64]:

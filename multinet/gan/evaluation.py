@@ -4,6 +4,7 @@ also through rejection sampling with ``eval.rejection = "drs"``; and the 2-D sca
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,10 +65,20 @@ def standard(system: "GanSystem") -> dict[str, Any]:
     real, key = _real_batches(system)
     held = data.held_out.cpu() if data.held_out is not None else None
     out = fidelity.standard_metrics(net, net_id, system.sample(ev.fid_samples).cpu(), real, key, ev.fid_reference,
-                                    Path(cfg.data.root) / "fidelity", held)
+                                    _cache_dir(cfg.data), held)
     if ev.features != "inception":
         out = {f"features_{k}": v for k, v in out.items()}
     return {**out, "metric_features": getattr(net, "name", ev.features)}
+
+
+def _cache_dir(data: Any) -> Path:
+    """Where the training set's reference features are cached: beside the dataset
+    (``<data.root>/fidelity``), except for an image folder, whose root holds the images themselves
+    (a ``fidelity`` subfolder there would be read as one more class): the user's cache,
+    ``$XDG_CACHE_HOME/multinet/fidelity`` (``~/.cache/multinet/fidelity``)."""
+    if data.name != "imagefolder":
+        return Path(data.root) / "fidelity"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "multinet" / "fidelity"
 
 
 def _real_batches(system: "GanSystem") -> tuple[Any, str]:

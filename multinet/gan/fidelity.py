@@ -3,7 +3,7 @@
 The figures come from torch-fidelity (``*_features_to_metric``): the reference implementations
 that reproduce the original TensorFlow numbers, on the same Inception-v3 port torchmetrics uses
 ("pt_inception-2015-12-05"). multinet supplies the features: generated samples from the run, real
-features of the training set computed once and cached under ``<data.root>/fidelity/`` with a key
+features of the training set computed once and cached (``evaluation._cache_dir``) with a key
 made of the data's content, the feature network and the sample count (a changed dataset is a new
 key). Precision / recall are the improved k-NN ones (Kynkäänniemi et al. 2019, k = 3), on equal
 numbers of generated and real features, as in the paper: the first min(generated, reference, 10,000)
