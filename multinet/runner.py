@@ -300,8 +300,8 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
     over = parse_overrides(list(overrides))
     bad = sorted(k for k in flatten(over) if not k.startswith(tuple(system.evaluate_may_change)))
     if bad:
-        raise ConfigError(f"only {', '.join(k + '*' for k in system.evaluate_may_change)} keys can change for a saved "
-                          f"run, got {', '.join(bad)}")
+        allowed = ", ".join(k + "*" if k.endswith(".") else k for k in system.evaluate_may_change)
+        raise ConfigError(f"only {allowed} keys can change for a saved run, got {', '.join(bad)}")
     cfg = from_dict(system.Config, merge(ckpt["config"], over))
     cfg.device = device
     cfg.train.tensorboard = False

@@ -2,6 +2,7 @@
 with a stand-in feature network: no Inception weights are downloaded in tests."""
 import contextlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from multinet import Runner
 from multinet.gan import GanRecipe, GanSystem
 from multinet.gan.fidelity import INCEPTION_FILE, WeightsMissing, feature_net, frechet
 from multinet.config import load_recipe
+
+from .cli_run import run
 
 FAST = ["device='cpu'", "train.steps=4", "train.tensorboard=false", "eval.classifier_epochs=1", "eval.samples=200",
         "train.sample_every=0", "eval.fid_samples=300", "eval.fid_reference=400"]
@@ -97,9 +100,18 @@ def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path, monke
                     "data.image_size=16", "data.workers=0", "data.batch_size=32", "eval.features='random-conv'",
                     "eval.fid_samples=200", "eval.fid_reference=300")
     assert cached[0].stat().st_mtime_ns == stamp and again["features_reference"] == 300
+    # the folder moved: a saved run is scored where the data lives now
+    (tmp_path / "faces").rename(tmp_path / "moved")
+    ckpt = str(tmp_path / "again/checkpoints/last.pt")
+    r = run("multinet.gan", ["evaluate", ckpt, "eval.fid_samples=200", "eval.fid_reference=300"])
+    assert r.returncode == 2 and f"data.root='{tmp_path / 'faces'}': no such folder" in r.stderr
+    r = run("multinet.gan", ["evaluate", ckpt, f"data.root='{tmp_path / 'moved'}'", "eval.fid_samples=200",
+                             "eval.fid_reference=300"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["features_fid"] == pytest.approx(again["features_fid"])
     flat = tmp_path / "flat"
     flat.mkdir()
-    for p in list((tmp_path / "faces").rglob("*.png"))[:64]:
+    for p in list((tmp_path / "moved").rglob("*.png"))[:64]:
         p.rename(flat / p.name)
     s, _ = _run(tmp_path, "flat_run", "data.name='imagefolder'", f"data.root='{flat}'", "data.image_size=16",
                 "data.workers=0", "data.batch_size=32", "eval.standard_metrics=false")

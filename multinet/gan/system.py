@@ -34,6 +34,8 @@ class GanSystem(System):
     default_recipe = "gan_digits"
     # The per-rank batch may change on resume (to keep the global batch under another world size).
     resume_may_change = ("data.root", "data.workers", "data.download", "data.batch_size")
+    # Scoring a saved run may read its data from where it lives now (a moved folder).
+    evaluate_may_change = ("eval.", "data.root", "data.workers", "data.download")
 
     def __init__(self, cfg: GanRecipe, device: torch.device) -> None:
         super().__init__(cfg, device)
