@@ -7,6 +7,7 @@ it would quietly train on other data than the folder holds, and a DataLoader wor
 arrives with the worker's whole traceback as its message (``iterate`` gives back its one line)."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -57,23 +58,38 @@ def iterate(loader: Any) -> Iterator[Any]:
 
 
 def image_folder(root: str, transform: Any) -> Any:
-    """torchvision's ImageFolder over class subfolders (labels = folder names, sorted), or every
-    image directly in ``root`` as one class when it has no subfolders."""
-    import torchvision
+    """Class subfolders (labels = folder names, sorted; images found at any depth below each, in
+    sorted order, as torchvision's ImageFolder) or, without subfolders, every image directly in
+    ``root`` as one class. Hidden files and folders (``.ipynb_checkpoints``, ``.cache``) are not
+    classes or images."""
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root={root!r}: no such folder (imagefolder wants class subfolders or images)")
-    if any(p.is_dir() for p in folder.iterdir()):
-        try:
-            return torchvision.datasets.ImageFolder(root, transform=transform, loader=read_image)
-        except FileNotFoundError as e:  # class subfolders without images
-            stale = " (its fidelity/ is an earlier version's feature cache: remove it)" \
-                if list(folder.glob("fidelity/*.pt")) else ""
-            raise FileNotFoundError(f"data.root={root!r}: {e}{stale}") from None
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class subfolders")
-    return _FlatImages(files, transform)
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        files = sorted(p for p in folder.iterdir() if _is_image(p.name))
+        if not files:
+            raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) and no class "
+                                    f"subfolders")
+        return _Images([(str(p), 0) for p in files], [], transform)
+    samples, empty = [], []
+    for label, name in enumerate(classes):
+        walked = []
+        for here, dirs, names in os.walk(folder / name, followlinks=True):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned while walking
+            walked.append((here, names))
+        found = [(str(Path(here) / n), label) for here, names in sorted(walked) for n in sorted(names) if _is_image(n)]
+        samples += found
+        empty += [] if found else [name]
+    if empty:
+        stale = " (fidelity/ there is an earlier version's feature cache: remove it)" if "fidelity" in empty else ""
+        raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) in class folder(s) "
+                                f"{', '.join(empty)}{stale}")
+    return _Images(samples, classes, transform)
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in _IMAGE_SUFFIXES
 
 
 class _Unlabelled:
@@ -94,17 +110,18 @@ class _Unlabelled:
             raise _unreadable(self.samples[i][0], e) from None
 
 
-class _FlatImages:
-    """Images directly in a folder, label 0: the ``samples`` / ``classes`` ImageFolder has."""
+class _Images:
+    """Image files with their labels: the ``samples`` / ``classes`` that ImageFolder has."""
 
-    def __init__(self, files: list[Path], transform: Any) -> None:
-        self.samples, self.classes, self.transform = [(str(p), 0) for p in files], [], transform
+    def __init__(self, samples: list[tuple[str, int]], classes: list[str], transform: Any) -> None:
+        self.samples, self.classes, self.transform = samples, classes, transform
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        return self.transform(read_image(self.samples[i][0])), 0
+        path, label = self.samples[i]
+        return self.transform(read_image(path)), label
 
 
 def celeba(root: str, size: int, download: bool) -> Any:

@@ -321,7 +321,8 @@ def test_an_unreadable_image_stops_the_run_with_one_line_naming_it(tmp_path, wor
                        f"data.root='{tmp_path / 'imgs'}'", "data.image_size=8", "data.batch_size=4",
                        f"data.workers={workers}", "model.hidden=16"]
     r = run("multinet.gan", args)  # a class folder without images
-    assert r.returncode == 2 and r.stderr.startswith(f"error: data.root='{tmp_path / 'imgs'}': Found no valid file")
+    assert r.returncode == 2 and r.stderr.startswith(f"error: data.root='{tmp_path / 'imgs'}': no images (")
+    assert r.stderr.strip().endswith("in class folder(s) a"), r.stderr
     for i in range(12):
         Image.fromarray(np.full((8, 8, 3), 20 * i, dtype=np.uint8)).save(tmp_path / f"imgs/a/{i}.png")
     good = (tmp_path / "imgs/a/0.png").read_bytes()

@@ -316,6 +316,27 @@ def test_imagefolder_streams_through_a_dataloader(tmp_path):
     assert s.data.sampler.state_dict() == {"epoch": 1, "pos": 1, "rows": 4}  # 16 images / 4 = 4 batches an epoch
 
 
+def test_an_image_folder_lists_what_torchvisions_does_less_hidden_entries(tmp_path):
+    import torchvision
+    from PIL import Image
+    from multinet.streamed import image_folder
+    for rel in ("b/1.png", "a/2.jpg", "a/deep/er/0.png", "a/1.PNG", "c/x.bmp"):
+        (tmp_path / "imgs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / rel)
+    (tmp_path / "imgs/a/notes.txt").write_text("not an image")
+    ours = image_folder(str(tmp_path / "imgs"), lambda x: x)
+    theirs = torchvision.datasets.ImageFolder(str(tmp_path / "imgs"))
+    assert ours.samples == theirs.samples and ours.classes == theirs.classes == ["a", "b", "c"]
+    # a notebook's checkpoint folder and hidden files are neither classes nor images
+    (tmp_path / "imgs/.ipynb_checkpoints").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "imgs/a/.hidden.png")
+    (tmp_path / "imgs/b/.cache").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "imgs/b/.cache/t.png")
+    again = image_folder(str(tmp_path / "imgs"), lambda x: x)
+    assert again.samples == ours.samples and again.classes == ["a", "b", "c"]
+    assert again[2][1] == 0 and again[3][1] == 1  # (image, label)
+
+
 def test_classifier_cache_is_reused_and_an_unwritable_cache_only_warns(tmp_path):
     from multinet.gan.metrics import train_classifier
     g = torch.Generator().manual_seed(0)
