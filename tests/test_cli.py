@@ -192,6 +192,7 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "data.name=celeba"], "dataset celeba not found under data/celeba (set data.download=true"),
     (["gan_digits", "data.name=imagefolder", "data.root=nowhere"], "data.root='nowhere': no such folder"),
     (["gan_digits", "eval.features='nope.mod:Features'"], "eval.features: cannot import 'nope.mod'"),
+    (["gan_digits", "--out", "/proc/multinet-nope"], "--out /proc/multinet-nope: cannot create the run folder ("),
     (["gan_digits", "data.name=imagefolder", "data.root=.", "eval.drs_refit=100"],
      "eval.drs_refit: fits a critic to real examples held in memory; data.name='imagefolder' streams"),
     (["ae_7_4", "train.trackers=['neptune']"], "train.trackers[0]: must be 'mlflow' or 'wandb', got 'neptune'"),
