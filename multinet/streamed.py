@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .config import error_line
+
 __all__ = ["image_folder", "celeba", "read_image", "iterate", "UnreadableImage"]
 
 
@@ -34,8 +36,7 @@ def read_image(path: str) -> Any:
 
 
 def _unreadable(path: str, e: Exception) -> UnreadableImage:
-    why = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
-    why = re.sub(r" <_io\.\w+ name=.*>$", "", why)  # PIL repeats the file's name
+    why = re.sub(r" <_io\.\w+ name=.*>$", "", error_line(e))  # PIL repeats the file's name
     return UnreadableImage(f"{path}: not a readable image ({why}); remove or replace the file")
 
 
