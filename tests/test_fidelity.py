@@ -85,9 +85,9 @@ def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path, monke
         folder = tmp_path / "faces" / f"class{label}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((16, 16)).convert("RGB").save(folder / f"{i}.png")
-    s, _ = _run(tmp_path, "run", "data.name='imagefolder'", f"data.root='{tmp_path / 'faces'}'", "data.image_size=16",
-                "data.workers=0", "data.batch_size=32", "eval.features='random-conv'", "eval.fid_samples=200",
-                "eval.fid_reference=300")
+    on_faces = ["data.name='imagefolder'", f"data.root='{tmp_path / 'faces'}'", "data.image_size=16", "data.workers=0",
+                "data.batch_size=32", "eval.features='random-conv'", "eval.fid_samples=200", "eval.fid_reference=300"]
+    s, _ = _run(tmp_path, "run", *on_faces)
     assert np.isfinite(s["features_fid"]) and np.isfinite(s["features_kid"]) and s["features_reference"] == 300
     assert "classifier_is" not in s  # no per-run classifier for an image folder
     # the reference features are cached outside the folder (a subfolder there would be one more
@@ -96,9 +96,7 @@ def test_an_image_folder_trains_end_to_end_with_standard_metrics(tmp_path, monke
     cached = list((tmp_path / "cache/multinet/fidelity").glob("imagefolder-*-random-conv-300.pt"))
     assert len(cached) == 1
     stamp = cached[0].stat().st_mtime_ns
-    again, _ = _run(tmp_path, "again", "data.name='imagefolder'", f"data.root='{tmp_path / 'faces'}'",
-                    "data.image_size=16", "data.workers=0", "data.batch_size=32", "eval.features='random-conv'",
-                    "eval.fid_samples=200", "eval.fid_reference=300")
+    again, _ = _run(tmp_path, "again", *on_faces)
     assert cached[0].stat().st_mtime_ns == stamp and again["features_reference"] == 300
     # the folder moved: a saved run is scored where the data lives now
     (tmp_path / "faces").rename(tmp_path / "moved")
