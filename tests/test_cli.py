@@ -228,6 +228,22 @@ def test_bad_input_is_one_line(tmp_path, args, msg):
     assert not (tmp_path / "runs").exists()  # nothing started
 
 
+@pytest.mark.parametrize("name,files", [("cifar10", "put cifar-10-batches-py/ (cifar-10-python.tar.gz, extracted) there"),
+                                        ("mnist", "put MNIST/raw/ with the four *-ubyte files there")])
+def test_a_failed_download_names_the_files_to_put_in_place(tmp_path, monkeypatch, name, files):
+    import urllib.error
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    for cls in (torchvision.datasets.CIFAR10, torchvision.datasets.MNIST):
+        monkeypatch.setattr(cls, "download", offline)
+    r = run("multinet.gan", ["gan_digits", f"data.name={name}", "data.download=true", f"data.root={tmp_path / 'd'}",
+                             "--no-progress", "--out", str(tmp_path / "r")])
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert f"dataset {name}: download to {tmp_path / 'd'} failed (no network?); {files}" in r.stderr, r.stderr
+
+
 def test_resume_refuses_overrides_it_cannot_honour(tmp_path):
     out = tmp_path / "r"
     assert run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)]).returncode == 0

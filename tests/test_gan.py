@@ -335,6 +335,12 @@ def test_an_image_folder_lists_what_torchvisions_does_less_hidden_entries(tmp_pa
     again = image_folder(str(tmp_path / "imgs"), lambda x: x)
     assert again.samples == ours.samples and again.classes == ["a", "b", "c"]
     assert again[2][1] == 0 and again[3][1] == 1  # (image, label)
+    # an earlier version cached reference features in the folder itself: named, not just "no images"
+    (tmp_path / "imgs/fidelity").mkdir()
+    (tmp_path / "imgs/fidelity/imagefolder-0-inception-50000.pt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"in class folder\(s\) fidelity \(fidelity/ there is an earlier "
+                                                r"version's feature cache: remove it\)"):
+        image_folder(str(tmp_path / "imgs"), lambda x: x)
 
 
 def test_classifier_cache_is_reused_and_an_unwritable_cache_only_warns(tmp_path):
