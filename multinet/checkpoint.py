@@ -130,18 +130,28 @@ def is_checkpoint(data: Any) -> bool:
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
-def load_checkpoint(path: str | Path, parts: tuple[str, ...] = tuple(REQUIRED)) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, parts: tuple[str, ...] = tuple(REQUIRED),
+                    allow_no_checksum: bool = False) -> dict[str, Any]:
     """Load a multinet checkpoint; anything else (another file, a changed byte, a missing part of
-    ``parts``) gives a one-line ``ValueError`` naming the file."""
-    return check_checkpoint(read_tensors(path), path, parts)
+    ``parts``, a missing checksum unless ``allow_no_checksum``) gives a one-line ``ValueError``
+    naming the file."""
+    return check_checkpoint(read_tensors(path), path, parts, allow_no_checksum)
 
 
-def check_checkpoint(data: Any, path: str | Path, parts: tuple[str, ...] = tuple(REQUIRED)) -> dict[str, Any]:
-    """``load_checkpoint``'s checks on data already read: marker, checksum, the parts and their types."""
+def check_checkpoint(data: Any, path: str | Path, parts: tuple[str, ...] = tuple(REQUIRED),
+                     allow_no_checksum: bool = False) -> dict[str, Any]:
+    """``load_checkpoint``'s checks on data already read: marker, checksum, the parts and their types.
+
+    Every checkpoint multinet writes carries its checksum, so one without is refused: removing the
+    key would otherwise be the way to load altered weights. ``allow_no_checksum`` is for a file
+    written before checkpoints had one, and the user must say so."""
     if not is_checkpoint(data):
         raise ValueError(f"{path}: not a multinet checkpoint (no '{FORMAT}' marker)")
     stored = data.pop("checksum", None)
     payload = {k: v for k, v in data.items() if k != "format"}
+    if stored is None and not allow_no_checksum:
+        raise ValueError(f"{path}: has no checksum, so a change to it cannot be detected; refused (every checkpoint "
+                         "multinet writes has one; for a file from before checksums, pass --allow-no-checksum)")
     if stored is not None and stored != digest(payload):
         raise ValueError(f"{path}: checksum mismatch: the file changed after it was written (corrupt); "
                          f"use an earlier checkpoint")

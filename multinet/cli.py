@@ -48,6 +48,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",
                    help="a new run may replace an earlier run's files in --out (checkpoints, metrics, summary)")
+    _trust_args(p)
+
+
+def _trust_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-code", action="store_true",
+                   help="a saved file (checkpoint, export) may name code outside multinet to import; only for "
+                        "files whose maker you trust")
+    p.add_argument("--allow-no-checksum", action="store_true",
+                   help="read a checkpoint that has no checksum (one written before checkpoints had one)")
 
 
 def _ckpt_args(p: argparse.ArgumentParser, system: bool) -> None:
@@ -55,6 +64,7 @@ def _ckpt_args(p: argparse.ArgumentParser, system: bool) -> None:
     if system:
         p.add_argument("--system", help="gan, autoencoder or module:Class (default: the one the checkpoint names)")
     p.add_argument("--device", default="cpu")
+    _trust_args(p)
 
 
 _COMMANDS = {"train": "train a system on a recipe", "evaluate": "score a checkpoint again; prints JSON",
@@ -136,9 +146,11 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
     extra = [f"train.steps={args.steps}"] if args.steps is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     extra += [f'device="{args.device}"'] if args.device is not None else []
-    launch = resolve(system, args.items, args.out, args.resume, extra, name=system.__name__.lower())
+    launch = resolve(system, args.items, args.out, args.resume, extra, name=system.__name__.lower(),
+                     allow_no_checksum=args.allow_no_checksum)
     runner = Runner(system, launch.cfg, launch.out, resume=launch.checkpoint_path, checkpoint=launch.checkpoint,
-                    progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite)
+                    progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite,
+                    trust_code=args.trust_code)
     return runner.fit().code  # errors during training are reported by the runner, with the rank
 
 
@@ -147,7 +159,8 @@ def _use(system: type[System] | None, args: argparse.Namespace) -> int:
     if args.command == "sample" and (args.checkpoint.endswith(".json") or Path(args.checkpoint).is_dir()):
         return _sample_export(args)
     try:
-        built, ckpt = load_system(args.checkpoint, system, args.device, getattr(args, "overrides", []))
+        built, ckpt = load_system(args.checkpoint, system, args.device, getattr(args, "overrides", []),
+                                  trust_code=args.trust_code, allow_no_checksum=args.allow_no_checksum)
         step = int(ckpt.get("engine", {}).get("iteration", 0))
         if args.command == "evaluate":
             print(json.dumps({"checkpoint": args.checkpoint, "step": step, **built.evaluate()}))
@@ -185,12 +198,15 @@ def _sample_export(args: argparse.Namespace) -> int:
         raise ConfigError("--n must be positive")
     path = Path(args.checkpoint)
     spec = path / "generator.json" if path.is_dir() else path
-    meta = read_export(spec).get("meta", {})
+    meta = read_export(spec)["meta"]
     if meta.get("kind") != "generator" or not isinstance(meta.get("latent_dim"), int):
         raise ValueError(f"{spec}: not an exported generator (sample needs one; its meta names kind and latent_dim)")
-    G = load_exported(spec, args.device)
+    classes = meta.get("classes") or 0
+    for key, value, low, top in (("latent_dim", meta["latent_dim"], 1, 1 << 16), ("classes", classes, 0, 1 << 20)):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
+            raise ValueError(f"{spec}: meta.{key} must be an integer from {low} to {top}, got {value!r}")
+    G = load_exported(spec, args.device, trust_code=args.trust_code)
     z = torch.randn(args.n, meta["latent_dim"], generator=torch.Generator().manual_seed(args.seed)).to(args.device)
-    classes = int(meta.get("classes") or 0)
     with torch.no_grad():  # a class-conditional generator draws every class in turn
         x = G(z) if not classes else G(z, torch.arange(args.n, device=z.device) % classes)
     return _save_samples(x, args)

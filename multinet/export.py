@@ -7,8 +7,10 @@ turns that back into a ready module in eval mode, for code that has never seen a
 
 Why safetensors: a checkpoint is a pickle (read here with ``weights_only``, but still a format
 for this program alone), while safetensors is plain tensors that any framework reads without
-running code, and loads by memory map. The rebuild goes through ``imports.import_class``, so a
-JSON file naming something that is not an ``nn.Module`` is refused before it is called.
+running code, and loads by memory map. The JSON is a saved file too: its ``class_path`` is honoured
+only inside multinet unless the user trusts the file (``multinet.imports``), the weights must be a
+regular file whose size matches its header, and the module is first built on the meta device so
+that arguments disagreeing with the weights are refused before anything is allocated.
 
 How a module says how it was built: the shipped networks keep their constructor arguments as
 ``init_args``; a network from a recipe's ``class_path`` has them in the recipe.
@@ -16,6 +18,7 @@ How a module says how it was built: the shipped networks keep their constructor 
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,8 @@ import torch
 from torch import nn
 
 from .checkpoint import file_sha256, write_text_atomic
-from .imports import import_class, object_path
+from .config import error_line
+from .imports import import_class, object_path, saved_file
 
 __all__ = ["export_module", "load_exported", "read_export", "FORMAT"]
 
@@ -56,25 +60,89 @@ def export_module(module: nn.Module, folder: str | Path, name: str, meta: dict[s
     return [weights, spec]
 
 
+# What an export's JSON must hold, and of which type, before anything reads it.
+_KEYS = {"class_path": str, "init_args": dict, "weights": str, "sha256": str, "meta": dict}
+_MAX_JSON = 16 << 20  # an export's JSON is a few hundred bytes; a larger one is not an export
+_MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
+
+
+def _regular(path: Path, what: str) -> int:
+    """The size of ``path``, which must be a regular file (a device such as /dev/zero never ends)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing ({what})") from None
+    except OSError as e:
+        raise ValueError(f"{path}: unreadable ({what}): {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: not a regular file ({what}); refused")
+    return st.st_size
+
+
 def read_export(path: str | Path) -> dict[str, Any]:
-    """The JSON of an export (``path`` is the .json file, or a folder plus the default name)."""
+    """The JSON of an export (``path`` is the .json file), its keys and their types checked."""
     path = Path(path)
+    if _regular(path, "no such export") > _MAX_JSON:
+        raise ValueError(f"{path}: not a multinet export (over {_MAX_JSON >> 20} MiB)")
     try:
         info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such export") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable export ({e})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: not a readable export ({error_line(e, 160)})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ValueError(f"{path}: not a multinet export (format {FORMAT})")
+    for key, kind in _KEYS.items():
+        if not isinstance(info.get(key), kind):
+            got = "missing" if key not in info else f"a {type(info[key]).__name__}"
+            raise ValueError(f"{path}: broken export: '{key}' is {got}, expected a {kind.__name__}")
+    if Path(info["weights"]).name != info["weights"]:
+        raise ValueError(f"{path}: broken export: 'weights' must be a file name beside it, got {info['weights']!r}")
     return info
 
 
-def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def _header(weights: Path) -> dict[str, Any]:
+    """The safetensors header of ``weights``, whose size must be what the header says."""
+    size = _regular(weights, "the export's weights")
+    with open(weights, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n <= min(_MAX_HEADER, size - 8):
+            raise ValueError(f"{weights}: not a safetensors file (header size {n} in a {size}-byte file)")
+        try:
+            header = json.loads(f.read(n))
+            end = max([0, *(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+            raise ValueError(f"{weights}: not a safetensors file (unreadable header)") from None
+    if size != 8 + n + end:
+        raise ValueError(f"{weights}: {size} bytes, but its header describes {8 + n + end}; refused (truncated "
+                         "or padded)")
+    return header
+
+
+def _check_shapes(cls: type, init_args: dict[str, Any], header: dict[str, Any], spec: Path, name: str) -> None:
+    """Build the module on the meta device (no memory) and compare it with the weights' header,
+    so that arguments asking for 10^12 parameters are refused instead of allocated."""
+    try:
+        with torch.device("meta"):
+            probe = cls(**init_args)
+    except TypeError as e:
+        raise ValueError(f"{spec}: cannot rebuild {name} ({error_line(e, 200)})") from None
+    except Exception:  # noqa: BLE001 - a constructor that needs real tensors: the strict load checks it
+        return
+    shapes = {k: list(v.shape) for k, v in probe.state_dict().items()}
+    saved = {k: list(v.get("shape", [])) for k, v in header.items() if k != "__metadata__"}
+    if shapes != saved:
+        diff = sorted(k for k in set(shapes) | set(saved) if shapes.get(k) != saved.get(k))
+        raise ValueError(f"{spec}: the weights do not fit {name} built from init_args ({len(diff)} tensor(s) differ, e.g. "
+                         f"{diff[0]!r}: {saved.get(diff[0])} saved, {shapes.get(diff[0])} built)")
+
+
+def load_exported(path: str | Path, device: str | torch.device = "cpu", *, trust_code: bool = False) -> nn.Module:
     """The module an export describes, with its weights, in eval mode on ``device``.
 
-    ``path``: the ``.json`` file (or the folder holding exactly one). The weights' SHA-256 must
-    match the JSON's, and every tensor must fit the rebuilt module (strict load)."""
+    ``path``: the ``.json`` file (or the folder holding exactly one). The weights must be a regular
+    file of the size its header says, with the JSON's SHA-256, and every tensor must fit the
+    rebuilt module (strict load). A ``class_path`` outside multinet is refused unless
+    ``trust_code`` (``multinet.imports``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     path = Path(path)
@@ -85,15 +153,16 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
         path = found[0]
     info = read_export(path)
     weights = path.with_name(info["weights"])
-    if not weights.exists():
-        raise ValueError(f"{weights}: missing (the export's weights)")
+    header = _header(weights)
     if file_sha256(weights) != info["sha256"]:
         raise ValueError(f"{weights}: does not match its export's checksum (changed or corrupt)")
-    cls = import_class(info["class_path"], nn.Module)
+    with saved_file(path, trust_code=trust_code):
+        cls = import_class(info["class_path"], nn.Module)
+    _check_shapes(cls, info["init_args"], header, path, info["class_path"])
     try:
         module = cls(**info["init_args"])
     except TypeError as e:
-        raise ValueError(f"{path}: cannot rebuild {info['class_path']} ({e})") from None
+        raise ValueError(f"{path}: cannot rebuild {info['class_path']} ({error_line(e, 200)})") from None
     try:
         state = load_file(str(weights), device="cpu")
         module.load_state_dict(state)

@@ -37,7 +37,7 @@ def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
 
 
 def resolve(system: type, items: list[str], out: str | None = None, resume: str | None = None,
-            extra: list[str] = (), name: str = "run") -> Launch:
+            extra: list[str] = (), name: str = "run", allow_no_checksum: bool = False) -> Launch:
     """``items``: an optional recipe (name or .toml path) and ``key=value`` overrides; ``extra``:
     overrides from options (``--steps`` ...); ``resume``: a checkpoint path, or ``""`` for
     ``OUT/checkpoints/last.pt``."""
@@ -52,7 +52,7 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
             if not out:
                 raise ConfigError("--resume without a checkpoint path needs --out DIR")
             path = Path(out) / "checkpoints" / "last.pt"
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
         cfg = from_dict(system.Config, merge(ckpt["config"], parse_overrides(overrides)))
         # The overrides are checked by the Runner, which every resume goes through.
         if recipes:  # the run continues its own recipe: one that says otherwise is refused, not ignored

@@ -13,6 +13,7 @@ alone writes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from .checkpoint import load_checkpoint, write_text_atomic
 from .config import ConfigError, error_line, flatten, from_dict, to_dict, to_toml
 from .engine import Engine, load_problem
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
-from .imports import object_path
+from .imports import TRUST_HINT, CodeRefused, import_class, object_path, saved_file
 from .launch import check_resume_overrides
 from .nets import resolve_device
 from .runlock import RunLock
@@ -91,14 +92,17 @@ class Runner:
     ``resume``: ``True`` for ``out/checkpoints/last.pt`` or a checkpoint path; ``cfg`` may then be
     left out (the checkpoint's own) or change only what a resumed run can honour. ``trackers``:
     more scalar trackers beside TensorBoard / ``metrics.jsonl`` (anything with ``scalars(step, values)``).
+    ``trust_code``: a resumed run may import what its checkpoint's config names outside multinet
+    (``multinet.imports``); ``allow_no_checksum``: a checkpoint without a checksum may be read.
     """
 
     def __init__(self, system: type[System], cfg: Any = None, out: str | Path | None = None, *,
                  resume: bool | str | Path | None = None, checkpoint: dict[str, Any] | None = None,
                  progress: bool = True, stop_at: int | None = None, trackers: tuple[Any, ...] = (),
-                 echo: bool = True, overwrite: bool = False) -> None:
+                 echo: bool = True, overwrite: bool = False, trust_code: bool = False,
+                 allow_no_checksum: bool = False) -> None:
         self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
-        self.overwrite = overwrite
+        self.overwrite, self.trust_code = overwrite, trust_code
         self.ckpt_path: Path | None = None
         self.saved_cfg: Any = None  # on resume: the config the checkpoint was trained with
         if resume:
@@ -107,7 +111,8 @@ class Runner:
                     raise ConfigError("resume=True needs the run folder (out)")
                 resume = Path(out) / "checkpoints" / "last.pt"
             self.ckpt_path = Path(resume)
-            checkpoint = checkpoint if checkpoint is not None else load_checkpoint(self.ckpt_path)
+            checkpoint = checkpoint if checkpoint is not None else load_checkpoint(
+                self.ckpt_path, allow_no_checksum=allow_no_checksum)
             self.saved_cfg = from_dict(system.Config, checkpoint["config"])
             if cfg is None:
                 cfg = self.saved_cfg
@@ -117,6 +122,15 @@ class Runner:
         self.ckpt = checkpoint if resume else None
         self.cfg = cfg if cfg is not None else system.Config()
         self.out = Path(out) if out is not None else Path("runs") / f"{system.__name__.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def _rebuilding(self) -> Any:
+        """On resume, the system is rebuilt from the checkpoint's config: what it names outside
+        multinet is imported only if the user changed it now or trusts the file."""
+        if self.ckpt is None:
+            return contextlib.nullcontext()
+        old = flatten(to_dict(self.saved_cfg))
+        now = [v for k, v in flatten(to_dict(self.cfg)).items() if old.get(k) != v]
+        return saved_file(self.ckpt_path, now, self.trust_code)
 
     def _say(self, text: str, err: bool = True) -> None:
         if self.echo:
@@ -187,12 +201,13 @@ class Runner:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
-        system = self.system_cls(cfg, device)
-        if self.ckpt is not None:
-            system.resume_from(self.saved_cfg)
         checkpointer = Checkpointer(self.out / "checkpoints", cfg.train.checkpoint_every, cfg.train.keep_last,
                                     best=cfg.train.best_metric, mode=cfg.train.best_mode, enabled=world.main)
-        engine = engine_for(system, stateful={"checkpointer": checkpointer})
+        with self._rebuilding():
+            system = self.system_cls(cfg, device)
+            if self.ckpt is not None:
+                system.resume_from(self.saved_cfg)
+            engine = engine_for(system, stateful={"checkpointer": checkpointer})
         resumed = self.ckpt is not None
         if resumed:
             try:
@@ -280,24 +295,39 @@ class Runner:
 
 
 def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:
-    """The system class a checkpoint names (``meta.system``), imported as the trust boundary allows."""
-    from .imports import import_class
+    """The system class a checkpoint names (``meta.system``), imported as the trust boundary allows
+    (call it inside ``imports.saved_file``)."""
     name = (ckpt.get("meta") or {}).get("system") if isinstance(ckpt.get("meta"), dict) else None
     if not name:
         raise ValueError(f"{path}: does not say which system wrote it; name it (e.g. --system gan)")
-    return import_class(name, System, "checkpoint system")
+    try:
+        return import_class(name, System, "checkpoint system")
+    except CodeRefused:
+        raise CodeRefused(f"{path}: was written by the system {name}, outside multinet; name it now with --system "
+                          f"{name} (Python: load_system(path, YourSystem)), or {TRUST_HINT}") from None
 
 
 def load_system(path: str | Path, system: type[System] | None = None, device: str = "cpu",
-                overrides: list[str] = ()) -> tuple[System, dict[str, Any]]:
+                overrides: list[str] = (), *, trust_code: bool = False,
+                allow_no_checksum: bool = False) -> tuple[System, dict[str, Any]]:
     """A trained system from a checkpoint, for ``evaluate`` / ``sample`` / ``export``: its networks
     (and EMA copies) and its own state, built from the checkpoint's config with the overrides
     ``system.evaluate_may_change`` allows, under ``inference()``: no engine, no optimizers, no
-    training streams, and for the shipped systems no data until an evaluation needs it."""
-    from .config import merge, parse_overrides
-    ckpt = load_checkpoint(path)
-    system = system or system_of(ckpt, path)
+    training streams, and for the shipped systems no data until an evaluation needs it.
+
+    What the checkpoint names outside multinet (its system, a network's ``class_path``, a feature
+    network) is imported only when ``system`` or an override names it now, or with ``trust_code``
+    (``multinet.imports``)."""
+    from .config import parse_overrides
+    ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
     over = parse_overrides(list(overrides))
+    with saved_file(path, flatten(over).values(), trust_code):
+        return _build_saved(ckpt, path, system or system_of(ckpt, path), device, over)
+
+
+def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], device: str,
+                 over: dict[str, Any]) -> tuple[System, dict[str, Any]]:
+    from .config import merge
     bad = sorted(k for k in flatten(over) if not k.startswith(tuple(system.evaluate_may_change)))
     if bad:
         allowed = ", ".join(k + "*" if k.endswith(".") else k for k in system.evaluate_may_change)

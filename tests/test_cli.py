@@ -421,14 +421,18 @@ def test_user_system_runs_under_the_same_command_line(tmp_path):
             cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "summary.json").read_text())["resumed"] is True
-    r = run("multinet", ["evaluate", str(out / "checkpoints/last.pt")], cwd=ROOT)  # the system from the checkpoint
-    assert r.returncode == 0 and "label_match" in json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
-    r = run("multinet", ["sample", str(out / "checkpoints/last.pt"), "--n", "10", "--out", str(tmp_path / "s.npy")],
+    r = run("multinet", ["evaluate", str(out / "checkpoints/last.pt")], cwd=ROOT)  # a saved file names no code
+    assert r.returncode == 2 and "--system examples.cond_gan_digits:CondGan" in r.stderr, r.stderr
+    r = run("multinet", ["evaluate", str(out / "checkpoints/last.pt"), "--system", "examples.cond_gan_digits:CondGan"],
             cwd=ROOT)
+    assert r.returncode == 0 and "label_match" in json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+    r = run("multinet", ["sample", str(out / "checkpoints/last.pt"), "--n", "10", "--out", str(tmp_path / "s.npy"),
+                         "--trust-code"], cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    r = run("multinet", ["export", str(out / "checkpoints/last.pt"), "--out", str(tmp_path / "x")], cwd=ROOT)
+    r = run("multinet", ["export", str(out / "checkpoints/last.pt"), "--out", str(tmp_path / "x"), "--trust-code"],
+            cwd=ROOT)
     assert r.returncode == 2 and r.stderr.strip() == "error: CondGan offers no export()"
-    for args, msg in [(["train", "subprocess:run"], "SYSTEM: 'subprocess:run' is not a subclass of multinet.system.System"),
+    for args, msg in [(["train", "subprocess:run"], "SYSTEM: 'subprocess:run' is refused"),
                       (["train", "examples.cond_gan_digits:CondGan", "latent_dims=3"], "unknown key 'latent_dims'"),
                       (["fit"], "usage: python -m multinet {train,evaluate,sample,export}")]:
         r = run("multinet", args, cwd=tmp_path if args[0] == "fit" else ROOT)

@@ -58,19 +58,20 @@ def test_a_broken_or_foreign_export_is_one_line(tmp_path):
         export_module(G, tmp_path, "g")
     paths = export_module(torch.nn.Linear(4, 3), tmp_path, "lin", {"kind": "x"}, "torch.nn:Linear",
                           {"in_features": 4, "out_features": 3})
-    assert isinstance(load_exported(paths[1]), torch.nn.Linear)
+    assert isinstance(load_exported(paths[1], trust_code=True), torch.nn.Linear)
     spec = json.loads(paths[1].read_text())
-    for change, msg in [({"class_path": "subprocess:run"}, "is not a subclass of torch.nn.modules.module.Module"),
-                        ({"init_args": {"in_features": 5, "out_features": 3}}, "does not fit torch.nn:Linear"),
+    for change, msg in [({"class_path": "subprocess:run"}, "'subprocess:run' is refused"),
+                        ({"class_path": "multinet.config:RunConfig"}, "is not a subclass of torch.nn.modules.module.Module"),
+                        ({"init_args": {"in_features": 5, "out_features": 3}}, "do not fit torch.nn:Linear"),
                         ({"format": "other"}, "not a multinet export")]:
         (tmp_path / "bad.json").write_text(json.dumps({**spec, **change}))
         with pytest.raises(ValueError, match=msg):
-            load_exported(tmp_path / "bad.json")
+            load_exported(tmp_path / "bad.json", trust_code=True)
     data = bytearray(paths[0].read_bytes())
     data[-1] ^= 1
     paths[0].write_bytes(bytes(data))
     with pytest.raises(ValueError, match="does not match its export's checksum"):
-        load_exported(paths[1])
+        load_exported(paths[1], trust_code=True)
     code, _, err = _cli("sample", str(paths[1]), "--n", "2", "--out", str(tmp_path / "x.npy"))
     assert code == 2 and err.count("\n") == 1 and "not an exported generator" in err
 
@@ -91,5 +92,6 @@ def test_autoencoder_and_class_path_networks_export(tmp_path):
                                                  "networks.generator.class_path='tests.nets_zoo:TinyGenerator'",
                                                  "networks.generator.init_args={latent=32, hidden=16}"])
     assert Runner(GanSystem, gcfg, tmp_path / "g", progress=False, echo=False).fit().code == 0
-    assert _cli("export", str(tmp_path / "g/checkpoints/last.pt"), "--out", str(tmp_path / "g_x"))[0] == 0
-    assert type(load_exported(tmp_path / "g_x")).__name__ == "TinyGenerator"
+    # The user's own network class: a saved file names it, so the user says they trust the file.
+    assert _cli("export", str(tmp_path / "g/checkpoints/last.pt"), "--out", str(tmp_path / "g_x"), "--trust-code")[0] == 0
+    assert type(load_exported(tmp_path / "g_x", trust_code=True)).__name__ == "TinyGenerator"

@@ -96,7 +96,8 @@ def test_a_recipe_names_its_own_network_and_the_trust_boundary_holds(tmp_path):
     assert r.code == 0
     gen = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["networks"]["generator"]["module"]
     assert gen["net.0.weight"].shape == (16, 32)  # the user's network, with its arguments
-    for bad, msg in [("subprocess:run", "is not a subclass of torch.nn.modules.module.Module"),
+    for bad, msg in [("subprocess:run", "'subprocess:run' is refused"),
+                     ("multinet.config:RunConfig", "is not a subclass of torch.nn.modules.module.Module"),
                      ("no_such_pkg.nets:G", "cannot import 'no_such_pkg.nets'"),
                      ("tests.nets_zoo:Nope", "has no 'Nope'")]:
         c = copy.deepcopy(cfg)
@@ -107,8 +108,8 @@ def test_a_recipe_names_its_own_network_and_the_trust_boundary_holds(tmp_path):
 
 def test_schedule_function_by_import_path_is_refused_unless_python(tmp_path):
     from multinet.schedules import ScheduleSpec, factor_fn
-    with pytest.raises(ValueError, match="'builtins:abs' is not a Python function"):
-        factor_fn(ScheduleSpec("lambda", fn="builtins:abs"), 10)
+    with pytest.raises(ValueError, match="'math:sqrt' is not a Python function"):
+        factor_fn(ScheduleSpec("lambda", fn="math:sqrt"), 10)
 
 
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):

@@ -57,7 +57,7 @@ def standard(system: "GanSystem") -> dict[str, Any]:
     other features than Inception's the figures are named ``features_*`` (they are not FID)."""
     cfg, data, ev = system.cfg, system.data, system.cfg.eval
     try:
-        net = fidelity.feature_net(ev.features, ev.inception_weights)
+        net = fidelity.feature_net(ev.features, ev.inception_weights, system.feature_cls)
     except fidelity.WeightsMissing as e:
         print(f"note: {e}; skipped", file=sys.stderr)
         return {}

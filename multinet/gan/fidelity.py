@@ -18,6 +18,7 @@ logits) for images in [-1, 1]); its figures are reported under ``features_*`` na
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checkpoint import file_sha256
+from ..checkpoint import file_sha256, read_tensors
 from ..imports import import_class
 
 __all__ = ["FeatureNet", "InceptionFeatures", "RandomConvFeatures", "feature_class", "feature_net", "standard_metrics",
@@ -61,8 +62,17 @@ class InceptionFeatures(FeatureNet):
     def __init__(self, weights: str | Path) -> None:
         super().__init__()
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        # torch-fidelity reads its weights with torch.load(weights_only=False), which runs any code a
+        # pickle holds. It gets instead the tensors read here with weights_only (a file holding
+        # code is refused), saved again by this process into memory.
+        state = read_tensors(weights)
+        if not isinstance(state, dict):
+            raise WeightsMissing(f"{weights}: not the FID Inception weights (no state dict)")
+        clean = io.BytesIO()
+        torch.save(state, clean)
+        clean.seek(0)
         self.net = FeatureExtractorInceptionV3(self.name, ["2048", "logits_unbiased"],
-                                               feature_extractor_weights_path=str(weights))
+                                               feature_extractor_weights_path=clean)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1] == 1:
@@ -116,13 +126,14 @@ def feature_class(features: str) -> type | None:
     return import_class(features, nn.Module, "eval.features")
 
 
-def feature_net(features: str, weights: str = "") -> FeatureNet:
-    """``"inception"``, ``"random-conv"`` or the import path of a ``FeatureNet``-like module."""
+def feature_net(features: str, weights: str = "", own: type | None = None) -> FeatureNet:
+    """``"inception"``, ``"random-conv"`` or the import path of a ``FeatureNet``-like module
+    (``own``: that class, imported already by ``feature_class``)."""
     if features == "inception":
         return InceptionFeatures(_inception_weights(weights)).eval()
     if features == "random-conv":
         return RandomConvFeatures().eval()
-    return feature_class(features)().eval()
+    return (own or feature_class(features))().eval()
 
 
 @torch.no_grad()

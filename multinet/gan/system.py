@@ -61,8 +61,9 @@ class GanSystem(System):
         bn = any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in disc.modules())
         self.d_concat = cfg.gan.d_concat == "on" or (cfg.gan.d_concat == "auto" and not bn and cfg.gan.r1 == 0)
         self.classifier: torch.nn.Module | None = None  # for classifier IS / FD, built on first use
-        if cfg.eval.standard_metrics:  # a user's feature network: imported now, not after training
-            fidelity.feature_class(cfg.eval.features)
+        # A user's feature network: imported now (inside the trust boundary when rebuilt from a saved
+        # run), so a typo stops the run at once instead of after training.
+        self.feature_cls = fidelity.feature_class(cfg.eval.features) if cfg.eval.standard_metrics else None
         self._fake: torch.Tensor | None = None
         self._critic: tuple[Any, torch.nn.Module] | None = None  # (generator version, refitted DRS critic)
 
