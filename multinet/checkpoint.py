@@ -8,6 +8,7 @@ instead of loading silently wrong weights.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -16,14 +17,14 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from .config import error_line
 
-__all__ = ["save_checkpoint", "write_text_atomic", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
+__all__ = ["save_checkpoint", "atomic_path", "write_text_atomic", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
            "set_rng_state", "restore_generator", "digest", "file_sha256", "FORMAT"]
 
 FORMAT = "multinet-checkpoint-1"
@@ -96,17 +97,26 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: a full disk or a kill leaves the old file,
-    not an empty or half-written one."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends
+    without error, removed otherwise. A full disk or a kill leaves the old file, never an empty
+    or half-written one. The temporary name keeps the suffix (``.bler.png.tmp.png``), since
+    writers such as matplotlib and numpy choose the format by it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def read_tensors(path: str | Path) -> dict[str, Any]:

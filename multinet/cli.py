@@ -214,16 +214,18 @@ def _sample_export(args: argparse.Namespace) -> int:
 
 def _save_samples(x: Any, args: argparse.Namespace) -> int:
     import numpy as np
+    from .checkpoint import atomic_path
     x = x.cpu()
     out = Path(args.out)
     out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")  # the name numpy writes
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, x.numpy().astype(np.float32))
+    with atomic_path(out) as tmp:
+        np.save(tmp, x.numpy().astype(np.float32))
     also = ""
     if x.ndim == 4:
         import torchvision
-        torchvision.utils.save_image(x, out.with_suffix(".png"), nrow=int(args.n ** 0.5) or 1,
-                                     normalize=True, value_range=(-1, 1))
+        with atomic_path(out.with_suffix(".png")) as tmp:
+            torchvision.utils.save_image(x, tmp, nrow=int(args.n ** 0.5) or 1, normalize=True, value_range=(-1, 1))
         also = f" and {out.with_suffix('.png')}"
     print(f"wrote {args.n} samples to {out}{also}")
     return 0

@@ -151,11 +151,25 @@ class Runner:
         before the slow setup and again once the lock is held, since a run that started at the same
         moment may have finished and released the folder in between."""
         earlier = self._earlier_run()
+        if self.ckpt is not None and earlier and self.out.resolve() != self._checkpoint_run():
+            raise ConfigError(f"--out {self.out}: holds another run's files ({', '.join(earlier)}); a resumed run "
+                              f"writes into its own folder ({self._checkpoint_run()}) or an empty one")
         if self.ckpt is None and earlier and not self.overwrite:
             hint = (f"continue it with --resume --out {self.out}, " if (self.out / "checkpoints" / "last.pt").exists()
                     else "")
             raise ConfigError(f"--out {self.out}: holds an earlier run's files ({', '.join(earlier)}); {hint}choose "
                               f"another folder, or add --overwrite to replace them")
+
+    def _checkpoint_run(self) -> Path:
+        """The run folder of the checkpoint being resumed (``<run>/checkpoints/<file>``)."""
+        return self.ckpt_path.resolve().parent.parent
+
+    def _summarized(self, step: int) -> bool:
+        """Whether the run folder holds the summary of a run that ended at ``step``."""
+        try:
+            return json.loads((self.out / "summary.json").read_text()).get("steps") == step
+        except (OSError, ValueError, AttributeError):
+            return False
 
     # What a run writes that a new run in the same folder would append to, mix with, or prune.
     RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb",
@@ -176,7 +190,7 @@ class Runner:
             for name in self.RUN_FILES:
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        for tmp in [*(self.out / "checkpoints").glob(".*.tmp"), *self.out.glob("*.tmp")]:
+        for tmp in [*(self.out / "checkpoints").glob(".*.tmp"), *self.out.glob(".*.tmp*")]:
             tmp.unlink(missing_ok=True)
 
     def fit(self) -> RunResult:
@@ -220,10 +234,16 @@ class Runner:
                           f"per rank, so the global batch changes by {world.world}/{saved} unless you scale the "
                           f"batch size (the data and noise streams continue either way)")
             if engine.iteration >= cfg.train.steps:
+                # Trained to the end: done, unless the run stopped before its final evaluation and
+                # summary were written (a kill after the last checkpoint): then that is what is left.
+                if self._summarized(engine.iteration):
+                    if world.main:
+                        self._say(f"{self.ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; "
+                                  f"nothing to do", err=False)
+                    return RunResult(0, engine.iteration, self.out, checkpoint=self.ckpt_path)
                 if world.main:
-                    self._say(f"{self.ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; "
-                              f"nothing to do", err=False)
-                return RunResult(0, engine.iteration, self.out, checkpoint=self.ckpt_path)
+                    self._say(f"{self.ckpt_path}: at step {engine.iteration} of {cfg.train.steps}, but the run "
+                              "stopped before its final evaluation; finishing it")
         tracker: Any = NullTracker()
         if world.main:  # the first write: the folder is this run's from here on
             self.lock.acquire()
@@ -248,11 +268,15 @@ class Runner:
         scalars = LogScalars(tracker, *self.trackers, every=cfg.train.log_every)
         bar = ProgressBar(cfg.train.steps, desc=type(system).__name__, enabled=self.progress and main, scalars=scalars)
         signals = StopOnSignal()
-        handlers: list[Any] = [bar, scalars, checkpointer, signals]
+        handlers: list[Any] = [bar, scalars, signals]
         if main:  # samples and evaluation: rank 0 only, and free of collectives
             if cfg.train.eval_every and system.offers("evaluate"):
                 handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker, [checkpointer.consider]))
             handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
+        # The checkpointer runs after every other handler of a step: a checkpoint at step N holds
+        # what step N's evaluations produced, so a run stopped during one resumes from the
+        # checkpoint before it and evaluates again instead of skipping the evaluation.
+        handlers.append(checkpointer)
         result = RunResult(0, engine.iteration, self.out)
         try:
             engine.run(self.stop_at, handlers)
@@ -272,7 +296,7 @@ class Runner:
                 self._say(json.dumps(result.summary), err=False)
             distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
         except NonFiniteLoss as e:
-            last = checkpointer.last if checkpointer.last.exists() else "none"
+            last = f"{checkpointer.last}{weight_headroom(checkpointer.last)}" if checkpointer.last.exists() else "none"
             result.code, result.error = 1, f"{e}; last good checkpoint kept: {last}"
             if main:
                 self._say(f"error: {result.error}")
@@ -292,6 +316,29 @@ class Runner:
             signals.restore()
             tracker.close()
         return result
+
+
+# Weights above this are reported as close to overflow: float16's largest value is 65,504, and a
+# float32 weight of 1e30 squared (in a norm or a variance) is already infinite.
+NEAR_OVERFLOW = 1e30
+
+
+def weight_headroom(path: Path) -> str:
+    """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
+    close to overflow (then resuming from it will likely diverge again)."""
+    try:
+        nets = load_checkpoint(path)["networks"]
+    except (ValueError, OSError):
+        return ""
+    top = 0.0
+    for net in nets.values():
+        for v in (net.get("module") or {}).values() if isinstance(net, dict) else ():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+                top = max(top, float(v.detach().abs().max()))
+    if top > NEAR_OVERFLOW:
+        return (f" (but its largest |weight| is {top:.2g}, close to overflow: an earlier step_*.pt is likely the "
+                "better start)")
+    return f" (largest |weight| {top:.2g})"
 
 
 def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import write_text_atomic
+from .checkpoint import atomic_path, write_text_atomic
 
 __all__ = ["Tracker", "NullTracker"]
 
@@ -70,7 +70,8 @@ class Tracker:
         grid = torchvision.utils.make_grid(images, nrow=nrow, normalize=True, value_range=value_range, padding=1)
         path = self.run_dir / "samples" / f"{tag.replace('/', '_')}_{step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        torchvision.utils.save_image(grid, path)
+        with atomic_path(path) as tmp:
+            torchvision.utils.save_image(grid, tmp)
         if self._tb is not None:
             self._tb.add_image(tag, grid, step)
         for b in self.backends:

@@ -170,6 +170,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tmp_path):
     r = run("multinet.gan", FAST_GAN + ["--steps", "40", "--out", str(out), *blow_up])
     assert r.returncode == 1, r.stderr
     assert "non-finite loss in phase" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert "(largest |weight| " in r.stderr  # how far the kept state is from overflow
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step_00000010.pt"]
     assert load_checkpoint(out / "checkpoints/last.pt")["engine"]["iteration"] == 10
     assert (out / "checkpoints/last.pt").read_bytes() == (out / "checkpoints/step_00000010.pt").read_bytes()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import atomic_path
 from ..freeze import eval_mode
 from . import coded
 from .bler import (hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, result_row, uncoded_bpsk_bler)
@@ -99,7 +100,7 @@ def table(rows: list[dict[str, Any]], kind: str) -> dict[str, dict[str, float]]:
 def write_rows(out: Path, rows: list[dict[str, Any]], kind: str) -> None:
     cols = COLUMNS if kind != "images" else ["curve", "snr_db", "psnr"]
     name = "bler.csv" if kind != "images" else "psnr.csv"
-    with open(out / name, "w", newline="") as f:
+    with atomic_path(out / name) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, cols)
         w.writeheader()
         for r in rows:
@@ -130,7 +131,8 @@ def plot(out: Path, rows: list[dict[str, Any]], title: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "bler.png", dpi=110)
+    with atomic_path(out / "bler.png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -149,7 +151,8 @@ def plot_constellation(out: Path, points: torch.Tensor, labels: list[str] | None
     ax.set_ylabel("quadrature")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "constellation.png", dpi=110)
+    with atomic_path(out / "constellation.png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed
+from ..checkpoint import atomic_path
 from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
@@ -215,7 +216,8 @@ class AeSystem(System):
         rows = list(self.results)
         if s.kind != "images":
             points = self.codebook()
-            np.save(ctx.out / "codebook.npy", points.cpu().numpy())
+            with atomic_path(ctx.out / "codebook.npy") as tmp:
+                np.save(tmp, points.cpu().numpy())
             if points.shape[1] == 2:  # one complex use per block: the constellation itself
                 labels = ([format(i, f"0{s.bits_per_symbol}b") for i in range(self.m)] if s.kind == "bits" else None)
                 evaluation.plot_constellation(ctx.out, points, labels, self.describe())

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checkpoint import atomic_path
 from ..data import mixture_means
 from ..streamed import iterate
 from . import fidelity
@@ -111,7 +112,8 @@ def scatter(points: torch.Tensor, path: Path, step: int, tracker: Any = None) ->
     ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5)
     ax.set_aspect("equal")
     ax.set_title(f"step {step}")
-    fig.savefig(path, dpi=80)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     if tracker is not None:
         tracker.figure("samples/points", fig, step)
     plt.close(fig)
