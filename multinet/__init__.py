@@ -20,7 +20,8 @@ from .netconfig import NetConfig
 from .nets import Net, NetSpec, resolve_device
 from .optimizers import OPTIMIZERS, build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, PretrainedSpec, load_partial
-from .runner import Runner, RunResult, load_system
+from .runner import Runner, RunResult
+from .saved import load_system
 from .schedules import ScheduleSpec, build_scheduler
 from .streams import RandomStreams
 from .system import NotOffered, RunContext, System

@@ -9,6 +9,7 @@ instead of loading silently wrong weights.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import pickle
@@ -90,11 +91,31 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except RuntimeError as e:  # torch's writer reports a short write as "unexpected pos ..."
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"{path}: cannot be written ({write_limit() or error_line(e, 120)})") from None
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == errno.EFBIG:
+            raise OSError(f"{path}: cannot be written ({write_limit() or 'file too large'})") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def write_limit() -> str:
+    """Why a write may have stopped short, when a file size limit (``ulimit -f``) is set."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return ""
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    return f"the file size limit (ulimit -f) is {limit:,} bytes; raise it or free the disk"
 
 
 @contextlib.contextmanager

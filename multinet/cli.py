@@ -103,6 +103,16 @@ def _usage(fixed: str | None) -> str:
 
 def main(argv: list[str] | None = None, fixed: str | None = None) -> int:
     startup.started()
+    previous = startup.stop_on_sigterm()  # setup stops in one line on SIGTERM as on Ctrl-C
+    try:
+        return _main(argv, fixed)
+    finally:
+        if previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None, fixed: str | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in _COMMANDS:
         print(_usage(fixed), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
@@ -113,13 +123,16 @@ def main(argv: list[str] | None = None, fixed: str | None = None) -> int:
         warnings.showwarning = _one_line_warning
         try:
             name = fixed or getattr(args, "system", None)
-            system = _system(name) if name else None
+            system = _system(name) if name is not None else None
             if args.command == "train":
                 return _train(system, args)
             return _use(system, args)
         except (ConfigError, ValueError, OSError, NotOffered) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except startup.Terminated:
+            print("stopped by SIGTERM during setup, before training started", file=sys.stderr)
+            return 143
         except KeyboardInterrupt:  # before training started (once it runs, Ctrl-C saves and stops)
             print("interrupted during setup, before training started", file=sys.stderr)
             return 130
@@ -143,6 +156,11 @@ def _one_line_warning(message: Warning | str, category: type, filename: str, lin
 def _train(system: type[System], args: argparse.Namespace) -> int:
     from .launch import resolve
     from .runner import Runner
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("--out: empty; name the run folder")
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():
+        # argparse gives --resume the next word: "--resume train.steps=90" is an override, not a path
+        args.items, args.resume = [*args.items, args.resume], ""
     extra = [f"train.steps={args.steps}"] if args.steps is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     extra += [f'device="{args.device}"'] if args.device is not None else []
@@ -155,7 +173,7 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
 
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:
-    from .runner import load_system
+    from .saved import load_system
     if args.command == "sample" and (args.checkpoint.endswith(".json") or Path(args.checkpoint).is_dir()):
         return _sample_export(args)
     try:

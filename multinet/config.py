@@ -102,6 +102,8 @@ class TrainConfig:
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
         at_least(self, 1, "dist_sync_every")
         within(self, "dist_timeout", low=0, open_low=True)
+        # A longer run is a typo (10^12 steps of a microsecond each take 11 days).
+        within(self, "steps", low=0, high=10 ** 12)
 
 
 @dataclasses.dataclass
@@ -186,10 +188,16 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if not -2 ** 63 <= value < 2 ** 63:  # torch and numpy take 64-bit integers
+            raise ConfigError(f"{key}: {value} is out of range (a 64-bit integer)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        # No setting means anything by inf or NaN: they come from a typo or a computation gone
+        # wrong, and pass every range check written as a comparison.
+        if isinstance(value, int) and abs(value) > 1e300 or not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -100,7 +100,7 @@ def _split(path: Any, key: str) -> tuple[str, str]:
     module_name, sep, attr = path.strip().partition(":")
     if not sep:
         module_name, _, attr = path.strip().rpartition(".")
-    if not module_name or not attr:
+    if not module_name or not attr or module_name.startswith("."):  # a relative path has no package here
         raise ValueError(f"{key}: expected 'package.module:Name', got {path!r}")
     return module_name, attr
 

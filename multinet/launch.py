@@ -15,7 +15,7 @@ from typing import Any
 from .checkpoint import load_checkpoint
 from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 
-__all__ = ["Launch", "resolve", "check_resume_overrides"]
+__all__ = ["Launch", "resolve", "check_resume_overrides", "saved_config"]
 
 
 @dataclass
@@ -36,6 +36,19 @@ def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
                               f"optimizer state); start a new run to change it")
 
 
+def saved_config(system: type, ckpt: dict[str, Any], path: Any, overrides: dict[str, Any] | None = None) -> Any:
+    """``system``'s config from a checkpoint's (with ``overrides``); a checkpoint that another
+    system wrote is named as such instead of by the first key that does not fit."""
+    try:
+        return from_dict(system.Config, merge(ckpt["config"], overrides or {}))
+    except ConfigError as e:
+        meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
+        writer, mine = meta.get("system"), f"{system.__module__}:{system.__qualname__}"
+        if isinstance(writer, str) and writer.rpartition(":")[2] != system.__qualname__:
+            raise ConfigError(f"{path}: was written by the system {writer}, not {mine} ({e})") from None
+        raise
+
+
 def resolve(system: type, items: list[str], out: str | None = None, resume: str | None = None,
             extra: list[str] = (), name: str = "run", allow_no_checksum: bool = False) -> Launch:
     """``items``: an optional recipe (name or .toml path) and ``key=value`` overrides; ``extra``:
@@ -53,10 +66,10 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
                 raise ConfigError("--resume without a checkpoint path needs --out DIR")
             path = Path(out) / "checkpoints" / "last.pt"
         ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
-        cfg = from_dict(system.Config, merge(ckpt["config"], parse_overrides(overrides)))
+        cfg = saved_config(system, ckpt, path, parse_overrides(overrides))
         # The overrides are checked by the Runner, which every resume goes through.
         if recipes:  # the run continues its own recipe: one that says otherwise is refused, not ignored
-            saved = from_dict(system.Config, ckpt["config"])
+            saved = saved_config(system, ckpt, path)
             try:
                 check_resume_overrides(system, saved, load_recipe(system.Config, recipes[0], overrides))
             except ConfigError as e:

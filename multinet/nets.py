@@ -50,6 +50,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device {str(device)!r} is not a device (auto, cpu, cuda, cuda:N, mps, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
+    if dev.type == "cpu" and dev.index not in (None, 0):  # torch accepts cpu:99 and ignores the index
+        raise ValueError(f"device {str(device)!r}: the CPU has no index (use cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     if dev.type == "cuda" and dev.index is None and distributed.launched():
         dev = torch.device("cuda", distributed.local_rank())
     return dev

@@ -48,8 +48,13 @@ class RunLock:
                     raise LockedError(self._message()) from None
                 self.path.unlink(missing_ok=True)  # its owner is gone: take it over
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+            except OSError as e:  # a full disk: no empty lock left behind for the next run to puzzle over
+                self.path.unlink(missing_ok=True)
+                raise OSError(f"--out {self.path.parent}: cannot write {self.path.name} "
+                              f"({e.strerror or e})") from None
             self.held = True
             return
         raise LockedError(self._message())

@@ -17,26 +17,28 @@ import contextlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import distributed
 from .checkpoint import load_checkpoint, write_text_atomic
-from .config import ConfigError, error_line, flatten, from_dict, to_dict, to_toml
-from .engine import Engine, load_problem
+from .config import ConfigError, error_line, flatten, to_dict, to_toml
+from .engine import Engine
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
-from .imports import TRUST_HINT, CodeRefused, import_class, object_path, saved_file
-from .launch import check_resume_overrides
+from .handlers.nan_guard import weight_headroom
+from .imports import object_path, saved_file
+from .launch import check_resume_overrides, saved_config
 from .nets import resolve_device
 from .runlock import RunLock
-from .system import RunContext, System, inference
+from .saved import load_system  # its home is multinet.saved; importable from here as before
+from .startup import Terminated
+from .streams import seed_everything
+from .system import RunContext, System
 from .tracking import NullTracker, Tracker
 from .trackers import make_trackers
 
@@ -54,12 +56,6 @@ class RunResult:
     stop_reason: str | None = None
     checkpoint: Path | None = None
     error: str = ""
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
 
 
 def json_safe(value: Any) -> Any:
@@ -103,6 +99,8 @@ class Runner:
                  allow_no_checksum: bool = False) -> None:
         self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
         self.overwrite, self.trust_code = overwrite, trust_code
+        if isinstance(out, str) and not out.strip():
+            raise ConfigError("out: empty; name the run folder")
         self.ckpt_path: Path | None = None
         self.saved_cfg: Any = None  # on resume: the config the checkpoint was trained with
         if resume:
@@ -113,7 +111,7 @@ class Runner:
             self.ckpt_path = Path(resume)
             checkpoint = checkpoint if checkpoint is not None else load_checkpoint(
                 self.ckpt_path, allow_no_checksum=allow_no_checksum)
-            self.saved_cfg = from_dict(system.Config, checkpoint["config"])
+            self.saved_cfg = saved_config(system, checkpoint, self.ckpt_path)
             if cfg is None:
                 cfg = self.saved_cfg
             else:
@@ -300,9 +298,11 @@ class Runner:
             result.code, result.error = 1, f"{e}; last good checkpoint kept: {last}"
             if main:
                 self._say(f"error: {result.error}")
-        except KeyboardInterrupt:
-            result.code, result.error = 130, f"interrupted twice at step {engine.iteration}"
-            self._say(f"{result.error}; last checkpoint kept: {checkpointer.last}")
+        except KeyboardInterrupt as e:  # a second Ctrl-C, or a signal after training (final evaluation)
+            how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted twice"
+            result.code, result.error = (143 if isinstance(e, Terminated) else 130), f"{how} at step {engine.iteration}"
+            self._say(f"{result.error}; last checkpoint kept: {checkpointer.last} (--resume continues, and finishes "
+                      "what the run had left)")
         except RuntimeError as e:  # torch failed mid-run (an overflow, out of memory, a rank that died)
             if os.environ.get("MULTINET_TRACEBACK"):
                 raise
@@ -316,78 +316,3 @@ class Runner:
             signals.restore()
             tracker.close()
         return result
-
-
-# Weights above this are reported as close to overflow: float16's largest value is 65,504, and a
-# float32 weight of 1e30 squared (in a norm or a variance) is already infinite.
-NEAR_OVERFLOW = 1e30
-
-
-def weight_headroom(path: Path) -> str:
-    """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
-    close to overflow (then resuming from it will likely diverge again)."""
-    try:
-        nets = load_checkpoint(path)["networks"]
-    except (ValueError, OSError):
-        return ""
-    top = 0.0
-    for net in nets.values():
-        for v in (net.get("module") or {}).values() if isinstance(net, dict) else ():
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
-                top = max(top, float(v.detach().abs().max()))
-    if top > NEAR_OVERFLOW:
-        return (f" (but its largest |weight| is {top:.2g}, close to overflow: an earlier step_*.pt is likely the "
-                "better start)")
-    return f" (largest |weight| {top:.2g})"
-
-
-def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:
-    """The system class a checkpoint names (``meta.system``), imported as the trust boundary allows
-    (call it inside ``imports.saved_file``)."""
-    name = (ckpt.get("meta") or {}).get("system") if isinstance(ckpt.get("meta"), dict) else None
-    if not name:
-        raise ValueError(f"{path}: does not say which system wrote it; name it (e.g. --system gan)")
-    try:
-        return import_class(name, System, "checkpoint system")
-    except CodeRefused:
-        raise CodeRefused(f"{path}: was written by the system {name}, outside multinet; name it now with --system "
-                          f"{name} (Python: load_system(path, YourSystem)), or {TRUST_HINT}") from None
-
-
-def load_system(path: str | Path, system: type[System] | None = None, device: str = "cpu",
-                overrides: list[str] = (), *, trust_code: bool = False,
-                allow_no_checksum: bool = False) -> tuple[System, dict[str, Any]]:
-    """A trained system from a checkpoint, for ``evaluate`` / ``sample`` / ``export``: its networks
-    (and EMA copies) and its own state, built from the checkpoint's config with the overrides
-    ``system.evaluate_may_change`` allows, under ``inference()``: no engine, no optimizers, no
-    training streams, and for the shipped systems no data until an evaluation needs it.
-
-    What the checkpoint names outside multinet (its system, a network's ``class_path``, a feature
-    network) is imported only when ``system`` or an override names it now, or with ``trust_code``
-    (``multinet.imports``)."""
-    from .config import parse_overrides
-    ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
-    over = parse_overrides(list(overrides))
-    with saved_file(path, flatten(over).values(), trust_code):
-        return _build_saved(ckpt, path, system or system_of(ckpt, path), device, over)
-
-
-def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], device: str,
-                 over: dict[str, Any]) -> tuple[System, dict[str, Any]]:
-    from .config import merge
-    bad = sorted(k for k in flatten(over) if not k.startswith(tuple(system.evaluate_may_change)))
-    if bad:
-        allowed = ", ".join(k + "*" if k.endswith(".") else k for k in system.evaluate_may_change)
-        raise ConfigError(f"only {allowed} keys can change for a saved run, got {', '.join(bad)}")
-    cfg = from_dict(system.Config, merge(ckpt["config"], over))
-    cfg.device = device
-    cfg.train.tensorboard = False
-    seed_everything(cfg.seed)
-    state = (ckpt.get("stateful") or {}).get("system")
-    with inference(state if isinstance(state, dict) else None):
-        built = system(cfg, resolve_device(device))
-    try:
-        built.load_networks(ckpt, path)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: does not fit this system: {load_problem(e)}") from None
-    return built, ckpt

@@ -66,6 +66,7 @@ def image_folder(root: str, transform: Any) -> Any:
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root={root!r}: no such folder (imagefolder wants class subfolders or images)")
+    refuse_pseudo(folder, "data.root")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         files = sorted(p for p in folder.iterdir() if _is_image(p.name))
@@ -76,8 +77,12 @@ def image_folder(root: str, transform: Any) -> Any:
     samples, empty = [], []
     for label, name in enumerate(classes):
         walked = []
+        # Links are followed (a class folder may be a link to images elsewhere), but never into a
+        # folder already walked: a link back up the tree (a/loop -> ..) would repeat every image
+        # under a wrong label, and a cycle would never end.
+        seen = {_key(folder), _key(folder / name)}
         for here, dirs, names in os.walk(folder / name, followlinks=True):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned while walking
+            dirs[:] = [d for d in dirs if not d.startswith(".") and _first_visit(Path(here) / d, seen)]
             walked.append((here, names))
         found = [(str(Path(here) / n), label) for here, names in sorted(walked) for n in sorted(names) if _is_image(n)]
         samples += found
@@ -87,6 +92,46 @@ def image_folder(root: str, transform: Any) -> Any:
         raise FileNotFoundError(f"data.root={root!r}: no images ({', '.join(_IMAGE_SUFFIXES)}) in class folder(s) "
                                 f"{', '.join(empty)}{stale}")
     return _Images(samples, classes, transform)
+
+
+def _key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _first_visit(path: Path, seen: set[tuple[int, int]]) -> bool:
+    try:
+        key = _key(path)
+    except OSError:  # a dangling link: nothing to walk
+        return False
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+# File systems that describe the running system instead of holding files: walking them for images
+# never ends (/proc/self/root is the whole tree again) or reads devices.
+_PSEUDO_FS = {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+              "configfs", "fusectl", "bpf", "pstore", "mqueue", "hugetlbfs", "autofs", "binfmt_misc", "efivarfs"}
+
+
+def refuse_pseudo(path: Path, key: str) -> None:
+    """Stop in one line when ``path`` lies on a pseudo file system (/proc, /sys, /dev)."""
+    real = path.resolve()
+    kind = None
+    try:  # the mount holding ``real``: the longest mount point that is a prefix of it
+        best = ""
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            parts = line.split()
+            point = parts[1].replace("\\040", " ") if len(parts) > 2 else ""
+            if point and (real == Path(point) or Path(point) in real.parents) and len(point) >= len(best):
+                best, kind = point, parts[2]
+    except OSError:  # no mount table (not Linux): the usual places
+        kind = "proc" if real.parts[1:2] in (("proc",), ("sys",), ("dev",)) else None
+    if kind in _PSEUDO_FS or real.parts[1:2] in (("proc",), ("sys",)):
+        raise ValueError(f"{key}={str(path)!r} is on a pseudo file system ({kind or real.parts[1]}), not a folder "
+                         "of data")
 
 
 def _is_image(name: str) -> bool:

@@ -12,17 +12,26 @@ from the name.
 """
 from __future__ import annotations
 
+import random
 import zlib
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 
-__all__ = ["RandomStreams", "derive_seed", "SHIPPED"]
+__all__ = ["RandomStreams", "derive_seed", "seed_everything", "SHIPPED"]
 
 # name -> offset from the run seed (the seeds these streams always had).
 SHIPPED = {"data": 0, "gan.noise": 1, "gan.fixed_z": 2, "gan.sample": 3, "gan.drs": 4, "gan.critic_init": 5,
            "gan.critic": 6, "ae.baselines": 7, "ae.channel.train": 11, "ae.channel.finetune": 12,
            "ae.messages": 13, "ae.eval": 99}
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's global generators (what streams do not cover: dropout, user code)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
 
 
 def derive_seed(seed: int, name: str) -> int:

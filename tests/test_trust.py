@@ -14,7 +14,7 @@ from multinet.config import load_recipe
 from multinet.export import load_exported
 from multinet.gan import GanRecipe, GanSystem
 from multinet.imports import CodeRefused, import_class, import_function, saved_file
-from multinet.runner import load_system
+from multinet.saved import load_system
 
 from .cli_run import run
 

@@ -41,6 +41,7 @@ class SystemConfig:
         # 2^k messages: the decoder's output, the codebook and ML decoding all grow with it.
         within(self, "k", low=1, high=16, note=" (2^k messages)")
         within(self, "n", low=1, high=4096)
+        within(self, "hidden", low=1, high=1 << 16)
         within(self, "batch_size", low=1, high=2 ** 24)
         within(self, "policy_sigma", low=0, high=1, open_low=True, open_high=True)
         within(self, "bits_per_symbol", low=1, high=12)

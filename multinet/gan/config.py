@@ -13,6 +13,12 @@ from ..netconfig import NetConfig
 __all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig", "Networks"]
 
 
+# The largest width, latent size or feature count a recipe may ask for, and the most samples
+# an evaluation may draw at once (10^7 8x8 digits are 2.5 GB).
+SIZE = 1 << 16
+SAMPLES = 10 ** 7
+
+
 @dataclass
 class ModelConfig:
     # "resnet": the SNGAN / BigGAN ResNet pair (spectral norm in D; train it with gan.loss = "hinge");
@@ -38,8 +44,14 @@ class ModelConfig:
     d_fourier_scales: list[float] = field(default_factory=lambda: [0.5, 2.0, 8.0])
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "latent_dim", "hidden", "layers", "width", "pack")
-        at_least(self, 0, "d_hidden", "d_layers", "d_maxout", "d_fourier")
+        # Upper bounds far above any published network: a larger value is a typo that would
+        # otherwise hang while allocating (d_fourier = 10^9 took minutes before failing).
+        within(self, "latent_dim", "hidden", "width", low=1, high=SIZE)
+        within(self, "d_hidden", "d_fourier", low=0, high=SIZE)
+        within(self, "layers", low=1, high=256)
+        within(self, "d_layers", low=0, high=256)
+        within(self, "pack", low=1, high=256)
+        within(self, "d_maxout", low=0, high=64)
         if self.d_fourier and self.arch != "mlp":
             raise FieldError("d_fourier", f"applies to arch = 'mlp' only, got arch = {self.arch!r}")
         if self.d_fourier and (not self.d_fourier_scales or not all(s > 0 for s in self.d_fourier_scales)):
@@ -129,9 +141,10 @@ class EvalConfig:
     fid_reference: int = 50_000
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "samples", "classifier_epochs", "drs_refit_batch")
-        at_least(self, 2, "fid_samples", "fid_reference")
-        at_least(self, 0, "drs_refit", "drs_refit_fourier")
+        within(self, "samples", "classifier_epochs", "drs_refit_batch", low=1, high=SAMPLES)
+        within(self, "fid_samples", "fid_reference", low=2, high=SAMPLES)
+        within(self, "drs_refit", low=0)
+        within(self, "drs_refit_fourier", low=0, high=SIZE)
         within(self, "drs_quantile", low=0, high=1, open_low=True)
 
 

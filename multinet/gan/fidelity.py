@@ -18,6 +18,7 @@ logits) for images in [-1, 1]); its figures are reported under ``features_*`` na
 """
 from __future__ import annotations
 
+import inspect
 import io
 import warnings
 from pathlib import Path
@@ -123,7 +124,14 @@ def feature_class(features: str) -> type | None:
     typo stops the run at once instead of after its last step."""
     if features in ("inception", "random-conv"):
         return None
-    return import_class(features, nn.Module, "eval.features")
+    cls = import_class(features, nn.Module, "eval.features")
+    try:  # it is built without arguments at evaluation time
+        inspect.signature(cls).bind()
+    except TypeError as e:
+        raise ValueError(f"eval.features: {features} must be buildable without arguments ({e})") from None
+    except ValueError:  # no signature to read: building it will tell
+        pass
+    return cls
 
 
 def feature_net(features: str, weights: str = "", own: type | None = None) -> FeatureNet:

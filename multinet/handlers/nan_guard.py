@@ -6,6 +6,7 @@ sync, and under torch.distributed a collective that every rank must reach).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ import torch
 from .. import distributed
 from ..events import Event
 
-__all__ = ["NanGuard", "NonFiniteLoss", "find_non_finite"]
+__all__ = ["NanGuard", "NonFiniteLoss", "find_non_finite", "weight_headroom", "NEAR_OVERFLOW"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -60,3 +61,27 @@ def find_non_finite(engine: Any) -> str:
             parts.append(f"non-finite weights in network '{name}' (trained by phase(s) {', '.join(by) or 'none'}) "
                          f"by step {engine.iteration}")
     return "; ".join(parts)
+
+
+# Weights above this are reported as close to overflow: float16's largest value is 65,504, and a
+# float32 weight of 1e30 squared (in a norm or a variance) is already infinite.
+NEAR_OVERFLOW = 1e30
+
+
+def weight_headroom(path: Path) -> str:
+    """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
+    close to overflow (then resuming from it will likely diverge again)."""
+    try:
+        from ..checkpoint import load_checkpoint
+        nets = load_checkpoint(path)["networks"]
+    except (ValueError, OSError):
+        return ""
+    top = 0.0
+    for net in nets.values():
+        for v in (net.get("module") or {}).values() if isinstance(net, dict) else ():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+                top = max(top, float(v.detach().abs().max()))
+    if top > NEAR_OVERFLOW:
+        return (f" (but its largest |weight| is {top:.2g}, close to overflow: an earlier step_*.pt is likely the "
+                "better start)")
+    return f" (largest |weight| {top:.2g})"

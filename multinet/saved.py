@@ -1,0 +1,70 @@
+"""Saved runs: a trained system rebuilt from its checkpoint, for ``evaluate`` / ``sample`` / ``export``.
+
+No engine, no optimizers, no training streams: the networks (and EMA copies) and the system's own
+state, built from the checkpoint's config inside the trust boundary (``multinet.imports``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import load_checkpoint
+from .config import ConfigError, flatten, parse_overrides
+from .engine import load_problem
+from .imports import TRUST_HINT, CodeRefused, import_class, saved_file
+from .launch import saved_config
+from .nets import resolve_device
+from .streams import seed_everything
+from .system import System, inference
+
+__all__ = ["load_system", "system_of"]
+
+
+def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:
+    """The system class a checkpoint names (``meta.system``), imported as the trust boundary allows
+    (call it inside ``imports.saved_file``)."""
+    name = (ckpt.get("meta") or {}).get("system") if isinstance(ckpt.get("meta"), dict) else None
+    if not name:
+        raise ValueError(f"{path}: does not say which system wrote it; name it (e.g. --system gan)")
+    try:
+        return import_class(name, System, "checkpoint system")
+    except CodeRefused:
+        raise CodeRefused(f"{path}: was written by the system {name}, outside multinet; name it now with --system "
+                          f"{name} (Python: load_system(path, YourSystem)), or {TRUST_HINT}") from None
+
+
+def load_system(path: str | Path, system: type[System] | None = None, device: str = "cpu",
+                overrides: list[str] = (), *, trust_code: bool = False,
+                allow_no_checksum: bool = False) -> tuple[System, dict[str, Any]]:
+    """A trained system from a checkpoint, for ``evaluate`` / ``sample`` / ``export``: its networks
+    (and EMA copies) and its own state, built from the checkpoint's config with the overrides
+    ``system.evaluate_may_change`` allows, under ``inference()``: no engine, no optimizers, no
+    training streams, and for the shipped systems no data until an evaluation needs it.
+
+    What the checkpoint names outside multinet (its system, a network's ``class_path``, a feature
+    network) is imported only when ``system`` or an override names it now, or with ``trust_code``
+    (``multinet.imports``)."""
+    ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
+    over = parse_overrides(list(overrides))
+    with saved_file(path, flatten(over).values(), trust_code):
+        return _build_saved(ckpt, path, system or system_of(ckpt, path), device, over)
+
+
+def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], device: str,
+                 over: dict[str, Any]) -> tuple[System, dict[str, Any]]:
+    bad = sorted(k for k in flatten(over) if not k.startswith(tuple(system.evaluate_may_change)))
+    if bad:
+        allowed = ", ".join(k + "*" if k.endswith(".") else k for k in system.evaluate_may_change)
+        raise ConfigError(f"only {allowed} keys can change for a saved run, got {', '.join(bad)}")
+    cfg = saved_config(system, ckpt, path, over)
+    cfg.device = device
+    cfg.train.tensorboard = False
+    seed_everything(cfg.seed)
+    state = (ckpt.get("stateful") or {}).get("system")
+    with inference(state if isinstance(state, dict) else None):
+        built = system(cfg, resolve_device(device))
+    try:
+        built.load_networks(ckpt, path)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: does not fit this system: {load_problem(e)}") from None
+    return built, ckpt
