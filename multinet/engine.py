@@ -20,6 +20,7 @@ rank stops at the same iteration.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections import defaultdict
 from typing import Any, Callable
@@ -34,10 +35,10 @@ from .freeze import frozen
 from .handlers.nan_guard import NonFiniteLoss, find_non_finite
 from .handlers.unfreeze import UnfreezeAt
 from .nets import Net
-from .phase import Phase
+from .phase import Phase, StepError, step_term, user_line
 from .schedules import advance
 
-__all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "AMP_MODES"]
+__all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "StepError", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
 STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
@@ -166,8 +167,14 @@ class Engine:
         scaler = self.scalers[phase.name]
         self._training = phase.nets
         with frozen(*others) as self._own_flags:
-            with self.autocast():
-                terms = phase.step(self)
+            try:
+                with self.autocast():
+                    terms = phase.step(self)
+            except Exception as e:  # the user's step code: say where, in one line
+                if os.environ.get("MULTINET_TRACEBACK"):
+                    raise
+                raise StepError(f"phase {phase.name!r}, step {self.iteration + 1}: {type(e).__name__}: "
+                                f"{error_line(e, 200)} [{user_line(e)}]") from e
             if not isinstance(terms, dict) or not isinstance(terms.get("loss"), torch.Tensor):
                 got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
                 raise ValueError(f"phase {phase.name!r}: its step must return a dict with a 'loss' tensor, got {got}")
@@ -202,7 +209,7 @@ class Engine:
             net.stepped_this_epoch = net.stepped_this_epoch or stepped
             if net.ema is not None:
                 net.ema.update_parameters(net.module)
-        detached = {k: v.detach().float() for k, v in terms.items()}
+        detached = {k: step_term(phase.name, k, v, self.device) for k, v in terms.items()}
         self.terms[phase.name] = detached
         self._made_at[phase.name] = self.iteration
         bad = self._first_bad[phase.name]

@@ -6,12 +6,14 @@ step) and a step function of the engine that returns its loss terms; ``every`` /
 """
 from __future__ import annotations
 
+import os
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["Phase"]
+__all__ = ["Phase", "StepError", "step_term", "user_line"]
 
 
 @dataclass
@@ -51,3 +53,33 @@ class Phase:
         """On how many of the iterations ``0 .. total-1`` this phase runs."""
         end = total if self.stop is None else min(self.stop, total)
         return 0 if end <= self.start else -(-(end - self.start) // self.every)
+
+
+class StepError(RuntimeError):
+    """An exception inside a phase's step function; the message names the phase, the step and the
+    line of the user's code that raised it (``MULTINET_TRACEBACK=1`` re-raises the original)."""
+
+
+# Where a traceback leaves the user's code: multinet's own files and torch's.
+_LIBRARIES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(torch.__file__) + os.sep)
+
+
+def user_line(e: BaseException) -> str:
+    """``file:line`` of the innermost frame outside multinet and torch (else the innermost frame)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LIBRARIES)]
+    frame = (own or frames)[-1] if frames else None
+    if frame is None:
+        return "unknown line"
+    path = os.path.abspath(frame.filename)
+    here = os.getcwd() + os.sep
+    return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
+
+
+def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.Tensor:
+    """A logged term as a detached float tensor: tensors as they are, Python numbers (``acc.item()``) too."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().float()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), device=device)
+    raise ValueError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")

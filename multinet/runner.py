@@ -28,7 +28,7 @@ import torch
 from . import distributed
 from .checkpoint import load_checkpoint, write_text_atomic
 from .config import ConfigError, error_line, flatten, to_dict, to_toml
-from .engine import Engine
+from .engine import Engine, StepError
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .handlers.nan_guard import weight_headroom
 from .imports import object_path, saved_file
@@ -308,7 +308,8 @@ class Runner:
                 raise
             where = f" [rank {engine.dist.rank}]" if engine.dist.world > 1 else ""
             last = checkpointer.last if checkpointer.last.exists() else "none"
-            result.code, result.error = 1, f"{error_line(e)} (during step {engine.iteration + 1})"
+            said = str(e) if isinstance(e, StepError) else f"{error_line(e)} (during step {engine.iteration + 1})"
+            result.code, result.error = 1, said
             self._say(f"error{where}: {result.error}; last good checkpoint kept: {last} "
                       f"(MULTINET_TRACEBACK=1 shows where)")
         finally:

@@ -12,6 +12,7 @@ from the name.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import zlib
 from typing import Any, Iterator, Mapping
@@ -19,7 +20,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-__all__ = ["RandomStreams", "derive_seed", "seed_everything", "SHIPPED"]
+__all__ = ["RandomStreams", "derive_seed", "seed_everything", "forked_rng", "SHIPPED"]
 
 # name -> offset from the run seed (the seeds these streams always had).
 SHIPPED = {"data": 0, "gan.noise": 1, "gan.fixed_z": 2, "gan.sample": 3, "gan.drs": 4, "gan.critic_init": 5,
@@ -32,6 +33,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def forked_rng() -> Iterator[None]:
+    """Run a block without moving the global generators (Python's, NumPy's, torch's on the CPU
+    and on every initialised CUDA device): evaluation and sampling inside a training run go through
+    this, so what they draw never changes the training that follows, and a resumed run that
+    evaluates at other moments (a module an evaluation builds on its first call) trains the same."""
+    py, npy = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
 
 
 def derive_seed(seed: int, name: str) -> int:

@@ -161,8 +161,10 @@ def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_pat
             if e.iteration == 6:
                 raise RuntimeError("value cannot be converted to type float without overflow\nmore detail")
             return super().d_step(e)
+    line = Overflowing.d_step.__code__.co_firstlineno + 2  # the raise: the user's line, named in the error
     r = Runner(Overflowing, _cfg(Overflowing), tmp_path / "r", progress=False, echo=False).fit()
-    assert r.code == 1 and r.error == "value cannot be converted to type float without overflow (during step 7)"
+    assert r.code == 1 and r.error == ("phase 'discriminator', step 7: RuntimeError: value cannot be converted to "
+                                       f"type float without overflow [tests/test_runner.py:{line}]"), r.error
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["engine"]["iteration"] == 4
 
 

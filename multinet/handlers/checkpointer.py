@@ -51,6 +51,10 @@ class Checkpointer:
 
     def consider(self, engine: Any, metrics: dict[str, Any]) -> None:
         """Write ``best.pt`` when ``metrics[best]`` improves on the best so far (rank 0 only: no collectives)."""
+        if self.best and self.best not in metrics:  # a typo: say so at the first evaluation, not never
+            figures = ", ".join(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            raise ValueError(f"train.best_metric: {self.best!r} is not a figure the evaluation returns (it returns: "
+                             f"{figures or 'no numbers'})")
         value = metrics.get(self.best) if self.best else None
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return

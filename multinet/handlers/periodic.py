@@ -1,10 +1,14 @@
-"""Evaluate or sample every N iterations (rank 0 only under torch.distributed: no collectives)."""
+"""Evaluate or sample every N iterations (rank 0 only under torch.distributed: no collectives).
+
+Each call runs under ``streams.forked_rng``: what an evaluation or a sample draws from the global
+generators never changes the training after it."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from ..config import flatten
 from ..events import Event
+from ..streams import forked_rng
 
 __all__ = ["EvaluateEvery", "SampleEvery", "AtSteps"]
 
@@ -22,7 +26,9 @@ class EvaluateEvery:
         engine.on(Event.ITERATION_COMPLETED, self, self.every)
 
     def __call__(self, engine: Any) -> None:
-        self.latest = flatten(self.evaluate(), "/")  # nested results as "curves/<curve>/<point>"
+        with forked_rng():
+            results = self.evaluate()
+        self.latest = flatten(results, "/")  # nested results as "curves/<curve>/<point>"
         numbers = {f"eval/{k}": float(v) for k, v in self.latest.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tracker is not None and numbers:
@@ -38,7 +44,11 @@ class SampleEvery:
         self.sample, self.every = sample, every
 
     def attach(self, engine: Any) -> None:
-        engine.on(Event.ITERATION_COMPLETED, lambda e: self.sample(e.iteration), self.every)
+        engine.on(Event.ITERATION_COMPLETED, self, self.every)
+
+    def __call__(self, engine: Any) -> None:
+        with forked_rng():
+            self.sample(engine.iteration)
 
 
 class AtSteps:
@@ -52,4 +62,5 @@ class AtSteps:
 
     def __call__(self, engine: Any) -> None:
         if engine.iteration in self.steps:
-            self.fn(engine.iteration)
+            with forked_rng():
+                self.fn(engine.iteration)

@@ -1,0 +1,102 @@
+"""Resume is a contract: evaluation never touches the training's random state."""
+import json
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from multinet import NetConfig, Phase, RunConfig, Runner, System, eval_mode, load_checkpoint
+
+
+@dataclass
+class Nets:
+    net: NetConfig = field(default_factory=lambda: NetConfig(lr=1e-2))
+
+
+@dataclass
+class DropoutConfig(RunConfig):
+    networks: Nets = field(default_factory=Nets)
+
+
+class DropoutSystem(System):
+    """Training draws from torch's global generator (dropout); ``evaluate`` builds a probe module
+    on its first call, which draws from it too (its initial weights)."""
+
+    Config = DropoutConfig
+
+    def __init__(self, cfg, device):
+        super().__init__(cfg, device)
+        self.net("net", torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 1)))
+        self.data = self.streams.get("data", device)
+        self.probe = None
+
+    def phases(self):
+        return [Phase("fit", "net", self.step)]
+
+    def step(self, e):
+        x = torch.randn(32, 4, generator=self.data)
+        return {"loss": F.mse_loss(e.model("net")(x), x.sum(1, keepdim=True))}
+
+    def evaluate(self):
+        if self.probe is None:
+            self.probe = torch.nn.Linear(4, 1)
+        x = torch.randn(8, 4, generator=self.streams.fresh("eval"))
+        with eval_mode(self.nets["net"].module) as net:
+            return {"probe": float(self.probe(x).sum()), "out": float(net(x).sum())}
+
+
+def _cfg(steps=12):
+    cfg = DropoutConfig(device="cpu")
+    cfg.train.steps, cfg.train.eval_every, cfg.train.checkpoint_every, cfg.train.tensorboard = steps, 4, 2, False
+    return cfg
+
+
+def _weights(out):
+    return load_checkpoint(out / "checkpoints/last.pt")["networks"]["net"]["module"]
+
+
+def test_evaluation_never_moves_the_training_random_state(tmp_path, one_thread):
+    whole = Runner(DropoutSystem, _cfg(), tmp_path / "whole", progress=False, echo=False).fit()
+    assert whole.code == 0
+    # Stopped at 6 and resumed: the first evaluation of the new process (step 8) builds the probe,
+    # at another moment than in the whole run (step 4).
+    assert Runner(DropoutSystem, _cfg(), tmp_path / "part", progress=False, echo=False, stop_at=6).fit().code == 0
+    resumed = Runner(DropoutSystem, out=tmp_path / "part", resume=True, progress=False, echo=False).fit()
+    assert resumed.code == 0
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "part")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert whole.summary["out"] == resumed.summary["out"]
+
+
+def test_a_best_metric_the_evaluation_does_not_return_stops_the_run_in_one_line(tmp_path, capsys):
+    from multinet.cli import main
+    code = main(["train", f"{__name__}:DropoutSystem", "--no-progress", "--out", str(tmp_path / "r"), "--steps", "12",
+                 "train.eval_every=4", "train.best_metric='prob'", "train.tensorboard=false", "device='cpu'"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == ("error: train.best_metric: 'prob' is not a figure the evaluation returns (it returns: "
+                                 "probe, out)"), err
+
+
+class NumbersAndMistakes(DropoutSystem):
+    """A step that logs a Python number (``.item()``), and at step 5 a mistake in the user's code."""
+
+    def step(self, e):
+        terms = super().step(e)
+        if e.iteration == 4:
+            {}["missing"]
+        return {**terms, "loss_value": terms["loss"].item()}
+
+
+def test_user_step_code_may_log_numbers_and_its_mistakes_are_one_line_naming_its_line(tmp_path, capsys):
+    from multinet.cli import main
+    line = NumbersAndMistakes.step.__code__.co_firstlineno + 3
+    code = main(["train", f"{__name__}:NumbersAndMistakes", "--no-progress", "--out", str(tmp_path / "r"),
+                 "--steps", "8", "train.log_every=1", "train.checkpoint_every=2", "train.tensorboard=false",
+                 "device='cpu'"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0, err
+    assert err.startswith("error: phase 'fit', step 5: KeyError: 'missing' [tests/test_resume_contract.py:"
+                          f"{line}]; last good checkpoint kept:"), err
+    assert "MULTINET_TRACEBACK=1" in err
+    rows = [json.loads(r) for r in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert [r["fit/loss_value"] for r in rows] == [r["loss/fit"] for r in rows] and len(rows) == 4
