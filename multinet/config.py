@@ -215,6 +215,13 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         key = f"{where}.{k}" if where else k
         if k not in fields:
             raise ConfigError(f"unknown key '{key}' (valid: {', '.join(fields)})")
+        factory = fields[k].default_factory
+        if isinstance(v, dict) and factory is not dataclasses.MISSING:
+            # A table given in part keeps the rest of the field's own default (a system's
+            # ``NetConfig(lr=1e-2)``), not the defaults of the table's class.
+            default = factory()
+            if dataclasses.is_dataclass(default):
+                v = merge(to_dict(default), v)
         kwargs[k] = _convert(hints[k], v, key)
     try:
         obj = cls(**kwargs)

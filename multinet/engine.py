@@ -35,7 +35,7 @@ from .freeze import frozen
 from .handlers.nan_guard import NonFiniteLoss, find_non_finite
 from .handlers.unfreeze import UnfreezeAt
 from .nets import Net
-from .phase import Phase, StepError, step_term, user_line
+from .phase import Phase, StepError, keep_plan, step_term, user_line
 from .schedules import advance
 
 __all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "StepError", "AMP_MODES"]
@@ -344,7 +344,8 @@ class Engine:
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
             "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
             "engine": {"iteration": self.iteration, "phase_steps": dict(self.phase_steps), "world_size": self.dist.world,
-                       "phase": [p.name for p in self.phases if p.active(self.iteration)]},
+                       "phase": [p.name for p in self.phases if p.active(self.iteration)],
+                       "total_steps": self.total_steps, "plan": {p.name: [p.start, p.stop] for p in self.phases}},
             "rng": rng_state(self.generators),
             "config": self.config,
             "meta": self.meta,
@@ -371,4 +372,5 @@ class Engine:
                 raise ValueError(f"checkpoint has no state for {k!r} (has: {', '.join(state['stateful']) or 'none'})")
         self.iteration = int(state["engine"]["iteration"])
         self.phase_steps.update(state["engine"]["phase_steps"])
+        keep_plan(self.phases, state["engine"].get("plan"), state["engine"].get("total_steps"))
         set_rng_state(state["rng"], self.generators)

@@ -7,6 +7,7 @@ refused, since the saved weights and optimizer state carry on as they are.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from .checkpoint import load_checkpoint
 from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 
-__all__ = ["Launch", "resolve", "check_resume_overrides", "saved_config"]
+__all__ = ["Launch", "resolve", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
 
 
 @dataclass
@@ -26,12 +27,17 @@ class Launch:
     checkpoint_path: Path | None = None
 
 
+# Keys a resume changes by acting on the restored state, not only by accepting them: a network's
+# base learning rate rescales every group of its optimizer (``Net.rescale_lr``).
+APPLIED_ON_RESUME = re.compile(r"networks\.[^.]+\.lr")
+
+
 def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
     """Refuse changes a resumed run cannot honour (both configs resolved with the same defaults)."""
     may = tuple(system.Config.RESUME_MAY_CHANGE) + tuple(system.resume_may_change)
     old, now = flatten(to_dict(saved)), flatten(to_dict(new))
     for key in sorted(set(old) | set(now)):
-        if old.get(key) != now.get(key) and not key.startswith(may):
+        if old.get(key) != now.get(key) and not key.startswith(may) and not APPLIED_ON_RESUME.fullmatch(key):
             raise ConfigError(f"{key}: cannot change on --resume (the run continues from its saved weights and "
                               f"optimizer state); start a new run to change it")
 
@@ -83,3 +89,10 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
         cfg = from_dict(system.Config, parse_overrides(overrides))
     # The folder's checks (another run's files, a lock) are the runner's.
     return Launch(cfg, Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def lr_changes(saved: Any, new: Any) -> dict[str, tuple[float, float]]:
+    """``{network: (saved lr, new lr)}`` for each ``networks.<name>.lr`` a resume changes."""
+    old, now = flatten(to_dict(saved)), flatten(to_dict(new))
+    return {key.split(".")[1]: (old[key], now[key]) for key in now
+            if APPLIED_ON_RESUME.fullmatch(key) and key in old and old[key] != now[key]}

@@ -107,6 +107,17 @@ class Net:
         self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step
         self.rewrap()
 
+    def rescale_lr(self, ratio: float) -> None:
+        """Multiply every group's learning rate (and the base its schedule scales) by ``ratio``:
+        a resumed run's new base LR, with the optimizer's state (momentum, Adam's moments) and the
+        schedule's position kept."""
+        for g in self.optimizer.param_groups:
+            g["lr"] *= ratio
+            if "initial_lr" in g:
+                g["initial_lr"] *= ratio
+        if self.scheduler is not None and hasattr(self.scheduler, "_last_lr"):
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
     def plan_steps(self, steps: int, epochs: int = 0) -> None:
         """Told by the engine how many optimizer steps (and epochs) this network takes in the run:
         fills in a schedule length left at 0, and warns when an EMA would barely move."""

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["Phase", "StepError", "step_term", "user_line"]
+__all__ = ["Phase", "StepError", "keep_plan", "step_term", "user_line"]
 
 
 @dataclass
@@ -53,6 +53,23 @@ class Phase:
         """On how many of the iterations ``0 .. total-1`` this phase runs."""
         end = total if self.stop is None else min(self.stop, total)
         return 0 if end <= self.start else -(-(end - self.start) // self.every)
+
+
+def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None) -> None:
+    """On resume, the phase plan a run was trained with stays: a system that computes its phase
+    boundaries from ``train.steps`` would otherwise move them when a run is extended
+    (``--resume --steps M``), re-running a stage that has ended. Each phase keeps its saved start
+    and stop; a phase that ran to the end of the saved run runs to the end of the new one. Phases
+    the checkpoint does not name (or a checkpoint from before plans were saved) keep the new plan."""
+    if not isinstance(saved, dict) or not isinstance(saved_total, int):
+        return
+    for p in phases:
+        bounds = saved.get(p.name)
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            continue
+        start, stop = bounds
+        to_the_end = stop is None or stop >= saved_total
+        p.start, p.stop = int(start), (p.stop if p.stop is None or p.stop > start else None) if to_the_end else stop
 
 
 class StepError(RuntimeError):

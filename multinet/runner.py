@@ -32,7 +32,7 @@ from .engine import Engine, StepError
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .handlers.nan_guard import weight_headroom
 from .imports import object_path, saved_file
-from .launch import check_resume_overrides, saved_config
+from .launch import check_resume_overrides, lr_changes, saved_config
 from .nets import resolve_device
 from .runlock import RunLock
 from .saved import load_system  # its home is multinet.saved; importable from here as before
@@ -130,6 +130,22 @@ class Runner:
         now = [v for k, v in flatten(to_dict(self.cfg)).items() if old.get(k) != v]
         return saved_file(self.ckpt_path, now, self.trust_code)
 
+    def _apply_lr_changes(self, system: System) -> None:
+        """A new ``networks.<name>.lr`` on resume takes effect: every group of that network's
+        optimizer is rescaled by new / saved (group multipliers, momentum and the schedule's
+        position kept). This is also the way on after a NaN stop: resume the last good
+        checkpoint with a lower learning rate."""
+        for name, (old, new) in lr_changes(self.saved_cfg, self.cfg).items():
+            net = system.nets.get(name)
+            if net is None:
+                continue
+            if not old or not new:
+                raise ConfigError(f"networks.{name}.lr: {old} -> {new} cannot be applied on --resume (a learning "
+                                  "rate of 0 has no ratio to rescale by); start a new run")
+            net.rescale_lr(new / old)
+            self._say(f"note: networks.{name}.lr {old:g} -> {new:g}: every group of its optimizer rescaled by "
+                      f"{new / old:g} (optimizer state and schedule position kept)")
+
     def _say(self, text: str, err: bool = True) -> None:
         if self.echo:
             print(text, file=sys.stderr if err else sys.stdout)
@@ -226,6 +242,7 @@ class Runner:
                 engine.load_state_dict(self.ckpt)
             except (ValueError, KeyError, TypeError, IndexError) as e:
                 raise ValueError(f"{self.ckpt_path}: {e}") from None
+            self._apply_lr_changes(system)
             saved = int(self.ckpt["engine"].get("world_size", 1))
             if saved != world.world and world.main:
                 self._say(f"note: {self.ckpt_path} was written by {saved} rank(s), now {world.world}: batch sizes are "

@@ -115,7 +115,7 @@ class FactorScheduler:
     """``group['lr'] = group['initial_lr'] * factor(t)`` for every group, including later ones."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, spec: ScheduleSpec, total: int = 0) -> None:
-        self.optimizer, self.spec, self.t = optimizer, spec, 0
+        self.optimizer, self.spec, self.t, self.total = optimizer, spec, 0, 0
         # Without a length yet (the engine fills it in), the factor stays 1 until set_total.
         self.fn: Callable[[int], float] | None = None
         self.set_total(spec.total or total)
@@ -123,6 +123,7 @@ class FactorScheduler:
     def set_total(self, total: int) -> None:
         """Give a schedule its length (a no-op when its spec fixes one)."""
         total = self.spec.total or total
+        self.total = total
         if total > 0 or self.spec.name not in NEEDS_TOTAL:
             self.fn = factor_fn(self.spec, total)
         self.apply()
@@ -143,10 +144,16 @@ class FactorScheduler:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"t": self.t}
+        return {"t": self.t, "total": self.total}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The saved length wins over the one this run computed: a run extended on resume keeps the
+        schedule it was trained with, so a decay that has finished stays finished (the LR stays at
+        its final value) instead of jumping back up to where a longer decay would be."""
         self.t = int(state["t"])
+        saved = state.get("total")
+        if isinstance(saved, int) and saved > 0 and saved != self.total:
+            self.set_total(saved)
         self.apply()
 
 

@@ -249,7 +249,8 @@ def test_resume_refuses_overrides_it_cannot_honour(tmp_path):
     out = tmp_path / "r"
     assert run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)]).returncode == 0
     before = (out / "checkpoints/last.pt").read_bytes()
-    for args, msg in [(["networks.generator.lr=1e-5"], "networks.generator.lr: cannot change on --resume"),
+    for args, msg in [(["networks.generator.betas=[0.1, 0.9]"], "networks.generator.betas: cannot change on --resume"),
+                      (["networks.generator.lr=0"], "networks.generator.lr: 0.0004 -> 0.0 cannot be applied on --resume"),
                       (["--seed", "3"], "seed: cannot change on --resume"),
                       (["model.hidden=8"], "model.hidden: cannot change on --resume")]:
         r = run("multinet.gan", ["--resume", "--out", str(out), "--steps", "6", "--no-progress", *args])

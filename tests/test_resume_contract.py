@@ -100,3 +100,39 @@ def test_user_step_code_may_log_numbers_and_its_mistakes_are_one_line_naming_its
     assert "MULTINET_TRACEBACK=1" in err
     rows = [json.loads(r) for r in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
     assert [r["fit/loss_value"] for r in rows] == [r["loss/fit"] for r in rows] and len(rows) == 4
+
+
+def _groups(out):
+    return load_checkpoint(out / "checkpoints/last.pt")["networks"]["net"]["optimizer"]
+
+
+def test_a_learning_rate_changed_on_resume_takes_effect(tmp_path, one_thread):
+    from multinet.cli import main
+    base = ["train", f"{__name__}:DropoutSystem", "--no-progress", "--out", str(tmp_path / "r"),
+            "train.tensorboard=false", "device='cpu'", "train.checkpoint_every=2"]
+    assert main([*base, "--steps", "6", "networks.net.groups=[{pattern='0.bias', lr_mult=0.5}]"]) == 0
+    before = _groups(tmp_path / "r")
+    assert sorted(g["lr"] for g in before["groups"]) == [5e-3, 1e-2]
+    assert main([*base, "--steps", "8", "--resume", "networks.net.lr=1e-3"]) == 0
+    after = _groups(tmp_path / "r")
+    assert sorted(g["lr"] for g in after["groups"]) == [5e-4, 1e-3]  # every group, multipliers kept
+    steps = [s["step"] for s in after["state"].values() if "step" in s]
+    assert steps and all(float(s) == 8 for s in steps)  # Adam's state carried on (6 + 2 steps)
+    assert "lr = 0.001" in (tmp_path / "r/recipe.toml").read_text()
+
+
+def test_extending_a_run_never_replans_what_has_run(tmp_path, one_thread):
+    """The example's decoder-only stage starts at 80 % of train.steps; extended from 10 to 20 steps,
+    it stays on from step 8 (no return to joint training), and an auto-length linear decay that
+    has finished stays finished."""
+    from multinet.cli import main
+    base = ["train", "examples.ae_clipping_channel:ClippedAutoencoder", "--no-progress", "--out", str(tmp_path / "r"),
+            "train.tensorboard=false", "device='cpu'", "eval.max_blocks=2000", "train.checkpoint_every=5",
+            "networks.encoder.schedule={name='linear', min_factor=0.0}"]
+    assert main([*base, "--steps", "10"]) == 0
+    assert main([*base, "--steps", "20", "--resume"]) == 0
+    ck = load_checkpoint(tmp_path / "r/checkpoints/last.pt")
+    assert ck["engine"]["phase_steps"] == {"joint": 8, "decoder": 12}
+    assert ck["engine"]["plan"] == {"joint": [0, 8], "decoder": [8, None]}
+    lrs = {g["lr"] for g in ck["networks"]["encoder"]["optimizer"]["groups"]}
+    assert lrs == {0.0}  # the decay reached 0 at the end of joint training and stays there
