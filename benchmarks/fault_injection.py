@@ -1,7 +1,7 @@
 """Fault injection: kill -9 a training run at random moments, or signal it during each of its
 evaluations, and check nothing is lost or corrupted.
 
-    python benchmarks/fault_injection.py --kills 30 --steps 1500 --seed 0
+    python benchmarks/fault_injection.py --kills 30 --steps 3000 --seed 0
     python benchmarks/fault_injection.py --evaluations
 
 ``--evaluations``: for every evaluation a run makes (the autoencoder's phase switch and the end of
@@ -144,7 +144,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--evaluations", action="store_true", help="faults during every evaluation instead of random kills")
     p.add_argument("--kills", type=int, default=30)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--after", type=float, nargs=2, default=(2.0, 5.0), help="kill this many seconds after a start")
     args = p.parse_args()
