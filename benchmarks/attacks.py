@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 FIDELITY = "torch_fidelity.feature_extractor_inceptionv3:FeatureExtractorInceptionV3"
 VGG = "torch_fidelity.feature_extractor_vgg16:FeatureExtractorVGG16"
 TINY = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sample_every=0", "eval.samples=50",
-        "eval.classifier_epochs=1", "gan.ema=0"]
+        "eval.classifier_epochs=1", "networks.generator.ema=0"]
 
 
 class Payload:
@@ -211,7 +211,7 @@ def main() -> None:
     t0 = time.time()
     trained = work / "run" / "checkpoints" / "last.pt"
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=2", "train.tensorboard=false",
-                                                "train.sample_every=0", "eval.samples=50", "gan.ema=0",
+                                                "train.sample_every=0", "eval.samples=50", "networks.generator.ema=0",
                                                 "eval.classifier_epochs=1"])
     assert Runner(GanSystem, cfg, work / "run", progress=False, echo=False).fit().code == 0
     groups = [crafted_checkpoints(work, trained), crafted_exports(work, trained), bad_inputs(work)]

@@ -43,7 +43,7 @@ def command(out: Path, steps: int, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "multinet.gan", "gan_digits", "--device", "cpu", "--no-progress", "--out", str(out),
             "--steps", str(steps), "train.checkpoint_every=1", "train.log_every=1", "train.keep_last=3",
             "train.sample_every=0", "train.tensorboard=false", "eval.samples=100", "eval.classifier_epochs=1",
-            "gan.ema=0.9", *extra]
+            "networks.generator.ema=0.9", *extra]
 
 
 def weights(path: Path) -> dict:
@@ -62,7 +62,7 @@ EVAL_AE = [sys.executable, "-m", "multinet.autoencoder", "ae_7_4", "--device", "
            "train.tensorboard=false", "eval.ml_errors=20", "eval.osd_max_blocks=20000"]
 EVAL_GAN = [sys.executable, "-m", "multinet.gan", "gan_digits", "--device", "cpu", "--no-progress", "--steps", "20",
             "train.eval_every=10", "train.checkpoint_every=5", "train.log_every=1", "train.sample_every=0",
-            "train.tensorboard=false", "eval.samples=2000", "eval.classifier_epochs=1", "gan.ema=0",
+            "train.tensorboard=false", "eval.samples=2000", "eval.classifier_epochs=1", "networks.generator.ema=0",
             "eval.standard_metrics=true", "eval.features='random-conv'", "eval.fid_samples=6000",
             "eval.fid_reference=1797"]
 # (name, command, when the evaluation has begun: a loss row of this step, or "final", and the

@@ -189,18 +189,25 @@ class Runner:
     RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb",
                  "mlflow_run_id", "wandb_run_id", "mlruns", "wandb")
 
+    # Written before the first step: a folder holding only these (and an empty metrics.jsonl) is
+    # a run that died during setup or its first steps, with nothing to keep or resume.
+    SETUP_FILES = ("recipe.toml", "parameter_groups.txt", "tb")
+
     def _earlier_run(self) -> list[str]:
         found = []
         for name in self.RUN_FILES:
             p = self.out / name
             if p.is_file() or (p.is_dir() and any(p.iterdir())):
                 found.append(name)
-        return found
+        results = [n for n in found if n not in self.SETUP_FILES
+                   and not (n == "metrics.jsonl" and (self.out / n).stat().st_size == 0)]
+        return found if results else []
 
     def _clear(self) -> None:
-        """Before a run writes: an overwritten run's files go; temporary files of a killed save go."""
+        """Before a run writes: an overwritten run's files go (or the setup files of a run that died
+        before it had results); temporary files of a killed save go."""
         import shutil
-        if self.ckpt is None and self.overwrite:
+        if self.ckpt is None:  # _refuse_earlier_run has let only --overwrite or a run without results by
             for name in self.RUN_FILES:
                 p = self.out / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)

@@ -91,12 +91,19 @@ class System:
     def net(self, name: str, module: nn.Module | None = None, **spec: Any) -> Net:
         """Build network ``name`` from ``cfg.networks.<name>`` (its ``class_path`` when ``module``
         is not given) through ``Net``'s build order, with the run's compile / SyncBatchNorm flags;
-        ``spec`` sets ``NetSpec`` fields the system decides (e.g. ``ema``)."""
+        ``spec`` sets ``NetSpec`` fields the system decides; a recipe that sets one of them to
+        another value is an error, never silently overridden."""
         ncfg: NetConfig = getattr(self.cfg.networks, name)
         if ncfg.class_path:  # the recipe's own network replaces the system's
             module = import_class(ncfg.class_path, nn.Module, f"networks.{name}.class_path")(**ncfg.init_args)
         if module is None:
             raise ValueError(f"networks.{name}: no module given and no class_path in the recipe")
+        default = type(ncfg)()
+        for key, value in spec.items():  # one place sets each value: a recipe's own is never overridden
+            mine = getattr(ncfg, key, getattr(default, key, None))
+            if mine != getattr(default, key, None) and mine != value:
+                raise ValueError(f"networks.{name}.{key}: the recipe sets {mine!r} and {type(self).__name__} sets "
+                                 f"{value!r}; one of them must go")
         train = self.cfg.train
         built = to_spec(ncfg, module, compile=train.compile, sync_batchnorm=train.sync_batchnorm)
         net = Net(name, replace(built, **spec) if spec else built, self.device, optimizer=not self.inference)

@@ -17,7 +17,7 @@ from multinet.runlock import RunLock
 from .cli_run import ENV, run
 
 GAN = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sample_every=0", "eval.samples=50",
-       "eval.classifier_epochs=1", "gan.ema=0"]
+       "eval.classifier_epochs=1", "networks.generator.ema=0"]
 
 
 class SigtermWhileBuilt(GanSystem):

@@ -18,7 +18,7 @@ from .cli_run import ENV, ROOT, run, spawn
 # Exact resume is promised bit for bit on the CPU; pin it so a machine with a GPU tests the same.
 FAST_GAN = ["gan_digits", "--device", "cpu", "train.log_every=5", "train.sample_every=10", "train.checkpoint_every=10",
             "eval.samples=200", "eval.classifier_epochs=1", "train.tensorboard=false", "--no-progress",
-            "gan.ema=0.5"]  # an EMA that short runs fill (no warning)
+            "networks.generator.ema=0.5"]  # an EMA that short runs fill (no warning)
 FAST_AE = ["ae_7_4", "--device", "cpu", "train.log_every=5", "train.checkpoint_every=10", "eval.max_blocks=20000",
            "eval.batch=10000", "eval.ml_errors=10", "eval.osd_max_blocks=20000", "--no-progress"]
 
@@ -72,7 +72,7 @@ def test_gan_run_folder_and_exact_resume(tmp_path):
 
 def test_gan_sample_command(tmp_path):
     out = tmp_path / "r"
-    assert run("multinet.gan", FAST_GAN + ["--steps", "5", "--out", str(out), "gan.ema=0.9"]).returncode == 0
+    assert run("multinet.gan", FAST_GAN + ["--steps", "5", "--out", str(out), "networks.generator.ema=0.9"]).returncode == 0
     r = run("multinet.gan", ["sample", str(out / "checkpoints/last.pt"), "--n", "16", "--out", str(tmp_path / "s.npy")])
     assert r.returncode == 0, r.stderr
     import numpy as np
@@ -209,7 +209,7 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "networks.discriminator.lr=nan"], "networks.discriminator.lr: expected a finite number, got nan"),
     (["gan_digits", "data.train_fraction=0"], "data.train_fraction: must be in (0, 1], got 0.0"),
     (["gan_digits", "networks.generator.betas=[0.5]"], "networks.generator.betas: must be two numbers in [0, 1)"),
-    (["gan_digits", "gan.ema=1.5"], "gan.ema: must be in [0, 1) (0 turns it off), got 1.5"),
+    (["gan_digits", "networks.generator.ema=1.5"], "networks.generator.ema: must be in [0, 1) (0 turns it off), got 1.5"),
     (["gan_digits", "model.hidden=0"], "model.hidden: must be in [1, 65536], got 0"),
     (["ae_7_4", "system.k=0"], "system.k: must be >= 1, got 0"),
     (["gan_digits", "--device", "tpu"], "device 'tpu' is not a device"),
@@ -355,7 +355,7 @@ def test_an_unreadable_image_stops_the_run_with_one_line_naming_it(tmp_path, wor
 def test_checkpoints_that_do_not_fit_and_recipes_that_are_not_the_runs_are_one_line(tmp_path):
     from multinet import save_checkpoint
     out = tmp_path / "r"
-    assert run("multinet.gan", FAST_GAN + ["--steps", "2", "--out", str(out), "gan.ema=0"]).returncode == 0
+    assert run("multinet.gan", FAST_GAN + ["--steps", "2", "--out", str(out), "networks.generator.ema=0"]).returncode == 0
     ck = load_checkpoint(out / "checkpoints/last.pt")
     ck.pop("format"), ck.pop("checksum", None)
     w = ck["networks"]["generator"]["module"]
@@ -393,7 +393,7 @@ def test_compiled_networks_train_and_save_plain_names(tmp_path):
 
 
 def test_warnings_print_as_one_line(tmp_path):
-    r = spawn("multinet.gan", FAST_GAN + ["--steps", "3", "--out", str(tmp_path / "r"), "gan.ema=0.999"])
+    r = spawn("multinet.gan", FAST_GAN + ["--steps", "3", "--out", str(tmp_path / "r"), "networks.generator.ema=0.999"])
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if "EMA of generator" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: EMA of generator: decay 0.999"), r.stderr

@@ -24,9 +24,9 @@ def test_wrong_types_and_choices():
 
 
 def test_overrides_parse_toml_values():
-    o = parse_overrides(["train.steps=10", "data.name=mnist", "networks.generator.betas=[0.5,0.9]", "gan.ema=0.99"])
-    assert o == {"train": {"steps": 10}, "data": {"name": "mnist"}, "networks": {"generator": {"betas": [0.5, 0.9]}},
-                 "gan": {"ema": 0.99}}
+    o = parse_overrides(["train.steps=10", "data.name=mnist", "networks.generator.betas=[0.5,0.9]", "networks.generator.ema=0.99"])
+    assert o == {"train": {"steps": 10}, "data": {"name": "mnist"},
+                 "networks": {"generator": {"betas": [0.5, 0.9], "ema": 0.99}}}
     cfg = load_recipe(GanRecipe, "gan_digits", ["train.steps=10", "networks.generator.lr=1e-3"])
     assert cfg.train.steps == 10 and cfg.networks.generator.lr == 1e-3
     with pytest.raises(ConfigError, match="train.steps: expected an integer, got 'ten'"):

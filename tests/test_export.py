@@ -25,7 +25,7 @@ def _cli(*args):
 
 
 def test_gan_export_loads_as_the_ema_generator_and_samples_without_the_run(tmp_path, one_thread):
-    cfg = load_recipe(GanRecipe, "gan_digits", [*GAN, "gan.ema=0.5"])
+    cfg = load_recipe(GanRecipe, "gan_digits", [*GAN, "networks.generator.ema=0.5"])
     assert Runner(GanSystem, cfg, tmp_path / "run", progress=False, echo=False).fit().code == 0
     ckpt = tmp_path / "run/checkpoints/last.pt"
     code, out, err = _cli("export", str(ckpt), "--out", str(tmp_path / "export"))
@@ -88,7 +88,7 @@ def test_autoencoder_and_class_path_networks_export(tmp_path):
     torch.testing.assert_close(system.channels["train"].normalize(enc.codebook()), system.codebook())
     assert read_export(tmp_path / "ae_x/decoder.json")["meta"]["receiver_inputs"] == 7
     assert dec(system.codebook()).argmax(1).tolist() == list(range(16))  # noiseless: every message decodes
-    gcfg = load_recipe(GanRecipe, "gan_digits", [*GAN, "gan.ema=0", "model.latent_dim=32",
+    gcfg = load_recipe(GanRecipe, "gan_digits", [*GAN, "networks.generator.ema=0", "model.latent_dim=32",
                                                  "networks.generator.class_path='tests.nets_zoo:TinyGenerator'",
                                                  "networks.generator.init_args={latent=32, hidden=16}"])
     assert Runner(GanSystem, gcfg, tmp_path / "g", progress=False, echo=False).fit().code == 0

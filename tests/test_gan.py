@@ -202,7 +202,7 @@ def test_rejection_sampling_through_a_refitted_critic(tmp_path):
     samples far off the grid), DRS through it keeps the rest, and training streams are untouched."""
     cfg = load_recipe(GanRecipe, "gan_grid25", ["device='cpu'", "train.steps=1", "model.latent_dim=4",
                                                 "eval.samples=500", "eval.drs_refit=200", "eval.drs_refit_batch=512",
-                                                "eval.drs_refit_fourier=16", "gan.ema=0"])
+                                                "eval.drs_refit_fourier=16", "networks.generator.ema=0"])
     s, e = _build(cfg)
     means, sigma = mixture_means("grid25")
 

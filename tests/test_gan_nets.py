@@ -146,7 +146,7 @@ def test_conditional_resnet_with_diffaugment_trains_resumes_exactly_and_exports(
     from multinet.cli import main
     items = ["device='cpu'", "train.steps=8", "train.log_every=2", "train.checkpoint_every=4", "train.sample_every=0",
              "train.tensorboard=false", "model.arch='resnet'", "model.width=8", "model.conditional=true",
-             "gan.loss='hinge'", "gan.diffaugment='color,translation,cutout'", "gan.ema=0.5", "eval.samples=100",
+             "gan.loss='hinge'", "gan.diffaugment='color,translation,cutout'", "networks.generator.ema=0.5", "eval.samples=100",
              "eval.classifier_epochs=1", "eval.standard_metrics=false"]
     cfg = load_recipe(GanRecipe, "gan_digits", items)
     assert Runner(GanSystem, cfg, tmp_path / "full", progress=False, echo=False).fit().code == 0

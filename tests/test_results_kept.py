@@ -19,7 +19,7 @@ AE = ["ae_7_4", "--device", "cpu", "--steps", "8", "train.checkpoint_every=3", "
       "system.batch_size=256", "train.tensorboard=false", "--no-progress"]
 GAN = ["gan_digits", "--device", "cpu", "--steps", "6", "train.checkpoint_every=2", "train.eval_every=2",
        "train.log_every=2", "train.sample_every=0", "eval.samples=100", "eval.classifier_epochs=1",
-       "train.tensorboard=false", "--no-progress", "gan.ema=0"]
+       "train.tensorboard=false", "--no-progress", "networks.generator.ema=0"]
 
 
 def _ae(*args):

@@ -136,3 +136,45 @@ def test_extending_a_run_never_replans_what_has_run(tmp_path, one_thread):
     assert ck["engine"]["plan"] == {"joint": [0, 8], "decoder": [8, None]}
     lrs = {g["lr"] for g in ck["networks"]["encoder"]["optimizer"]["groups"]}
     assert lrs == {0.0}  # the decay reached 0 at the end of joint training and stays there
+
+
+def test_a_folder_left_by_a_run_that_died_before_any_result_does_not_block_a_rerun(tmp_path, capsys):
+    from multinet.cli import main
+    args = ["--no-progress", "--out", str(tmp_path / "r"), "--steps", "8", "train.tensorboard=false", "device='cpu'"]
+    assert main(["train", f"{__name__}:NumbersAndMistakes", *args]) == 1  # dies at step 5, before any checkpoint
+    left = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert left == ["metrics.jsonl", "parameter_groups.txt", "recipe.toml"] and \
+        (tmp_path / "r/metrics.jsonl").read_text() == ""
+    assert main(["train", f"{__name__}:DropoutSystem", *args]) == 0, capsys.readouterr().err
+    fresh = [a if a != str(tmp_path / "r") else str(tmp_path / "fresh") for a in args]
+    assert main(["train", f"{__name__}:DropoutSystem", *fresh]) == 0
+    for name in ("parameter_groups.txt", "metrics.jsonl", "recipe.toml"):  # the dead run's leftovers are gone
+        assert (tmp_path / "r" / name).read_text() == (tmp_path / "fresh" / name).read_text(), name
+
+
+def test_the_generators_ema_has_one_home(tmp_path):
+    import warnings
+
+    import pytest
+
+    from multinet.config import ConfigError, from_dict, load_recipe
+    from multinet.gan import GanRecipe, GanSystem
+    cfg = load_recipe(GanRecipe, "gan_digits", ["networks.generator.ema=0.9", "device='cpu'"])
+    assert cfg.networks.generator.ema == 0.9 and cfg.gan.ema is None
+    system = GanSystem(cfg, torch.device("cpu"))
+    assert system.nets["generator"].ema is not None  # the recipe's value is the one used
+    with pytest.warns(FutureWarning, match="gan.ema is now networks.generator.ema"):
+        old = from_dict(GanRecipe, {"gan": {"ema": 0.5}})  # an older recipe or checkpoint
+    assert old.networks.generator.ema == 0.5 and old.gan.ema is None
+    with warnings.catch_warnings(), pytest.raises(ConfigError, match="gan.ema: 0.5 conflicts with networks.generator"):
+        warnings.simplefilter("ignore")
+        from_dict(GanRecipe, {"gan": {"ema": 0.5}, "networks": {"generator": {"ema": 0.9}}})
+
+    class Overriding(DropoutSystem):  # a system that sets a value the recipe also sets
+        def __init__(self, cfg, device):
+            System.__init__(self, cfg, device)
+            self.net("net", torch.nn.Linear(4, 1), ema=0.5)
+    cfg = DropoutConfig(device="cpu")
+    cfg.networks.net.ema = 0.9
+    with pytest.raises(ValueError, match="networks.net.ema: the recipe sets 0.9 and Overriding sets 0.5"):
+        Overriding(cfg, torch.device("cpu"))

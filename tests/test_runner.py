@@ -91,7 +91,7 @@ def test_a_recipe_names_its_own_network_and_the_trust_boundary_holds(tmp_path):
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=4", "train.tensorboard=false",
                                                 "networks.generator.class_path='tests.nets_zoo:TinyGenerator'",
                                                 "networks.generator.init_args={latent=32, hidden=16}", "eval.samples=100",
-                                                "eval.classifier_epochs=1", "gan.ema=0"])
+                                                "eval.classifier_epochs=1", "networks.generator.ema=0"])
     r = Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit()
     assert r.code == 0
     gen = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["networks"]["generator"]["module"]
@@ -147,7 +147,7 @@ def test_non_finite_weights_with_a_finite_loss_stop_before_any_checkpoint(tmp_pa
                 next(e.model("generator").parameters()).fill_(float("inf"))
             return out
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=20", "train.checkpoint_every=1",
-                                                "train.log_every=1", "train.tensorboard=false", "gan.ema=0"])
+                                                "train.log_every=1", "train.tensorboard=false", "networks.generator.ema=0"])
     r = Runner(Breaking, cfg, tmp_path / "r", progress=False, echo=False).fit()
     assert r.code == 1 and "non-finite weights in network 'generator'" in r.error
     assert not (tmp_path / "r/checkpoints/last.pt").exists()
@@ -184,7 +184,7 @@ def test_a_saved_gan_samples_without_its_data_or_optimizers(tmp_path):
     _idx(root / "t-labels-idx1-ubyte", np.arange(64) % 4)
     cfg = load_recipe(GanRecipe, "gan_digits", ["device='cpu'", "train.steps=3", "train.tensorboard=false",
                                                 "data.name=idx", f"data.root={str(root)!r}", "eval.samples=64",
-                                                "eval.classifier_epochs=1", "gan.ema=0.5", "data.batch_size=16"])
+                                                "eval.classifier_epochs=1", "networks.generator.ema=0.5", "data.batch_size=16"])
     assert Runner(GanSystem, cfg, tmp_path / "r", progress=False, echo=False).fit().code == 0
     shutil.rmtree(root)
     gan, _ = load_system(tmp_path / "r/checkpoints/last.pt")

@@ -12,7 +12,7 @@ pytest.importorskip("wandb")
 
 ITEMS = ["device='cpu'", "train.steps=8", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
          "train.tensorboard=false", "eval.samples=100", "eval.classifier_epochs=1", "eval.standard_metrics=false",
-         "gan.ema=0"]
+         "networks.generator.ema=0"]
 
 
 def test_mlflow_and_wandb_receive_scalars_images_and_the_config(tmp_path, monkeypatch):

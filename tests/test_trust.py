@@ -19,7 +19,7 @@ from multinet.saved import load_system
 from .cli_run import run
 
 TINY = ["device='cpu'", "train.steps=2", "train.tensorboard=false", "eval.samples=50", "eval.classifier_epochs=1",
-        "train.sample_every=0", "gan.ema=0"]
+        "train.sample_every=0", "networks.generator.ema=0"]
 FIDELITY = "torch_fidelity.feature_extractor_inceptionv3:FeatureExtractorInceptionV3"
 
 

@@ -65,7 +65,9 @@ class GanConfig:
     g_steps: int = 1
     gp_weight: float = 10.0
     r1: float = 0.0
-    ema: float = 0.0
+    # Deprecated: the generator's EMA is networks.generator.ema. A recipe or checkpoint that still
+    # says gan.ema is moved there when it is read (a conflict between the two stops).
+    ema: float | None = None
     reuse_fake: bool = False
     # One D forward over [real; fake] instead of two: the same per-sample math and loss, fewer
     # kernels and no gradient accumulation. "auto" uses it when D has no batch-norm layer
@@ -166,6 +168,13 @@ class GanRecipe(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.gan.ema is not None:  # the old home of the generator's EMA: one value, one place
+            ours = self.networks.generator.ema
+            if ours not in (0.0, self.gan.ema):
+                raise FieldError("gan.ema", f"{self.gan.ema} conflicts with networks.generator.ema = {ours}; "
+                                 "set networks.generator.ema only")
+            self.networks.generator.ema, self.gan.ema = self.gan.ema, None
+            warnings.warn("gan.ema is now networks.generator.ema (read as such)", FutureWarning, stacklevel=2)
         if self.model.conditional and self.eval.rejection != "none":
             raise FieldError("eval.rejection", "rejection sampling is for unconditional generators "
                              "(model.conditional = true)")

@@ -51,7 +51,7 @@ class GanSystem(System):
                                m.spectral_norm, m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier,
                                m.d_fourier_scales, self.classes)
         self.net("discriminator", disc)
-        self.net("generator", gen, ema=cfg.gan.ema)
+        self.net("generator", gen)
         self.noise = self.streams.get("gan.noise", device)
         self.policy = cfg.gan.policy  # DiffAugment, on real and fake alike, from its own stream
         self.augment_gen = self.streams.get("gan.augment", device) if self.policy else None
