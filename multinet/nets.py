@@ -79,6 +79,12 @@ class Net:
         rules = init_preset(spec.init) if isinstance(spec.init, str) else spec.init
         self.init_report: InitReport | None = (
             init_weights(self.module, rules, spec.init_strict) if rules is not None else None)
+        # A preset covers many architectures and may not fit this one; a rule of the user's that fits
+        # nothing is a typo in a pattern or a type, said as group rules say it.
+        presets = {r.name for p in ("dcgan", "bilinear", "torch") for r in init_preset(p)}
+        unused = [r for r in (self.init_report.unused_rules if self.init_report else []) if r not in presets]
+        if unused:
+            warnings.warn(f"{name}: init rule(s) {', '.join(map(repr, unused))} match no module", stacklevel=2)
         self.load_report: LoadReport | None = None
         if spec.pretrained is not None and spec.pretrained.path:
             p = spec.pretrained

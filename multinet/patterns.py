@@ -38,11 +38,13 @@ def name_matches(pattern: str | Iterable[str], name: str) -> bool:
 
 
 def resolve_types(types: Iterable[type | str]) -> tuple[type, ...]:
-    """Module classes from classes or ``torch.nn`` names (``"Conv2d"``); matching stays ``isinstance``."""
+    """Module classes from classes or ``torch.nn`` names (``"Conv2d"``, ``"nn.Conv2d"``,
+    ``"torch.nn.Conv2d"`` alike); matching stays ``isinstance``."""
     out = []
     for t in ([types] if isinstance(types, (str, type)) else types):
         if isinstance(t, str):
-            cls = getattr(nn, t, None)
+            short = t.removeprefix("torch.").removeprefix("nn.")
+            cls = getattr(nn, short, None) if short.isidentifier() else None
             if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
                 raise ValueError(f"module type {t!r} is not a torch.nn module class")
             t = cls

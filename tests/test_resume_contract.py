@@ -178,3 +178,17 @@ def test_the_generators_ema_has_one_home(tmp_path):
     cfg.networks.net.ema = 0.9
     with pytest.raises(ValueError, match="networks.net.ema: the recipe sets 0.9 and Overriding sets 0.5"):
         Overriding(cfg, torch.device("cpu"))
+
+
+def test_rules_name_module_types_either_way_and_an_init_rule_that_fits_nothing_warns():
+    import pytest
+
+    from multinet import Net, NetSpec
+    from multinet.patterns import resolve_types
+    from multinet.weights import InitRule
+    assert resolve_types(["Linear", "nn.Linear", "torch.nn.Linear"]) == (torch.nn.Linear,) * 3
+    with pytest.raises(ValueError, match="'torch.nn.Nope' is not a torch.nn module class"):
+        resolve_types(["torch.nn.Nope"])
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with pytest.warns(UserWarning, match=r"g: init rule\(s\) 'zeros\[Conv2d\]' match no module"):
+        Net("g", NetSpec(module, "sgd", 0.1, init=[InitRule("zeros", ("torch.nn.Conv2d",)), InitRule("zeros")]), "cpu")
