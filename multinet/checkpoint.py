@@ -205,7 +205,7 @@ class CheckpointManager:
         self.keep_last = keep_last
 
     def save(self, payload: dict[str, Any], step: int) -> Path:
-        path = save_checkpoint(payload, self.dir / f"step_{step:08d}.pt")
+        path = save_checkpoint(payload, self.step_path(step))
         # last.pt is a second atomic write of the same bytes, so it is never half-written.
         fd, tmp = tempfile.mkstemp(prefix=".last.pt.", suffix=".tmp", dir=self.dir)
         os.close(fd)
@@ -218,6 +218,10 @@ class CheckpointManager:
         _fsync_dir(self.dir)
         self._prune()
         return path
+
+    def step_path(self, step: int) -> Path:
+        """The file of iteration ``step``'s checkpoint."""
+        return self.dir / f"step_{step:08d}.pt"
 
     def _prune(self) -> None:
         if self.keep_last <= 0:

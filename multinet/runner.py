@@ -306,7 +306,7 @@ class Runner:
             if engine.stop_reason is not None:
                 if main:
                     self._say(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint "
-                              f"{checkpointer.manager.dir / f'step_{engine.iteration:08d}.pt'} "
+                              f"{checkpointer.step_file(engine.iteration)} "
                               f"(resume: --resume {checkpointer.last})")
                 result.stop_reason, result.code = engine.stop_reason, EXIT_CODES.get(engine.stop_reason, 0)
             elif main:

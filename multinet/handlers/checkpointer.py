@@ -38,6 +38,10 @@ class Checkpointer:
     def last(self) -> Path:
         return self.manager.last
 
+    def step_file(self, step: int) -> Path:
+        """Where the checkpoint of iteration ``step`` is (or would be) written."""
+        return self.manager.step_path(step)
+
     def save(self, engine: Any) -> Path | None:
         engine.check_finite()  # a collective under torch.distributed: every rank calls save
         self.saved_at = engine.iteration
