@@ -262,3 +262,12 @@ def test_huge_export_sizes_are_refused_before_anything_is_allocated(exported, tm
         spec = _variant(exported, tmp_path, {"meta": {**meta, **change}})
         code, _, err = _sample_export(spec, tmp_path)
         assert code == 2 and err.count("\n") == 1 and msg in err, err
+
+
+def test_a_saved_run_never_downloads_data_unless_asked_now(trained, tmp_path):
+    def attack(ckpt):
+        ckpt["config"]["data"].update(name="mnist", root=str(tmp_path / "where"), download=True)
+    path = _crafted(trained, tmp_path, attack)
+    code, _, err = _cli("evaluate", path)
+    assert code == 2 and "dataset mnist not found under" in err and "data.download=true" in err, err
+    assert not (tmp_path / "where").exists()
