@@ -86,9 +86,11 @@ def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
 
 @pytest.mark.parametrize("spectral", [False, True])
 def test_conditional_mlp_pair_uses_labels_and_keeps_the_plain_pair(spectral):
+    from multinet.gan.config import ModelConfig
     from multinet.gan.networks import build_pair
     shape = (1, 8, 8)
-    G, D = build_pair("mlp", shape, 16, 32, 2, 8, 1, spectral, classes=10)
+    model = ModelConfig(arch="mlp", latent_dim=16, hidden=32, layers=2, width=8, pack=1, spectral_norm=spectral)
+    G, D = build_pair(model, shape, classes=10)
     z, y = torch.randn(6, 16), torch.arange(6)
     G.eval(), D.eval()
     with torch.no_grad():
@@ -103,7 +105,7 @@ def test_conditional_mlp_pair_uses_labels_and_keeps_the_plain_pair(spectral):
         G(z)
     with pytest.raises(ValueError, match="needs labels"):
         D(x)
-    plain_G, plain_D = build_pair("mlp", shape, 16, 32, 2, 8, 1, spectral)  # unconditional: names as before
+    plain_G, plain_D = build_pair(model, shape)  # unconditional: names as before
     assert [k for k in [*plain_G.state_dict(), *plain_D.state_dict()] if "embed" in k] == []
     assert plain_G(z).shape == (6, *shape) and plain_D(x).shape == (6,)
 

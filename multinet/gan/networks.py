@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 from .resnet import ConditionalBatchNorm, projection_logit
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 __all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "FourierFeatures", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
 
@@ -207,20 +211,19 @@ class DCGANDiscriminator(nn.Module):
                                 self.pack)
 
 
-def build_pair(arch: str, shape: tuple[int, ...], latent_dim: int, hidden: int, layers: int, width: int,
-               pack: int, spectral_norm: bool, d_hidden: int = 0, d_layers: int = 0, g_batch_norm: bool = False,
-               d_maxout: int = 0, d_fourier: int = 0,
-               d_fourier_scales: tuple[float, ...] = (), classes: int = 0) -> tuple[nn.Module, nn.Module]:
-    """``d_hidden`` / ``d_layers`` of 0 mean the same as the generator's ``hidden`` / ``layers``."""
+def build_pair(model: "ModelConfig", shape: tuple[int, ...], classes: int = 0) -> tuple[nn.Module, nn.Module]:
+    """The generator and discriminator ``[model]`` describes, for data of ``shape`` (``classes`` > 0:
+    class-conditional). ``d_hidden`` / ``d_layers`` of 0 mean the same as the generator's."""
+    m, arch, latent_dim, width, pack = model, model.arch, model.latent_dim, model.width, model.pack
     if arch == "mlp":
         points = len(shape) == 1
-        return (MLPGenerator(latent_dim, shape, hidden, layers, tanh=not points, batch_norm=g_batch_norm,
+        return (MLPGenerator(latent_dim, shape, m.hidden, m.layers, tanh=not points, batch_norm=m.g_batch_norm,
                              classes=classes),
-                MLPDiscriminator(shape, d_hidden or hidden, d_layers or layers, pack, spectral_norm, d_maxout,
-                                 d_fourier, d_fourier_scales, classes))
+                MLPDiscriminator(shape, m.d_hidden or m.hidden, m.d_layers or m.layers, pack, m.spectral_norm,
+                                 m.d_maxout, m.d_fourier, m.d_fourier_scales, classes))
     if arch == "dcgan":
         return (DCGANGenerator(latent_dim, shape, width, classes),
-                DCGANDiscriminator(shape, width, pack, spectral_norm, classes))
+                DCGANDiscriminator(shape, width, pack, m.spectral_norm, classes))
     if arch == "resnet":
         from .resnet import ResNetDiscriminator, ResNetGenerator
         return ResNetGenerator(latent_dim, shape, width, classes), ResNetDiscriminator(shape, width, classes, pack)

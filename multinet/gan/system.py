@@ -47,9 +47,7 @@ class GanSystem(System):
         self.shape = self.dataset.shape
         # Class-conditional networks: as many classes as the data has (kept with a saved run).
         self.classes = (int(self.saved.get("classes") or self.data.num_classes)) if m.conditional else 0
-        gen, disc = build_pair(m.arch, self.shape, m.latent_dim, m.hidden, m.layers, m.width, m.pack,
-                               m.spectral_norm, m.d_hidden, m.d_layers, m.g_batch_norm, m.d_maxout, m.d_fourier,
-                               m.d_fourier_scales, self.classes)
+        gen, disc = build_pair(m, self.shape, self.classes)
         self.net("discriminator", disc)
         self.net("generator", gen)
         self.noise = self.streams.get("gan.noise", device)
