@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multinet import NetConfig, Phase, RunConfig, System, eval_mode
+from multinet import EngineOptions, NetConfig, Phase, RunConfig, System, eval_mode
 from multinet.data import DataConfig, load_data
 
 
@@ -68,8 +68,8 @@ class BiGan(System):
         return [Phase("discriminator", "discriminator", self.d_step),
                 Phase("encoder_generator", ("encoder", "generator"), self.eg_step)]
 
-    def engine_options(self) -> dict:
-        return {"stateful": {"data": self.data.sampler}}
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(stateful={"data": self.data.sampler})
 
     def pairs(self, e) -> tuple[torch.Tensor, torch.Tensor]:
         """D's logits on a real pair (x, E(x)) and a fake pair (G(z), z)."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multinet import NetConfig, Phase, RunConfig, System, eval_mode
+from multinet import EngineOptions, NetConfig, Phase, RunConfig, System, eval_mode
 from multinet.data import DataConfig, load_data
 from multinet.handlers import SampleEvery
 
@@ -71,8 +71,8 @@ class CondGan(System):
     def phases(self) -> list[Phase]:
         return [Phase("discriminator", "discriminator", self.d_step), Phase("generator", "generator", self.g_step)]
 
-    def engine_options(self) -> dict:
-        return {"stateful": {"data": self.data.sampler}}
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(stateful={"data": self.data.sampler})
 
     def fake(self, e, y: torch.Tensor) -> torch.Tensor:
         z = torch.randn(len(y), self.cfg.latent_dim, generator=self.noise, device=self.device)

@@ -24,7 +24,7 @@ from .runner import Runner, RunResult
 from .saved import load_system
 from .schedules import ScheduleSpec, build_scheduler
 from .streams import RandomStreams
-from .system import NotOffered, RunContext, System
+from .system import EngineOptions, NotOffered, RunContext, System
 from .tracking import Tracker
 from .weights import InitRule, bilinear_kernel, init_preset, init_weights
 

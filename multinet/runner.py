@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from .runlock import RunLock
 from .saved import load_system  # its home is multinet.saved; importable from here as before
 from .startup import Terminated
 from .streams import seed_everything
-from .system import RunContext, System
+from .system import EngineOptions, RunContext, System
 from .tracking import NullTracker, Tracker
 from .trackers import make_trackers
 
@@ -73,13 +74,16 @@ def engine_for(system: System, steps: int | None = None, **options: Any) -> Engi
     """The engine a run builds for ``system`` (its networks, phases, streams, epoch length and
     stateful objects, the ``[train]`` settings), without the run's handlers: for tests, notebooks
     and loops of your own. ``options`` go to ``Engine`` (more ``stateful`` objects, ``handlers``)."""
-    cfg = system.cfg
-    opts = dict(system.engine_options())
-    stateful = {"system": system, **opts.pop("stateful", {}), **options.pop("stateful", {})}
+    cfg, opts = system.cfg, system.engine_options()
+    if isinstance(opts, dict):  # the form before EngineOptions: read it, and say what to write instead
+        warnings.warn(f"{type(system).__name__}.engine_options() returns a dict; return "
+                      "multinet.EngineOptions(steps_per_epoch=..., stateful=...)", FutureWarning, stacklevel=2)
+        opts = EngineOptions(**opts)
+    stateful = {"system": system, **opts.stateful, **options.pop("stateful", {})}
     return Engine(system.nets, system.phases(), cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
-                  generators=system.streams, stateful=stateful, config=to_dict(cfg), log_every=cfg.train.log_every,
-                  sync_every=cfg.train.dist_sync_every, meta={"system": object_path(type(system))},
-                  **opts, **options)
+                  steps_per_epoch=opts.steps_per_epoch, generators=system.streams, stateful=stateful,
+                  config=to_dict(cfg), log_every=cfg.train.log_every, sync_every=cfg.train.dist_sync_every,
+                  meta={"system": object_path(type(system))}, **options)
 
 
 class Runner:

@@ -10,7 +10,8 @@ says how they train (``phases()``). Everything else is optional:
 - ``handlers(ctx)``: the system's own handlers in a training run (sample grids, evaluation);
   ``finish(ctx)``: the summary at the end of a run (default: ``evaluate()`` when offered).
 - ``state_dict()`` / ``load_state_dict()``: system state that must survive a resume (results
-  gathered during the run); ``engine_options()``: epoch length and stateful data samplers.
+  gathered during the run); ``engine_options()``: epoch length and stateful data samplers
+  (an ``EngineOptions``).
 
 The runner (``multinet.runner``) gives every system the same run folder, logging, checkpoints,
 resume, signal handling, NaN stop, progress bar and summary.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ from .netconfig import NetConfig, to_spec
 from .nets import Net
 from .streams import RandomStreams
 
-__all__ = ["System", "RunContext", "NotOffered", "inference"]
+__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "inference"]
 
 # Set while load_system builds a system from a checkpoint (to the system's saved state): networks
 # without optimizers, and (for systems that can) no data until something needs it.
@@ -53,6 +54,16 @@ def inference(saved: dict[str, Any] | None = None):
 
 class NotOffered(NotImplementedError):
     """The system does not offer this (``evaluate``, ``sample``, ``export``)."""
+
+
+@dataclass
+class EngineOptions:
+    """What a system adds to the engine a run builds for it: the length of an epoch over its data
+    (0: no epochs; epoch schedules and ``EPOCH_COMPLETED`` need it) and stateful objects whose
+    ``state_dict`` goes into every checkpoint (a data sampler's position)."""
+
+    steps_per_epoch: int = 0
+    stateful: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,9 +129,9 @@ class System:
         (the run's may differ in what a resume may change, e.g. ``train.steps``): a system whose
         phase plan depends on the run's length keeps the boundaries already passed here."""
 
-    def engine_options(self) -> dict[str, Any]:
-        """Extra ``Engine`` arguments: ``steps_per_epoch``, ``stateful`` (data samplers)."""
-        return {}
+    def engine_options(self) -> EngineOptions:
+        """The epoch length and stateful objects (data samplers) of this system's engine."""
+        return EngineOptions()
 
     # -- optional offers ---------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:

@@ -192,3 +192,30 @@ def test_rules_name_module_types_either_way_and_an_init_rule_that_fits_nothing_w
     module = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with pytest.warns(UserWarning, match=r"g: init rule\(s\) 'zeros\[Conv2d\]' match no module"):
         Net("g", NetSpec(module, "sgd", 0.1, init=[InitRule("zeros", ("torch.nn.Conv2d",)), InitRule("zeros")]), "cpu")
+
+
+def test_engine_options_are_typed_and_the_old_dict_still_reads():
+    import pytest
+
+    from multinet import EngineOptions
+    from multinet.runner import engine_for
+
+    class Sampler:
+        def state_dict(self):
+            return {"pos": 3}
+
+        def load_state_dict(self, state):
+            pass
+
+    class Typed(DropoutSystem):
+        def engine_options(self):
+            return EngineOptions(steps_per_epoch=5, stateful={"data": Sampler()})
+
+    class Old(DropoutSystem):
+        def engine_options(self):
+            return {"steps_per_epoch": 5, "stateful": {"data": Sampler()}}
+    e = engine_for(Typed(_cfg(), torch.device("cpu")))
+    assert e.steps_per_epoch == 5 and e.state_dict()["stateful"]["data"] == {"pos": 3}
+    with pytest.warns(FutureWarning, match="return multinet.EngineOptions"):
+        e = engine_for(Old(_cfg(), torch.device("cpu")))
+    assert e.steps_per_epoch == 5 and e.state_dict()["stateful"]["data"] == {"pos": 3}

@@ -23,7 +23,7 @@ from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
 from ..handlers import AtSteps
-from ..system import RunContext, System
+from ..system import EngineOptions, RunContext, System
 from . import evaluation
 from .channel import Channel, make_channel
 from .config import AeRecipe, phase_bounds
@@ -113,8 +113,8 @@ class AeSystem(System):
             out.append(Phase(f"{name}.transmitter", "encoder", step("policy"), start=a, stop=b))
         return out
 
-    def engine_options(self) -> dict[str, Any]:
-        return {"stateful": {"data": self.data.sampler}} if self.data is not None else {}
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(stateful={"data": self.data.sampler} if self.data is not None else {})
 
     def step_fn(self, channel: str, spans: list[tuple[int, int]]):
         """The steps of phases on ``channel``; ``spans`` are all phase ranges on that channel

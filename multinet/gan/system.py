@@ -19,7 +19,7 @@ from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..handlers import SampleEvery
 from ..streams import derive_seed
-from ..system import RunContext, System
+from ..system import EngineOptions, RunContext, System
 from . import evaluation, fidelity, sampling
 from .config import GanRecipe
 from .diffaugment import augment
@@ -74,8 +74,8 @@ class GanSystem(System):
         return [Phase("discriminator", "discriminator", self.d_step, repeat=g.d_steps),
                 Phase("generator", "generator", self.g_step, repeat=g.g_steps)]
 
-    def engine_options(self) -> dict[str, Any]:
-        return {"steps_per_epoch": self.data.sampler.steps_per_epoch, "stateful": {"data": self.data.sampler}}
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(self.data.sampler.steps_per_epoch, {"data": self.data.sampler})
 
     # -- the two phase steps -----------------------------------------------------------------
     def z(self, n: int) -> torch.Tensor:
