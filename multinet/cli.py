@@ -23,7 +23,7 @@ from typing import Any
 from . import distributed, startup
 from .config import ConfigError, error_line, list_recipes
 from .imports import import_class
-from .system import NotOffered, System
+from .system import NotOffered, System, notes_shown
 
 __all__ = ["main", "system_main", "SHIPPED_SYSTEMS"]
 
@@ -173,9 +173,14 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
 
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:
-    from .saved import load_system
     if args.command == "sample" and (args.checkpoint.endswith(".json") or Path(args.checkpoint).is_dir()):
         return _sample_export(args)
+    with notes_shown():
+        return _use_saved(system, args)
+
+
+def _use_saved(system: type[System] | None, args: argparse.Namespace) -> int:
+    from .saved import load_system
     try:
         built, ckpt = load_system(args.checkpoint, system, args.device, getattr(args, "overrides", []),
                                   trust_code=args.trust_code, allow_no_checksum=args.allow_no_checksum)

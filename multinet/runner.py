@@ -39,7 +39,7 @@ from .runlock import RunLock
 from .saved import load_system  # its home is multinet.saved; importable from here as before
 from .startup import Terminated
 from .streams import seed_everything
-from .system import EngineOptions, RunContext, System
+from .system import EngineOptions, RunContext, System, notes_shown
 from .tracking import NullTracker, Tracker
 from .trackers import make_trackers
 
@@ -223,11 +223,12 @@ class Runner:
         one line, a diverged run returns code 1 with its error, signals return 130 / 143 after saving."""
         self.lock = RunLock(self.out)
         try:
-            try:
-                setup = self._setup()
-            except RuntimeError as e:  # a dataset that is not there, a process group that did not form, ...
-                raise ValueError(error_line(e)) from None
-            return setup if isinstance(setup, RunResult) else self._train(*setup)
+            with notes_shown(self.echo):  # the system's notes: on stderr, unless echo=False
+                try:
+                    setup = self._setup()
+                except RuntimeError as e:  # a dataset that is not there, a process group that did not form, ...
+                    raise ValueError(error_line(e)) from None
+                return setup if isinstance(setup, RunResult) else self._train(*setup)
         finally:
             self.lock.release()
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +36,7 @@ from .netconfig import NetConfig, to_spec
 from .nets import Net
 from .streams import RandomStreams
 
-__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "inference"]
+__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "inference", "note", "notes_shown"]
 
 # Set while load_system builds a system from a checkpoint (to the system's saved state): networks
 # without optimizers, and (for systems that can) no data until something needs it.
@@ -50,6 +52,38 @@ def inference(saved: dict[str, Any] | None = None):
         yield
     finally:
         _INFERENCE.reset(token)
+
+
+_NOTES = logging.getLogger("multinet")
+
+
+def note(text: str) -> None:
+    """A remark for the person running a system (a figure skipped, a phase end moved): the runner
+    and the command line show it as one ``note:`` line on stderr; ``Runner(echo=False)`` shows
+    nothing; a program that configures ``logging`` gets it as an INFO record of ``multinet``."""
+    _NOTES.info(text)
+
+
+@contextlib.contextmanager
+def notes_shown(show: bool = True):
+    """Inside this block, ``note()`` prints to stderr, unless ``show`` is false (then notes go only
+    where the program's own logging sends them) or the program gave the ``multinet`` logger a
+    handler of its own (which then decides)."""
+    if not show or _NOTES.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    level, propagate = _NOTES.level, _NOTES.propagate
+    _NOTES.addHandler(handler)
+    _NOTES.setLevel(logging.INFO)
+    _NOTES.propagate = False  # once on stderr, not again through a root handler
+    try:
+        yield
+    finally:
+        _NOTES.removeHandler(handler)
+        _NOTES.setLevel(level)
+        _NOTES.propagate = propagate
 
 
 class NotOffered(NotImplementedError):

@@ -31,11 +31,11 @@ def test_frechet_matches_the_closed_form():
     assert frechet(a, 3 * a) == pytest.approx(float(4 * mu @ mu + 4 * cov.trace()), rel=1e-6)
 
 
-def _run(tmp_path, name, *items):
+def _run(tmp_path, name, *items, echo=False):
     cfg = load_recipe(GanRecipe, "gan_digits", [*FAST, f"data.root='{tmp_path / 'data'}'", *items])
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        r = Runner(GanSystem, cfg, tmp_path / name, progress=False, echo=False).fit()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        r = Runner(GanSystem, cfg, tmp_path / name, progress=False, echo=echo).fit()
     assert r.code == 0
     return r.summary, err.getvalue()
 
@@ -67,9 +67,11 @@ def test_a_users_own_feature_network_gives_the_figures_under_its_own_name(tmp_pa
 
 
 def test_missing_inception_weights_skip_the_metrics_in_one_line_and_training_goes_on(tmp_path):
-    s, err = _run(tmp_path, "a", f"eval.inception_weights='{tmp_path / 'nope.pth'}'")
+    s, err = _run(tmp_path, "a", f"eval.inception_weights='{tmp_path / 'nope.pth'}'", echo=True)
     notes = [line for line in err.splitlines() if "Inception weights" in line]
     assert len(notes) == 1 and INCEPTION_FILE in notes[0] and notes[0].startswith("note:")
+    _, quiet = _run(tmp_path, "b", f"eval.inception_weights='{tmp_path / 'nope.pth'}'")
+    assert "Inception weights" not in quiet  # echo=False: the runner shows no note
     assert "fid" not in s and s["classifier_fd"] > 0
     (tmp_path / "fake.pth").write_bytes(b"not weights")
     with pytest.raises(WeightsMissing, match="not the FID Inception weights"):

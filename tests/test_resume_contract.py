@@ -219,3 +219,19 @@ def test_engine_options_are_typed_and_the_old_dict_still_reads():
     with pytest.warns(FutureWarning, match="return multinet.EngineOptions"):
         e = engine_for(Old(_cfg(), torch.device("cpu")))
     assert e.steps_per_epoch == 5 and e.state_dict()["stateful"]["data"] == {"pos": 3}
+
+
+def test_a_systems_notes_go_through_the_runner(tmp_path, capfd):
+    from multinet.autoencoder import AeRecipe, AeSystem
+    from multinet.config import load_recipe
+    cfg = load_recipe(AeRecipe, "ae_7_4", ["device='cpu'", "train.steps=8", "train.tensorboard=false",
+                                           "eval.max_blocks=2000", "eval.batch=2000", "eval.baselines=false",
+                                           "system.batch_size=64", "train.checkpoint_every=4"])
+    assert Runner(AeSystem, cfg, tmp_path / "r", progress=False, echo=False).fit().code == 0
+    capfd.readouterr()
+    cfg.train.steps = 10  # extended: the system notes that its last phase now ends later
+    assert Runner(AeSystem, cfg, tmp_path / "r", resume=True, progress=False, echo=False).fit().code == 0
+    assert capfd.readouterr().err == ""  # echo=False: nothing printed
+    cfg.train.steps = 12
+    assert Runner(AeSystem, cfg, tmp_path / "r", resume=True, progress=False).fit().code == 0
+    assert "note: 10 -> 12 steps: phase '1_decoder' now ends at step 12" in capfd.readouterr().err

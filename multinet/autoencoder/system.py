@@ -9,7 +9,6 @@ reports exactly what an uninterrupted one does.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..freeze import eval_mode
 from ..handlers import AtSteps
-from ..system import EngineOptions, RunContext, System
+from ..system import EngineOptions, RunContext, System, note
 from . import evaluation
 from .channel import Channel, make_channel
 from .config import AeRecipe, phase_bounds
@@ -96,8 +95,8 @@ class AeSystem(System):
             raise ValueError(f"train.steps={total} would end before phase {self.names[-1]!r} starts (step "
                              f"{old[-1][0]}); the phase boundaries of a resumed run do not move")
         self.bounds = old[:-1] + [(old[-1][0], total)]
-        print(f"note: {saved.train.steps} -> {total} steps: phase {self.names[-1]!r} now ends at step {total} "
-              f"(was {old[-1][1]}); earlier phase boundaries stay where they were", file=sys.stderr)
+        note(f"{saved.train.steps} -> {total} steps: phase {self.names[-1]!r} now ends at step {total} "
+             f"(was {old[-1][1]}); earlier phase boundaries stay where they were")
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg

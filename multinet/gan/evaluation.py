@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ import torch
 from ..checkpoint import atomic_path
 from ..data import mixture_means
 from ..streamed import iterate
+from ..system import note
 from . import fidelity
 from .metrics import image_scores, mixture_coverage, train_classifier
 
@@ -60,7 +60,7 @@ def standard(system: "GanSystem") -> dict[str, Any]:
     try:
         net = fidelity.feature_net(ev.features, ev.inception_weights, system.feature_cls)
     except fidelity.WeightsMissing as e:
-        print(f"note: {e}; skipped", file=sys.stderr)
+        note(f"{e}; skipped")
         return {}
     net_id = "inception" if ev.features == "inception" else ev.features.replace(":", ".").replace("/", ".")
     real, key = _real_batches(system)
