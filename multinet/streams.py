@@ -6,9 +6,10 @@ the registry's ``state_dict`` holds every stream, so resume continues each where
 ``fresh(name)`` gives a new generator at the stream's starting point each call (evaluation draws
 that must be the same every time, and must not move a training stream).
 
-The streams of the shipped GAN and autoencoder keep the seeds they had before the registry
-existed (``SHIPPED``), so their published figures reproduce; any other name gets a seed hashed
-from the name.
+A system may pin streams to fixed offsets from the run seed (``System.stream_seeds``): the shipped
+GAN and autoencoder keep the seeds they had before the registry existed, so their published
+figures reproduce. ``"data"`` is the run seed itself for every system; any other name gets a seed
+hashed from the name.
 """
 from __future__ import annotations
 
@@ -20,12 +21,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
-__all__ = ["RandomStreams", "derive_seed", "seed_everything", "forked_rng", "SHIPPED"]
+__all__ = ["RandomStreams", "derive_seed", "seed_everything", "forked_rng", "DEFAULT_OFFSETS"]
 
-# name -> offset from the run seed (the seeds these streams always had).
-SHIPPED = {"data": 0, "gan.noise": 1, "gan.fixed_z": 2, "gan.sample": 3, "gan.drs": 4, "gan.critic_init": 5,
-           "gan.critic": 6, "ae.baselines": 7, "ae.channel.train": 11, "ae.channel.finetune": 12,
-           "ae.messages": 13, "ae.eval": 99}
+# name -> offset from the run seed, for every system.
+DEFAULT_OFFSETS = {"data": 0}
 
 
 def seed_everything(seed: int) -> None:
@@ -51,19 +50,25 @@ def forked_rng() -> Iterator[None]:
             np.random.set_state(npy)
 
 
-def derive_seed(seed: int, name: str) -> int:
-    """The seed of stream ``name`` in a run seeded ``seed`` (stable across processes and versions)."""
-    if name in SHIPPED:
-        return seed + SHIPPED[name]
+def derive_seed(seed: int, name: str, offsets: Mapping[str, int] | None = None) -> int:
+    """The seed of stream ``name`` in a run seeded ``seed`` (stable across processes and versions):
+    ``seed + offsets[name]`` for a pinned name (``DEFAULT_OFFSETS`` and ``offsets``), else a hash."""
+    pinned = {**DEFAULT_OFFSETS, **(offsets or {})}
+    if name in pinned:
+        return seed + pinned[name]
     return (seed * 0x9E3779B1 + zlib.crc32(name.encode())) % (2 ** 63)
 
 
 class RandomStreams(Mapping[str, torch.Generator]):
     """``get(name, device)`` creates a stream once and returns it after; a mapping of name → generator."""
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    def __init__(self, seed: int, offsets: Mapping[str, int] | None = None) -> None:
+        self.seed, self.offsets = seed, dict(offsets or {})
         self._gens: dict[str, torch.Generator] = {}
+
+    def seed_of(self, name: str) -> int:
+        """The seed stream ``name`` starts from."""
+        return derive_seed(self.seed, name, self.offsets)
 
     def get(self, name: str, device: torch.device | str = "cpu") -> torch.Generator:  # type: ignore[override]
         g = self._gens.get(name)
@@ -75,7 +80,7 @@ class RandomStreams(Mapping[str, torch.Generator]):
 
     def fresh(self, name: str, device: torch.device | str = "cpu") -> torch.Generator:
         """A new generator at the start of stream ``name`` (not kept, not checkpointed)."""
-        return torch.Generator(device=device).manual_seed(derive_seed(self.seed, name))
+        return torch.Generator(device=device).manual_seed(self.seed_of(name))
 
     def __getitem__(self, name: str) -> torch.Generator:
         return self._gens[name]

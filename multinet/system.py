@@ -122,10 +122,13 @@ class System:
     evaluate_may_change: ClassVar[tuple[str, ...]] = ("eval.",)
     # A checkpoint from before the system kept state of its own still resumes.
     optional_state: ClassVar[bool] = True
+    # Named random streams pinned to run seed + offset (``multinet.streams``): the shipped systems
+    # keep the seeds their published figures were made with. Other names get a hashed seed.
+    stream_seeds: ClassVar[dict[str, int]] = {}
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
-        self.streams = RandomStreams(cfg.seed)
+        self.streams = RandomStreams(cfg.seed, self.stream_seeds)
         self.nets: dict[str, Net] = {}
         # Built to run saved networks (evaluate / sample / export), not to train: Net builds no
         # optimizer, and a system may leave its data unloaded until evaluation asks for it.

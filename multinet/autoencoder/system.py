@@ -38,6 +38,8 @@ _NETS = {"joint": ("encoder", "decoder"), "decoder": ("decoder",), "encoder": ("
 class AeSystem(System):
     Config = AeRecipe
     default_recipe = "ae_7_4"
+    stream_seeds = {"ae.baselines": 7, "ae.channel.train": 11, "ae.channel.finetune": 12, "ae.messages": 13,
+                    "ae.eval": 99}
     resume_may_change = ("data.root", "data.workers", "data.download", "data.batch_size", "system.batch_size",
                          "channel.eval_db")
     # evaluate CKPT may score under other channels and Eb/N0 points.

@@ -18,7 +18,6 @@ from .. import distributed
 from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..handlers import SampleEvery
-from ..streams import derive_seed
 from ..system import EngineOptions, RunContext, System
 from . import evaluation, fidelity, sampling
 from .config import GanRecipe
@@ -32,6 +31,8 @@ __all__ = ["GanSystem"]
 class GanSystem(System):
     Config = GanRecipe
     default_recipe = "gan_digits"
+    stream_seeds = {"gan.noise": 1, "gan.fixed_z": 2, "gan.sample": 3, "gan.drs": 4, "gan.critic_init": 5,
+                    "gan.critic": 6}
     # The per-rank batch may change on resume (to keep the global batch under another world size).
     resume_may_change = ("data.root", "data.workers", "data.download", "data.batch_size")
     # Scoring a saved run may read its data from where it lives now (a moved folder).
@@ -183,7 +184,7 @@ class GanSystem(System):
         ev = self.cfg.eval
         critic = sampling.fit_critic(G, self._real_batch, self.shape, self.cfg.model.latent_dim, ev.drs_refit,
                                      ev.drs_refit_batch, ev.drs_refit_fourier, tuple(self.cfg.model.d_fourier_scales),
-                                     derive_seed(self.cfg.seed, "gan.critic_init"), self.streams.fresh("gan.critic"), self.device)
+                                     self.streams.seed_of("gan.critic_init"), self.streams.fresh("gan.critic"), self.device)
         self._critic = (version, critic)
         return critic
 
