@@ -14,6 +14,7 @@ checkpoint (or ``--system``). Errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import warnings
@@ -201,16 +202,10 @@ def _use_saved(system: type[System] | None, args: argparse.Namespace) -> int:
 def _sample(system: System, args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ConfigError("--n must be positive")
-    if args.rejection == "drs":
-        if not hasattr(system, "sample_rejection"):
-            raise NotOffered(f"{type(system).__name__} offers no rejection sampling")
-        if system.cfg.eval.drs_refit:
-            print(f"fitting the rejection critic to the generator ({system.cfg.eval.drs_refit} steps)", file=sys.stderr)
-        x, accepted = system.sample_rejection(args.n)
-        print(f"rejection sampling accepted {accepted:.1%} of the candidates")
-    else:
-        x = system.sample(args.n)
-    return _save_samples(x, args)
+    options = {"rejection": args.rejection} if args.rejection != "none" else {}
+    if options and "rejection" not in inspect.signature(system.sample).parameters:
+        raise NotOffered(f"{type(system).__name__} offers no rejection sampling")
+    return _save_samples(system.sample(args.n, **options), args)
 
 
 def _sample_export(args: argparse.Namespace) -> int:

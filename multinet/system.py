@@ -4,7 +4,7 @@ A system is built from its typed config (a dataclass extending ``RunConfig``) on
 holds its networks (``self.nets``, name → ``Net``) and random streams (``self.streams``), and
 says how they train (``phases()``). Everything else is optional:
 
-- ``evaluate()`` → dict of figures, ``sample(n)`` → tensor, ``export(folder)``: offered to the
+- ``evaluate()`` → dict of figures, ``sample(n, **options)`` → tensor, ``export(folder)``: offered to the
   command line (``evaluate`` / ``sample`` / ``export``) and to handlers; leave them out and the
   command line says the system does not offer them.
 - ``handlers(ctx)``: the system's own handlers in a training run (sample grids, evaluation);
@@ -174,7 +174,9 @@ class System:
     def evaluate(self) -> dict[str, Any]:
         raise NotOffered(f"{type(self).__name__} offers no evaluate()")
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, **options: Any) -> torch.Tensor:
+        """``n`` samples; ``options`` are the system's own (the GAN's ``rejection="drs"``), passed on
+        by ``python -m multinet sample`` from its flags."""
         raise NotOffered(f"{type(self).__name__} offers no sample()")
 
     def export(self, folder: Path) -> list[Path]:

@@ -235,3 +235,21 @@ def test_a_systems_notes_go_through_the_runner(tmp_path, capfd):
     cfg.train.steps = 12
     assert Runner(AeSystem, cfg, tmp_path / "r", resume=True, progress=False).fit().code == 0
     assert "note: 10 -> 12 steps: phase '1_decoder' now ends at step 12" in capfd.readouterr().err
+
+
+class Sampling(DropoutSystem):
+    def sample(self, n):
+        return torch.randn(n, 4, generator=self.streams.fresh("sample"))
+
+
+def test_sample_options_go_to_the_system_and_a_system_without_them_says_so(tmp_path, capsys):
+    from multinet.cli import main
+    out = tmp_path / "r"
+    assert main(["train", f"{__name__}:Sampling", "--no-progress", "--out", str(out), "--steps", "2",
+                 "train.tensorboard=false", "device='cpu'"]) == 0
+    ckpt = str(out / "checkpoints/last.pt")
+    capsys.readouterr()
+    args = ["sample", ckpt, "--system", f"{__name__}:Sampling", "--n", "3", "--out", str(tmp_path / "s.npy")]
+    assert main(args) == 0
+    assert main([*args, "--rejection", "drs"]) == 2
+    assert capsys.readouterr().err.strip() == "error: Sampling offers no rejection sampling"

@@ -18,7 +18,7 @@ from .. import distributed
 from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..handlers import SampleEvery
-from ..system import EngineOptions, RunContext, System
+from ..system import EngineOptions, RunContext, System, note
 from . import evaluation, fidelity, sampling
 from .config import GanRecipe
 from .diffaugment import augment
@@ -152,8 +152,20 @@ class GanSystem(System):
     def generator(self) -> torch.nn.Module:
         return self.inference_module("generator")
 
-    def sample(self, n: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Samples in eval mode under no_grad; the same ``n`` gives the same samples every call."""
+    def sample(self, n: int | None = None, z: torch.Tensor | None = None, rejection: str = "none") -> torch.Tensor:
+        """Samples in eval mode under no_grad; the same ``n`` gives the same samples every call.
+        ``rejection="drs"``: ``n`` samples by discriminator rejection sampling (``sample_rejection``;
+        the acceptance is reported as a note)."""
+        if rejection not in ("none", "drs"):
+            raise ValueError(f"rejection {rejection!r} unknown (valid: none, drs)")
+        if rejection == "drs":
+            if n is None:
+                raise ValueError("rejection sampling draws n samples: give n")
+            if self.cfg.eval.drs_refit:
+                note(f"fitting the rejection critic to the generator ({self.cfg.eval.drs_refit} steps)")
+            x, accepted = self.sample_rejection(n)
+            note(f"rejection sampling accepted {accepted:.1%} of the candidates")
+            return x
         if z is None:
             z = torch.randn(n, self.cfg.model.latent_dim, generator=self.streams.fresh("gan.sample")).to(self.device)
         if not self.classes:
