@@ -59,10 +59,10 @@ class GanSystem(System):
         # One D forward over [real; fake] unless D has batch norm (its batch statistics would mix them).
         bn = any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in disc.modules())
         self.d_concat = cfg.gan.d_concat == "on" or (cfg.gan.d_concat == "auto" and not bn and cfg.gan.r1 == 0)
-        self.classifier: torch.nn.Module | None = None  # for classifier IS / FD, built on first use
         # A user's feature network: imported now (inside the trust boundary when rebuilt from a saved
         # run), so a typo stops the run at once instead of after training.
-        self.feature_cls = fidelity.feature_class(cfg.eval.features) if cfg.eval.standard_metrics else None
+        feature_cls = fidelity.feature_class(cfg.eval.features) if cfg.eval.standard_metrics else None
+        self.evaluator = evaluation.GanEvaluator(cfg, feature_cls)
         self._fake: torch.Tensor | None = None
         self._critic: tuple[Any, torch.nn.Module] | None = None  # (generator version, refitted DRS critic)
 
@@ -211,7 +211,7 @@ class GanSystem(System):
         return self.data.train[torch.randint(len(self.data.train), (n,), generator=gen).to(self.data.train.device)]
 
     def evaluate(self) -> dict[str, float]:
-        return evaluation.evaluate(self)
+        return self.evaluator(self.data, self.sample, self.sample_rejection)
 
     def export(self, folder: Path) -> list[Path]:
         """The generator (the EMA copy when there is one): ``load_exported`` gives it back, and
