@@ -10,7 +10,7 @@ import torch
 from multinet import Runner, load_checkpoint
 from multinet.autoencoder import AeRecipe, AeSystem, ChannelConfig
 from multinet.autoencoder.bler import hamming74_codebook, ml_decoder, monte_carlo, wilson_interval
-from multinet.autoencoder.channel import make_channel, quantize
+from multinet.autoencoder.channels import make_channel, quantize
 from multinet.autoencoder.model_free import perturb, policy_loss
 from multinet.autoencoder.networks import bit_labels, gray_qam
 from multinet.config import ConfigError, from_dict, load_recipe

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .channel import ebn0_to_sigma
+from .channels import ebn0_to_sigma
 
 __all__ = ["McResult", "monte_carlo", "uncoded_bpsk_bler", "hamming74_hard_bler", "hamming74_codebook",
            "ml_decoder", "MlDecoder", "wilson_interval", "result_row"]

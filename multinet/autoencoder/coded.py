@@ -13,20 +13,19 @@ decoders, mappers and demappers draw nothing. LLRs follow Sionna: ln p(b=1) / p(
 """
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from ..freeze import eval_mode
 from .bler import result_row
-from .sionna_channel import require_sionna
+from .channels import require_sionna
 
 if TYPE_CHECKING:
-    from .channel import Channel
+    from .channels import Channel
     from .system import AeSystem
 
-__all__ = ["coded_monte_carlo", "learned_ldpc_rows", "qam_baselines", "hamming_osd_rows", "sionna_available"]
+__all__ = ["coded_monte_carlo", "learned_ldpc_rows", "qam_baselines", "hamming_osd_rows"]
 
 Trial = Callable[[torch.Tensor], torch.Tensor]  # information bits (B, k) -> decoded bits (B, k)
 
@@ -150,8 +149,3 @@ def hamming_osd_rows(system: "AeSystem") -> list[dict[str, Any]]:
             blocks += b
         rows.append(result_row("Hamming(7,4) OSD (Sionna)", db, blocks, errors, None, k))
     return rows
-
-
-def sionna_available() -> bool:
-    """Whether Sionna is installed (without importing it: that takes seconds)."""
-    return importlib.util.find_spec("sionna") is not None

@@ -8,7 +8,7 @@ from ..config import FieldError, RunConfig, at_least, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig
 from ..netconfig import NetConfig
-from .channel import ChannelConfig
+from .channels import ChannelConfig
 
 __all__ = ["AeRecipe", "SystemConfig", "PhaseConfig", "TrainConfig", "EvalConfig", "Networks", "phase_bounds"]
 

@@ -14,7 +14,7 @@ from ..checkpoint import atomic_path
 from ..freeze import eval_mode
 from . import coded
 from .bler import (hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, result_row, uncoded_bpsk_bler)
-from .channel import Channel
+from .channels import Channel, sionna_available
 
 if TYPE_CHECKING:
     from .system import AeSystem
@@ -66,7 +66,7 @@ def baselines(system: "AeSystem") -> list[dict[str, Any]]:
     Sionna's OSD, and ML decoding of the learned code (the receiver's ceiling). Bit systems: QAM
     with the same LDPC / Polar code (Sionna). All over AWGN; Sionna's rows only when it is installed."""
     s, ev = system.cfg.system, system.cfg.eval
-    with_sionna = ev.sionna_baselines and coded.sionna_available()
+    with_sionna = ev.sionna_baselines and sionna_available()
     if s.kind == "bits":
         return coded.qam_baselines(system) if with_sionna else []
     rows: list[dict[str, Any]] = []

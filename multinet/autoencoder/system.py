@@ -24,7 +24,7 @@ from ..freeze import eval_mode
 from ..handlers import AtSteps
 from ..system import EngineOptions, RunContext, System, note
 from . import evaluation
-from .channel import Channel, make_channel
+from .channels import Channel, make_channel
 from .config import AeRecipe, phase_bounds
 from .model_free import perturb, policy_loss
 from .networks import (Constellation, ImageDecoder, ImageEncoder, MessageDecoder, MessageEncoder, NeuralDemapper,

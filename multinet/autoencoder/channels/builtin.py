@@ -4,7 +4,7 @@ Noise per real dimension follows the convention of O'Shea & Hoydis and Sionna's 
 σ² = 1 / (2 · R · Eb/N0), R = k / n bits per real channel use, with every codeword normalised to
 ‖x‖² = n. Image (JSCC) systems set the noise by SNR instead: unit average power per real symbol,
 σ² = 1 / SNR. ``model`` picks who draws the noise: the built-in AWGN / Rayleigh block fading
-below, or any Sionna channel block (``sionna_channel``; the optional extra). A receiver front end
+below, or any Sionna channel block (``channels.sionna_blocks``; the optional extra). A receiver front end
 can quantise what arrives (``quantize_bits``): its gradient is zero almost everywhere, which is
 what model-free training is for.
 """
@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 import torch
 
-from .. import distributed
-from ..config import FieldError, within
+from ... import distributed
+from ...config import FieldError, within
 
-__all__ = ["ChannelConfig", "Channel", "make_channel", "ebn0_to_sigma", "snr_to_sigma", "quantize", "SIONNA_MODELS"]
+__all__ = ["ChannelConfig", "Channel", "ebn0_to_sigma", "snr_to_sigma", "quantize", "SIONNA_MODELS"]
 
-# The Sionna blocks a recipe can name (``model = "sionna.<Name>"``); see ``sionna_channel``.
+# The Sionna blocks a recipe can name (``model = "sionna.<Name>"``); see ``channels.sionna_blocks``.
 SIONNA_MODELS = ("AWGN", "FlatFadingChannel", "RayleighBlockFading", "TDL")
 
 
@@ -169,12 +169,3 @@ class Channel:
             "Rayleigh block fading" if self.cfg.fading == "rayleigh" else "AWGN")
         quant = f", {self.cfg.quantize_bits}-bit receiver quantiser" if self.cfg.quantize_bits else ""
         return f"{what}, {'Eb/N0' if self.cfg.level == 'ebn0' else 'SNR'} {lvl} dB{quant}"
-
-
-def make_channel(cfg: ChannelConfig, n: int, gen: torch.Generator, device: torch.device, *,
-                 k: int | None = None, rate: float | None = None) -> Channel:
-    """The built-in channel, or the Sionna block the config names (imported only then)."""
-    if not cfg.sionna:
-        return Channel(cfg, n, k, gen, rate=rate)
-    from .sionna_channel import SionnaChannel
-    return SionnaChannel(cfg, n, gen, device, k=k, rate=rate)

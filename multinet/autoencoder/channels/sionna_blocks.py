@@ -21,18 +21,23 @@ and resumed with it, and an evaluation's generator is left alone like the built-
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any
 
 import torch
 
-from ..config import FieldError
-from .. import distributed
-from .channel import Channel, ChannelConfig
+from ... import distributed
+from ...config import FieldError
+from .builtin import Channel, ChannelConfig
 
-__all__ = ["SionnaChannel", "require_sionna", "MISSING"]
+__all__ = ["SionnaChannel", "require_sionna", "sionna_available"]
 
-MISSING = 'Sionna is not installed: pip install "multinet[sionna]" (or pip install sionna-no-rt)'
+
+def sionna_available() -> bool:
+    """Whether Sionna is installed (without importing it: that takes seconds). The one check of
+    the optional dependency; ``require_sionna`` imports it or says how to install it."""
+    return importlib.util.find_spec("sionna") is not None
 
 
 def require_sionna(what: str) -> Any:
