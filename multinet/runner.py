@@ -292,7 +292,7 @@ class Runner:
     def _train(self, engine: Engine, system: System, checkpointer: Checkpointer, tracker: Any,
                resumed: bool) -> RunResult:
         cfg, main = self.cfg, engine.dist.main
-        scalars = LogScalars(tracker, *self.trackers, every=cfg.train.log_every)
+        scalars = LogScalars(tracker, *self.trackers)  # at the engine's log_every
         bar = ProgressBar(cfg.train.steps, desc=type(system).__name__, enabled=self.progress and main, scalars=scalars)
         signals = StopOnSignal()
         handlers: list[Any] = [bar, scalars, signals]

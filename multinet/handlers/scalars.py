@@ -14,13 +14,16 @@ __all__ = ["LogScalars"]
 
 
 class LogScalars:
-    def __init__(self, *trackers: Any, every: int = 50) -> None:
+    """``every``: how often to log; ``None`` (the default) is the engine's ``log_every``, the steps on
+    which the engine also measures gradient norms, so the two never disagree."""
+
+    def __init__(self, *trackers: Any, every: int | None = None) -> None:
         self.trackers, self.every = trackers, every
         self.last: dict[str, float] = {}
         self.step = -1
 
     def attach(self, engine: Any) -> None:
-        engine.on(Event.ITERATION_COMPLETED, self, self.every)
+        engine.on(Event.ITERATION_COMPLETED, self, engine.log_every if self.every is None else self.every)
 
     def __call__(self, engine: Any) -> None:
         engine.check_finite()  # a NaN row would be logged, then the run stopped: stop first
