@@ -30,10 +30,9 @@ import torch
 from . import distributed
 from .checkpoint import rng_state, set_rng_state
 from .config import error_line
+from .divergence import NonFiniteLoss, non_finite
 from .events import Event
 from .freeze import frozen
-from .handlers.nan_guard import NonFiniteLoss, find_non_finite
-from .handlers.unfreeze import UnfreezeAt
 from .nets import Net
 from .phase import Phase, StepError, keep_plan, step_term, user_line
 from .schedules import advance
@@ -106,9 +105,11 @@ class Engine:
         self.sync_every = max(1, sync_every)
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()
-        for net in nets.values():  # timed unfreezing is part of a network's spec
+        # Timed unfreezing is part of a network's spec: the loop does it (``_unfreeze_due``).
+        self._unfreeze = {net.spec.unfreeze_at: [] for net in nets.values() if net.spec.unfreeze}
+        for net in nets.values():
             if net.spec.unfreeze and net.spec.unfreeze_at > 0:
-                UnfreezeAt(net.name, net.spec.unfreeze, net.spec.unfreeze_at).attach(self)
+                self._unfreeze[net.spec.unfreeze_at].append(net)
         for handler in handlers:
             handler.attach(self)
 
@@ -234,14 +235,14 @@ class Engine:
 
     def check_finite(self) -> None:
         """Raise ``NonFiniteLoss`` if a loss went NaN/Inf (naming the phase, its networks and the
-        first bad step) or a network's weights did (``handlers.nan_guard.find_non_finite``). Syncs;
+        first bad step) or a network's weights did (``divergence.non_finite``). Syncs;
         a collective under torch.distributed: every rank must call it at the same iteration."""
         # The loop, the logger and the checkpointer all ask at one step: check once unless a weight
         # changed in between (any in-place write bumps a tensor's version; a new tensor has a new id).
         key = (self.iteration, tuple((id(p), p._version) for n in self.nets.values() for p in n.module.parameters()))
         if key == self._checked:
             return
-        problem = find_non_finite(self)
+        problem = non_finite(self.phases, self._first_bad, self.nets, self.dist.world, self.iteration)
         if problem:
             raise NonFiniteLoss(problem)
         self._checked = key
@@ -279,6 +280,8 @@ class Engine:
             self.iteration += 1
             if self.check_every and self.iteration % self.check_every == 0:
                 self.check_finite()
+            for net in self._unfreeze.get(self.iteration, ()):  # before any handler sees the step
+                net.unfreeze(net.spec.unfreeze)
             self.fire(Event.ITERATION_COMPLETED)
             if self.dist.world > 1 and self.iteration % self.sync_every == 0:
                 self._agree_stop()

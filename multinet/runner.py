@@ -31,7 +31,7 @@ from .checkpoint import load_checkpoint, write_text_atomic
 from .config import ConfigError, error_line, flatten, to_dict, to_toml
 from .engine import Engine, StepError
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
-from .handlers.nan_guard import weight_headroom
+from .divergence import weight_headroom
 from .imports import object_path, saved_file
 from .launch import check_resume_overrides, lr_changes, saved_config
 from .nets import resolve_device

@@ -1,0 +1,79 @@
+"""Divergence: losses or weights that went NaN/Inf, and how close kept weights are to overflow.
+
+The engine checks for it itself every ``check_every`` iterations and before every checkpoint
+(``Engine.check_finite``), so a plain ``Engine.run()`` never trains on with NaN weights and the
+last good checkpoint is never overwritten; ``handlers.NanGuard`` adds checks at another cadence.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import distributed
+
+__all__ = ["NonFiniteLoss", "non_finite", "weight_headroom", "NEAR_OVERFLOW"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss went NaN or infinite; the message names the phase, its networks and the step."""
+
+
+def _broken(params: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """1 if any of ``params`` holds a NaN/Inf, else 0 (a long on ``device``, ready to reduce)."""
+    if not params:
+        return torch.zeros((), dtype=torch.long, device=device)
+    return (~torch.stack([p.isfinite().all() for p in params]).all()).long().to(device)
+
+
+def non_finite(phases: list[Any], first_bad: dict[str, torch.Tensor], nets: dict[str, Any], world: int,
+               iteration: int) -> str:
+    """What went non-finite in a run, in one line ("" if nothing): the first step of a NaN/Inf
+    loss per phase (``first_bad``: recorded on the device as the steps ran, so this costs no sync
+    per step) and the networks whose weights are no longer finite. With ``world`` > 1 both are
+    reduced over the ranks (a collective)."""
+    steps = torch.stack([first_bad[p.name] for p in phases])
+    broken = torch.stack([_broken(list(net.module.parameters()), steps.device) for net in nets.values()])
+    if world > 1:
+        never = torch.iinfo(torch.long).max
+        steps = torch.where(steps < 0, never, steps)
+        distributed.all_reduce(steps, "min")
+        steps = torch.where(steps == never, -1, steps)
+        distributed.all_reduce(broken, "max")
+    parts = []
+    bad = [(s, i) for i, s in enumerate(steps.tolist()) if s >= 0]
+    if bad:
+        step, i = min(bad)
+        p = phases[i]
+        parts.append(f"non-finite loss in phase '{p.name}' (network(s): {', '.join(p.nets)}) at step {step + 1}")
+    for name, b in zip(nets, broken.tolist()):
+        if b:
+            by = [p.name for p in phases if name in p.nets]
+            parts.append(f"non-finite weights in network '{name}' (trained by phase(s) {', '.join(by) or 'none'}) "
+                         f"by step {iteration}")
+    return "; ".join(parts)
+
+
+# Weights above this are reported as close to overflow: float16's largest value is 65,504, and a
+# float32 weight of 1e30 squared (in a norm or a variance) is already infinite.
+NEAR_OVERFLOW = 1e30
+
+
+def weight_headroom(path: Path) -> str:
+    """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
+    close to overflow (then resuming from it will likely diverge again)."""
+    try:
+        from .checkpoint import load_checkpoint
+        nets = load_checkpoint(path)["networks"]
+    except (ValueError, OSError):
+        return ""
+    top = 0.0
+    for net in nets.values():
+        for v in (net.get("module") or {}).values() if isinstance(net, dict) else ():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+                top = max(top, float(v.detach().abs().max()))
+    if top > NEAR_OVERFLOW:
+        return (f" (but its largest |weight| is {top:.2g}, close to overflow: an earlier step_*.pt is likely the "
+                "better start)")
+    return f" (largest |weight| {top:.2g})"
