@@ -16,7 +16,7 @@ from typing import Any
 from .checkpoint import load_checkpoint
 from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 
-__all__ = ["Launch", "resolve", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
+__all__ = ["Launch", "resolve", "resume_paths", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
 
 
 @dataclass
@@ -55,6 +55,19 @@ def saved_config(system: type, ckpt: dict[str, Any], path: Any, overrides: dict[
         raise
 
 
+def resume_paths(resume: str | Path | bool, out: str | Path | None) -> tuple[Path, Path]:
+    """Where a resume reads and writes, for the command line and the ``Runner`` alike: ``resume``
+    is a checkpoint path, or ``True`` for ``OUT/checkpoints/last.pt``; the run folder is ``out``,
+    or the checkpoint's own (``<run>/checkpoints/<file>``)."""
+    if resume is True:
+        if out is None or not str(out).strip():
+            raise ConfigError("--resume without a checkpoint path needs --out DIR (Python: out=...)")
+        path = Path(out) / "checkpoints" / "last.pt"
+    else:
+        path = Path(resume)
+    return path, Path(out) if out is not None else path.resolve().parent.parent
+
+
 def resolve(system: type, items: list[str], out: str | None = None, resume: str | None = None,
             extra: list[str] = (), name: str = "run", allow_no_checksum: bool = False) -> Launch:
     """``items``: an optional recipe (name or .toml path) and ``key=value`` overrides; ``extra``:
@@ -66,11 +79,7 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
         raise ConfigError(f"more than one recipe given: {recipes}")
     recipe = recipes[0] if recipes else getattr(system, "default_recipe", None)
     if resume is not None:
-        path = Path(resume) if resume else None
-        if path is None:
-            if not out:
-                raise ConfigError("--resume without a checkpoint path needs --out DIR")
-            path = Path(out) / "checkpoints" / "last.pt"
+        path, run = resume_paths(resume or True, out)
         ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
         cfg = saved_config(system, ckpt, path, parse_overrides(overrides))
         # The overrides are checked by the Runner, which every resume goes through.
@@ -81,7 +90,7 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
             except ConfigError as e:
                 raise ConfigError(f"recipe {recipes[0]} is not the one {path} was trained with ({e}); drop it to "
                                   f"continue that run") from None
-        return Launch(cfg, Path(out) if out else path.resolve().parent.parent, ckpt, path)
+        return Launch(cfg, run, ckpt, path)
     if recipe:
         cfg = load_recipe(system.Config, recipe, overrides)
         name = Path(recipe).stem

@@ -33,7 +33,7 @@ from .engine import Engine, StepError
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .divergence import weight_headroom
 from .imports import object_path, saved_file
-from .launch import check_resume_overrides, lr_changes, saved_config
+from .launch import check_resume_overrides, lr_changes, resume_paths, saved_config
 from .nets import resolve_device
 from .runlock import RunLock
 from .saved import load_system  # its home is multinet.saved; importable from here as before
@@ -108,11 +108,7 @@ class Runner:
         self.ckpt_path: Path | None = None
         self.saved_cfg: Any = None  # on resume: the config the checkpoint was trained with
         if resume:
-            if resume is True:
-                if out is None:
-                    raise ConfigError("resume=True needs the run folder (out)")
-                resume = Path(out) / "checkpoints" / "last.pt"
-            self.ckpt_path = Path(resume)
+            self.ckpt_path, out = resume_paths(resume, out)
             checkpoint = checkpoint if checkpoint is not None else load_checkpoint(
                 self.ckpt_path, allow_no_checksum=allow_no_checksum)
             self.saved_cfg = saved_config(system, checkpoint, self.ckpt_path)
@@ -120,7 +116,6 @@ class Runner:
                 cfg = self.saved_cfg
             else:
                 check_resume_overrides(system, self.saved_cfg, cfg)
-            out = out if out is not None else self.ckpt_path.resolve().parent.parent
         self.ckpt = checkpoint if resume else None
         self.cfg = cfg if cfg is not None else system.Config()
         self.out = Path(out) if out is not None else Path("runs") / f"{system.__name__.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
