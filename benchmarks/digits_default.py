@@ -73,7 +73,7 @@ def hand_loop(cfg: GanRecipe, real_images: torch.Tensor, steps: int, warmup: int
         opt_g.zero_grad(set_to_none=True)
         D.requires_grad_(True)
         with torch.no_grad():
-            torch._foreach_lerp_(ema, list(G.parameters()), 1 - g.ema)
+            torch._foreach_lerp_(ema, list(G.parameters()), 1 - cfg.networks.generator.ema)
 
     for _ in range(warmup):
         one()
