@@ -5,6 +5,9 @@ checkpoints and summary; the second run must stop instead. The lock is ``<out>/.
 with ``O_EXCL`` (atomic on local and NFSv3+ filesystems) and holding ``pid host start-time``. A
 lock whose process is gone (same host, no such pid) is stale: a run killed with ``kill -9``
 left it, and the next run takes it over. Under torchrun rank 0 alone takes it.
+
+The folder's other rule lives here too: which files mean an earlier run left results there
+(``earlier_run``; a run that died before any result left none), and clearing them for a new run.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-__all__ = ["RunLock", "LockedError"]
+__all__ = ["RunLock", "LockedError", "earlier_run", "clear_run_folder", "RUN_FILES", "SETUP_FILES"]
 
 
 class LockedError(OSError):
@@ -83,3 +86,34 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+
+# What a run writes that a new run in the same folder would append to, mix with, or prune.
+RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb",
+             "mlflow_run_id", "wandb_run_id", "mlruns", "wandb")
+# Written before the first step: a folder holding only these (and an empty metrics.jsonl) is a run
+# that died during setup or its first steps, with nothing to keep or resume.
+SETUP_FILES = ("recipe.toml", "parameter_groups.txt", "tb")
+
+
+def earlier_run(folder: Path) -> list[str]:
+    """The run files in ``folder`` when an earlier run left results there (else none)."""
+    found = []
+    for name in RUN_FILES:
+        p = folder / name
+        if p.is_file() or (p.is_dir() and any(p.iterdir())):
+            found.append(name)
+    results = [n for n in found if n not in SETUP_FILES
+               and not (n == "metrics.jsonl" and (folder / n).stat().st_size == 0)]
+    return found if results else []
+
+
+def clear_run_folder(folder: Path, earlier_files: bool) -> None:
+    """Remove the temporary files of killed saves, and with ``earlier_files`` every run file too."""
+    import shutil
+    if earlier_files:
+        for name in RUN_FILES:
+            p = folder / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for tmp in [*(folder / "checkpoints").glob(".*.tmp"), *folder.glob(".*.tmp*")]:
+        tmp.unlink(missing_ok=True)

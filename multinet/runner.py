@@ -35,7 +35,7 @@ from .divergence import weight_headroom
 from .imports import object_path, saved_file
 from .launch import check_resume_overrides, lr_changes, resume_paths, saved_config
 from .nets import resolve_device
-from .runlock import RunLock
+from .runlock import RunLock, clear_run_folder, earlier_run
 from .saved import load_system  # its home is multinet.saved; importable from here as before
 from .startup import Terminated
 from .streams import seed_everything
@@ -163,7 +163,7 @@ class Runner:
         """A new run (no --resume, no --overwrite) stops where another run has written: checked once
         before the slow setup and again once the lock is held, since a run that started at the same
         moment may have finished and released the folder in between."""
-        earlier = self._earlier_run()
+        earlier = earlier_run(self.out)
         if self.ckpt is not None and earlier and self.out.resolve() != self._checkpoint_run():
             raise ConfigError(f"--out {self.out}: holds another run's files ({', '.join(earlier)}); a resumed run "
                               f"writes into its own folder ({self._checkpoint_run()}) or an empty one")
@@ -184,34 +184,10 @@ class Runner:
         except (OSError, ValueError, AttributeError):
             return False
 
-    # What a run writes that a new run in the same folder would append to, mix with, or prune.
-    RUN_FILES = ("checkpoints", "metrics.jsonl", "summary.json", "recipe.toml", "parameter_groups.txt", "tb",
-                 "mlflow_run_id", "wandb_run_id", "mlruns", "wandb")
-
-    # Written before the first step: a folder holding only these (and an empty metrics.jsonl) is
-    # a run that died during setup or its first steps, with nothing to keep or resume.
-    SETUP_FILES = ("recipe.toml", "parameter_groups.txt", "tb")
-
-    def _earlier_run(self) -> list[str]:
-        found = []
-        for name in self.RUN_FILES:
-            p = self.out / name
-            if p.is_file() or (p.is_dir() and any(p.iterdir())):
-                found.append(name)
-        results = [n for n in found if n not in self.SETUP_FILES
-                   and not (n == "metrics.jsonl" and (self.out / n).stat().st_size == 0)]
-        return found if results else []
-
     def _clear(self) -> None:
-        """Before a run writes: an overwritten run's files go (or the setup files of a run that died
-        before it had results); temporary files of a killed save go."""
-        import shutil
-        if self.ckpt is None:  # _refuse_earlier_run has let only --overwrite or a run without results by
-            for name in self.RUN_FILES:
-                p = self.out / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        for tmp in [*(self.out / "checkpoints").glob(".*.tmp"), *self.out.glob(".*.tmp*")]:
-            tmp.unlink(missing_ok=True)
+        """Before a run writes: a new run replaces what ``_refuse_earlier_run`` let by (--overwrite,
+        or the setup files of a run that died before any result); killed saves' temporary files go."""
+        clear_run_folder(self.out, earlier_files=self.ckpt is None)
 
     def fit(self) -> RunResult:
         """Set up and train; setup errors raise ``ValueError`` (``ConfigError``) or ``OSError`` with
