@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import file_sha256, write_text_atomic
+from .checkpoint import atomic_path, file_sha256, write_text_atomic
 from .config import error_line
 from .imports import import_class, object_path, saved_file
 
@@ -47,13 +47,8 @@ def export_module(module: nn.Module, folder: str | Path, name: str, meta: dict[s
     folder.mkdir(parents=True, exist_ok=True)
     weights, spec = folder / f"{name}.safetensors", folder / f"{name}.json"
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    try:
+    with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        tmp.replace(weights)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     info = {"format": FORMAT, "class_path": class_path or object_path(type(module)), "init_args": init_args,
             "weights": weights.name, "sha256": file_sha256(weights), "meta": meta or {}}
     write_text_atomic(spec, json.dumps(info, indent=2) + "\n")

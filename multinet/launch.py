@@ -16,7 +16,7 @@ from typing import Any
 from .checkpoint import load_checkpoint
 from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 
-__all__ = ["Launch", "resolve", "resume_paths", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
+__all__ = ["Launch", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
 
 
 @dataclass
@@ -65,7 +65,12 @@ def resume_paths(resume: str | Path | bool, out: str | Path | None) -> tuple[Pat
         path = Path(out) / "checkpoints" / "last.pt"
     else:
         path = Path(resume)
-    return path, Path(out) if out is not None else path.resolve().parent.parent
+    return path, Path(out) if out is not None else checkpoint_run(path)
+
+
+def checkpoint_run(path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/<file>``)."""
+    return Path(path).resolve().parent.parent
 
 
 def resolve(system: type, items: list[str], out: str | None = None, resume: str | None = None,

@@ -34,7 +34,7 @@ from .netspec import NetSpec, TrainSetup
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, load_partial
 from .schedules import FactorScheduler, attach_group, build_scheduler
-from .weights import InitReport, init_preset, init_weights
+from .weights import InitReport, init_preset, init_weights, preset_rule_names
 
 __all__ = ["TrainSetup", "NetSpec", "Net", "resolve_device"]
 
@@ -81,7 +81,7 @@ class Net:
             init_weights(self.module, rules, spec.init_strict) if rules is not None else None)
         # A preset covers many architectures and may not fit this one; a rule of the user's that fits
         # nothing is a typo in a pattern or a type, said as group rules say it.
-        presets = {r.name for p in ("dcgan", "bilinear", "torch") for r in init_preset(p)}
+        presets = preset_rule_names()
         unused = [r for r in (self.init_report.unused_rules if self.init_report else []) if r not in presets]
         if unused:
             warnings.warn(f"{name}: init rule(s) {', '.join(map(repr, unused))} match no module", stacklevel=2)

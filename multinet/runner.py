@@ -33,7 +33,7 @@ from .engine import Engine, StepError
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .divergence import weight_headroom
 from .imports import object_path, saved_file
-from .launch import check_resume_overrides, lr_changes, resume_paths, saved_config
+from .launch import check_resume_overrides, checkpoint_run, lr_changes, resume_paths, saved_config
 from .nets import resolve_device
 from .runlock import RunLock, clear_run_folder, earlier_run
 from .saved import load_system  # its home is multinet.saved; importable from here as before
@@ -164,18 +164,14 @@ class Runner:
         before the slow setup and again once the lock is held, since a run that started at the same
         moment may have finished and released the folder in between."""
         earlier = earlier_run(self.out)
-        if self.ckpt is not None and earlier and self.out.resolve() != self._checkpoint_run():
+        if self.ckpt is not None and earlier and self.out.resolve() != checkpoint_run(self.ckpt_path):
             raise ConfigError(f"--out {self.out}: holds another run's files ({', '.join(earlier)}); a resumed run "
-                              f"writes into its own folder ({self._checkpoint_run()}) or an empty one")
+                              f"writes into its own folder ({checkpoint_run(self.ckpt_path)}) or an empty one")
         if self.ckpt is None and earlier and not self.overwrite:
             hint = (f"continue it with --resume --out {self.out}, " if (self.out / "checkpoints" / "last.pt").exists()
                     else "")
             raise ConfigError(f"--out {self.out}: holds an earlier run's files ({', '.join(earlier)}); {hint}choose "
                               f"another folder, or add --overwrite to replace them")
-
-    def _checkpoint_run(self) -> Path:
-        """The run folder of the checkpoint being resumed (``<run>/checkpoints/<file>``)."""
-        return self.ckpt_path.resolve().parent.parent
 
     def _summarized(self, step: int) -> bool:
         """Whether the run folder holds the summary of a run that ended at ``step``."""

@@ -15,7 +15,7 @@ from torch.nn.utils import parametrize
 
 from .patterns import name_matches, resolve_types
 
-__all__ = ["InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel", "INIT_METHODS"]
+__all__ = ["PRESETS", "preset_rule_names", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel", "INIT_METHODS"]
 
 INIT_METHODS = (
     "normal", "uniform", "constant", "zeros", "ones", "xavier_normal", "xavier_uniform",
@@ -121,6 +121,14 @@ def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> to
     return weight.float()
 
 
+PRESETS = ("dcgan", "bilinear", "torch")
+
+
+def preset_rule_names() -> set[str]:
+    """The names of every preset's rules (a network need not have a layer for each of them)."""
+    return {r.name for p in PRESETS for r in init_preset(p)}
+
+
 def init_preset(name: str) -> list[InitRule]:
     """Named rule lists: ``dcgan`` (Radford et al.), ``bilinear`` (FCN upsampling), ``torch`` (keep defaults)."""
     conv_linear = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
@@ -137,7 +145,7 @@ def init_preset(name: str) -> list[InitRule]:
         return [InitRule("bilinear", (nn.ConvTranspose2d,), bias=0.0, name="bilinear")]
     if name == "torch":
         return [InitRule("keep", None, bias=None, name="torch_default")]
-    raise ValueError(f"init preset {name!r} unknown (valid: dcgan, bilinear, torch)")
+    raise ValueError(f"init preset {name!r} unknown (valid: {', '.join(PRESETS)})")
 
 
 @dataclass
