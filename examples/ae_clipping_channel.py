@@ -61,8 +61,8 @@ class ClippedConfig(RunConfig):
 class ClippedAutoencoder(System):
     Config = ClippedConfig
 
-    def __init__(self, cfg: ClippedConfig, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: ClippedConfig, device: torch.device, **build) -> None:
+        super().__init__(cfg, device, **build)
         self.m = 2 ** cfg.k
         self.net("encoder", MessageEncoder(self.m, cfg.n))
         self.net("decoder", MessageDecoder(self.m, cfg.n))

@@ -55,8 +55,8 @@ class BiGanConfig(RunConfig):
 class BiGan(System):
     Config = BiGanConfig
 
-    def __init__(self, cfg: BiGanConfig, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: BiGanConfig, device: torch.device, **build) -> None:
+        super().__init__(cfg, device, **build)
         self.data = load_data(cfg.data, device, cfg.seed)
         k, h = cfg.latent_dim, cfg.hidden
         self.net("encoder", mlp(64, k, h))

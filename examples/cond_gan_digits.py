@@ -61,8 +61,8 @@ class CondGan(System):
     Config = CondGanConfig
     resume_may_change = ("data.root",)
 
-    def __init__(self, cfg: CondGanConfig, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: CondGanConfig, device: torch.device, **build) -> None:
+        super().__init__(cfg, device, **build)
         self.data = load_data(cfg.data, device, cfg.seed)
         self.net("discriminator", Discriminator(self.data.num_classes))
         self.net("generator", Generator(cfg.latent_dim, self.data.num_classes), ema=0.99)

@@ -16,8 +16,8 @@ from .config import ConfigError, RunConfig, TrainConfig, load_recipe
 from .engine import Engine, Event, NonFiniteLoss, Phase
 from .freeze import apply_norm_mode, eval_mode, frozen, set_trainable
 from .groups import GroupRule, audit_groups, group_preset, plan_groups
-from .netconfig import NetConfig
-from .nets import Net, NetSpec, resolve_device
+from .netspec import NetConfig
+from .nets import Net, resolve_device
 from .optimizers import OPTIMIZERS, build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, PretrainedSpec, load_partial
 from .runner import Runner, RunResult

@@ -167,7 +167,7 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
     extra += [f'device="{args.device}"'] if args.device is not None else []
     launch = resolve(system, args.items, args.out, args.resume, extra, name=system.__name__.lower(),
                      allow_no_checksum=args.allow_no_checksum)
-    runner = Runner(system, launch.cfg, launch.out, resume=launch.checkpoint_path, checkpoint=launch.checkpoint,
+    runner = Runner(system, launch.cfg, launch.out, resume=launch.resume,
                     progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite,
                     trust_code=args.trust_code)
     return runner.fit().code  # errors during training are reported by the runner, with the rank

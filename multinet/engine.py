@@ -106,10 +106,10 @@ class Engine:
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()
         # Timed unfreezing is part of a network's spec: the loop does it (``_unfreeze_due``).
-        self._unfreeze = {net.spec.unfreeze_at: [] for net in nets.values() if net.spec.unfreeze}
+        self._unfreeze = {net.config.unfreeze_at: [] for net in nets.values() if net.config.unfreeze}
         for net in nets.values():
-            if net.spec.unfreeze and net.spec.unfreeze_at > 0:
-                self._unfreeze[net.spec.unfreeze_at].append(net)
+            if net.config.unfreeze and net.config.unfreeze_at > 0:
+                self._unfreeze[net.config.unfreeze_at].append(net)
         for handler in handlers:
             handler.attach(self)
 
@@ -190,9 +190,9 @@ class Engine:
                 net.ddp_called = False
         scale_before = scaler.get_scale() if scaler.is_enabled() else None
         for net in nets:
-            if net.spec.clip_grad_norm > 0:
+            if net.config.clip_grad_norm > 0:
                 scaler.unscale_(net.optimizer)
-                self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(net.parameters(), net.spec.clip_grad_norm)
+                self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(net.parameters(), net.config.clip_grad_norm)
                 self._made_at[f"grad_norm/{net.name}"] = self.iteration
             elif log_now:
                 grads = [p.grad for p in net.parameters() if p.grad is not None]
@@ -206,7 +206,7 @@ class Engine:
         # Under fp16 a step with inf/NaN gradients is skipped; its scheduler must not advance.
         stepped = scale_before is None or scaler.get_scale() >= scale_before
         for net in nets:
-            advance(net.scheduler, net.spec.schedule, "step", stepped)
+            advance(net.scheduler, net.config.schedule, "step", stepped)
             net.stepped_this_epoch = net.stepped_this_epoch or stepped
             if net.ema is not None:
                 net.ema.update_parameters(net.module)
@@ -281,7 +281,7 @@ class Engine:
             if self.check_every and self.iteration % self.check_every == 0:
                 self.check_finite()
             for net in self._unfreeze.get(self.iteration, ()):  # before any handler sees the step
-                net.unfreeze(net.spec.unfreeze)
+                net.unfreeze(net.config.unfreeze)
             self.fire(Event.ITERATION_COMPLETED)
             if self.dist.world > 1 and self.iteration % self.sync_every == 0:
                 self._agree_stop()
@@ -295,8 +295,8 @@ class Engine:
 
     def _epoch_end(self) -> None:
         for net in self.nets.values():
-            monitor = net.spec.schedule.monitor if net.spec.schedule is not None else ""
-            advance(net.scheduler, net.spec.schedule, "epoch", net.stepped_this_epoch,
+            monitor = net.config.schedule.monitor if net.config.schedule is not None else ""
+            advance(net.scheduler, net.config.schedule, "epoch", net.stepped_this_epoch,
                     lambda net=net, monitor=monitor: self.metric(monitor or self._default_monitor(net.name)))
             net.stepped_this_epoch = False
         self.fire(Event.EPOCH_COMPLETED, self.iteration // self.steps_per_epoch)

@@ -13,7 +13,8 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from .patterns import name_matches, resolve_types
+from .config import FieldError
+from .patterns import name_matches, resolve_types, type_names
 
 __all__ = ["GroupRule", "GroupPlan", "plan_groups", "group_preset", "audit_groups", "named_trainable",
            "PARAM_KINDS"]
@@ -24,36 +25,55 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Lo
 
 @dataclass
 class GroupRule:
-    """Settings for the parameters matched by name pattern, owning-module type and/or kind.
+    """Settings for the parameters matched by name pattern, owning-module type and/or kind; plain
+    values, so a recipe's ``[[networks.<name>.groups]]`` table is one of these as it is.
 
-    ``kind``: ``weight`` / ``bias`` (by attribute name), ``norm`` (parameters of a normalisation
-    layer), ``1d`` (``ndim <= 1``: biases, norm affines, scalars).
+    ``types``: ``torch.nn`` class names (``"Linear"``, ``"nn.Linear"``, ``"torch.nn.Linear"``) or,
+    from Python, classes. ``kind``: ``weight`` / ``bias`` (by attribute name), ``norm``
+    (parameters of a normalisation layer), ``1d`` (``ndim <= 1``: biases, norm affines, scalars).
+    ``lr`` / ``weight_decay`` replace the network's value (then ``lr_mult`` / ``wd_mult`` scale
+    it); ``momentum`` and ``betas`` replace the optimizer's for these parameters.
     """
 
     name: str = ""
-    pattern: str | list[str] | None = None
-    types: tuple[type, ...] | None = None
-    kind: str | None = None
+    pattern: str | list[str] = ""
+    types: list[str] = field(default_factory=list)
+    kind: str = ""
     lr: float | None = None
     lr_mult: float = 1.0
     weight_decay: float | None = None
     wd_mult: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
+    momentum: float | None = None
+    betas: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.kind is not None and self.kind not in PARAM_KINDS:
+        if self.kind and self.kind not in PARAM_KINDS:
             raise ValueError(f"group kind {self.kind!r} unknown (valid: {', '.join(PARAM_KINDS)})")
-        if self.types is not None:
-            self.types = resolve_types(self.types)
+        self.types = type_names(self.types)
+        for key in ("lr", "lr_mult", "weight_decay", "wd_mult", "momentum"):
+            value = getattr(self, key)
+            if value is not None and not value >= 0:
+                raise FieldError(key, f"must be >= 0, got {value}")
+        if self.betas and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
+            raise FieldError("betas", f"must be two numbers in [0, 1), got {self.betas}")
         if not self.name:
-            bits = [str(self.pattern) if self.pattern else "", self.kind or "",
-                    ",".join(t.__name__ for t in self.types) if self.types else ""]
+            bits = [str(self.pattern), self.kind, ",".join(getattr(t, "__name__", str(t)) for t in self.types)]
             self.name = "+".join(b for b in bits if b) or "all"
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The optimizer options this rule sets."""
+        out: dict[str, Any] = {}
+        if self.momentum is not None:
+            out["momentum"] = self.momentum
+        if self.betas:
+            out["betas"] = tuple(self.betas)
+        return out
+
     def matches(self, pname: str, param: torch.Tensor, owner: nn.Module) -> bool:
-        if self.pattern is not None and not name_matches(self.pattern, pname):
+        if self.pattern and not name_matches(self.pattern, pname):
             return False
-        if self.types is not None and not isinstance(owner, self.types):
+        if self.types and not isinstance(owner, resolve_types(self.types)):
             return False
         leaf = pname.rsplit(".", 1)[-1]
         if self.kind == "weight" and leaf != "weight":

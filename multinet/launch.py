@@ -16,15 +16,35 @@ from typing import Any
 from .checkpoint import load_checkpoint
 from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 
-__all__ = ["Launch", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
+__all__ = ["Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
+
+
+@dataclass
+class Resume:
+    """A resume, resolved once for the command line and the ``Runner`` alike: the checkpoint's
+    path, the run folder it writes into, the checkpoint, and the config it was trained with."""
+
+    path: Path
+    out: Path
+    checkpoint: dict[str, Any]
+    saved_cfg: Any
 
 
 @dataclass
 class Launch:
+    """A run as the command line resolved it: its config, its folder and, on resume, the ``Resume``."""
+
     cfg: Any
     out: Path
-    checkpoint: dict[str, Any] | None = None
-    checkpoint_path: Path | None = None
+    resume: Resume | None = None
+
+
+def open_resume(system: type, resume: str | Path | bool, out: str | Path | None,
+                allow_no_checksum: bool = False) -> Resume:
+    """Read the checkpoint a resume continues (``resume_paths`` says which) and its config."""
+    path, run = resume_paths(resume, out)
+    ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
+    return Resume(path, run, ckpt, saved_config(system, ckpt, path))
 
 
 # Keys a resume changes by acting on the restored state, not only by accepting them: a network's
@@ -84,18 +104,16 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
         raise ConfigError(f"more than one recipe given: {recipes}")
     recipe = recipes[0] if recipes else getattr(system, "default_recipe", None)
     if resume is not None:
-        path, run = resume_paths(resume or True, out)
-        ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
-        cfg = saved_config(system, ckpt, path, parse_overrides(overrides))
+        opened = open_resume(system, resume or True, out, allow_no_checksum)
+        cfg = saved_config(system, opened.checkpoint, opened.path, parse_overrides(overrides))
         # The overrides are checked by the Runner, which every resume goes through.
         if recipes:  # the run continues its own recipe: one that says otherwise is refused, not ignored
-            saved = saved_config(system, ckpt, path)
             try:
-                check_resume_overrides(system, saved, load_recipe(system.Config, recipes[0], overrides))
+                check_resume_overrides(system, opened.saved_cfg, load_recipe(system.Config, recipes[0], overrides))
             except ConfigError as e:
-                raise ConfigError(f"recipe {recipes[0]} is not the one {path} was trained with ({e}); drop it to "
-                                  f"continue that run") from None
-        return Launch(cfg, run, ckpt, path)
+                raise ConfigError(f"recipe {recipes[0]} is not the one {opened.path} was trained with ({e}); drop "
+                                  f"it to continue that run") from None
+        return Launch(cfg, opened.out, opened)
     if recipe:
         cfg = load_recipe(system.Config, recipe, overrides)
         name = Path(recipe).stem

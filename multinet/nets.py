@@ -30,13 +30,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import distributed
 from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
 from .groups import GroupPlan, ParamRow, audit_groups, named_trainable, plan_groups
-from .netspec import NetSpec, TrainSetup
+from .netspec import NetConfig
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, load_partial
 from .schedules import FactorScheduler, attach_group, build_scheduler
-from .weights import InitReport, init_preset, init_weights, preset_rule_names
+from .weights import InitReport, init_weights, preset_rule_names
 
-__all__ = ["TrainSetup", "NetSpec", "Net", "resolve_device"]
+__all__ = ["Net", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -61,24 +61,27 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 class Net:
-    """A built network: ``module``, ``optimizer``, ``scheduler`` and the reports of how.
-    ``optimizer=False`` stops after the module steps (no groups, optimizer or schedule)."""
+    """A built network: ``module``, ``optimizer``, ``scheduler`` and the reports of how, from the
+    module and its ``NetConfig``. ``optimizer=False`` stops after the module steps (no groups,
+    optimizer or schedule); ``compile`` / ``sync_batchnorm`` are how the run builds its networks."""
 
-    def __init__(self, name: str, spec: NetSpec, device: str | torch.device = "auto",
-                 total_steps: int = 0, optimizer: bool = True) -> None:
-        self.name, self.spec = name, spec
+    def __init__(self, name: str, module: nn.Module, config: NetConfig | None = None,
+                 device: str | torch.device = "auto", total_steps: int = 0, optimizer: bool = True,
+                 compile: bool = False, sync_batchnorm: bool = False) -> None:
+        cfg = self.config = config if config is not None else NetConfig()
+        self.name = name
         self.device = resolve_device(device)
         self.total_steps = total_steps
         self.stepped_this_epoch = False  # set by the engine; epoch schedules advance only if True
-        module = spec.module
-        if spec.sync_batchnorm:
+        self.rules = cfg.group_rules()
+        if sync_batchnorm:
             if self.device.type != "cuda":
                 raise ValueError(f"{name}: SyncBatchNorm needs CUDA (this network is on {self.device})")
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         self.module = module.to(self.device)
-        rules = init_preset(spec.init) if isinstance(spec.init, str) else spec.init
+        rules = cfg.init_rule_list()
         self.init_report: InitReport | None = (
-            init_weights(self.module, rules, spec.init_strict) if rules is not None else None)
+            init_weights(self.module, rules, cfg.init_strict) if rules is not None else None)
         # A preset covers many architectures and may not fit this one; a rule of the user's that fits
         # nothing is a typo in a pattern or a type, said as group rules say it.
         presets = preset_rule_names()
@@ -86,28 +89,28 @@ class Net:
         if unused:
             warnings.warn(f"{name}: init rule(s) {', '.join(map(repr, unused))} match no module", stacklevel=2)
         self.load_report: LoadReport | None = None
-        if spec.pretrained is not None and spec.pretrained.path:
-            p = spec.pretrained
+        if cfg.pretrained.path:
+            p = cfg.pretrained
             self.load_report = load_partial(self.module, p.path, p.network or name, p.strip_prefix,
                                             p.add_prefix, p.rename, p.include, p.exclude, p.min_coverage)
-        if spec.freeze:
-            set_trainable(self.module, False, patterns=spec.freeze)
-        if spec.freeze_first_n:
-            set_trainable(self.module, False, first_n=spec.freeze_first_n)
+        if cfg.freeze:
+            set_trainable(self.module, False, patterns=cfg.freeze)
+        if cfg.freeze_first_n:
+            set_trainable(self.module, False, first_n=cfg.freeze_first_n)
         self._norms = [m for m in self.module.modules()
                        if isinstance(m, NORM_TYPES) and list(m.parameters(recurse=False))]
-        if spec.channels_last:  # after init (which fills in memory order): the same weights in NHWC
+        if cfg.channels_last:  # after init (which fills in memory order): the same weights in NHWC
             self.module.to(memory_format=torch.channels_last)
         self.ema: AveragedModel | None = None
-        if spec.ema > 0:
-            self.ema = AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(spec.ema), use_buffers=True)
+        if cfg.ema > 0:
+            self.ema = AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
             self.ema.requires_grad_(False)
         self.optimizer: Any = None
         self.scheduler: Any = None
         if optimizer:  # without: a network to run, not to train (sampling from a saved run)
             self._build_optimizer()
             self._warn_unused_rules()
-        if spec.compile:
+        if compile:
             self.module.compile()
         self._ddp: nn.Module | None = None
         self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step
@@ -130,8 +133,8 @@ class Net:
         if self.total_steps == 0:
             self.total_steps = steps
             if isinstance(self.scheduler, FactorScheduler):
-                self.scheduler.set_total(epochs if self.spec.schedule.interval == "epoch" else steps)
-        d = self.spec.ema
+                self.scheduler.set_total(epochs if self.config.schedule.interval == "epoch" else steps)
+        d = self.config.ema
         if 0 < d < 1 and steps and d ** steps > 0.05:
             warnings.warn(f"EMA of {self.name}: decay {d} averages over about {1 / (1 - d):,.0f} steps, so after "
                           f"{steps:,} steps {d ** steps:.0%} of the average is still the initial weights; use a "
@@ -139,7 +142,7 @@ class Net:
 
     def _warn_unused_rules(self) -> None:
         everything = list(named_trainable(self.module, include_frozen=True))
-        for rule in self.spec.groups:
+        for rule in self.rules:
             if not any(rule.matches(n, p, owner) for n, p, owner in everything):
                 warnings.warn(f"{self.name}: parameter-group rule {rule.name!r} matches no parameter", stacklevel=3)
 
@@ -166,13 +169,13 @@ class Net:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def _plan(self, only: list[str] | None = None) -> GroupPlan:
-        return plan_groups(self.module, self.spec.groups, self.spec.lr, self.spec.weight_decay, only=only)
+        return plan_groups(self.module, self.rules, self.config.lr, self.config.weight_decay, only=only)
 
     def _build_optimizer(self) -> None:
         self.plan = self._plan()
         audit_groups(self.module, self.plan.groups)
-        self.optimizer = build_optimizer(self.spec.optimizer, self.plan.groups, **self.spec.options)
-        self.scheduler = build_scheduler(self.optimizer, self.spec.schedule, self.total_steps)
+        self.optimizer = build_optimizer(self.config.optimizer, self.plan.groups, **self.config.optimizer_options())
+        self.scheduler = build_scheduler(self.optimizer, self.config.schedule, self.total_steps)
 
     def rebuild_optimizer(self) -> None:
         """A new optimizer from the rules (moments and momentum cleared); the schedule keeps its step."""
@@ -191,9 +194,9 @@ class Net:
         names = [g["name"] for g in self.optimizer.param_groups]
         if group is not None and group not in names:
             raise ValueError(f"{self.name}: no parameter group {group!r} (groups: {', '.join(names)})")
-        scale = lr / self.spec.lr if group is None else None
+        scale = lr / self.config.lr if group is None else None
         if group is None:
-            self.spec = replace(self.spec, lr=lr)
+            self.config = replace(self.config, lr=lr)
         for g in self.optimizer.param_groups:
             if group is not None and g["name"] != group:
                 continue
@@ -252,13 +255,13 @@ class Net:
     def train(self, mode: bool = True) -> "Net":
         self.module.train(mode)
         if mode:
-            apply_norm_mode(self.module, self.spec.frozen_norm)
+            apply_norm_mode(self.module, self.config.frozen_norm)
         return self
 
     def enforce_norm_mode(self) -> None:
         """Put frozen norm layers back in eval mode if something (a handler's ``eval(); ...;
         train()``) woke them; the engine calls this before every iteration (cheap: norm layers only)."""
-        if self.spec.frozen_norm != "eval" or not self.module.training:
+        if self.config.frozen_norm != "eval" or not self.module.training:
             return
         for m in self._norms:
             if m.training and is_frozen_norm(m):
@@ -274,7 +277,7 @@ class Net:
             rows.append(ParamRow(n, tuple(p.shape), g["name"] if g else "-", g.get("initial_lr", g["lr"]) if g else 0.0,
                                  g["weight_decay"] if g else 0.0, g is None, fired.get(n, [])))
         plan = GroupPlan(self.optimizer.param_groups, rows, self.plan.unused_rules)
-        return plan.explain(f"[{self.name}] {self.spec.optimizer} on {self.device}")
+        return plan.explain(f"[{self.name}] {self.config.optimizer} on {self.device}")
 
     def report(self) -> str:
         """Everything the build did: parameter groups, which rule initialised what, what loaded."""
@@ -282,7 +285,7 @@ class Net:
         if self.init_report is not None:
             parts.append(f"[{self.name}] init\n" + self.init_report.table())
         if self.load_report is not None:
-            parts.append(f"[{self.name}] pretrained {self.spec.pretrained.path}: " + self.load_report.summary())
+            parts.append(f"[{self.name}] pretrained {self.config.pretrained.path}: " + self.load_report.summary())
         return "\n".join(parts)
 
     def state_dict(self) -> dict[str, Any]:

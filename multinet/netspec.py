@@ -1,68 +1,135 @@
-"""What a network is and how it trains, as data: ``TrainSetup`` (shared with the recipe table
-``NetConfig``) and ``NetSpec`` (the Python form, with the module and rule objects). ``Net`` builds it."""
+"""One network's training setup as plain values: ``NetConfig``.
+
+The same dataclass is a recipe's ``[networks.<name>]`` table and what Python code writes, so a
+value has one home and one check::
+
+    [networks.discriminator]                 NetConfig(optimizer="adam", lr=3e-4,
+    optimizer = "adam"                                 betas=[0.5, 0.999], init="dcgan",
+    lr = 3e-4                                          freeze=["blocks.0"],
+    betas = [0.5, 0.999]                               groups=[GroupRule(pattern="head",
+    init = "dcgan"                                                       lr_mult=10.0)])
+    freeze = ["blocks.0"]
+    [[networks.discriminator.groups]]
+    pattern = "head"
+    lr_mult = 10.0
+
+The module is not part of it (``Net(name, module, config)``), nor are ``compile`` and
+SyncBatchNorm, which are how a run builds every network (``Net(..., compile=True)``,
+``train.compile``), not how one network trains.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from torch import nn
-
 from .config import FieldError, at_least, within
-from .groups import GroupRule
+from .groups import GroupRule, group_preset
 from .pretrained import PretrainedSpec
 from .schedules import ScheduleSpec
-from .weights import InitRule
+from .weights import InitRule, init_preset
 
-__all__ = ["TrainSetup", "NetSpec"]
+__all__ = ["NetConfig", "OPTIMIZER_NAMES"]
+
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
 
 
 @dataclass(kw_only=True)
-class TrainSetup:
-    """How a network trains beyond its optimizer, parameter groups and init: one set of fields
-    shared by the recipe table (``NetConfig``) and the API (``NetSpec``), which differ only in how
-    they name optimizer options, init rules and group rules (plain values in a recipe, objects in
-    Python). ``ema``: decay of an averaged copy of the weights (``Net.ema``; 0 = none);
-    ``unfreeze`` patterns are unfrozen after iteration ``unfreeze_at`` by the engine; ``compile``
-    runs the module through ``torch.compile`` (in place: state_dict names unchanged);
-    ``sync_batchnorm`` pools batch statistics over ranks (CUDA only)."""
+class NetConfig:
+    """How one network is made and trained.
 
+    - ``class_path`` / ``init_args``: a network named by import path (it replaces the system's
+      network of that name; see ``multinet.imports`` for what a recipe may name).
+    - ``optimizer`` and its options (``betas`` for Adam/AdamW, ``momentum`` for SGD/RMSprop,
+      ``eps``, ``foreach``, ``fused``), base ``lr`` and ``weight_decay``.
+    - ``init``: a preset (``torch`` keeps torch's defaults, ``dcgan``, ``bilinear``) that
+      ``init_rules`` come before; ``init_strict``: every layer with parameters must be covered.
+    - ``groups`` (``GroupRule``), after the ``group_presets`` and ``layer_decay`` over
+      ``layer_decay_layers`` (a multiplier per layer, the last at 1).
+    - ``freeze`` patterns / ``freeze_first_n`` parameters; frozen norm layers stay in eval mode
+      (``frozen_norm="eval"``); ``unfreeze`` patterns are unfrozen after iteration ``unfreeze_at``.
+    - ``schedule``, ``pretrained`` (a partial load), ``clip_grad_norm`` (0: none),
+      ``channels_last`` (NHWC convolution weights), ``ema`` (decay of an averaged copy; 0: none).
+    """
+
+    class_path: str = ""
+    init_args: dict[str, Any] = field(default_factory=dict)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.0
+    eps: float = 1e-8
+    foreach: bool | None = None
+    fused: bool | None = None
     weight_decay: float = 0.0
+    init: str = "torch"
+    init_rules: list[InitRule] = field(default_factory=list)
     init_strict: bool = False
+    group_presets: list[str] = field(default_factory=list)
+    layer_decay: float = 1.0
+    layer_decay_layers: list[str] = field(default_factory=list)
+    groups: list[GroupRule] = field(default_factory=list)
     freeze: list[str] = field(default_factory=list)
     freeze_first_n: int = 0
     frozen_norm: Literal["eval", "train"] = "eval"
     unfreeze: list[str] = field(default_factory=list)
     unfreeze_at: int = 0
-    schedule: ScheduleSpec | None = None
-    pretrained: PretrainedSpec | None = None
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    pretrained: PretrainedSpec = field(default_factory=PretrainedSpec)
     clip_grad_norm: float = 0.0
     # Convolution weights in channels_last (NHWC) memory format: faster convolutions on CPU
     # (oneDNN) and with cuDNN under AMP; no effect on networks without convolutions.
     channels_last: bool = False
     ema: float = 0.0
-    compile: bool = False
-    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
-        at_least(self, 0, "weight_decay", "freeze_first_n", "unfreeze_at", "clip_grad_norm")
+        at_least(self, 0, "weight_decay", "freeze_first_n", "unfreeze_at", "clip_grad_norm", "momentum")
+        # Adam divides by its bias correction (up to 1 / (1 - beta1) at step 1) in float32.
+        within(self, "lr", low=0, high=1e30, note=" (larger steps overflow float32)")
+        within(self, "eps", "layer_decay", low=0, open_low=True)
         within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise FieldError("optimizer", f"{self.optimizer!r} unknown (valid: {', '.join(OPTIMIZER_NAMES)})")
+        if self.optimizer in ("sgd", "rmsprop") and self.betas != [0.9, 0.999]:
+            raise FieldError("betas", f"optimizer {self.optimizer} takes no betas (momentum is its option)")
+        if self.optimizer in ("adam", "adamw") and self.momentum:
+            raise FieldError("momentum", f"optimizer {self.optimizer} takes no momentum (betas are its options)")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise FieldError("betas", f"must be two numbers in [0, 1), got {self.betas}")
         if self.unfreeze and self.unfreeze_at < 1:
             raise FieldError("unfreeze_at", "must be >= 1 when unfreeze is set (the iteration after which it happens)")
+        for preset in self.group_presets:
+            if preset not in ("caffe_bias", "no_decay_norm_bias"):  # the presets that take no arguments
+                raise FieldError("group_presets", f"{preset!r} is not caffe_bias or no_decay_norm_bias (layer "
+                                 "decay has its own keys; a pattern's multiplier is a groups rule)")
+        if self.init != "torch":
+            init_preset(self.init)
 
+    def optimizer_options(self) -> dict[str, Any]:
+        """The keyword arguments of this optimizer beyond lr and weight decay."""
+        opts: dict[str, Any] = {}
+        if self.optimizer != "sgd":
+            opts["eps"] = self.eps
+        if self.optimizer in ("adam", "adamw"):
+            opts["betas"] = tuple(self.betas)
+        if self.optimizer in ("sgd", "rmsprop"):
+            opts["momentum"] = self.momentum
+        if self.foreach is not None:
+            opts["foreach"] = self.foreach
+        if self.fused is not None:
+            opts["fused"] = self.fused
+        return opts
 
-@dataclass
-class NetSpec(TrainSetup):
-    """What a network is and how it trains, in Python. ``options`` go to the optimizer (betas,
-    momentum, eps, foreach, fused, ...); ``init`` is a preset name or a rule list (``None`` keeps
-    torch's); ``groups`` are ``GroupRule``s. The rest is ``TrainSetup``."""
+    def init_rule_list(self) -> list[InitRule] | None:
+        """The init rules in the order they are tried (``None``: torch's own init, untouched)."""
+        if not self.init_rules:
+            return None if self.init == "torch" else init_preset(self.init)
+        return list(self.init_rules) + (init_preset(self.init) if self.init != "torch" else [])
 
-    module: nn.Module
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    options: dict[str, Any] = field(default_factory=dict)
-    init: str | list[InitRule] | None = None
-    groups: list[GroupRule] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        within(self, "lr", low=0, high=1e30, note=" (larger steps overflow float32)")
+    def group_rules(self) -> list[GroupRule]:
+        """The parameter-group rules in the order they apply: presets, layer decay, then ``groups``."""
+        rules: list[GroupRule] = []
+        for preset in self.group_presets:
+            rules += group_preset(preset)
+        if self.layer_decay != 1.0:
+            rules += group_preset("layer_decay", layers=self.layer_decay_layers, decay=self.layer_decay)
+        return rules + list(self.groups)

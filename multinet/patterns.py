@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
 from torch import nn
 
-__all__ = ["name_matches", "resolve_types"]
+__all__ = ["name_matches", "resolve_types", "type_names"]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -40,13 +40,28 @@ def name_matches(pattern: str | Iterable[str], name: str) -> bool:
 def resolve_types(types: Iterable[type | str]) -> tuple[type, ...]:
     """Module classes from classes or ``torch.nn`` names (``"Conv2d"``, ``"nn.Conv2d"``,
     ``"torch.nn.Conv2d"`` alike); matching stays ``isinstance``."""
-    out = []
+    return tuple(_resolve(t) for t in ([types] if isinstance(types, (str, type)) else types))
+
+
+def type_names(types: Iterable[type | str]) -> list[Any]:
+    """``types`` as a rule keeps them: ``torch.nn`` classes by their name (so a rule written in
+    Python saves to a recipe as one written there), other classes as they are; a name that is not
+    a ``torch.nn`` module class raises here, when the rule is made."""
+    out: list[Any] = []
     for t in ([types] if isinstance(types, (str, type)) else types):
-        if isinstance(t, str):
-            short = t.removeprefix("torch.").removeprefix("nn.")
-            cls = getattr(nn, short, None) if short.isidentifier() else None
-            if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-                raise ValueError(f"module type {t!r} is not a torch.nn module class")
-            t = cls
-        out.append(t)
-    return tuple(out)
+        cls = _resolve(t)
+        out.append(cls.__name__ if getattr(nn, cls.__name__, None) is cls else cls)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(t: type | str) -> type:
+    if isinstance(t, str):
+        short = t.removeprefix("torch.").removeprefix("nn.")
+        cls = getattr(nn, short, None) if short.isidentifier() else None
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ValueError(f"module type {t!r} is not a torch.nn module class")
+        return cls
+    if not (isinstance(t, type) and issubclass(t, nn.Module)):
+        raise ValueError(f"module type {t!r} is not a torch.nn module class")
+    return t

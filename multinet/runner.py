@@ -27,13 +27,13 @@ from typing import Any
 import torch
 
 from . import distributed
-from .checkpoint import load_checkpoint, write_text_atomic
+from .checkpoint import write_text_atomic
 from .config import ConfigError, error_line, flatten, to_dict, to_toml
 from .engine import Engine, StepError
 from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from .divergence import weight_headroom
 from .imports import object_path, saved_file
-from .launch import check_resume_overrides, checkpoint_run, lr_changes, resume_paths, saved_config
+from .launch import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
 from .nets import resolve_device
 from .runlock import RunLock, clear_run_folder, earlier_run
 from .saved import load_system  # its home is multinet.saved; importable from here as before
@@ -97,7 +97,7 @@ class Runner:
     """
 
     def __init__(self, system: type[System], cfg: Any = None, out: str | Path | None = None, *,
-                 resume: bool | str | Path | None = None, checkpoint: dict[str, Any] | None = None,
+                 resume: bool | str | Path | Resume | None = None,
                  progress: bool = True, stop_at: int | None = None, trackers: tuple[Any, ...] = (),
                  echo: bool = True, overwrite: bool = False, trust_code: bool = False,
                  allow_no_checksum: bool = False) -> None:
@@ -105,18 +105,18 @@ class Runner:
         self.overwrite, self.trust_code = overwrite, trust_code
         if isinstance(out, str) and not out.strip():
             raise ConfigError("out: empty; name the run folder")
+        self.resume = (resume if isinstance(resume, Resume) or not resume
+                       else open_resume(system, resume, out, allow_no_checksum)) or None
         self.ckpt_path: Path | None = None
         self.saved_cfg: Any = None  # on resume: the config the checkpoint was trained with
-        if resume:
-            self.ckpt_path, out = resume_paths(resume, out)
-            checkpoint = checkpoint if checkpoint is not None else load_checkpoint(
-                self.ckpt_path, allow_no_checksum=allow_no_checksum)
-            self.saved_cfg = saved_config(system, checkpoint, self.ckpt_path)
+        self.ckpt: dict[str, Any] | None = None
+        if self.resume is not None:
+            self.ckpt_path, self.saved_cfg, self.ckpt = self.resume.path, self.resume.saved_cfg, self.resume.checkpoint
+            out = self.resume.out
             if cfg is None:
                 cfg = self.saved_cfg
             else:
                 check_resume_overrides(system, self.saved_cfg, cfg)
-        self.ckpt = checkpoint if resume else None
         self.cfg = cfg if cfg is not None else system.Config()
         self.out = Path(out) if out is not None else Path("runs") / f"{system.__name__.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
 

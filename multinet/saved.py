@@ -5,6 +5,7 @@ state, built from the checkpoint's config inside the trust boundary (``multinet.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from .imports import TRUST_HINT, CodeRefused, import_class, saved_file
 from .launch import saved_config
 from .nets import resolve_device
 from .streams import seed_everything
-from .system import System, inference
+from .system import System
 
 __all__ = ["load_system", "system_of"]
 
@@ -38,7 +39,7 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
                 allow_no_checksum: bool = False) -> tuple[System, dict[str, Any]]:
     """A trained system from a checkpoint, for ``evaluate`` / ``sample`` / ``export``: its networks
     (and EMA copies) and its own state, built from the checkpoint's config with the overrides
-    ``system.evaluate_may_change`` allows, under ``inference()``: no engine, no optimizers, no
+    ``system.evaluate_may_change`` allows, built with ``saved=`` its state: no engine, no optimizers, no
     training streams, and for the shipped systems no data until an evaluation needs it.
 
     What the checkpoint names outside multinet (its system, a network's ``class_path``, a feature
@@ -66,10 +67,18 @@ def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], d
     cfg.train.tensorboard = False
     seed_everything(cfg.seed)
     state = (ckpt.get("stateful") or {}).get("system")
-    with inference(state if isinstance(state, dict) else None):
+    state = state if isinstance(state, dict) else {}
+    if _takes_saved(system):
+        built = system(cfg, resolve_device(device), saved=state)
+    else:  # a system written for training only: built as for training, its optimizers unused
         built = system(cfg, resolve_device(device))
     try:
         built.load_networks(ckpt, path)
     except (RuntimeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: does not fit this system: {load_problem(e)}") from None
     return built, ckpt
+
+
+def _takes_saved(system: type[System]) -> bool:
+    params = inspect.signature(system.__init__).parameters.values()
+    return any(p.name == "saved" or p.kind is p.VAR_KEYWORD for p in params)

@@ -19,7 +19,6 @@ resume, signal handling, NaN stop, progress bar and summary.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import sys
 from dataclasses import dataclass, field, replace
@@ -32,27 +31,11 @@ from torch import nn
 from .config import RunConfig
 from .engine import Phase
 from .imports import import_class
-from .netconfig import NetConfig, to_spec
+from .netspec import NetConfig
 from .nets import Net
 from .streams import RandomStreams
 
-__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "inference", "note", "notes_shown"]
-
-# Set while load_system builds a system from a checkpoint (to the system's saved state): networks
-# without optimizers, and (for systems that can) no data until something needs it.
-_INFERENCE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("multinet_inference", default=None)
-
-
-@contextlib.contextmanager
-def inference(saved: dict[str, Any] | None = None):
-    """Systems built inside this block are for running their networks, not training them;
-    ``saved`` is the system's state from the checkpoint (``self.saved`` in ``__init__``)."""
-    token = _INFERENCE.set(dict(saved or {}))
-    try:
-        yield
-    finally:
-        _INFERENCE.reset(token)
-
+__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "note", "notes_shown"]
 
 _NOTES = logging.getLogger("multinet")
 
@@ -126,20 +109,22 @@ class System:
     # keep the seeds their published figures were made with. Other names get a hashed seed.
     stream_seeds: ClassVar[dict[str, int]] = {}
 
-    def __init__(self, cfg: Any, device: torch.device) -> None:
+    def __init__(self, cfg: Any, device: torch.device, *, saved: dict[str, Any] | None = None) -> None:
+        """``saved``: given by ``load_system``, the system's own state from a checkpoint; the system
+        is then built to run saved networks (evaluate / sample / export), not to train them: ``net()``
+        builds no optimizer, and a system may leave its data unloaded until evaluation asks for it.
+        A subclass that takes ``(cfg, device)`` passes it on: ``def __init__(self, cfg, device,
+        **build): super().__init__(cfg, device, **build)``."""
         self.cfg, self.device = cfg, device
         self.streams = RandomStreams(cfg.seed, self.stream_seeds)
         self.nets: dict[str, Net] = {}
-        # Built to run saved networks (evaluate / sample / export), not to train: Net builds no
-        # optimizer, and a system may leave its data unloaded until evaluation asks for it.
-        saved = _INFERENCE.get()
-        self.inference, self.saved = saved is not None, saved or {}
+        self.inference, self.saved = saved is not None, dict(saved or {})
 
     # -- building ----------------------------------------------------------------------------
-    def net(self, name: str, module: nn.Module | None = None, **spec: Any) -> Net:
+    def net(self, name: str, module: nn.Module | None = None, **config: Any) -> Net:
         """Build network ``name`` from ``cfg.networks.<name>`` (its ``class_path`` when ``module``
-        is not given) through ``Net``'s build order, with the run's compile / SyncBatchNorm flags;
-        ``spec`` sets ``NetSpec`` fields the system decides; a recipe that sets one of them to
+        is not given) through ``Net``'s build order, with the run's compile / SyncBatchNorm flags.
+        ``config`` sets ``NetConfig`` fields the system decides; a recipe that sets one of them to
         another value is an error, never silently overridden."""
         ncfg: NetConfig = getattr(self.cfg.networks, name)
         if ncfg.class_path:  # the recipe's own network replaces the system's
@@ -147,14 +132,14 @@ class System:
         if module is None:
             raise ValueError(f"networks.{name}: no module given and no class_path in the recipe")
         default = type(ncfg)()
-        for key, value in spec.items():  # one place sets each value: a recipe's own is never overridden
+        for key, value in config.items():  # one place sets each value: a recipe's own is never overridden
             mine = getattr(ncfg, key, getattr(default, key, None))
             if mine != getattr(default, key, None) and mine != value:
                 raise ValueError(f"networks.{name}.{key}: the recipe sets {mine!r} and {type(self).__name__} sets "
                                  f"{value!r}; one of them must go")
         train = self.cfg.train
-        built = to_spec(ncfg, module, compile=train.compile, sync_batchnorm=train.sync_batchnorm)
-        net = Net(name, replace(built, **spec) if spec else built, self.device, optimizer=not self.inference)
+        net = Net(name, module, replace(ncfg, **config) if config else ncfg, self.device, optimizer=not self.inference,
+                  compile=train.compile, sync_batchnorm=train.sync_batchnorm)
         self.nets[name] = net
         return net
 

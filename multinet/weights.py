@@ -7,13 +7,13 @@ module that holds parameters and that no rule covers (seed 000's ``Unexpected mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .patterns import name_matches, resolve_types
+from .patterns import name_matches, resolve_types, type_names
 
 __all__ = ["PRESETS", "preset_rule_names", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel", "INIT_METHODS"]
 
@@ -26,33 +26,48 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 @dataclass
 class InitRule:
-    """Initialise modules of ``types`` whose dotted name matches ``pattern`` with ``method``.
+    """Initialise modules of ``types`` whose dotted name matches ``pattern`` with ``method``; plain
+    values, so a recipe's ``[[networks.<name>.init_rules]]`` table is one of these as it is.
 
     ``method`` fills ``weight`` (``keep`` leaves it); ``bias`` is the constant written into the
-    bias, or ``None`` to leave it as it is. ``args`` go to the ``torch.nn.init`` function
-    (``mean``/``std``, ``a``/``b``, ``val``, ``gain``, ``mode``, ``nonlinearity``).
+    bias, or ``None`` to leave it as it is. ``types``: ``torch.nn`` class names or, from Python,
+    classes (empty: any). The ``torch.nn.init`` function of ``method`` reads the arguments it
+    takes: ``mean``/``std`` (normal), ``a``/``b`` (uniform; ``a`` is kaiming's slope too), ``val``
+    (constant), ``gain`` (xavier, orthogonal), ``mode``/``nonlinearity`` (kaiming).
     """
 
     method: str
-    types: tuple[type, ...] | None = None
-    pattern: str | list[str] | None = None
+    types: list[str] = field(default_factory=list)
+    pattern: str | list[str] = ""
     bias: float | None = 0.0
-    args: dict[str, Any] = field(default_factory=dict)
+    mean: float = 0.0
+    std: float = 1.0
+    a: float = 0.0
+    b: float = 1.0
+    val: float = 0.0
+    gain: float = 1.0
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: str = "leaky_relu"
     name: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in INIT_METHODS:
             raise ValueError(f"init method {self.method!r} unknown (valid: {', '.join(INIT_METHODS)})")
-        if self.types is not None:
-            self.types = resolve_types(self.types)
+        self.types = type_names(self.types)
         if not self.name:
-            what = ",".join(t.__name__ for t in self.types) if self.types else "*"
+            what = ",".join(getattr(t, "__name__", str(t)) for t in self.types) or "*"
             self.name = f"{self.method}[{what}{'@' + str(self.pattern) if self.pattern else ''}]"
 
+    @property
+    def args(self) -> dict[str, Any]:
+        """The keyword arguments the ``torch.nn.init`` functions read."""
+        return {"mean": self.mean, "std": self.std, "a": self.a, "b": self.b, "val": self.val, "gain": self.gain,
+                "mode": self.mode, "nonlinearity": self.nonlinearity}
+
     def matches(self, name: str, module: nn.Module) -> bool:
-        if self.types is not None and not isinstance(module, self.types):
+        if self.types and not isinstance(module, resolve_types(self.types)):
             return False
-        return self.pattern is None or name_matches(self.pattern, name)
+        return not self.pattern or name_matches(self.pattern, name)
 
     @torch.no_grad()
     def apply(self, module: nn.Module) -> None:
@@ -135,16 +150,16 @@ def init_preset(name: str) -> list[InitRule]:
                    nn.ConvTranspose3d, nn.Linear)
     if name == "dcgan":
         return [
-            InitRule("normal", conv_linear, args={"std": 0.02}, name="dcgan.conv_linear"),
-            InitRule("normal", _NORM_TYPES, args={"mean": 1.0, "std": 0.02}, name="dcgan.norm"),
+            InitRule("normal", conv_linear, std=0.02, name="dcgan.conv_linear"),
+            InitRule("normal", _NORM_TYPES, mean=1.0, std=0.02, name="dcgan.norm"),
             # class embeddings (conditional BN gains start at 1, projection vectors small) are set
             # by the network that owns them
-            InitRule("keep", (nn.Embedding,), bias=None, name="dcgan.embedding"),
+            InitRule("keep", [nn.Embedding], bias=None, name="dcgan.embedding"),
         ]
     if name == "bilinear":
-        return [InitRule("bilinear", (nn.ConvTranspose2d,), bias=0.0, name="bilinear")]
+        return [InitRule("bilinear", [nn.ConvTranspose2d], bias=0.0, name="bilinear")]
     if name == "torch":
-        return [InitRule("keep", None, bias=None, name="torch_default")]
+        return [InitRule("keep", bias=None, name="torch_default")]
     raise ValueError(f"init preset {name!r} unknown (valid: {', '.join(PRESETS)})")
 
 

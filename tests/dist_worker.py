@@ -22,8 +22,8 @@ from multinet import distributed
 def two_nets():
     distributed.init("cpu", timeout_s=60)
     torch.manual_seed(0)
-    g = multinet.Net("g", multinet.NetSpec(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)), lr=1e-2), "cpu")
-    d = multinet.Net("d", multinet.NetSpec(nn.Sequential(nn.Linear(3, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1)), lr=1e-2), "cpu")
+    g = multinet.Net("g", nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)), multinet.NetConfig(lr=1e-2), "cpu")
+    d = multinet.Net("d", nn.Sequential(nn.Linear(3, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1)), multinet.NetConfig(lr=1e-2), "cpu")
     return {"g": g, "d": d}
 
 

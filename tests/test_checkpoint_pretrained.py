@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from multinet import CheckpointManager, Net, NetSpec, load_checkpoint, load_partial, save_checkpoint
+from multinet import CheckpointManager, Net, NetConfig, load_checkpoint, load_partial, save_checkpoint
 from multinet.checkpoint import rng_state, set_rng_state
 
 from nets_zoo import LeNet
@@ -39,7 +39,7 @@ def test_partial_load_rename_and_floor():
 
 
 def test_partial_load_from_multinet_checkpoint(tmp_path):
-    net = Net("generator", NetSpec(LeNet(), "adam", 0.01), "cpu")
+    net = Net("generator", LeNet(), NetConfig(optimizer="adam", lr=0.01), "cpu")
     save_checkpoint({"networks": {"generator": net.state_dict()}}, tmp_path / "c.pt")
     dst = LeNet()
     rep = load_partial(dst, tmp_path / "c.pt", network="generator")
@@ -59,15 +59,15 @@ def _steps(net, n, gen):
 
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     from multinet import ScheduleSpec
-    spec = lambda: NetSpec(LeNet(), "adam", 0.01, schedule=ScheduleSpec("cosine", total=20))
+    spec = lambda: (LeNet(), NetConfig(optimizer="adam", lr=0.01, schedule=ScheduleSpec("cosine", total=20)))
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(5)
-    a = Net("a", spec(), "cpu")
+    a = Net("a", *spec(), "cpu")
     _steps(a, 3, gen)
     save_checkpoint({"networks": {"a": a.state_dict()}, "rng": rng_state({"data": gen})}, tmp_path / "k.pt")
     _steps(a, 4, gen)
     torch.manual_seed(99)
-    b = Net("a", spec(), "cpu")
+    b = Net("a", *spec(), "cpu")
     gen2 = torch.Generator().manual_seed(0)
     ck = load_checkpoint(tmp_path / "k.pt", parts=("networks", "rng"))
     b.load_state_dict(ck["networks"]["a"])

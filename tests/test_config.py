@@ -68,29 +68,37 @@ def test_named_recipes_from_installed_package(tmp_path):
     assert "gan_digits" in r.stdout, r.stdout + r.stderr
 
 
-def test_recipe_table_and_api_spec_share_one_set_of_training_fields():
-    """NetConfig (recipes) and NetSpec (Python) differ only in how they write optimizer options,
-    init and group rules; every other field is TrainSetup's and passes through unchanged."""
-    from dataclasses import fields
+def test_a_network_table_and_python_write_the_same_netconfig():
+    """One dataclass for a network: a recipe table parses into exactly what Python code writes
+    (rules included), saves back to the same table, and each value is checked in one place."""
+    import tomllib
 
-    import torch
-    from multinet.netconfig import NetConfig, to_spec
-    from multinet.nets import NetSpec, TrainSetup
-    shared = {f.name for f in fields(TrainSetup)}
-    assert shared <= {f.name for f in fields(NetConfig)} and shared <= {f.name for f in fields(NetSpec)}
-    cfg = from_dict(NetConfig, {"weight_decay": 0.1, "init_strict": True, "freeze": ["0"], "freeze_first_n": 1,
-                                "frozen_norm": "train", "unfreeze": ["0"], "unfreeze_at": 5, "clip_grad_norm": 1.0,
-                                "channels_last": True, "ema": 0.9, "schedule": {"name": "linear", "total": 9},
-                                "pretrained": {"path": "x.pt"}, "optimizer": "sgd", "momentum": 0.9})
-    spec = to_spec(cfg, torch.nn.Linear(2, 2))
-    for name in shared - {"compile", "sync_batchnorm"}:
-        assert getattr(spec, name) == getattr(cfg, name), name
-    assert spec.options == {"momentum": 0.9} and spec.optimizer == "sgd"
-    assert to_spec(cfg, torch.nn.Linear(2, 2), compile=True).compile  # the run's train.compile
+    from torch import nn
+
+    from multinet import GroupRule, InitRule, NetConfig
+    from multinet.config import to_dict, to_toml
+    table = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "init": "dcgan", "freeze": ["0"],
+             "init_rules": [{"method": "normal", "types": ["Linear"], "std": 0.02}],
+             "groups": [{"pattern": "head", "lr_mult": 10.0, "momentum": 0.5}],
+             "schedule": {"name": "linear", "total": 9}, "ema": 0.9}
+    from_recipe = from_dict(NetConfig, table)
+    from_python = NetConfig(optimizer="sgd", lr=0.1, momentum=0.9, init="dcgan", freeze=["0"],
+                            init_rules=[InitRule("normal", [nn.Linear], std=0.02)],
+                            groups=[GroupRule(pattern="head", lr_mult=10.0, momentum=0.5)],
+                            schedule=from_recipe.schedule, ema=0.9)
+    assert from_recipe == from_python
+    assert from_dict(NetConfig, tomllib.loads(to_toml(to_dict(from_python)))) == from_python  # saved as written
+    assert from_python.optimizer_options() == {"momentum": 0.9}
+    assert from_python.group_rules()[0].options == {"momentum": 0.5}
+    assert [r.name for r in from_python.init_rule_list()][:1] == ["normal[Linear]"]  # then the preset's
     with pytest.raises(ConfigError, match=r"networks.discriminator.ema: must be in \[0, 1\)"):
         from_dict(GanRecipe, {"networks": {"discriminator": {"ema": 1.0}}})
+    with pytest.raises(ValueError, match=r"ema: must be in \[0, 1\)"):
+        NetConfig(ema=1.0)
     with pytest.raises(ValueError, match="unfreeze_at: must be >= 1 when unfreeze is set"):
-        NetSpec(torch.nn.Linear(2, 2), unfreeze=["0"])
+        NetConfig(unfreeze=["0"])
+    with pytest.raises(ConfigError, match=r"networks.generator.groups\[0\]: module type 'Lineer'"):
+        from_dict(GanRecipe, {"networks": {"generator": {"groups": [{"types": ["Lineer"]}]}}})
 
 
 def test_a_binary_recipe_is_named(tmp_path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from multinet import Net, NetSpec
+from multinet import Net, NetConfig
 from multinet.engine import Engine, NonFiniteLoss, Phase
 
 
@@ -10,8 +10,8 @@ def _gan(reuse=False, ema=0.0):
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     D = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
-    nets = {"discriminator": Net("discriminator", NetSpec(D, "adam", 1e-3), "cpu"),
-            "generator": Net("generator", NetSpec(G, "adam", 1e-3, ema=ema), "cpu")}
+    nets = {"discriminator": Net("discriminator", D, NetConfig(optimizer="adam", lr=1e-3), "cpu"),
+            "generator": Net("generator", G, NetConfig(optimizer="adam", lr=1e-3, ema=ema), "cpu")}
     seen = {}
 
     def d_step(e):
@@ -126,13 +126,13 @@ def test_plateau_schedule_steps_per_epoch_on_a_monitored_term():
     g_step = phases[1].step
     phases[1].step = lambda e: {**g_step(e), "flat": torch.tensor(1.0)}  # never improves
     g = nets["generator"]
-    g.spec.schedule = ScheduleSpec("plateau", interval="epoch", patience=0, factor=0.5, monitor="generator/flat")
+    g.config.schedule = ScheduleSpec("plateau", interval="epoch", patience=0, factor=0.5, monitor="generator/flat")
     g.rebuild_optimizer()
     e = Engine(nets, phases, total_steps=6, steps_per_epoch=2)
     e.run()
     assert g.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 2)  # cut after epochs 2 and 3
     d = nets["discriminator"]
-    d.spec.schedule = ScheduleSpec("plateau", interval="epoch")
+    d.config.schedule = ScheduleSpec("plateau", interval="epoch")
     d.rebuild_optimizer()
     assert e._default_monitor("discriminator") == "loss/discriminator"
 
@@ -149,7 +149,7 @@ class _InfGrad(torch.autograd.Function):
 
 def test_fp16_skipped_step_does_not_advance_the_schedule():
     from multinet import ScheduleSpec
-    net = Net("n", NetSpec(nn.Linear(3, 1), "sgd", 0.1, schedule=ScheduleSpec("exponential", gamma=0.5)), "cpu")
+    net = Net("n", nn.Linear(3, 1), NetConfig(optimizer="sgd", lr=0.1, schedule=ScheduleSpec("exponential", gamma=0.5)), "cpu")
     before = net.module.weight.detach().clone()
 
     def step(e):
@@ -170,7 +170,7 @@ def _conv_run(channels_last, steps=3):
     torch.manual_seed(0)
     D = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 3, stride=2),
                       nn.Flatten(), nn.Linear(4 * 3 * 3, 1))
-    net = Net("discriminator", NetSpec(D, "adam", 1e-2, init="dcgan", channels_last=channels_last, ema=0.1), "cpu")
+    net = Net("discriminator", D, NetConfig(optimizer="adam", lr=1e-2, init="dcgan", channels_last=channels_last, ema=0.1), "cpu")
     data = torch.Generator().manual_seed(1)
 
     def step(e):
@@ -214,7 +214,7 @@ def test_ema_longer_than_the_run_warns():
 def _bn_net(**spec):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
-    return Net("n", NetSpec(m, "sgd", 0.05, freeze=["1"], **spec), "cpu")
+    return Net("n", m, NetConfig(optimizer="sgd", lr=0.05, freeze=["1"], **spec), "cpu")
 
 
 def _bn_step(e):
@@ -272,12 +272,12 @@ def test_a_handler_toggling_eval_and_train_does_not_wake_a_frozen_norm_layer():
 
 def test_cosine_without_total_gets_the_run_length_from_the_engine():
     from multinet import ScheduleSpec
-    net = Net("n", NetSpec(nn.Linear(3, 1), "sgd", 0.1, schedule=ScheduleSpec("cosine")), "cpu")
+    net = Net("n", nn.Linear(3, 1), NetConfig(optimizer="sgd", lr=0.1, schedule=ScheduleSpec("cosine")), "cpu")
     e = Engine({"n": net}, [Phase("p", "n", lambda e: {"loss": net.module(torch.ones(2, 3)).sum()}, repeat=2)],
                total_steps=5)
     e.run()
     assert net.scheduler.t == 10 and net.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
-    alone = Net("n", NetSpec(nn.Linear(3, 1), "sgd", 0.1, schedule=ScheduleSpec("cosine")), "cpu")
+    alone = Net("n", nn.Linear(3, 1), NetConfig(optimizer="sgd", lr=0.1, schedule=ScheduleSpec("cosine")), "cpu")
     with pytest.raises(ValueError, match="set total in its ScheduleSpec, give the Net total_steps"):
         alone.scheduler.step()
 
@@ -285,8 +285,7 @@ def test_cosine_without_total_gets_the_run_length_from_the_engine():
 def test_explain_shows_rules_of_unfrozen_parameters_and_the_base_lr():
     from multinet import GroupRule, ScheduleSpec
     m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
-    net = Net("n", NetSpec(m, "sgd", 0.1, freeze=["0"], groups=[GroupRule(name="first", pattern="0", lr_mult=0.5)],
-                           schedule=ScheduleSpec("warmup_cosine", warmup=10, total=100)), "cpu")
+    net = Net("n", m, NetConfig(optimizer="sgd", lr=0.1, freeze=["0"], groups=[GroupRule(name="first", pattern="0", lr_mult=0.5)], schedule=ScheduleSpec("warmup_cosine", warmup=10, total=100)), "cpu")
     net.unfreeze("0")
     rows = {line.split()[0]: line for line in net.explain().splitlines() if line.startswith("0.")}
     assert "first" in rows["0.weight"] and "0.05 " in rows["0.weight"]  # its rule, and 0.5 × 0.1 before warm-up
@@ -319,7 +318,7 @@ def test_phase_and_step_mistakes_say_which_phase():
 def test_a_group_rule_that_matches_nothing_warns_at_build():
     from multinet import GroupRule
     with pytest.warns(UserWarning, match="n: parameter-group rule 'head' matches no parameter"):
-        Net("n", NetSpec(nn.Linear(3, 1), groups=[GroupRule(name="head", pattern="head")]), "cpu")
+        Net("n", nn.Linear(3, 1), NetConfig(groups=[GroupRule(name="head", pattern="head")]), "cpu")
 
 
 def test_the_progress_bar_shows_the_logged_losses():

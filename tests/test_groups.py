@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from multinet import GroupRule, Net, NetSpec, audit_groups, group_preset, plan_groups
+from multinet import GroupRule, Net, NetConfig, audit_groups, group_preset, plan_groups
 from multinet.groups import AuditError
 from multinet.patterns import name_matches
 
@@ -89,7 +89,7 @@ def test_tied_parameters_counted_once_and_unused_rule_reported():
 
 
 def test_explain_table_lists_every_parameter():
-    net = Net("d", NetSpec(LeNet(), optimizer="sgd", lr=0.1, groups=group_preset("caffe_bias"), freeze=["conv1"]), "cpu")
+    net = Net("d", LeNet(), NetConfig(optimizer="sgd", lr=0.1, groups=group_preset("caffe_bias"), freeze=["conv1"]), "cpu")
     text = net.explain()
     for name, _ in net.module.named_parameters():
         assert name in text

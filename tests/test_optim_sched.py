@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from multinet import GroupRule, Net, NetSpec, ScheduleSpec, load_named_state_dict, named_state_dict
+from multinet import GroupRule, Net, NetConfig, ScheduleSpec, load_named_state_dict, named_state_dict
 from multinet.schedules import FactorScheduler, attach_group
 
 from nets_zoo import LeNet
@@ -21,8 +21,7 @@ def _state(opt):
 
 @pytest.mark.parametrize("optimizer,options", [("sgd", {"momentum": 0.9}), ("adam", {})])
 def test_set_lr_in_place_keeps_state_bit_identical(optimizer, options):
-    net = Net("n", NetSpec(LeNet(), optimizer=optimizer, lr=0.01, options=options,
-                           groups=[GroupRule(pattern="fc3", lr_mult=10)]), "cpu")
+    net = Net("n", LeNet(), NetConfig(optimizer=optimizer, lr=0.01, **options, groups=[GroupRule(pattern="fc3", lr_mult=10)]), "cpu")
     _train(net)
     before = _state(net.optimizer)
     opt_id = id(net.optimizer)
@@ -42,7 +41,7 @@ def test_set_lr_in_place_keeps_state_bit_identical(optimizer, options):
 
 
 def test_rebuild_clears_state_and_keeps_schedule_step():
-    net = Net("n", NetSpec(LeNet(), optimizer="adam", lr=0.01, schedule=ScheduleSpec("step", step_size=2, gamma=0.5)), "cpu")
+    net = Net("n", LeNet(), NetConfig(optimizer="adam", lr=0.01, schedule=ScheduleSpec("step", step_size=2, gamma=0.5)), "cpu")
     _train(net)
     for _ in range(3):
         net.scheduler.step()
@@ -54,10 +53,10 @@ def test_rebuild_clears_state_and_keeps_schedule_step():
 
 def test_optimizer_state_restored_by_name_even_when_groups_swap():
     torch.manual_seed(0)
-    a = Net("n", NetSpec(LeNet(), "adam", 0.01, groups=[GroupRule(name="head", pattern="fc3", lr_mult=10)]), "cpu")
+    a = Net("n", LeNet(), NetConfig(optimizer="adam", lr=0.01, groups=[GroupRule(name="head", pattern="fc3", lr_mult=10)]), "cpu")
     _train(a)
     saved = named_state_dict(a.optimizer)
-    b = Net("n", NetSpec(LeNet(), "adam", 0.01, groups=[GroupRule(name="head", pattern="fc3", lr_mult=10)]), "cpu")
+    b = Net("n", LeNet(), NetConfig(optimizer="adam", lr=0.01, groups=[GroupRule(name="head", pattern="fc3", lr_mult=10)]), "cpu")
     b.optimizer.param_groups.reverse()  # positions now differ from when saved
     load_named_state_dict(b.optimizer, saved)
     pa = dict(a.module.named_parameters())
@@ -66,7 +65,7 @@ def test_optimizer_state_restored_by_name_even_when_groups_swap():
         torch.testing.assert_close(a.optimizer.state[pa[name]]["exp_avg"], b.optimizer.state[pb[name]]["exp_avg"],
                                    rtol=0, atol=0)
     assert {g["name"]: g["lr"] for g in b.optimizer.param_groups} == {"default": 0.01, "head": 0.1}
-    c = Net("n", NetSpec(LeNet(), "adam", 0.01), "cpu")
+    c = Net("n", LeNet(), NetConfig(optimizer="adam", lr=0.01), "cpu")
     with pytest.raises(ValueError, match="optimizer groups differ"):
         load_named_state_dict(c.optimizer, saved)
 
@@ -100,10 +99,8 @@ def test_onecycle_matches_torch():
 
 
 def test_unfreeze_mid_training_joins_schedule_at_rule_lr():
-    spec = NetSpec(LeNet(), "sgd", 0.1, options={"momentum": 0.9}, freeze=["conv1", "conv2"],
-                   groups=[GroupRule(name="convs", pattern="conv*", lr_mult=0.1)],
-                   schedule=ScheduleSpec("step", step_size=1, gamma=0.5))
-    net = Net("n", spec, "cpu")
+    spec = LeNet(), NetConfig(optimizer="sgd", lr=0.1, momentum=0.9, freeze=["conv1", "conv2"], groups=[GroupRule(name="convs", pattern="conv*", lr_mult=0.1)], schedule=ScheduleSpec("step", step_size=1, gamma=0.5))
+    net = Net("n", *spec, "cpu")
     assert {g["name"] for g in net.optimizer.param_groups} == {"default"}
     net.scheduler.step()
     net.scheduler.step()
@@ -124,14 +121,16 @@ def test_unfreeze_with_torch_lambdalr_fails_clearly():
 
 
 def test_unknown_optimizer_and_option():
-    with pytest.raises(ValueError, match="optimizer 'lamb' unknown"):
-        Net("n", NetSpec(LeNet(), "lamb"), "cpu")
-    with pytest.raises(ValueError, match="optimizer sgd"):
-        Net("n", NetSpec(LeNet(), "sgd", options={"betas": (0.9, 0.99)}), "cpu")
+    with pytest.raises(ValueError, match="optimizer: 'lamb' unknown"):
+        NetConfig(optimizer="lamb")
+    with pytest.raises(ValueError, match="optimizer sgd takes no betas"):
+        NetConfig(optimizer="sgd", betas=[0.9, 0.99])
+    with pytest.raises(ValueError, match="optimizer adam takes no momentum"):
+        NetConfig(momentum=0.9)
 
 
 def test_foreach_passed_through():
-    net = Net("n", NetSpec(LeNet(), "adamw", 0.01, options={"foreach": False}), "cpu")
+    net = Net("n", LeNet(), NetConfig(optimizer="adamw", lr=0.01, foreach=False), "cpu")
     assert net.optimizer.defaults["foreach"] is False
 
 
@@ -162,21 +161,19 @@ def test_closed_form_schedules(spec, expected):
 
 def test_a_late_group_joins_constant_linear_at_its_own_lr_and_resume_is_exact():
     spec = ScheduleSpec("constant_linear", hold=2, total=6)
-    net = Net("n", NetSpec(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), "sgd", 0.1, freeze=["0"],
-                           groups=[GroupRule(name="early", pattern="0", lr_mult=0.1)], schedule=spec), "cpu")
+    net = Net("n", nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), NetConfig(optimizer="sgd", lr=0.1, freeze=["0"], groups=[GroupRule(name="early", pattern="0", lr_mult=0.1)], schedule=spec), "cpu")
     _steps(net, 4)  # t = 4: halfway from hold (2) to total (6), factor 0.5
     net.unfreeze("0")
     lrs = {g["name"]: g["lr"] for g in net.optimizer.param_groups}
     assert lrs == {"default": pytest.approx(0.05), "early": pytest.approx(0.005)}
     state = net.state_dict()
-    again = Net("n", NetSpec(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), "sgd", 0.1, freeze=["0"],
-                             groups=[GroupRule(name="early", pattern="0", lr_mult=0.1)], schedule=spec), "cpu")
+    again = Net("n", nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1)), NetConfig(optimizer="sgd", lr=0.1, freeze=["0"], groups=[GroupRule(name="early", pattern="0", lr_mult=0.1)], schedule=spec), "cpu")
     again.load_state_dict(state)
     assert {g["name"]: g["lr"] for g in again.optimizer.param_groups} == lrs
 
 
 def test_lambda_schedule_with_a_python_function():
-    net = Net("n", NetSpec(nn.Linear(2, 1), "sgd", 1.0, schedule=ScheduleSpec("lambda", fn=_factor_of)), "cpu")
+    net = Net("n", nn.Linear(2, 1), NetConfig(optimizer="sgd", lr=1.0, schedule=ScheduleSpec("lambda", fn=_factor_of)), "cpu")
     _steps(net, 4)
     assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="schedule 'lambda' needs fn"):

@@ -183,7 +183,7 @@ def test_the_generators_ema_has_one_home(tmp_path):
 def test_rules_name_module_types_either_way_and_an_init_rule_that_fits_nothing_warns():
     import pytest
 
-    from multinet import Net, NetSpec
+    from multinet import Net, NetConfig
     from multinet.patterns import resolve_types
     from multinet.weights import InitRule
     assert resolve_types(["Linear", "nn.Linear", "torch.nn.Linear"]) == (torch.nn.Linear,) * 3
@@ -191,7 +191,7 @@ def test_rules_name_module_types_either_way_and_an_init_rule_that_fits_nothing_w
         resolve_types(["torch.nn.Nope"])
     module = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with pytest.warns(UserWarning, match=r"g: init rule\(s\) 'zeros\[Conv2d\]' match no module"):
-        Net("g", NetSpec(module, "sgd", 0.1, init=[InitRule("zeros", ("torch.nn.Conv2d",)), InitRule("zeros")]), "cpu")
+        Net("g", module, NetConfig(optimizer="sgd", lr=0.1, init_rules=[InitRule("zeros", ("torch.nn.Conv2d",)), InitRule("zeros")]), "cpu")
 
 
 def test_engine_options_are_typed_and_the_old_dict_still_reads():

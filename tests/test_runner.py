@@ -193,3 +193,50 @@ def test_a_saved_gan_samples_without_its_data_or_optimizers(tmp_path):
     assert x.shape == (8, 1, 12, 12) and not gan.dataset.loaded
     with pytest.raises(FileNotFoundError, match="no \\*images-idx3-ubyte"):
         gan.evaluate()
+
+
+class _Saves(System):
+    """A system with state of its own, for the inference build below."""
+
+    def __init__(self, cfg, device, **build):
+        super().__init__(cfg, device, **build)
+        self.net("generator", torch.nn.Linear(2, 2))
+        self.built_with = dict(self.saved)
+
+    def phases(self):
+        from multinet import Phase
+        return [Phase("generator", ["generator"], lambda e: {"loss": self.nets["generator"].module.weight.sum() ** 2})]
+
+    def state_dict(self):
+        return {"note": "kept"}
+
+
+class _TrainsOnly(_Saves):
+    def __init__(self, cfg, device):  # written before inference builds existed
+        super().__init__(cfg, device)
+
+
+def test_load_system_builds_for_inference_through_an_explicit_argument(tmp_path):
+    """``saved=`` is how a system learns it is rebuilt from a checkpoint (no optimizers, its own
+    state given); a system whose __init__ takes only (cfg, device) is still rebuilt, as for training."""
+    from dataclasses import dataclass, field
+
+    from multinet import NetConfig, RunConfig, load_system
+
+    @dataclass
+    class Nets:
+        generator: NetConfig = field(default_factory=NetConfig)
+
+    @dataclass
+    class Cfg(RunConfig):
+        networks: Nets = field(default_factory=Nets)
+
+    _Saves.Config = Cfg
+    assert Runner(_Saves, _cfg(_Saves, steps=4), tmp_path / "r", progress=False, echo=False).fit().code == 0
+    built, _ = load_system(tmp_path / "r/checkpoints/last.pt", _Saves)
+    assert built.inference and built.built_with == {"note": "kept"} and built.nets["generator"].optimizer is None
+    built = _Saves(_cfg(_Saves), torch.device("cpu"))
+    assert not built.inference and built.nets["generator"].optimizer is not None
+    old, _ = load_system(tmp_path / "r/checkpoints/last.pt", _TrainsOnly)
+    assert not old.inference and torch.equal(old.nets["generator"].module.weight,
+                                             load_checkpoint(tmp_path / "r/checkpoints/last.pt")["networks"]["generator"]["module"]["weight"])

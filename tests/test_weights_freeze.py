@@ -29,7 +29,7 @@ def test_bilinear_upsampling_doubles_a_constant_image():
 
 def test_strict_init_names_uncovered_module():
     net = FCN32sLike()
-    rules = [InitRule("kaiming_normal", (nn.Conv2d,), args={"nonlinearity": "relu"})]
+    rules = [InitRule("kaiming_normal", (nn.Conv2d,), nonlinearity="relu")]
     with pytest.raises(ValueError, match=r"no init rule covers: upscore \(ConvTranspose2d\)"):
         init_weights(net, rules, strict=True)
     report = init_weights(net, rules + init_preset("bilinear"), strict=True)
@@ -55,7 +55,7 @@ def test_init_reaches_the_stored_weight_under_spectral_norm():
     from torch.nn.utils.parametrizations import spectral_norm
     torch.manual_seed(0)
     net = nn.Sequential(spectral_norm(nn.Conv2d(1, 64, 3, bias=False)), spectral_norm(nn.Linear(64, 64)))
-    report = init_weights(net, [InitRule("constant", (nn.Conv2d, nn.Linear), args={"val": 0.5})], strict=True)
+    report = init_weights(net, [InitRule("constant", (nn.Conv2d, nn.Linear), val=0.5)], strict=True)
     assert [a[0] for a in report.applied] == ["0", "1"]
     for layer in net:
         assert torch.all(layer.parametrizations.weight.original == 0.5)
@@ -63,7 +63,7 @@ def test_init_reaches_the_stored_weight_under_spectral_norm():
 
 def test_pattern_rule_and_report():
     m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
-    report = init_weights(m, [InitRule("constant", pattern="1", args={"val": 3.0}, bias=1.0),
+    report = init_weights(m, [InitRule("constant", pattern="1", val=3.0, bias=1.0),
                               InitRule("zeros", pattern="nothing")])
     assert torch.all(m[1].weight == 3) and torch.all(m[1].bias == 1)
     assert not torch.all(m[0].weight == 3)

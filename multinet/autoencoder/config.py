@@ -7,7 +7,7 @@ from typing import Literal
 from ..config import FieldError, RunConfig, at_least, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig
-from ..netconfig import NetConfig
+from ..netspec import NetConfig
 from .channels import ChannelConfig
 
 __all__ = ["AeRecipe", "SystemConfig", "PhaseConfig", "TrainConfig", "EvalConfig", "Networks", "phase_bounds"]

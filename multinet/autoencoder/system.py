@@ -45,8 +45,8 @@ class AeSystem(System):
     # evaluate CKPT may score under other channels and Eb/N0 points.
     evaluate_may_change = ("eval.", "channel.", "finetune_channel.")
 
-    def __init__(self, cfg: AeRecipe, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: AeRecipe, device: torch.device, **build: Any) -> None:
+        super().__init__(cfg, device, **build)
         s = cfg.system
         self.m = 2 ** (s.bits_per_symbol if s.kind == "bits" else s.k)
         # A bit system sends one complex symbol (2 real uses) carrying m bits at the code's rate.

@@ -8,7 +8,7 @@ from typing import Literal
 from ..config import FieldError, RunConfig, at_least, within
 from ..config import TrainConfig as BaseTrainConfig
 from ..data import DataConfig
-from ..netconfig import NetConfig
+from ..netspec import NetConfig
 
 __all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig", "Networks"]
 

@@ -38,8 +38,8 @@ class GanSystem(System):
     # Scoring a saved run may read its data from where it lives now (a moved folder).
     evaluate_may_change = ("eval.", "data.root", "data.workers", "data.download")
 
-    def __init__(self, cfg: GanRecipe, device: torch.device) -> None:
-        super().__init__(cfg, device)
+    def __init__(self, cfg: GanRecipe, device: torch.device, **build: Any) -> None:
+        super().__init__(cfg, device, **build)
         m = cfg.model
         if cfg.data.batch_size % m.pack:
             raise ValueError(f"data.batch_size {cfg.data.batch_size} must be a multiple of model.pack {m.pack}")
