@@ -57,7 +57,7 @@ def one_line_refusal(code: int, err: str) -> bool:
 
 def crafted_checkpoints(work: Path, trained: Path) -> dict:
     import torch
-    from multinet.checkpoint import load_checkpoint, save_checkpoint
+    from multinet.state.checkpoint import load_checkpoint, save_checkpoint
     marker, pickle_path = work / "ran", work / "payload.pth"
     torch.save({"x": Payload(marker)}, pickle_path)
     (work / "evil_mod.py").write_text(f"import os\nos.makedirs({str(marker)!r})\n"
@@ -84,7 +84,7 @@ def crafted_checkpoints(work: Path, trained: Path) -> dict:
         "schedule fn: subprocess:run": sched("subprocess:run"),
         "schedule fn: os:popen": sched("os:popen"),
         "schedule fn: ctypes:string_at": sched("ctypes:string_at"),
-        "schedule fn: reached through multinet (multinet.runner:os.popen)": sched("multinet.runner:os.popen"),
+        "schedule fn: reached through multinet (multinet.run.runner:os.popen)": sched("multinet.run.runner:os.popen"),
         "schedule fn: a module with import-time code": sched("evil_mod:f"),
     }
     results = {}
@@ -130,7 +130,7 @@ def _four_commands(path: Path, work: Path) -> dict:
 
 
 def crafted_exports(work: Path, trained: Path) -> dict:
-    from multinet.export import load_exported
+    from multinet.state.export import load_exported
     marker = work / "ran"
     assert cli("export", trained, "--out", work / "x")[0] == 0
     good = json.loads((work / "x/generator.json").read_text())
@@ -205,7 +205,7 @@ def bad_inputs(work: Path) -> dict:
 def main() -> None:
     from multinet.config import load_recipe
     from multinet.gan import GanRecipe, GanSystem
-    from multinet.runner import Runner
+    from multinet.run.runner import Runner
     work = Path(tempfile.mkdtemp(prefix="multinet-attacks-"))
     os.chdir(work)
     t0 = time.time()

@@ -36,7 +36,7 @@ from multinet.config import load_recipe  # noqa: E402
 from multinet.gan import GanRecipe, GanSystem  # noqa: E402
 from multinet.gan.diffaugment import augment  # noqa: E402
 from multinet.gan.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
-from multinet.runner import engine_for  # noqa: E402
+from multinet.run import engine_for  # noqa: E402
 
 
 def recipe(steps: int) -> GanRecipe:

@@ -157,7 +157,7 @@ def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe
                extra: list[str] = (), compile: bool = False, channels_last: bool = True,
                bf16: bool = False) -> float:
     from multinet.gan import GanRecipe, GanSystem
-    from multinet.runner import engine_for
+    from multinet.run import engine_for
     overrides = ["data.name=idx", f"data.root={MNIST_RAW}", "data.train_fraction=1.0", f"device={device.type!r}",
                  f"train.steps={steps + 20}", "train.tensorboard=false", *extra]
     if fast:
@@ -198,7 +198,7 @@ def time_engine(e, steps: int, device: torch.device, warmup: int = 20) -> float:
 def ae_rates(device: torch.device, steps: int) -> dict[str, float]:
     from multinet.autoencoder.bler import monte_carlo
     from multinet.autoencoder import AeRecipe, AeSystem
-    from multinet.runner import engine_for
+    from multinet.run import engine_for
     cfg = load_recipe(AeRecipe, "ae_7_4", [f"device={device.type!r}", "train.tensorboard=false",
                                             f"train.steps={steps + 20}"])
     system = AeSystem(cfg, device)

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from multinet.autoencoder.bler import monte_carlo  # noqa: E402
-from multinet.freeze import eval_mode  # noqa: E402
-from multinet.runner import load_system  # noqa: E402
+from multinet.nets.freeze import eval_mode  # noqa: E402
+from multinet.run.runner import load_system  # noqa: E402
 
 
 def sweep(runs: list[str], target: int, batch: int, cap: int) -> None:

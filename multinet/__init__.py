@@ -1,4 +1,9 @@
-"""multinet: train systems of several networks, each with its own optimizer."""
+"""multinet: train systems of several networks, each with its own optimizer.
+
+Layers, bottom to top (each imports only those below it): ``config`` → ``state`` → ``nets`` →
+``data`` → ``engine`` → ``handlers`` / ``tracking`` → ``run`` → ``cli``; the shipped systems
+(``gan``, ``autoencoder``) are built on ``run`` like any system of yours.
+"""
 import os as _os
 import sys as _sys
 
@@ -11,21 +16,25 @@ if _sys.argv[:1] == ["-m"] and any(a == "-m" and b.split(".")[0] == "multinet"
 # Without this, MKL may choose a different thread count for the same call from one run to the
 # next, which changes float summation order: exact resume on CPU needs the same order every time.
 _os.environ.setdefault("MKL_DYNAMIC", "FALSE")
-from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
-from .config import ConfigError, RunConfig, TrainConfig, load_recipe
-from .engine import Engine, Event, NonFiniteLoss, Phase
-from .freeze import apply_norm_mode, eval_mode, frozen, set_trainable
-from .groups import GroupRule, audit_groups, group_preset, plan_groups
-from .netspec import NetConfig
-from .nets import Net, resolve_device
-from .optimizers import OPTIMIZERS, build_optimizer, load_named_state_dict, named_state_dict
-from .pretrained import LoadReport, PretrainedSpec, load_partial
-from .runner import Runner, RunResult
-from .saved import load_system
-from .schedules import ScheduleSpec, build_scheduler
-from .streams import RandomStreams
-from .system import EngineOptions, NotOffered, RunContext, System
-from .tracking import Tracker
-from .weights import InitRule, bilinear_kernel, init_preset, init_weights
 
+from . import moved as _moved  # noqa: E402  (the module paths from before the layered packages)
+from .config import ConfigError, RunConfig, TrainConfig, load_recipe  # noqa: E402
+from .engine import Engine, Event, NonFiniteLoss, Phase  # noqa: E402
+from .nets import (OPTIMIZERS, GroupRule, InitRule, LoadReport, Net, NetConfig, PretrainedSpec,  # noqa: E402
+                   ScheduleSpec, apply_norm_mode, audit_groups, bilinear_kernel, build_optimizer, build_scheduler,
+                   eval_mode, frozen, group_preset, init_preset, init_weights, load_named_state_dict, load_partial,
+                   named_state_dict, plan_groups, resolve_device, set_trainable)
+from .run import EngineOptions, NotOffered, RunContext, Runner, RunResult, System, load_system  # noqa: E402
+from .state import CheckpointManager, RandomStreams, load_checkpoint, save_checkpoint  # noqa: E402
+from .tracking import Tracker  # noqa: E402
+
+_moved.install()
+
+__all__ = ["ConfigError", "RunConfig", "TrainConfig", "load_recipe", "Engine", "Event", "NonFiniteLoss", "Phase",
+           "OPTIMIZERS", "GroupRule", "InitRule", "LoadReport", "Net", "NetConfig", "PretrainedSpec", "ScheduleSpec",
+           "apply_norm_mode", "audit_groups", "bilinear_kernel", "build_optimizer", "build_scheduler", "eval_mode",
+           "frozen", "group_preset", "init_preset", "init_weights", "load_named_state_dict", "load_partial",
+           "named_state_dict", "plan_groups", "resolve_device", "set_trainable", "EngineOptions", "NotOffered",
+           "RunContext", "Runner", "RunResult", "System", "load_system", "CheckpointManager", "RandomStreams",
+           "load_checkpoint", "save_checkpoint", "Tracker"]
 __version__ = "0.1.0"

@@ -23,8 +23,8 @@ from typing import Any
 
 from . import distributed, startup
 from .config import ConfigError, error_line, list_recipes
-from .imports import import_class
-from .system import NotOffered, System, notes_shown
+from .run.system import NotOffered, System, notes_shown
+from .state.imports import import_class
 
 __all__ = ["main", "system_main", "SHIPPED_SYSTEMS"]
 
@@ -155,8 +155,8 @@ def _one_line_warning(message: Warning | str, category: type, filename: str, lin
 
 
 def _train(system: type[System], args: argparse.Namespace) -> int:
-    from .launch import resolve
-    from .runner import Runner
+    from .run.resume import resolve
+    from .run.runner import Runner
     if args.out is not None and not args.out.strip():
         raise ConfigError("--out: empty; name the run folder")
     if args.resume and "=" in args.resume and not Path(args.resume).exists():
@@ -181,7 +181,7 @@ def _use(system: type[System] | None, args: argparse.Namespace) -> int:
 
 
 def _use_saved(system: type[System] | None, args: argparse.Namespace) -> int:
-    from .saved import load_system
+    from .run.saved import load_system
     try:
         built, ckpt = load_system(args.checkpoint, system, args.device, getattr(args, "overrides", []),
                                   trust_code=args.trust_code, allow_no_checksum=args.allow_no_checksum)
@@ -211,7 +211,7 @@ def _sample(system: System, args: argparse.Namespace) -> int:
 def _sample_export(args: argparse.Namespace) -> int:
     """``sample EXPORT.json``: only the exported generator is read, no training run."""
     import torch
-    from .export import load_exported, read_export
+    from .state.export import load_exported, read_export
     if args.n <= 0:
         raise ConfigError("--n must be positive")
     path = Path(args.checkpoint)
@@ -232,7 +232,7 @@ def _sample_export(args: argparse.Namespace) -> int:
 
 def _save_samples(x: Any, args: argparse.Namespace) -> int:
     import numpy as np
-    from .checkpoint import atomic_path
+    from .state.checkpoint import atomic_path
     x = x.cpu()
     out = Path(args.out)
     out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")  # the name numpy writes

@@ -3,11 +3,12 @@
 Importing torch takes a second or more, and the command line's own handling of an interrupt (one
 line, exit status 130) exists only once ``cli.main`` runs: an interrupt before that would end in
 Python's traceback of whichever import was running, and SIGTERM's default action ends the
-process without a word. Run as ``python -m``, the package installs an exception hook first (this
-module imports nothing heavy) that reports an interrupt in one line, and a SIGTERM handler that
-raises ``Terminated`` (a ``KeyboardInterrupt``, so every handler of Ctrl-C reports it too);
-``cli.main`` puts Python's own hook back as it starts. Any other exception keeps Python's report,
-and a program that merely imports multinet is left alone.
+process without a word. Run as ``python -m``, the package first (this module imports nothing
+heavy) installs SIGINT / SIGTERM handlers that say so in one line and end the process at once
+(exit 130 / 143), and an exception hook for interrupts that arrive otherwise. ``cli.main`` puts
+Python's own back as it starts, and from then on SIGTERM raises ``Terminated`` (a
+``KeyboardInterrupt``, so every handler of Ctrl-C reports it too). Any other exception keeps
+Python's report, and a program that merely imports multinet is left alone.
 """
 from __future__ import annotations
 
@@ -39,12 +40,30 @@ def stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _exit_now(signum: int, frame: Any) -> None:
+    """While the imports run, an interrupt ends the process here and now: raised as an exception in
+    the middle of ``import torch`` it can leave torch half-initialised (a hang, an abort or a bogus
+    error later), and nothing has started that would need saving."""
+    import os
+    import signal
+    term = signum == signal.SIGTERM
+    print("stopped by SIGTERM during start-up, before training started" if term
+          else "interrupted during start-up, before training started", file=sys.stderr, flush=True)
+    os._exit(143 if term else 130)
+
+
 def quiet_interrupts_while_starting() -> None:
+    import signal
+    import threading
     global _previous
     if _previous is None:
         _previous = sys.excepthook
         sys.excepthook = _hook
-        stop_on_sigterm()
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _exit_now)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, _exit_now)
 
 
 def _hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
@@ -60,7 +79,14 @@ def _hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
 
 def started() -> None:
     """The command line runs: its own handlers take over (Python's hook is back)."""
+    import signal
+    import threading
     global _previous
     if _previous is not None and sys.excepthook is _hook:
         sys.excepthook = _previous
     _previous = None
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) is _exit_now:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) is _exit_now:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

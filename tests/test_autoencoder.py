@@ -6,7 +6,7 @@ import torch
 from multinet.autoencoder import (AeRecipe, AeSystem, Channel, ChannelConfig, evaluation, hamming74_codebook,
                                   hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler)
 from multinet.autoencoder.config import PhaseConfig, phase_bounds
-from multinet.runner import engine_for
+from multinet.run import engine_for
 from multinet.config import ConfigError, from_dict, load_recipe
 
 # TARGETS.md §1, Eb/N0 0/2/4/6/7/8 dB

@@ -12,7 +12,7 @@ from PIL import Image
 
 from multinet.cli import main
 from multinet.gan import GanSystem
-from multinet.runlock import RunLock
+from multinet.run.lock import RunLock
 
 from .cli_run import ENV, run
 
@@ -65,7 +65,7 @@ def _images(folder, n):
 
 
 def test_links_back_into_an_image_folder_are_not_followed(tmp_path):
-    from multinet.streamed import image_folder
+    from multinet.data.files import image_folder
     root = tmp_path / "imgs"
     _images(root / "a", 20)
     _images(root / "b", 20)

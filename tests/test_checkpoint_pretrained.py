@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from multinet import CheckpointManager, Net, NetConfig, load_checkpoint, load_partial, save_checkpoint
-from multinet.checkpoint import rng_state, set_rng_state
+from multinet.state.checkpoint import rng_state, set_rng_state
 
 from nets_zoo import LeNet
 
@@ -159,7 +159,7 @@ def test_rng_state_round_trip():
 
 
 def test_generator_state_from_another_device_type_warns_and_continues():
-    from multinet.checkpoint import restore_generator
+    from multinet.state.checkpoint import restore_generator
     g = torch.Generator().manual_seed(3)
     before = g.get_state()
     with pytest.warns(UserWarning, match="saved on another device type"):
@@ -168,7 +168,7 @@ def test_generator_state_from_another_device_type_warns_and_continues():
 
 
 def test_a_stream_missing_from_the_checkpoint_warns():
-    from multinet.checkpoint import rng_state, set_rng_state
+    from multinet.state.checkpoint import rng_state, set_rng_state
     state = rng_state({"noise": torch.Generator().manual_seed(1)})
     with pytest.warns(UserWarning, match="random stream\\(s\\) 'gan.noise' not in the checkpoint"):
         set_rng_state(state, {"noise": torch.Generator(), "gan.noise": torch.Generator()})

@@ -458,7 +458,7 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
 def test_a_run_that_finished_during_setup_is_not_appended_to(tmp_path, monkeypatch):
     """The folder was empty at the first check, but another run wrote it and let go of the lock
     while this one was still setting up: the second check, under the lock, refuses it."""
-    from multinet.runlock import RunLock
+    from multinet.run.lock import RunLock
     out, take = tmp_path / "r", RunLock.acquire
 
     def finished_meanwhile(lock):

@@ -115,3 +115,21 @@ def test_drs_through_a_discriminator_not_trained_with_bce_warns():
         warnings.simplefilter("error")
         load_recipe(GanRecipe, "gan_ring8")  # bce
         load_recipe(GanRecipe, "gan_ring8", ["gan.loss='hinge'", "eval.drs_refit=100"])  # its own critic
+
+
+def test_module_paths_from_before_the_layered_packages_still_import():
+    """``multinet.runner`` and the other flat paths give the module at its new home (one object,
+    not a copy) with a FutureWarning naming it; the package paths users import stay as they were."""
+    import importlib
+    import sys
+
+    from multinet.moved import MOVED
+    for old, new in MOVED.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(FutureWarning, match=f"{old} is now {new}"):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+    from multinet.data import load_data  # noqa: F401  (kept paths: no warning, same names)
+    from multinet.engine import Engine, Phase  # noqa: F401
+    from multinet.handlers import Checkpointer  # noqa: F401
+    from multinet.nets import Net, resolve_device  # noqa: F401

@@ -134,7 +134,8 @@ def test_plateau_schedule_steps_per_epoch_on_a_monitored_term():
     d = nets["discriminator"]
     d.config.schedule = ScheduleSpec("plateau", interval="epoch")
     d.rebuild_optimizer()
-    assert e._default_monitor("discriminator") == "loss/discriminator"
+    from multinet.engine.readout import default_monitor
+    assert default_monitor(e, "discriminator") == "loss/discriminator"
 
 
 class _InfGrad(torch.autograd.Function):
@@ -336,7 +337,7 @@ def test_the_progress_bar_shows_the_logged_losses():
 
 
 def test_finiteness_is_checked_once_per_step_unless_a_weight_changed(monkeypatch):
-    import multinet.engine as engine_module
+    import multinet.engine.loop as engine_module
     calls = []
     real = engine_module.non_finite
     monkeypatch.setattr(engine_module, "non_finite", lambda *a: calls.append(a[-1]) or real(*a))

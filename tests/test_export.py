@@ -9,9 +9,9 @@ import torch
 from multinet import Runner
 from multinet.autoencoder import AeRecipe, AeSystem
 from multinet.config import load_recipe
-from multinet.export import export_module, load_exported, read_export
+from multinet.state.export import export_module, load_exported, read_export
 from multinet.gan import GanRecipe, GanSystem
-from multinet.runner import load_system
+from multinet.run.runner import load_system
 
 from .cli_run import run
 

@@ -7,7 +7,7 @@ import torch
 from multinet.config import ConfigError, load_recipe
 from multinet.data import mixture_means
 from multinet.gan import GanRecipe, GanSystem, d_loss, g_loss, gradient_penalty, mixture_coverage, r1_penalty
-from multinet.runner import engine_for
+from multinet.run import engine_for
 from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
 
 MNIST_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
@@ -269,7 +269,7 @@ def test_mnist_recipes_run_on_the_idx_test_files(tmp_path, recipe):
 def test_transfer_recipe_partial_load_freezed_and_layer_lrs(tmp_path):
     src = _engine(["train.steps=2", "model.d_hidden=512", "model.d_layers=2"], tmp_path)  # as the recipe says
     src.run()
-    from multinet.checkpoint import save_checkpoint
+    from multinet.state.checkpoint import save_checkpoint
     ck = save_checkpoint(src.state_dict(), tmp_path / "pre.pt")
     cfg = load_recipe(GanRecipe, "gan_transfer", [
         "device='cpu'", "train.steps=3", "data.name=digits", "data.image_size=0",
@@ -321,7 +321,7 @@ def test_imagefolder_streams_through_a_dataloader(tmp_path):
 def test_an_image_folder_lists_what_torchvisions_does_less_hidden_entries(tmp_path):
     import torchvision
     from PIL import Image
-    from multinet.streamed import image_folder
+    from multinet.data.files import image_folder
     for rel in ("b/1.png", "a/2.jpg", "a/deep/er/0.png", "a/1.PNG", "c/x.bmp"):
         (tmp_path / "imgs" / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / rel)

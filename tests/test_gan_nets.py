@@ -64,7 +64,7 @@ def test_resnet_channels_follow_sngans_cifar_networks_and_studiogans_64_table():
 @pytest.mark.parametrize("spectral", [False, True])
 def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
     from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator
-    from multinet.weights import init_preset, init_weights
+    from multinet.nets.weights import init_preset, init_weights
     shape = (1, 28, 28)
     G, D = DCGANGenerator(16, shape, 8, classes=10), DCGANDiscriminator(shape, 8, spectral_norm=spectral, classes=10)
     stored = D.embed.parametrizations.weight.original if spectral else D.embed.weight
@@ -112,7 +112,7 @@ def test_conditional_mlp_pair_uses_labels_and_keeps_the_plain_pair(spectral):
 
 def test_conditional_mlp_digits_run_trains_on_labels_and_exports(tmp_path):
     from multinet.cli import main
-    from multinet.export import load_exported
+    from multinet.state.export import load_exported
     items = ["device='cpu'", "train.steps=6", "train.log_every=2", "train.checkpoint_every=3", "train.sample_every=0",
              "train.tensorboard=false", "model.hidden=32", "model.d_hidden=32", "model.conditional=true", "eval.samples=100",
              "eval.classifier_epochs=1", "eval.standard_metrics=false"]
@@ -190,7 +190,7 @@ def test_conditional_and_augmentation_mistakes_are_named():
 def test_the_sngan_cifar10_recipe_is_sngans_schedule_on_its_pair():
     """Five D steps per G step, hinge, Adam (0, 0.9) decaying linearly to 0 over each network's own
     steps; run offline on the digits at 32×32 with narrow networks."""
-    from multinet.runner import engine_for
+    from multinet.run import engine_for
     cfg = load_recipe(GanRecipe, "sngan_cifar10", ["device='cpu'", "train.steps=4", "train.tensorboard=false",
                                                     "data.name='digits'", "data.image_size=32", "data.workers=0",
                                                     "model.width=4", "train.sample_every=0"])

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from multinet import GroupRule, Net, NetConfig, audit_groups, group_preset, plan_groups
-from multinet.groups import AuditError
-from multinet.patterns import name_matches
+from multinet.nets.groups import AuditError
+from multinet.nets.patterns import name_matches
 
 from nets_zoo import FCN32sLike, LeNet, layered
 

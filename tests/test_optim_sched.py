@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from multinet import GroupRule, Net, NetConfig, ScheduleSpec, load_named_state_dict, named_state_dict
-from multinet.schedules import FactorScheduler, attach_group
+from multinet.nets.schedules import FactorScheduler, attach_group
 
 from nets_zoo import LeNet
 
@@ -154,7 +154,7 @@ def _steps(net, n):
     (dict(name="lambda", fn="tests.test_optim_sched:_factor_of"), [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]),
 ])
 def test_closed_form_schedules(spec, expected):
-    from multinet.schedules import factor_fn
+    from multinet.nets.schedules import factor_fn
     fn = factor_fn(ScheduleSpec(**spec), 0)
     assert [fn(t) for t in range(6)] == pytest.approx(expected)
 

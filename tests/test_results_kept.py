@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from multinet.autoencoder import AeSystem, evaluation
-from multinet.checkpoint import load_checkpoint, save_checkpoint
+from multinet.state.checkpoint import load_checkpoint, save_checkpoint
 from multinet.gan import GanSystem
 from multinet.handlers.nan_guard import weight_headroom
 

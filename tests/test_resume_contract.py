@@ -184,8 +184,8 @@ def test_rules_name_module_types_either_way_and_an_init_rule_that_fits_nothing_w
     import pytest
 
     from multinet import Net, NetConfig
-    from multinet.patterns import resolve_types
-    from multinet.weights import InitRule
+    from multinet.nets.patterns import resolve_types
+    from multinet.nets.weights import InitRule
     assert resolve_types(["Linear", "nn.Linear", "torch.nn.Linear"]) == (torch.nn.Linear,) * 3
     with pytest.raises(ValueError, match="'torch.nn.Nope' is not a torch.nn module class"):
         resolve_types(["torch.nn.Nope"])
@@ -198,7 +198,7 @@ def test_engine_options_are_typed_and_the_old_dict_still_reads():
     import pytest
 
     from multinet import EngineOptions
-    from multinet.runner import engine_for
+    from multinet.run import engine_for
 
     class Sampler:
         def state_dict(self):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from multinet import Runner, System, load_checkpoint
-from multinet.imports import import_class
+from multinet.state.imports import import_class
 
 EXAMPLES = ["examples.cond_gan_digits:CondGan", "examples.bigan_digits:BiGan",
             "examples.ae_clipping_channel:ClippedAutoencoder"]
@@ -107,7 +107,7 @@ def test_a_recipe_names_its_own_network_and_the_trust_boundary_holds(tmp_path):
 
 
 def test_schedule_function_by_import_path_is_refused_unless_python(tmp_path):
-    from multinet.schedules import ScheduleSpec, factor_fn
+    from multinet.nets.schedules import ScheduleSpec, factor_fn
     with pytest.raises(ValueError, match="'math:sqrt' is not a Python function"):
         factor_fn(ScheduleSpec("lambda", fn="math:sqrt"), 10)
 
@@ -115,7 +115,7 @@ def test_schedule_function_by_import_path_is_refused_unless_python(tmp_path):
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     import errno
 
-    import multinet.checkpoint as ck
+    import multinet.state.checkpoint as ck
     from multinet.cli import main
     real, calls = ck.save_checkpoint, []
 

@@ -1,4 +1,4 @@
-"""The trust boundary: a checkpoint or an export is data, never code (multinet.imports).
+"""The trust boundary: a checkpoint or an export is data, never code (multinet.state.imports).
 
 Each attack leaves a marker file if its code runs; every test checks that it did not."""
 import json
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from multinet import Runner
-from multinet.checkpoint import load_checkpoint, save_checkpoint
+from multinet.state.checkpoint import load_checkpoint, save_checkpoint
 from multinet.config import load_recipe
-from multinet.export import load_exported
+from multinet.state.export import load_exported
 from multinet.gan import GanRecipe, GanSystem
-from multinet.imports import CodeRefused, import_class, import_function, saved_file
-from multinet.saved import load_system
+from multinet.state.imports import CodeRefused, import_class, import_function, saved_file
+from multinet.run.saved import load_system
 
 from .cli_run import run
 
@@ -137,7 +137,7 @@ def test_the_user_named_network_of_a_saved_run_needs_trust_or_naming(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["subprocess:run", "os:popen", "ctypes:string_at", "shutil.rmtree",
-                                  "multinet.runner:os.popen", "builtins:eval", "socket:create_connection"])
+                                  "multinet.run.runner:os.popen", "builtins:eval", "socket:create_connection"])
 def test_process_file_network_and_ctypes_functions_are_refused_even_when_trusted(path, tmp_path):
     for trust in (False, True):
         with saved_file("a saved file", [path], trust_code=trust), pytest.raises(CodeRefused, match="refused"):

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from multinet import InitRule, bilinear_kernel, frozen, init_preset, init_weights, set_trainable
-from multinet.freeze import apply_norm_mode
+from multinet.nets.freeze import apply_norm_mode
 
 from nets_zoo import FCN32sLike
 
@@ -107,7 +107,7 @@ def test_frozen_batchnorm_eval_mode_keeps_running_stats():
 def test_eval_mode_restores_the_earlier_mode_even_on_error():
     import pytest
     from torch import nn
-    from multinet.freeze import eval_mode
+    from multinet.nets.freeze import eval_mode
     m = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
     with eval_mode(m) as inner:
         assert inner is m and not m.training and not m[1].training

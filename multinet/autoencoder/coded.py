@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..freeze import eval_mode
+from ..nets.freeze import eval_mode
 from .bler import result_row
 from .channels import require_sionna
 

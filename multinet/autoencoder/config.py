@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import FieldError, RunConfig, at_least, within
-from ..config import TrainConfig as BaseTrainConfig
+from ..config import FieldError, RunConfig, TrainConfig as BaseTrainConfig, at_least, within
 from ..data import DataConfig
-from ..netspec import NetConfig
+from ..nets.spec import NetConfig
 from .channels import ChannelConfig
 
 __all__ = ["AeRecipe", "SystemConfig", "PhaseConfig", "TrainConfig", "EvalConfig", "Networks", "phase_bounds"]

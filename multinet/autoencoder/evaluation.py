@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_path
-from ..freeze import eval_mode
+from ..nets.freeze import eval_mode
+from ..state.checkpoint import atomic_path
 from . import coded
 from .bler import (hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, result_row, uncoded_bpsk_bler)
 from .channels import Channel, sionna_available

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed
-from ..checkpoint import atomic_path
 from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
-from ..freeze import eval_mode
 from ..handlers import AtSteps
-from ..system import EngineOptions, RunContext, System, note
+from ..nets.freeze import eval_mode
+from ..run.system import EngineOptions, RunContext, System, note
+from ..state.checkpoint import atomic_path
 from . import evaluation
 from .channels import Channel, make_channel
 from .config import AeRecipe, phase_bounds
@@ -184,7 +184,7 @@ class AeSystem(System):
         return {"curves": evaluation.table(rows, self.cfg.system.kind)}
 
     def export(self, folder: Path) -> list[Path]:
-        """Encoder and decoder as safetensors + JSON (``multinet.export``), with what a user
+        """Encoder and decoder as safetensors + JSON (``multinet.state.export``), with what a user
         needs to drive them: the system's size, the channel they were trained for."""
         s, ch = self.cfg.system, self.channels["train"]
         meta = {"system": "autoencoder", "kind": s.kind, "n": s.n, "k": s.k, "training": s.training,

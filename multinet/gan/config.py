@@ -5,10 +5,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import FieldError, RunConfig, at_least, within
-from ..config import TrainConfig as BaseTrainConfig
+from ..config import FieldError, RunConfig, TrainConfig as BaseTrainConfig, at_least, within
 from ..data import DataConfig
-from ..netspec import NetConfig
+from ..nets.spec import NetConfig
 
 __all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig", "Networks"]
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..checkpoint import atomic_path
 from ..data import mixture_means
-from ..streamed import iterate
-from ..system import note
+from ..data.files import iterate
+from ..run.system import note
+from ..state.checkpoint import atomic_path
 from . import fidelity
 from .metrics import image_scores, mixture_coverage, train_classifier
 

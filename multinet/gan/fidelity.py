@@ -27,8 +27,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checkpoint import file_sha256, read_tensors
-from ..imports import import_class
+from ..state.checkpoint import file_sha256, read_tensors
+from ..state.imports import import_class
 
 __all__ = ["FeatureNet", "InceptionFeatures", "RandomConvFeatures", "feature_class", "feature_net", "standard_metrics",
            "frechet", "WeightsMissing", "INCEPTION_FILE"]

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..freeze import eval_mode
+from ..nets.freeze import eval_mode
 from .losses import d_loss
 from .networks import MLPDiscriminator
 

@@ -18,7 +18,7 @@ from .. import distributed
 from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..handlers import SampleEvery
-from ..system import EngineOptions, RunContext, System, note
+from ..run.system import EngineOptions, RunContext, System, note
 from . import evaluation, fidelity, sampling
 from .config import GanRecipe
 from .diffaugment import augment

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CheckpointManager, save_checkpoint
-from ..events import Event
+from ..engine.events import Event
+from ..state.checkpoint import CheckpointManager, save_checkpoint
 
 __all__ = ["Checkpointer"]
 

@@ -1,12 +1,12 @@
 """Check for NaN/Inf at a cadence of your own (each check is a host sync, and under
 torch.distributed a collective that every rank must reach). The engine checks by itself every
-``check_every`` iterations and before every checkpoint (``multinet.divergence``)."""
+``check_every`` iterations and before every checkpoint (``multinet.engine.divergence``)."""
 from __future__ import annotations
 
 from typing import Any
 
-from ..divergence import NEAR_OVERFLOW, NonFiniteLoss, weight_headroom
-from ..events import Event
+from ..engine.divergence import NEAR_OVERFLOW, NonFiniteLoss, weight_headroom
+from ..engine.events import Event
 
 __all__ = ["NanGuard", "NonFiniteLoss", "weight_headroom", "NEAR_OVERFLOW"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..config import flatten
-from ..events import Event
-from ..streams import forked_rng
+from ..engine.events import Event
+from ..state.streams import forked_rng
 
 __all__ = ["EvaluateEvery", "SampleEvery", "AtSteps"]
 

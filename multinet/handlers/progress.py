@@ -5,7 +5,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..events import Event
+from ..engine.events import Event
 
 __all__ = ["ProgressBar"]
 

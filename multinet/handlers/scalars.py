@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import Event
+from ..engine.events import Event
 
 __all__ = ["LogScalars"]
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from ..events import Event
+from ..engine.events import Event
 
 __all__ = ["StopOnSignal", "EXIT_CODES"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..events import Event
+from ..engine.events import Event
 
 __all__ = ["UnfreezeAt"]
 

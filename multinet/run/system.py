@@ -13,7 +13,7 @@ says how they train (``phases()``). Everything else is optional:
   gathered during the run); ``engine_options()``: epoch length and stateful data samplers
   (an ``EngineOptions``).
 
-The runner (``multinet.runner``) gives every system the same run folder, logging, checkpoints,
+The runner (``multinet.run.runner``) gives every system the same run folder, logging, checkpoints,
 resume, signal handling, NaN stop, progress bar and summary.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,14 +29,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .config import RunConfig
-from .engine import Phase
-from .imports import import_class
-from .netspec import NetConfig
-from .nets import Net
-from .streams import RandomStreams
+from ..config import RunConfig, to_dict
+from ..engine import Engine, Phase
+from ..nets import Net, NetConfig
+from ..state.imports import import_class, object_path
+from ..state.streams import RandomStreams
 
-__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "note", "notes_shown"]
+__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "engine_for", "note", "notes_shown"]
 
 _NOTES = logging.getLogger("multinet")
 
@@ -105,7 +105,7 @@ class System:
     evaluate_may_change: ClassVar[tuple[str, ...]] = ("eval.",)
     # A checkpoint from before the system kept state of its own still resumes.
     optional_state: ClassVar[bool] = True
-    # Named random streams pinned to run seed + offset (``multinet.streams``): the shipped systems
+    # Named random streams pinned to run seed + offset (``multinet.state.streams``): the shipped systems
     # keep the seeds their published figures were made with. Other names get a hashed seed.
     stream_seeds: ClassVar[dict[str, int]] = {}
 
@@ -169,9 +169,9 @@ class System:
 
     def export_networks(self, folder: Path, meta: dict[str, dict[str, Any]]) -> list[Path]:
         """For ``export``: each network named in ``meta`` (its EMA copy when it has one) as
-        safetensors + JSON with that meta (``multinet.export``); one from a recipe's ``class_path``
+        safetensors + JSON with that meta (``multinet.state.export``); one from a recipe's ``class_path``
         is rebuilt from it, a shipped one from its ``init_args``."""
-        from .export import export_module
+        from ..state.export import export_module
         paths: list[Path] = []
         for name, info in meta.items():
             ncfg = getattr(self.cfg.networks, name, None)
@@ -214,3 +214,19 @@ class System:
         """Network ``name`` as used for sampling: its EMA copy when it has one."""
         net = self.nets[name]
         return net.ema.module if net.ema is not None else net.module
+
+
+def engine_for(system: System, steps: int | None = None, **options: Any) -> Engine:
+    """The engine a run builds for ``system`` (its networks, phases, streams, epoch length and
+    stateful objects, the ``[train]`` settings), without the run's handlers: for tests, notebooks
+    and loops of your own. ``options`` go to ``Engine`` (more ``stateful`` objects, ``handlers``)."""
+    cfg, opts = system.cfg, system.engine_options()
+    if isinstance(opts, dict):  # the form before EngineOptions: read it, and say what to write instead
+        warnings.warn(f"{type(system).__name__}.engine_options() returns a dict; return "
+                      "multinet.EngineOptions(steps_per_epoch=..., stateful=...)", FutureWarning, stacklevel=2)
+        opts = EngineOptions(**opts)
+    stateful = {"system": system, **opts.stateful, **options.pop("stateful", {})}
+    return Engine(system.nets, system.phases(), cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
+                  steps_per_epoch=opts.steps_per_epoch, generators=system.streams, stateful=stateful,
+                  config=to_dict(cfg), log_every=cfg.train.log_every, sync_every=cfg.train.dist_sync_every,
+                  meta={"system": object_path(type(system))}, **options)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint
-from .config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
+from ..config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
+from ..state.checkpoint import load_checkpoint
 
 __all__ = ["Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
 

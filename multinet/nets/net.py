@@ -27,37 +27,17 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import distributed
+from .. import distributed
+from .device import resolve_device
 from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
 from .groups import GroupPlan, ParamRow, audit_groups, named_trainable, plan_groups
-from .netspec import NetConfig
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, load_partial
 from .schedules import FactorScheduler, attach_group, build_scheduler
+from .spec import NetConfig
 from .weights import InitReport, init_weights, preset_rule_names
 
-__all__ = ["Net", "resolve_device"]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; anything else is passed to ``torch.device``.
-    Under torchrun a bare ``cuda`` (or ``auto`` on a GPU machine) is this process's LOCAL_RANK GPU."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device {str(device)!r} is not a device (auto, cpu, cuda, cuda:N, mps, ...)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
-    if dev.type == "cpu" and dev.index not in (None, 0):  # torch accepts cpu:99 and ignores the index
-        raise ValueError(f"device {str(device)!r}: the CPU has no index (use cpu)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
-    if dev.type == "cuda" and dev.index is None and distributed.launched():
-        dev = torch.device("cuda", distributed.local_rank())
-    return dev
+__all__ = ["Net"]
 
 
 class Net:

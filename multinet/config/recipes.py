@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-import importlib.util
 import math
 import tomllib
 import types
@@ -15,117 +14,10 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-__all__ = ["ConfigError", "FieldError", "at_least", "within", "TrainConfig", "RunConfig", "from_dict", "flatten",
-           "error_line", "to_dict", "to_toml", "parse_overrides", "find_recipe",
-           "load_recipe", "list_recipes"]
+from .fields import FieldError
 
-
-class FieldError(ValueError):
-    """A value out of range in a config dataclass; ``from_dict`` reports it under its full key."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name, self.message = name, message
-
-
-def within(obj: Any, *names: str, low: float, high: float | None = None, open_low: bool = False,
-           open_high: bool = False, note: str = "") -> None:
-    """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` outside the interval from
-    ``low`` to ``high`` (no upper end when ``None``; the ``open_*`` ends exclude that bound).
-    ``None`` values pass; NaN never does."""
-    if high is None:
-        text = f"{'>' if open_low else '>='} {low}"
-    else:
-        text = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-    for name in names:
-        value = getattr(obj, name)
-        if value is None:
-            continue
-        fits = (value > low if open_low else value >= low) and (
-            high is None or (value < high if open_high else value <= high))
-        if not fits:
-            raise FieldError(name, f"must be {text}{note}, got {value}")
-
-
-def at_least(obj: Any, minimum: float, *names: str, note: str = "") -> None:
-    """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
-    within(obj, *names, low=minimum, note=note)
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """The ``[train]`` table every engine shares."""
-
-    steps: int = 2000
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_last: int = 3
-    tensorboard: bool = True
-    # torch.use_deterministic_algorithms + a fixed cuBLAS workspace: bit-exact resume on CUDA too,
-    # at some speed. CPU runs are deterministic without it.
-    deterministic: bool = False
-    # torch.distributed (torchrun): batch sizes are per rank; SyncBatchNorm (CUDA only) pools
-    # batch statistics over ranks; every collective fails after dist_timeout seconds instead of
-    # hanging; stop requests (Ctrl-C, SIGTERM) are agreed over ranks every dist_sync_every steps.
-    sync_batchnorm: bool = False
-    # torch.compile every network in place (module.compile(): state_dict names unchanged). The
-    # first steps pay the compilation; see BENCHMARKS.md for when it pays off.
-    compile: bool = False
-    dist_timeout: float = 900.0
-    dist_sync_every: int = 10
-    # Evaluate every N iterations (0 = only at the end), for systems that offer evaluate(); with
-    # best_metric (a key of its result) the best state so far is kept as checkpoints/best.pt.
-    eval_every: int = 0
-    best_metric: str = ""
-    best_mode: Literal["max", "min"] = "max"
-    # Experiment trackers beside TensorBoard / metrics.jsonl: "mlflow" (a local file store under the
-    # run folder unless mlflow_uri names another) and "wandb" (offline unless wandb_mode says so).
-    # Scalars, sample grids and the resolved config go to each (multinet.trackers).
-    trackers: list[str] = dataclasses.field(default_factory=list)
-    mlflow_uri: str = ""
-    mlflow_experiment: str = "multinet"
-    wandb_project: str = "multinet"
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-
-    def __post_init__(self) -> None:
-        for i, name in enumerate(self.trackers):
-            package, extra = {"mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}.get(name, (None, None))
-            if package is None:
-                raise FieldError(f"trackers[{i}]", f"must be 'mlflow' or 'wandb', got {name!r}")
-            if importlib.util.find_spec(package) is None:
-                raise FieldError(f"trackers[{i}]", f"{name!r} is not installed: pip install \"multinet[{extra}]\"")
-        # *_every = 0 turns that periodic event off (the final checkpoint is still written).
-        at_least(self, 0, "log_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
-        if self.best_metric and not self.eval_every:
-            raise FieldError("best_metric", "needs train.eval_every > 0 (how often to evaluate)")
-        at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
-        at_least(self, 1, "dist_sync_every")
-        within(self, "dist_timeout", low=0, open_low=True)
-        # A longer run is a typo (10^12 steps of a microsecond each take 11 days).
-        within(self, "steps", low=0, high=10 ** 12)
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """What every system's config has: a description, the seed, the device and ``[train]``.
-
-    A system's config extends it (``@dataclass class MyConfig(RunConfig): ...``), usually with a
-    ``networks`` table of ``NetConfig``s, one per network.
-    """
-
-    description: str = ""
-    seed: int = 0
-    device: str = "auto"
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-
-    # What a resumed run may change (key prefixes): its length, logging, checkpoints and
-    # evaluation, and where it runs. Everything else is the run itself: the saved weights and
-    # optimizer state carry on as they are. Systems add their own (System.resume_may_change).
-    RESUME_MAY_CHANGE = ("train.", "eval.", "device", "description")
-
-    def __post_init__(self) -> None:
-        within(self, "seed", low=0, high=2 ** 63 - 1)
+__all__ = ["ConfigError", "from_dict", "flatten", "error_line", "to_dict", "to_toml", "parse_overrides", "merge",
+           "find_recipe", "load_recipe", "list_recipes"]
 
 
 class ConfigError(ValueError):
@@ -340,7 +232,7 @@ def _recipe_dirs() -> list[Any]:
         dirs.append(importlib.resources.files("multinet._recipes"))
     except ModuleNotFoundError:
         pass
-    dirs.append(Path(__file__).resolve().parent.parent / "recipes")  # a source checkout
+    dirs.append(Path(__file__).resolve().parents[2] / "recipes")  # a source checkout
     return dirs
 
 

@@ -8,7 +8,7 @@ turns that back into a ready module in eval mode, for code that has never seen a
 Why safetensors: a checkpoint is a pickle (read here with ``weights_only``, but still a format
 for this program alone), while safetensors is plain tensors that any framework reads without
 running code, and loads by memory map. The JSON is a saved file too: its ``class_path`` is honoured
-only inside multinet unless the user trusts the file (``multinet.imports``), the weights must be a
+only inside multinet unless the user trusts the file (``multinet.state.imports``), the weights must be a
 regular file whose size matches its header, and the module is first built on the meta device so
 that arguments disagreeing with the weights are refused before anything is allocated.
 
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import error_line
 from .checkpoint import atomic_path, file_sha256, write_text_atomic
-from .config import error_line
 from .imports import import_class, object_path, saved_file
 
 __all__ = ["export_module", "load_exported", "read_export", "FORMAT"]
@@ -137,7 +137,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu", *, trust
     ``path``: the ``.json`` file (or the folder holding exactly one). The weights must be a regular
     file of the size its header says, with the JSON's SHA-256, and every tensor must fit the
     rebuilt module (strict load). A ``class_path`` outside multinet is refused unless
-    ``trust_code`` (``multinet.imports``)."""
+    ``trust_code`` (``multinet.state.imports``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     path = Path(path)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from . import distributed
+from .. import distributed
 
 __all__ = ["NonFiniteLoss", "non_finite", "weight_headroom", "NEAR_OVERFLOW"]
 
@@ -64,7 +64,7 @@ def weight_headroom(path: Path) -> str:
     """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
     close to overflow (then resuming from it will likely diverge again)."""
     try:
-        from .checkpoint import load_checkpoint
+        from ..state.checkpoint import load_checkpoint
         nets = load_checkpoint(path)["networks"]
     except (ValueError, OSError):
         return ""

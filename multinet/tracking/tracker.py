@@ -1,5 +1,5 @@
 """Where numbers go: TensorBoard (``torch.utils.tensorboard``), ``metrics.jsonl`` and image grids,
-and to any experiment trackers of ``train.trackers`` (``multinet.trackers``: MLflow, W&B).
+and to any experiment trackers of ``train.trackers`` (``multinet.tracking.backends``: MLflow, W&B).
 
 Tag names are stable and per network: ``loss/discriminator``, ``lr/generator/<group>``,
 ``grad_norm/decoder``.
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_path, write_text_atomic
+from ..state.checkpoint import atomic_path, write_text_atomic
 
 __all__ = ["Tracker", "NullTracker"]
 

@@ -27,27 +27,18 @@ from typing import Any, Callable
 
 import torch
 
-from . import distributed
-from .checkpoint import rng_state, set_rng_state
-from .config import error_line
+from .. import distributed
+from ..config import error_line
+from ..nets import Net, advance, frozen
 from .divergence import NonFiniteLoss, non_finite
 from .events import Event
-from .freeze import frozen
-from .nets import Net
-from .phase import Phase, StepError, keep_plan, step_term, user_line
-from .schedules import advance
+from .phase import Phase, StepError, check_phases, step_term, user_line
+from .readout import default_monitor, metric, scalars
+from .snapshot import restore, snapshot
 
 __all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "StepError", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
-STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
-
-
-def load_problem(e: Exception) -> str:
-    """The first concrete line of a multi-line ``load_state_dict`` error (``size mismatch for ...``)."""
-    detail = [x.strip() for x in str(e).splitlines() if x.strip().startswith(("size mismatch", "Missing key",
-                                                                                 "Unexpected key"))]
-    return detail[0][:300] if detail else error_line(e)
 
 
 class Engine:
@@ -66,12 +57,7 @@ class Engine:
                  handlers: Any = (), meta: dict[str, Any] | None = None) -> None:
         if amp not in AMP_MODES:
             raise ValueError(f"amp {amp!r} unknown (valid: {', '.join(AMP_MODES)})")
-        unknown = {n for p in phases for n in p.nets} - set(nets)
-        if unknown:
-            raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))} "
-                             f"(networks: {', '.join(nets)})")
-        if len({p.name for p in phases}) != len(phases):
-            raise ValueError(f"phase names must be unique, got {[p.name for p in phases]}")
+        check_phases(phases, nets)
         self.nets, self.phases, self.total_steps = nets, phases, total_steps
         self.device = next(iter(nets.values())).device
         if amp == "fp16" and self.device.type == "cpu":
@@ -91,7 +77,7 @@ class Engine:
         self.handlers: dict[Event, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
         self.terms: dict[str, dict[str, torch.Tensor]] = {}
         self.grad_norms: dict[str, torch.Tensor] = {}
-        self._made_at: dict[str, int] = {}  # phase or grad_norm/<net> -> the iteration that produced it
+        self.made_at: dict[str, int] = {}  # phase or grad_norm/<net> -> the iteration that produced it
         # First non-finite step per phase, kept on the device so checking costs no sync per step.
         self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
         self._checked: Any = None  # (iteration, weight versions) of the last check that passed
@@ -106,10 +92,9 @@ class Engine:
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()
         # Timed unfreezing is part of a network's spec: the loop does it (``_unfreeze_due``).
-        self._unfreeze = {net.config.unfreeze_at: [] for net in nets.values() if net.config.unfreeze}
-        for net in nets.values():
-            if net.config.unfreeze and net.config.unfreeze_at > 0:
-                self._unfreeze[net.config.unfreeze_at].append(net)
+        self._unfreeze: dict[int, list[Net]] = defaultdict(list)
+        for net in (n for n in nets.values() if n.config.unfreeze):
+            self._unfreeze[net.config.unfreeze_at].append(net)
         for handler in handlers:
             handler.attach(self)
 
@@ -141,13 +126,6 @@ class Engine:
         self._requested = self._requested or reason
         if self.dist.world == 1:
             self.stop_reason = self._requested
-
-    def _agree_stop(self) -> None:
-        mine = 0 if self._requested is None else 1 + (STOP_REASONS.index(self._requested)
-                                                        if self._requested in STOP_REASONS else 0)
-        code = distributed.agree_max(mine, self.device)
-        if code:
-            self.stop_reason = self._requested if mine == code else STOP_REASONS[code - 1]
 
     def model(self, name: str) -> torch.nn.Module:
         """The network ``name`` as a step should call it: through its DDP wrapper when this
@@ -193,12 +171,12 @@ class Engine:
             if net.config.clip_grad_norm > 0:
                 scaler.unscale_(net.optimizer)
                 self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(net.parameters(), net.config.clip_grad_norm)
-                self._made_at[f"grad_norm/{net.name}"] = self.iteration
+                self.made_at[f"grad_norm/{net.name}"] = self.iteration
             elif log_now:
                 grads = [p.grad for p in net.parameters() if p.grad is not None]
                 self.grad_norms[net.name] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                                              if grads else torch.zeros((), device=self.device))
-                self._made_at[f"grad_norm/{net.name}"] = self.iteration
+                self.made_at[f"grad_norm/{net.name}"] = self.iteration
             scaler.step(net.optimizer)
             # Between phase steps every .grad is None: nothing stale is left for a later phase.
             net.optimizer.zero_grad(set_to_none=True)
@@ -212,7 +190,7 @@ class Engine:
                 net.ema.update_parameters(net.module)
         detached = {k: step_term(phase.name, k, v, self.device) for k, v in terms.items()}
         self.terms[phase.name] = detached
-        self._made_at[phase.name] = self.iteration
+        self.made_at[phase.name] = self.iteration
         bad = self._first_bad[phase.name]
         bad.copy_(torch.where((bad < 0) & ~torch.isfinite(detached["loss"]), self.iteration, bad))
         self.phase_steps[phase.name] += 1
@@ -284,7 +262,7 @@ class Engine:
                 net.unfreeze(net.config.unfreeze)
             self.fire(Event.ITERATION_COMPLETED)
             if self.dist.world > 1 and self.iteration % self.sync_every == 0:
-                self._agree_stop()
+                self.stop_reason = distributed.agree_stop(self._requested, self.device) or self.stop_reason
             if self.steps_per_epoch and self.iteration % self.steps_per_epoch == 0:
                 self._epoch_end()
         if self.stop_reason is None and stop_at is not None and self.iteration < self.total_steps:
@@ -297,83 +275,22 @@ class Engine:
         for net in self.nets.values():
             monitor = net.config.schedule.monitor if net.config.schedule is not None else ""
             advance(net.scheduler, net.config.schedule, "epoch", net.stepped_this_epoch,
-                    lambda net=net, monitor=monitor: self.metric(monitor or self._default_monitor(net.name)))
+                    lambda net=net, monitor=monitor: self.metric(monitor or default_monitor(self, net.name)))
             net.stepped_this_epoch = False
         self.fire(Event.EPOCH_COMPLETED, self.iteration // self.steps_per_epoch)
 
-    def _default_monitor(self, net: str) -> str:
-        """The loss of the latest phase that trained ``net``."""
-        trained = [p.name for p in self.phases if net in p.nets and p.name in self.terms]
-        return f"loss/{trained[-1]}"
-
     def metric(self, key: str) -> float:
         """A latest loss term by ``phase/term`` name (``loss/<phase>`` for the total); syncs."""
-        if key.startswith("loss/"):
-            return float(self.terms[key[5:]]["loss"])
-        phase, term = key.split("/", 1)
-        return float(self.terms[phase][term])
+        return metric(self, key)
 
     def scalars(self, window: int | None = None) -> dict[str, float]:
-        """Loss terms, LRs and grad norms under stable names (one host sync for all of them;
-        under torch.distributed the mean over ranks, a collective). Only terms produced in the
-        last ``window`` iterations (default ``log_every``) appear: a phase that has stopped is not
-        logged again."""
-        window = window or self.log_every or 1
-        fresh = {k for k, it in self._made_at.items() if self.iteration - it <= window}
-        names, values = [], []
-        for phase, terms in self.terms.items():
-            if phase not in fresh:
-                continue
-            for k, v in terms.items():
-                names.append(f"loss/{phase}" if k == "loss" else f"{phase}/{k}")
-                values.append(v)
-        for net, v in self.grad_norms.items():
-            if f"grad_norm/{net}" in fresh:
-                names.append(f"grad_norm/{net}")
-                values.append(v.float())
-        if values and self.dist.world > 1:
-            values = list(distributed.all_reduce(torch.stack(values)) / self.dist.world)
-        out = dict(zip(names, torch.stack(values).tolist())) if values else {}
-        for net in self.nets.values():
-            for g in net.optimizer.param_groups:
-                out[f"lr/{net.name}/{g['name']}"] = g["lr"]
-        return out
+        """Loss terms, LRs and grad norms under stable names (``multinet.engine.readout``)."""
+        return scalars(self, window)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "networks": {k: n.state_dict() for k, n in self.nets.items()},
-            "ema": {k: m.state_dict() for k, m in self.ema.items()},
-            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-            "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
-            "engine": {"iteration": self.iteration, "phase_steps": dict(self.phase_steps), "world_size": self.dist.world,
-                       "phase": [p.name for p in self.phases if p.active(self.iteration)],
-                       "total_steps": self.total_steps, "plan": {p.name: [p.start, p.stop] for p in self.phases}},
-            "rng": rng_state(self.generators),
-            "config": self.config,
-            "meta": self.meta,
-        }
+        """Everything a checkpoint holds of this run (``multinet.engine.snapshot``)."""
+        return snapshot(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, net in self.nets.items():
-            if k not in state["networks"]:
-                raise ValueError(f"checkpoint has no network {k!r} (has: {', '.join(state['networks'])})")
-            try:
-                net.load_state_dict(state["networks"][k])
-            except (RuntimeError, KeyError, TypeError) as e:  # another architecture, or a broken entry
-                raise ValueError(f"network {k!r} does not fit this run's: {load_problem(e)}") from None
-        for k, m in self.ema.items():
-            if k in state["ema"]:
-                m.load_state_dict(state["ema"][k])
-        for k, s in self.scalers.items():
-            if state["scalers"].get(k):
-                s.load_state_dict(state["scalers"][k])
-        for k, s in self.stateful.items():
-            if k in state["stateful"]:
-                s.load_state_dict(state["stateful"][k])
-            elif not getattr(s, "optional_state", False):
-                raise ValueError(f"checkpoint has no state for {k!r} (has: {', '.join(state['stateful']) or 'none'})")
-        self.iteration = int(state["engine"]["iteration"])
-        self.phase_steps.update(state["engine"]["phase_steps"])
-        keep_plan(self.phases, state["engine"].get("plan"), state["engine"].get("total_steps"))
-        set_rng_state(state["rng"], self.generators)
+        restore(self, state)

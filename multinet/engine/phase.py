@@ -100,3 +100,12 @@ def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return torch.tensor(float(value), device=device)
     raise ValueError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
+
+
+def check_phases(phases: list[Phase], nets: Any) -> None:
+    """Every phase trains networks that exist, under a name no other phase has."""
+    unknown = {n for p in phases for n in p.nets} - set(nets)
+    if unknown:
+        raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))} (networks: {', '.join(nets)})")
+    if len({p.name for p in phases}) != len(phases):
+        raise ValueError(f"phase names must be unique, got {[p.name for p in phases]}")

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
-from .config import FieldError
+from ..config import FieldError
 from .patterns import name_matches, resolve_types, type_names
 
 __all__ = ["GroupRule", "GroupPlan", "plan_groups", "group_preset", "audit_groups", "named_trainable",

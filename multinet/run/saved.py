@@ -1,7 +1,7 @@
 """Saved runs: a trained system rebuilt from its checkpoint, for ``evaluate`` / ``sample`` / ``export``.
 
 No engine, no optimizers, no training streams: the networks (and EMA copies) and the system's own
-state, built from the checkpoint's config inside the trust boundary (``multinet.imports``).
+state, built from the checkpoint's config inside the trust boundary (``multinet.state.imports``).
 """
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint
-from .config import ConfigError, flatten, parse_overrides
-from .engine import load_problem
-from .imports import TRUST_HINT, CodeRefused, import_class, saved_file
-from .launch import saved_config
-from .nets import resolve_device
-from .streams import seed_everything
+from ..config import ConfigError, flatten, parse_overrides
+from ..engine import load_problem
+from ..nets import resolve_device
+from ..state.checkpoint import load_checkpoint
+from ..state.imports import TRUST_HINT, CodeRefused, import_class, saved_file
+from ..state.streams import seed_everything
+from .resume import saved_config
 from .system import System
 
 __all__ = ["load_system", "system_of"]
@@ -44,7 +44,7 @@ def load_system(path: str | Path, system: type[System] | None = None, device: st
 
     What the checkpoint names outside multinet (its system, a network's ``class_path``, a feature
     network) is imported only when ``system`` or an override names it now, or with ``trust_code``
-    (``multinet.imports``)."""
+    (``multinet.state.imports``)."""
     ckpt = load_checkpoint(path, allow_no_checksum=allow_no_checksum)
     over = parse_overrides(list(overrides))
     with saved_file(path, flatten(over).values(), trust_code):

@@ -53,7 +53,7 @@ class LoadReport:
 
 def _source_state(source: str | Path | Mapping[str, Any], network: str) -> Mapping[str, torch.Tensor]:
     if isinstance(source, (str, Path)):
-        from .checkpoint import check_checkpoint, is_checkpoint, read_tensors
+        from ..state.checkpoint import check_checkpoint, is_checkpoint, read_tensors
         path = Path(source)
         data = read_tensors(path)
         if not is_checkpoint(data):  # a plain state_dict (or a wrapped one, below)

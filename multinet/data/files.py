@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import error_line
+from ..config import error_line
 
 __all__ = ["image_folder", "celeba", "read_image", "iterate", "UnreadableImage"]
 

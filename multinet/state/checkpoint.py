@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .config import error_line
+from ..config import error_line
 
 __all__ = ["save_checkpoint", "atomic_path", "write_text_atomic", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
            "set_rng_state", "restore_generator", "digest", "file_sha256", "FORMAT"]

@@ -1,6 +1,6 @@
 """The runner: trains any ``System`` with everything a run needs, from Python or the command line.
 
-    from multinet.runner import Runner
+    from multinet.run.runner import Runner
     result = Runner(MySystem, cfg, "runs/mine").fit()           # a new run
     result = Runner(MySystem, out="runs/mine", resume=True).fit()  # continue it, bit-exact
 
@@ -19,31 +19,30 @@ import math
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import distributed
-from .checkpoint import write_text_atomic
-from .config import ConfigError, error_line, flatten, to_dict, to_toml
-from .engine import Engine, StepError
-from .handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
-from .divergence import weight_headroom
-from .imports import object_path, saved_file
-from .launch import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
-from .nets import resolve_device
-from .runlock import RunLock, clear_run_folder, earlier_run
-from .saved import load_system  # its home is multinet.saved; importable from here as before
-from .startup import Terminated
-from .streams import seed_everything
-from .system import EngineOptions, RunContext, System, notes_shown
-from .tracking import NullTracker, Tracker
-from .trackers import make_trackers
+from .. import distributed
+from ..config import ConfigError, error_line, flatten, to_dict, to_toml
+from ..engine import Engine, StepError
+from ..engine.divergence import weight_headroom
+from ..handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
+from ..nets import resolve_device
+from ..startup import Terminated
+from ..state.checkpoint import write_text_atomic
+from ..state.imports import saved_file
+from ..state.streams import seed_everything
+from ..tracking import NullTracker, Tracker
+from ..tracking.backends import make_trackers
+from .lock import RunLock, clear_run_folder, earlier_run
+from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
+from .saved import load_system  # its home is multinet.run.saved; importable from here as before
+from .system import RunContext, System, engine_for, notes_shown
 
-__all__ = ["Runner", "RunResult", "engine_for", "load_system", "seed_everything", "json_safe"]
+__all__ = ["Runner", "RunResult", "json_safe"]
 
 
 @dataclass
@@ -70,22 +69,6 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def engine_for(system: System, steps: int | None = None, **options: Any) -> Engine:
-    """The engine a run builds for ``system`` (its networks, phases, streams, epoch length and
-    stateful objects, the ``[train]`` settings), without the run's handlers: for tests, notebooks
-    and loops of your own. ``options`` go to ``Engine`` (more ``stateful`` objects, ``handlers``)."""
-    cfg, opts = system.cfg, system.engine_options()
-    if isinstance(opts, dict):  # the form before EngineOptions: read it, and say what to write instead
-        warnings.warn(f"{type(system).__name__}.engine_options() returns a dict; return "
-                      "multinet.EngineOptions(steps_per_epoch=..., stateful=...)", FutureWarning, stacklevel=2)
-        opts = EngineOptions(**opts)
-    stateful = {"system": system, **opts.stateful, **options.pop("stateful", {})}
-    return Engine(system.nets, system.phases(), cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
-                  steps_per_epoch=opts.steps_per_epoch, generators=system.streams, stateful=stateful,
-                  config=to_dict(cfg), log_every=cfg.train.log_every, sync_every=cfg.train.dist_sync_every,
-                  meta={"system": object_path(type(system))}, **options)
-
-
 class Runner:
     """Train ``system`` (a ``System`` subclass) with config ``cfg`` into run folder ``out``.
 
@@ -93,7 +76,7 @@ class Runner:
     left out (the checkpoint's own) or change only what a resumed run can honour. ``trackers``:
     more scalar trackers beside TensorBoard / ``metrics.jsonl`` (anything with ``scalars(step, values)``).
     ``trust_code``: a resumed run may import what its checkpoint's config names outside multinet
-    (``multinet.imports``); ``allow_no_checksum``: a checkpoint without a checksum may be read.
+    (``multinet.state.imports``); ``allow_no_checksum``: a checkpoint without a checksum may be read.
     """
 
     def __init__(self, system: type[System], cfg: Any = None, out: str | Path | None = None, *,

@@ -85,7 +85,7 @@ def factor_fn(spec: ScheduleSpec, total: int) -> Callable[[int], float]:
     if name == "exponential":
         return lambda t: spec.gamma ** t
     if name == "lambda":
-        from .imports import import_function
+        from ..state.imports import import_function
         fn = import_function(spec.fn, "schedule.fn") if isinstance(spec.fn, str) else spec.fn
         return lambda t: float(fn(t))
     if total <= 0:

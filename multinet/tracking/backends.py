@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import write_text_atomic
+from ..state.checkpoint import write_text_atomic
 
 __all__ = ["MlflowTracker", "WandbTracker", "make_trackers"]
 

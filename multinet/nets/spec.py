@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .config import FieldError, at_least, within
+from ..config import FieldError, at_least, within
 from .groups import GroupRule, group_preset
 from .pretrained import PretrainedSpec
 from .schedules import ScheduleSpec
@@ -38,7 +38,7 @@ class NetConfig:
     """How one network is made and trained.
 
     - ``class_path`` / ``init_args``: a network named by import path (it replaces the system's
-      network of that name; see ``multinet.imports`` for what a recipe may name).
+      network of that name; see ``multinet.state.imports`` for what a recipe may name).
     - ``optimizer`` and its options (``betas`` for Adam/AdamW, ``momentum`` for SGD/RMSprop,
       ``eps``, ``foreach``, ``fused``), base ``lr`` and ``weight_decay``.
     - ``init``: a preset (``torch`` keeps torch's defaults, ``dcgan``, ``bilinear``) that

@@ -1,0 +1,11 @@
+"""The engine: phases over networks (``phase``), the loop that runs them (``loop``), the events
+handlers listen to (``events``), the divergence check (``divergence``), what it reports
+(``readout``) and what a checkpoint holds of it (``snapshot``)."""
+from .divergence import NEAR_OVERFLOW, NonFiniteLoss, non_finite, weight_headroom
+from .events import Event
+from .loop import AMP_MODES, Engine
+from .phase import Phase, StepError, check_phases, keep_plan
+from .snapshot import load_problem, restore, snapshot
+
+__all__ = ["Engine", "Phase", "Event", "NonFiniteLoss", "StepError", "AMP_MODES", "non_finite", "weight_headroom",
+           "NEAR_OVERFLOW", "check_phases", "keep_plan", "load_problem", "snapshot", "restore"]
