@@ -134,8 +134,7 @@ def test_plateau_schedule_steps_per_epoch_on_a_monitored_term():
     d = nets["discriminator"]
     d.config.schedule = ScheduleSpec("plateau", interval="epoch")
     d.rebuild_optimizer()
-    from multinet.engine.readout import default_monitor
-    assert default_monitor(e, "discriminator") == "loss/discriminator"
+    assert e.default_monitor("discriminator") == "loss/discriminator"
 
 
 class _InfGrad(torch.autograd.Function):

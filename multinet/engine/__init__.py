@@ -5,7 +5,8 @@ from .divergence import NEAR_OVERFLOW, NonFiniteLoss, non_finite, weight_headroo
 from .events import Event
 from .loop import AMP_MODES, Engine
 from .phase import Phase, StepError, check_phases, keep_plan
-from .snapshot import load_problem, restore, snapshot
+from .readout import Readout
+from .snapshot import Snapshot, load_problem
 
 __all__ = ["Engine", "Phase", "Event", "NonFiniteLoss", "StepError", "AMP_MODES", "non_finite", "weight_headroom",
-           "NEAR_OVERFLOW", "check_phases", "keep_plan", "load_problem", "snapshot", "restore"]
+           "NEAR_OVERFLOW", "check_phases", "keep_plan", "load_problem", "Readout", "Snapshot"]

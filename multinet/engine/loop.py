@@ -33,15 +33,15 @@ from ..nets import Net, advance, frozen
 from .divergence import NonFiniteLoss, non_finite
 from .events import Event
 from .phase import Phase, StepError, check_phases, step_term, user_line
-from .readout import default_monitor, metric, scalars
-from .snapshot import restore, snapshot
+from .readout import Readout
+from .snapshot import Snapshot
 
 __all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "StepError", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
 
 
-class Engine:
+class Engine(Readout, Snapshot):
     """Runs ``phases`` over ``nets`` for ``total_steps`` iterations.
 
     Everything is given here: ``generators`` (named random streams) and ``stateful`` objects
@@ -273,24 +273,8 @@ class Engine:
 
     def _epoch_end(self) -> None:
         for net in self.nets.values():
-            monitor = net.config.schedule.monitor if net.config.schedule is not None else ""
+            monitor = net.config.schedule.monitor
             advance(net.scheduler, net.config.schedule, "epoch", net.stepped_this_epoch,
-                    lambda net=net, monitor=monitor: self.metric(monitor or default_monitor(self, net.name)))
+                    lambda net=net, monitor=monitor: self.metric(monitor or self.default_monitor(net.name)))
             net.stepped_this_epoch = False
         self.fire(Event.EPOCH_COMPLETED, self.iteration // self.steps_per_epoch)
-
-    def metric(self, key: str) -> float:
-        """A latest loss term by ``phase/term`` name (``loss/<phase>`` for the total); syncs."""
-        return metric(self, key)
-
-    def scalars(self, window: int | None = None) -> dict[str, float]:
-        """Loss terms, LRs and grad norms under stable names (``multinet.engine.readout``)."""
-        return scalars(self, window)
-
-    # -- state -------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint holds of this run (``multinet.engine.snapshot``)."""
-        return snapshot(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        restore(self, state)
