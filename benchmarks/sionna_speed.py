@@ -78,7 +78,7 @@ def sweep(runs: list[str], target: int, batch: int, cap: int) -> None:
 
 def _engine_run(steps: int) -> float:
     from multinet import Runner
-    from multinet.autoencoder import AeRecipe, AeSystem
+    from multinet.autoencoder import AeRecipe, BitAutoencoder
     from multinet.config import load_recipe
     from multinet.handlers import AtSteps
     cfg = load_recipe(AeRecipe, "ae_bits_ldpc", ["device='cpu'", f"train.steps={steps + 20}", "train.tensorboard=false",
@@ -86,7 +86,7 @@ def _engine_run(steps: int) -> float:
                                                  "phases=[{name='joint', steps=1}]"])
     times: dict = {}
 
-    class Timed(AeSystem):  # time training only: the coded evaluation after it is not part of this
+    class Timed(BitAutoencoder):  # time training only: the coded evaluation after it is not part of this
         def handlers(self, ctx):  # the clock starts after 20 warm-up steps, as in the hand loop
             return [AtSteps([20], lambda step: times.__setitem__("start", time.perf_counter()))]
 

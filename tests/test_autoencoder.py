@@ -105,7 +105,7 @@ def test_decoder_phase_leaves_encoder_untouched(tmp_path):
 
 def test_evaluation_after_each_phase_under_each_channel(tmp_path):
     e = _engine(tmp_path, "ae_7_4_rx_finetune")
-    rows = evaluation.evaluate(e.stateful["system"], "x")
+    rows = e.stateful["system"].rows("x")
     curves = {r["curve"] for r in rows}
     assert curves == {"autoencoder after x", "autoencoder after x [finetune channel]"}
     assert all(0 <= r["bler"] <= 1 and r["blocks"] > 0 for r in rows)
@@ -125,7 +125,7 @@ def test_learned_ml_bound_is_a_ceiling(tmp_path):
 def test_image_recipe_reports_psnr(tmp_path):
     e = _engine(tmp_path, "ae_images_awgn")
     e.run()
-    rows = evaluation.evaluate(e.stateful["system"], "joint")
+    rows = e.stateful["system"].rows("joint")
     assert {r["snr_db"] for r in rows} == {0.0, 5.0, 10.0, 15.0, 20.0}
     assert all(math.isfinite(r["psnr"]) for r in rows)
 
@@ -139,3 +139,15 @@ def test_scheduled_channel_level():
     ch = Channel(ChannelConfig(db=0.0, db_max=4.0, db_end=6.0), 7, 4, torch.Generator().manual_seed(0))
     ch.progress = 0.5
     assert ch.level() == (3.0, 7.0)
+
+
+def test_each_kind_is_its_own_class_and_the_recipe_picks_it():
+    """AeSystem(cfg) builds the class system.kind names; a kind class refuses another kind's recipe."""
+    from multinet.autoencoder import BitAutoencoder, ImageAutoencoder, MessageAutoencoder
+    cpu = torch.device("cpu")
+    for recipe, cls in (("ae_7_4", MessageAutoencoder), ("ae_images_awgn", ImageAutoencoder)):
+        cfg = load_recipe(AeRecipe, recipe, ["device='cpu'", "train.steps=2", "train.tensorboard=false"])
+        assert type(AeSystem(cfg, cpu)) is cls and type(cls(cfg, cpu)) is cls
+    cfg = load_recipe(AeRecipe, "ae_7_4", ["device='cpu'"])
+    with pytest.raises(ValueError, match="system.kind = 'messages', but BitAutoencoder is the 'bits' system"):
+        BitAutoencoder(cfg, cpu)

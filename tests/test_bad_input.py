@@ -139,5 +139,5 @@ def test_another_systems_checkpoint_names_both_systems(tmp_path):
     assert r.returncode == 0, r.stderr
     for args in (["train", "gan", "--resume", str(out / "checkpoints/last.pt"), "--out", str(tmp_path / "g")],
                  ["evaluate", str(out / "checkpoints/last.pt"), "--system", "gan"]):
-        _one_line(run("multinet", args), "was written by the system multinet.autoencoder.system:AeSystem, not "
+        _one_line(run("multinet", args), "was written by the system multinet.autoencoder.messages:MessageAutoencoder, not "
                                          "multinet.gan.system:GanSystem")

@@ -56,7 +56,7 @@ def test_an_interrupted_final_evaluation_is_finished_on_resume(ae_whole, tmp_pat
     finish = AeSystem.finish
 
     def interrupted(self, ctx):  # a second Ctrl-C (or a kill) during the final evaluation
-        evaluation.write_rows(ctx.out, self.results[:1], "messages")
+        self.write_rows(ctx.out, self.results[:1])
         raise KeyboardInterrupt
     monkeypatch.setattr(AeSystem, "finish", interrupted)
     r = _ae("--out", out)
@@ -109,7 +109,7 @@ def test_a_resume_never_writes_into_another_runs_folder(tmp_path):
 
 def test_result_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     rows = [{"curve": "c", "ebn0_db": float(db), "bler": 0.1} for db in range(4)]
-    evaluation.write_rows(tmp_path, rows, "messages")
+    evaluation.write_rows(tmp_path / "bler.csv", rows, evaluation.COLUMNS)
     before = (tmp_path / "bler.csv").read_text()
     write = csv.DictWriter.writerow
 
@@ -119,7 +119,7 @@ def test_result_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
         return write(self, row)
     monkeypatch.setattr(csv.DictWriter, "writerow", full_disk)
     with pytest.raises(OSError):
-        evaluation.write_rows(tmp_path, [{**r, "bler": 0.2} for r in rows], "messages")
+        evaluation.write_rows(tmp_path / "bler.csv", [{**r, "bler": 0.2} for r in rows], evaluation.COLUMNS)
     assert (tmp_path / "bler.csv").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bler.csv"]  # no temporary file left
 

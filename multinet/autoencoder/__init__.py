@@ -1,9 +1,21 @@
-"""Autoencoder: encoder → channel → decoder. ``python -m multinet.autoencoder`` runs a recipe."""
+"""Autoencoder: encoder → channel → decoder. ``python -m multinet.autoencoder`` runs a recipe.
+
+``AeSystem(cfg, device)`` is the kind ``system.kind`` names: ``MessageAutoencoder``,
+``BitAutoencoder`` or ``ImageAutoencoder`` (importing this package registers the three)."""
+from . import evaluation
+from .bits import BitAutoencoder
 from .bler import hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler, wilson_interval
 from .channels import Channel, ChannelConfig, ebn0_to_sigma, make_channel, quantize
 from .config import AeRecipe, phase_bounds
+from .images import ImageAutoencoder
+from .messages import MessageAutoencoder
 from .model_free import log_policy, perturb, policy_loss
 from .networks import (Constellation, ImageDecoder, ImageEncoder, MessageDecoder, MessageEncoder, NeuralDemapper,
                        gray_qam)
-from . import evaluation
 from .system import AeSystem
+
+__all__ = ["AeSystem", "MessageAutoencoder", "BitAutoencoder", "ImageAutoencoder", "AeRecipe", "phase_bounds",
+           "Channel", "ChannelConfig", "ebn0_to_sigma", "make_channel", "quantize", "hamming74_codebook",
+           "hamming74_hard_bler", "ml_decoder", "monte_carlo", "uncoded_bpsk_bler", "wilson_interval", "log_policy",
+           "perturb", "policy_loss", "Constellation", "ImageDecoder", "ImageEncoder", "MessageDecoder",
+           "MessageEncoder", "NeuralDemapper", "gray_qam", "evaluation"]

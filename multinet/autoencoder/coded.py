@@ -13,17 +13,15 @@ decoders, mappers and demappers draw nothing. LLRs follow Sionna: ln p(b=1) / p(
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from ..nets.freeze import eval_mode
 from .bler import result_row
-from .channels import require_sionna
-
-if TYPE_CHECKING:
-    from .channels import Channel
-    from .system import AeSystem
+from .channels import Channel, require_sionna
+from .config import EvalConfig, SystemConfig
 
 __all__ = ["coded_monte_carlo", "learned_ldpc_rows", "qam_baselines", "hamming_osd_rows"]
 
@@ -51,36 +49,36 @@ def _to_index(c: torch.Tensor, m: int) -> torch.Tensor:
     return (c.reshape(-1, m).long() * weights).sum(1)
 
 
-def _ldpc(system: "AeSystem") -> tuple[Any, Any]:
+def _ldpc(s: SystemConfig, device: torch.device) -> tuple[Any, Any]:
     sp = require_sionna("an LDPC-coded evaluation of a bit system")
-    s, dev = system.cfg.system, str(system.device)
+    dev = str(device)
     enc = sp.fec.ldpc.LDPC5GEncoder(s.code_k, s.code_n, device=dev)
     return enc, sp.fec.ldpc.LDPC5GDecoder(enc, hard_out=True, num_iter=20, device=dev)
 
 
-def _sweep(system: "AeSystem", curve: str, trial_at: Callable[[float], Trial], dbs: list[float],
-           gen: torch.Generator) -> list[dict[str, Any]]:
-    ev, s = system.cfg.eval, system.cfg.system
+def _sweep(curve: str, trial_at: Callable[[float], Trial], dbs: list[float], gen: torch.Generator, k: int,
+           ev: EvalConfig) -> list[dict[str, Any]]:
     rows = []
     for db in dbs:
-        blocks, errors, bit_errors = coded_monte_carlo(trial_at(db), s.code_k, ev.min_errors, ev.max_blocks,
-                                                       ev.code_batch, gen, system.device)
-        rows.append(result_row(curve, db, blocks, errors, bit_errors, s.code_k))
+        blocks, errors, bit_errors = coded_monte_carlo(trial_at(db), k, ev.min_errors, ev.max_blocks, ev.code_batch,
+                                                       gen, gen.device)
+        rows.append(result_row(curve, db, blocks, errors, bit_errors, k))
     return rows
 
 
 @torch.no_grad()
-def learned_ldpc_rows(system: "AeSystem", label: str) -> list[dict[str, Any]]:
-    """BLER / BER of the learned constellation and demapper inside the 5G LDPC code, per channel."""
-    s = system.cfg.system
-    ldpc_enc, ldpc_dec = _ldpc(system)
+def learned_ldpc_rows(constellation: nn.Module, demapper: nn.Module, channels: dict[str, Channel], s: SystemConfig,
+                      ev: EvalConfig, fresh: Callable[[], torch.Generator], label: str) -> list[dict[str, Any]]:
+    """BLER / BER of the learned ``constellation`` and ``demapper`` inside the 5G LDPC code, per
+    channel, each channel's Monte Carlo drawing from a ``fresh()`` generator."""
+    ldpc_enc, ldpc_dec = _ldpc(s, next(constellation.parameters()).device)
     rows = []
-    with eval_mode(system.nets["encoder"].module) as const, eval_mode(system.nets["decoder"].module) as demap:
+    with eval_mode(constellation) as const, eval_mode(demapper) as demap:
         points = const.codebook()
-        for name, ch in system.channels.items():
-            gen = system.streams.fresh("ae.eval", system.device)
+        for name, ch in channels.items():
+            gen = fresh()
 
-            def trial_at(db: float, ch: "Channel" = ch) -> Trial:
+            def trial_at(db: float, ch: Channel = ch) -> Trial:
                 def trial(u: torch.Tensor) -> torch.Tensor:
                     c = ldpc_enc(u)
                     llr = demap(ch(points[_to_index(c, s.bits_per_symbol)], db, gen))
@@ -88,29 +86,31 @@ def learned_ldpc_rows(system: "AeSystem", label: str) -> list[dict[str, Any]]:
                 return trial
             curve = f"autoencoder after {label}, 5G LDPC ({s.code_n},{s.code_k})" + (
                 "" if name == "train" else f" [{name} channel]")
-            rows += _sweep(system, curve, trial_at, ch.cfg.eval_db, gen)
+            rows += _sweep(curve, trial_at, ch.cfg.eval_db, gen, s.code_k, ev)
     return rows
 
 
 @torch.no_grad()
-def qam_baselines(system: "AeSystem") -> list[dict[str, Any]]:
+def qam_baselines(s: SystemConfig, ev: EvalConfig, ch: Channel, fresh: Callable[[], torch.Generator],
+                  device: torch.device) -> list[dict[str, Any]]:
     """Gray QAM (PAM for one bit per symbol) with the exact demapper, under 5G LDPC and 5G Polar
     (SCL) at the system's (n, k), over the training channel (an AWGN one: the demapper is
-    coherent and needs the noise power)."""
+    coherent and needs the noise power) ``ch``; each code's Monte Carlo draws from a ``fresh()``
+    generator."""
     sp = require_sionna("the QAM baselines")
-    s, ev, dev, ch = system.cfg.system, system.cfg.eval, str(system.device), system.channels["train"]
+    dev = str(device)
     m = s.bits_per_symbol
     kind = "qam" if m % 2 == 0 else "pam"
     mapper = sp.mapping.Mapper(kind, m, device=dev)
     demapper = sp.mapping.Demapper("app", kind, m, device=dev)
-    ldpc_enc, ldpc_dec = _ldpc(system)
+    ldpc_enc, ldpc_dec = _ldpc(s, device)
     polar_enc = sp.fec.polar.Polar5GEncoder(s.code_k, s.code_n, device=dev)
     polar_dec = sp.fec.polar.Polar5GDecoder(polar_enc, dec_type="SCL", list_size=ev.polar_list_size, device=dev)
     name = f"{2 ** m}-{kind.upper()}"
     rows = []
     for code, enc, dec in ((f"5G LDPC ({s.code_n},{s.code_k})", ldpc_enc, ldpc_dec),
                            (f"5G Polar SCL-{ev.polar_list_size} ({s.code_n},{s.code_k})", polar_enc, polar_dec)):
-        gen = system.streams.fresh("ae.baselines", system.device)
+        gen = fresh()
 
         def trial_at(db: float, enc: Any = enc, dec: Any = dec) -> Trial:
             no = sp.utils.ebnodb2no(torch.tensor(db), m, s.code_rate, device=dev)
@@ -123,27 +123,27 @@ def qam_baselines(system: "AeSystem") -> list[dict[str, Any]]:
                 llr = demapper(torch.complex(y[:, 0], y[:, 1]), no)
                 return dec(llr.reshape(c.shape))
             return trial
-        rows += _sweep(system, f"{name}, {code}", trial_at, ch.cfg.eval_db, gen)
+        rows += _sweep(f"{name}, {code}", trial_at, ch.cfg.eval_db, gen, s.code_k, ev)
     return rows
 
 
 @torch.no_grad()
-def hamming_osd_rows(system: "AeSystem") -> list[dict[str, Any]]:
-    """Hamming(7,4), BPSK, soft ordered-statistics decoding (ML at t = 4), by Sionna, over AWGN."""
+def hamming_osd_rows(ev: EvalConfig, eval_db: list[float], gen: torch.Generator) -> list[dict[str, Any]]:
+    """Hamming(7,4), BPSK, soft ordered-statistics decoding (ML at t = 4), by Sionna, over AWGN at
+    ``eval_db``, drawing from ``gen`` (on the device it runs on)."""
     sp = require_sionna("the Sionna Hamming(7,4) baseline")
-    ev, dev = system.cfg.eval, str(system.device)
+    dev = str(gen.device)
     pcm, k, n, _ = sp.fec.utils.load_parity_check_examples(0)
     enc = sp.fec.linear.LinearEncoder(pcm, is_pcm=True, device=dev)
     dec = sp.fec.linear.OSDecoder(encoder=enc, t=k, device=dev)
-    gen = system.streams.fresh("ae.baselines.osd", system.device)
     rows = []
-    for db in system.cfg.channel.eval_db:
+    for db in eval_db:
         no = sp.utils.ebnodb2no(torch.tensor(db), 1, k / n, device=dev)
         sigma2 = no / 2  # noise per real BPSK dimension
         blocks = errors = 0
         while errors < ev.min_errors and blocks < ev.osd_max_blocks:
             b = min(10 * ev.code_batch, ev.osd_max_blocks - blocks)
-            c = enc(torch.randint(0, 2, (b, k), generator=gen, device=system.device).float())
+            c = enc(torch.randint(0, 2, (b, k), generator=gen, device=gen.device).float())
             y = (1 - 2 * c) + sigma2.sqrt() * torch.randn(c.shape, generator=gen, device=c.device)
             errors += int((dec(-2 * y / sigma2) != c).any(1).sum())  # OSD decides the codeword
             blocks += b

@@ -5,102 +5,94 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..nets.freeze import eval_mode
 from ..state.checkpoint import atomic_path
 from . import coded
 from .bler import (hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, result_row, uncoded_bpsk_bler)
 from .channels import Channel, sionna_available
+from .config import EvalConfig, SystemConfig
 
-if TYPE_CHECKING:
-    from .system import AeSystem
-
-__all__ = ["evaluate", "baselines", "write_rows", "plot", "plot_constellation", "table", "COLUMNS"]
+__all__ = ["message_rows", "image_rows", "message_baselines", "write_rows", "plot", "plot_constellation", "table",
+           "COLUMNS", "IMAGE_COLUMNS"]
 
 COLUMNS = ["curve", "ebn0_db", "bler", "bler_low", "bler_high", "ber", "ber_low", "ber_high", "blocks", "errors"]
+IMAGE_COLUMNS = ["curve", "snr_db", "psnr"]
 
 
 @torch.no_grad()
-def evaluate(system: "AeSystem", label: str) -> list[dict[str, Any]]:
-    """BLER/BER (messages) or PSNR (images) of the system as it is now, under every channel."""
-    if system.cfg.system.kind == "bits":
-        return coded.learned_ldpc_rows(system, label)
+def message_rows(codebook: torch.Tensor, decoder: nn.Module, channels: dict[str, Channel], k: int,
+                 ev: EvalConfig, gen: torch.Generator, label: str) -> list[dict[str, Any]]:
+    """BLER / BER of ``codebook`` (M × n) and ``decoder`` under every channel, at its ``eval_db``."""
     rows = []
-    k = system.cfg.system.k
-    with eval_mode(system.nets["decoder"].module) as dec:
-        gen = system.streams.fresh("ae.eval", system.device)
-        cb = system.codebook() if system.cfg.system.kind == "messages" else None
-        for ch_name, ch in system.channels.items():
-            curve = f"autoencoder after {label}" + ("" if ch_name == "train" else f" [{ch_name} channel]")
+    with eval_mode(decoder) as dec:
+        for ch_name, ch in channels.items():
             for db in ch.cfg.eval_db:
-                if cb is not None:
-                    r = _mc(system, cb, dec, db, gen, ch)
-                    rows.append(result_row(curve, db, r.blocks, r.errors, r.bit_errors, k))
-                else:
-                    rows.append({"curve": curve, "snr_db": db, "psnr": _psnr(system, ch, db)})
+                # The fast path draws AWGN itself; any other channel (fading, Sionna, a quantiser) is called.
+                channel = None if ch.plain_awgn else (lambda x, d, ch=ch: ch(x, d, gen))
+                r = monte_carlo(codebook, dec, k, db, ev.min_errors, ev.max_blocks, ev.batch,
+                                gen if ch.plain_awgn else None, channel)
+                rows.append(result_row(_curve(label, ch_name), db, r.blocks, r.errors, r.bit_errors, k))
     return rows
 
 
-def _mc(system: "AeSystem", cb: torch.Tensor, decode: Any, db: float, gen: torch.Generator, ch: Channel) -> Any:
-    ev = system.cfg.eval
-    # The fast path draws AWGN itself; any other channel (fading, Sionna, a quantiser) is called.
-    channel = None if ch.plain_awgn else (lambda x, d: ch(x, d, gen))
-    return monte_carlo(cb, decode, system.cfg.system.k, db, ev.min_errors, ev.max_blocks, ev.batch,
-                       gen if ch.plain_awgn else None, channel)
+@torch.no_grad()
+def image_rows(encoder: nn.Module, decoder: nn.Module, channels: dict[str, Channel], images: torch.Tensor,
+               label: str) -> list[dict[str, Any]]:
+    """PSNR of ``images`` sent through ``encoder`` → each channel → ``decoder``, at its ``eval_db``."""
+    rows = []
+    with eval_mode(decoder) as dec:
+        for ch_name, ch in channels.items():
+            for db in ch.cfg.eval_db:
+                mse = F.mse_loss(dec(ch(ch.normalize(encoder(images)), db)), images)
+                rows.append({"curve": _curve(label, ch_name), "snr_db": db, "psnr": float(10 * torch.log10(4.0 / mse))})
+    return rows
 
 
-def _psnr(system: "AeSystem", ch: Channel, db: float) -> float:
-    enc, dec = system.nets["encoder"].module, system.nets["decoder"].module
-    x = system.data.held_out if system.data.held_out is not None else system.data.train
-    mse = F.mse_loss(dec(ch(ch.normalize(enc(x)), db)), x)
-    return float(10 * torch.log10(4.0 / mse))
+def _curve(label: str, channel: str) -> str:
+    return f"autoencoder after {label}" + ("" if channel == "train" else f" [{channel} channel]")
 
 
 @torch.no_grad()
-def baselines(system: "AeSystem") -> list[dict[str, Any]]:
-    """Message systems: uncoded BPSK (exact), Hamming(7,4) hard (exact), soft-ML (Monte Carlo) and
-    Sionna's OSD, and ML decoding of the learned code (the receiver's ceiling). Bit systems: QAM
-    with the same LDPC / Polar code (Sionna). All over AWGN; Sionna's rows only when it is installed."""
-    s, ev = system.cfg.system, system.cfg.eval
-    with_sionna = ev.sionna_baselines and sionna_available()
-    if s.kind == "bits":
-        return coded.qam_baselines(system) if with_sionna else []
+def message_baselines(codebook: torch.Tensor, s: SystemConfig, ev: EvalConfig, eval_db: list[float],
+                      gen: torch.Generator, osd_gen: torch.Generator) -> list[dict[str, Any]]:
+    """Uncoded BPSK (exact), Hamming(7,4) hard (exact), soft-ML (Monte Carlo) and Sionna's OSD
+    (``osd_gen``, when Sionna is installed and asked for), and ML decoding of the learned
+    ``codebook`` (the receiver's ceiling), over AWGN."""
     rows: list[dict[str, Any]] = []
-    gen = system.streams.fresh("ae.baselines", system.device)
-    cb, hc = system.codebook(), hamming74_codebook().to(system.device)
+    hc = hamming74_codebook().to(codebook.device)
 
     def exact(curve: str, db: float, bler: float) -> dict[str, Any]:
         return {**dict.fromkeys(COLUMNS), "curve": curve, "ebn0_db": db, "bler": bler}
-    for db in system.cfg.channel.eval_db:
+    for db in eval_db:
         rows.append(exact(f"uncoded BPSK ({s.k},{s.k})", db, uncoded_bpsk_bler(db, s.k)))
         if (s.n, s.k) == (7, 4):
             rows.append(exact("Hamming(7,4) hard", db, hamming74_hard_bler(db)))
             r = monte_carlo(hc, ml_decoder(hc), 4, db, ev.ml_errors, 20 * ev.max_blocks, ev.batch, gen)
             rows.append(result_row("Hamming(7,4) ML", db, r.blocks, r.errors, r.bit_errors, 4))
-        r = monte_carlo(cb, ml_decoder(cb), s.k, db, ev.min_errors, ev.max_blocks, ev.batch, gen)
+        r = monte_carlo(codebook, ml_decoder(codebook), s.k, db, ev.min_errors, ev.max_blocks, ev.batch, gen)
         rows.append(result_row("learned code, ML decoding", db, r.blocks, r.errors, r.bit_errors, s.k))
-    if with_sionna and (s.n, s.k) == (7, 4):
-        rows += coded.hamming_osd_rows(system)
+    if ev.sionna_baselines and sionna_available() and (s.n, s.k) == (7, 4):
+        rows += coded.hamming_osd_rows(ev, eval_db, osd_gen)
     return rows
 
 
-def table(rows: list[dict[str, Any]], kind: str) -> dict[str, dict[str, float]]:
-    """``{curve: {db: bler or psnr}}``."""
-    key = "psnr" if kind == "images" else "bler"
+def table(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    """``{curve: {db: rows' key}}`` (BLER or PSNR)."""
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         out.setdefault(r["curve"], {})[f"{r.get('ebn0_db', r.get('snr_db')):g}"] = r[key]
     return out
 
 
-def write_rows(out: Path, rows: list[dict[str, Any]], kind: str) -> None:
-    cols = COLUMNS if kind != "images" else ["curve", "snr_db", "psnr"]
-    name = "bler.csv" if kind != "images" else "psnr.csv"
-    with atomic_path(out / name) as tmp, open(tmp, "w", newline="") as f:
+def write_rows(path: Path, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    """``rows`` as CSV with columns ``cols`` (an empty cell for None), replacing ``path`` whole."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, cols)
         w.writeheader()
         for r in rows:

@@ -1,34 +1,32 @@
 """The autoencoder as a system: encoder → channel → decoder, trained in phases (joint, then decoder).
 
+``AeSystem`` is what the three kinds share; each kind is its own class (``MessageAutoencoder``,
+``BitAutoencoder``, ``ImageAutoencoder``) and says what it sends, how it scores a batch and how
+it is evaluated. ``AeSystem(cfg, device)`` builds the class that ``system.kind`` names, so a recipe
+picks the kind and the command line needs to know none of them.
+
 Setup order: channels and data → networks (each through ``Net``'s build order) → phases, their
 lengths scaled to ``train.steps``. With ``training = "model_free"`` a joint phase is two engine
 phases on every iteration: the receiver's supervised step, then the transmitter's policy-gradient
-step (``model_free``); nothing differentiates through the channel. After every phase the system is evaluated (BLER / BER, or
-PSNR for images) and the rows are kept in the system's checkpointed state, so a resumed run
-reports exactly what an uninterrupted one does.
+step (``model_free``); nothing differentiates through the channel. After every phase the system
+is evaluated (BLER / BER, or PSNR for images) and the rows are kept in the system's checkpointed
+state, so a resumed run reports exactly what an uninterrupted one does.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from .. import distributed
-from ..data import DataSource, LazyData
 from ..engine import Engine, Phase
 from ..handlers import AtSteps
-from ..nets.freeze import eval_mode
-from ..run.system import EngineOptions, RunContext, System, note
-from ..state.checkpoint import atomic_path
+from ..run.system import RunContext, System, note
 from . import evaluation
 from .channels import Channel, make_channel
 from .config import AeRecipe, phase_bounds
 from .model_free import perturb, policy_loss
-from .networks import (Constellation, ImageDecoder, ImageEncoder, MessageDecoder, MessageEncoder, NeuralDemapper,
-                       bit_labels)
 
 __all__ = ["AeSystem"]
 
@@ -44,13 +42,28 @@ class AeSystem(System):
                          "channel.eval_db")
     # evaluate CKPT may score under other channels and Eb/N0 points.
     evaluate_may_change = ("eval.", "channel.", "finetune_channel.")
+    # What a kind sets: its ``system.kind``, the figure its rows report and the file they go to.
+    kind: ClassVar[str] = ""
+    figure: ClassVar[str] = "bler"
+    columns: ClassVar[list[str]] = evaluation.COLUMNS
+    rows_file: ClassVar[str] = "bler.csv"
+    _kinds: ClassVar[dict[str, type["AeSystem"]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind and cls.kind not in AeSystem._kinds:
+            AeSystem._kinds[cls.kind] = cls
+
+    def __new__(cls, cfg: AeRecipe, *args: Any, **kw: Any) -> "AeSystem":
+        if not cls.kind:  # the recipe names the kind
+            cls = AeSystem._kinds[cfg.system.kind]
+        elif cfg.system.kind != cls.kind:
+            raise ValueError(f"system.kind = {cfg.system.kind!r}, but {cls.__name__} is the {cls.kind!r} system")
+        return super().__new__(cls)
 
     def __init__(self, cfg: AeRecipe, device: torch.device, **build: Any) -> None:
         super().__init__(cfg, device, **build)
-        s = cfg.system
-        self.m = 2 ** (s.bits_per_symbol if s.kind == "bits" else s.k)
-        # A bit system sends one complex symbol (2 real uses) carrying m bits at the code's rate.
-        n, size = (2, {"rate": s.bits_per_symbol * s.code_rate / 2}) if s.kind == "bits" else (s.n, {"k": s.k})
+        n, size = self.channel_uses()
         self.channels: dict[str, Channel] = {
             "train": make_channel(cfg.channel, n, self.streams.get("ae.channel.train", device), device, **size)}
         if cfg.finetune_channel is not None:
@@ -62,30 +75,45 @@ class AeSystem(System):
                              "values per block: one receiver cannot take both")
         self.msg_gen = self.streams.get("ae.messages", device)
         self.policy_gen = self.streams.get("ae.policy", device)
-        # Images: training loads them now; a saved run being evaluated loads them when asked.
-        self.images = (LazyData(cfg.data, device, cfg.seed, now=not self.inference, shape=self.saved.get("shape"))
-                       if s.kind == "images" else None)
-        received = outs.pop()
-        if s.kind == "bits":
-            enc, dec = Constellation(s.bits_per_symbol, s.constellation_init), NeuralDemapper(received, s.bits_per_symbol,
-                                                                                             s.hidden)
-            self.labels = bit_labels(s.bits_per_symbol).to(device)
-        elif self.images is None:
-            enc, dec = MessageEncoder(self.m, s.n, s.hidden), MessageDecoder(self.m, received, s.hidden)
-        else:
-            shape = self.images.shape
-            enc, dec = ImageEncoder(shape, s.n, s.hidden), ImageDecoder(shape, s.n, s.hidden)
+        enc, dec = self.networks(outs.pop())
         self.net("encoder", enc)
         self.net("decoder", dec)
         self.bounds = phase_bounds(cfg.phases, cfg.train.steps)
         self.names = [f"{i}_{p.name}" if len(cfg.phases) > 1 else p.name for i, p in enumerate(cfg.phases)]
         self.results: list[dict[str, Any]] = []  # rows evaluated at each phase's end
 
-    @property
-    def data(self) -> DataSource | None:
-        """The images of an image system (loaded on first use when built for inference)."""
-        return self.images.get() if self.images is not None else None
+    # -- what a kind says ----------------------------------------------------------------------
+    def channel_uses(self) -> tuple[int, dict[str, Any]]:
+        """Real channel uses per block, and the code size the channel's Eb/N0 reads (``k`` or ``rate``)."""
+        return self.cfg.system.n, {"k": self.cfg.system.k}
 
+    def networks(self, received: int) -> tuple[nn.Module, nn.Module]:
+        """The encoder and the decoder, for a receiver that gets ``received`` values per block."""
+        raise NotImplementedError
+
+    def batch(self, encoder: nn.Module, channel: Channel) -> tuple[torch.Tensor, torch.Tensor]:
+        """(targets, channel input) of one training batch."""
+        raise NotImplementedError
+
+    def losses(self, target: torch.Tensor, out: torch.Tensor, reduce: bool) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The loss (the batch mean, or one per example) and the logged terms."""
+        raise NotImplementedError
+
+    def rows(self, label: str) -> list[dict[str, Any]]:
+        """The evaluation rows of the system as it is now, under every channel."""
+        raise NotImplementedError
+
+    def results_written(self, out: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """At the end of a run: write the kind's own result files; the rows to report."""
+        return rows
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def export_meta(self) -> dict[str, Any]:
+        return {}
+
+    # -- phases --------------------------------------------------------------------------------
     def resume_from(self, saved: AeRecipe) -> None:
         """A resumed run of another length keeps the phase boundaries it was trained with; only the
         last phase moves its end (a run extended after its switch never goes back to joint training)."""
@@ -114,9 +142,6 @@ class AeSystem(System):
             out.append(Phase(f"{name}.transmitter", "encoder", step("policy"), start=a, stop=b))
         return out
 
-    def engine_options(self) -> EngineOptions:
-        return EngineOptions(stateful={"data": self.data.sampler} if self.data is not None else {})
-
     def step_fn(self, channel: str, spans: list[tuple[int, int]]):
         """The steps of phases on ``channel``; ``spans`` are all phase ranges on that channel
         (a scheduled channel level moves across them). ``step(role)`` gives the engine's step for
@@ -128,69 +153,42 @@ class AeSystem(System):
             """(targets, channel input, perturbed input or None, received) for one batch."""
             done = sum(min(max(e.iteration - a, 0), b - a) for a, b in spans)
             ch.progress = done / max(1, total - 1)
-            enc = e.model("encoder")
-            if s.kind == "images":
-                target, _ = self.data.sampler.next()
-                x = ch.normalize(enc(target))
-            else:
-                target = distributed.randint(self.m, s.batch_size, generator=self.msg_gen, device=self.device)
-                x = enc(target) if s.kind == "bits" else ch.normalize(enc(target))
+            target, x = self.batch(e.model("encoder"), ch)
             if not policy:
                 return target, x, None, ch(x)
             xp = perturb(x, s.policy_sigma, self.policy_gen)
             with torch.no_grad():  # the channel is a black box to the transmitter
                 return target, x, xp, ch(xp)
 
-        def losses(target: torch.Tensor, out: torch.Tensor, reduce: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            """The loss (the batch mean, or one per example) and the logged terms."""
-            how = "mean" if reduce else "none"
-            if s.kind == "messages":
-                loss = F.cross_entropy(out, target, reduction=how)
-                return loss, {"block_error": (out.detach().argmax(1) != target).float().mean()}
-            if s.kind == "bits":
-                labels = self.labels[target]
-                loss = F.binary_cross_entropy_with_logits(out, labels, reduction="none").mean(1)
-                return (loss.mean() if reduce else loss), {"ber": ((out.detach() > 0).float() != labels).float().mean()}
-            loss = F.mse_loss(out, target) if reduce else (out - target).pow(2).flatten(1).mean(1)
-            return loss, {"psnr": 10 * torch.log10(4.0 / loss.detach().mean())}
-
         def step(role: str):
             if role == "policy":
                 def policy_step(e: Engine) -> dict[str, torch.Tensor]:
                     target, x, xp, y = send(e, policy=True)
                     with torch.no_grad():
-                        per, terms = losses(target, e.model("decoder")(y), reduce=False)
+                        per, terms = self.losses(target, e.model("decoder")(y), reduce=False)
                     return {"loss": policy_loss(x, xp, per, s.policy_sigma), "receiver_loss": per.mean(), **terms}
                 return policy_step
 
             def gradient_step(e: Engine) -> dict[str, torch.Tensor]:
                 target, _, _, y = send(e)
-                loss, terms = losses(target, e.model("decoder")(y), reduce=True)
+                loss, terms = self.losses(target, e.model("decoder")(y), reduce=True)
                 return {"loss": loss, **terms}
             return gradient_step
         return step
 
-    # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def codebook(self) -> torch.Tensor:
-        """The normalised codeword of each message (M × n), or the constellation (2^m × 2)."""
-        with eval_mode(self.nets["encoder"].module) as enc:
-            return enc.codebook() if self.cfg.system.kind == "bits" else self.channels["train"].normalize(enc.codebook())
-
+    # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
         """The system as it is now under every channel (``evaluate CKPT`` with ``channel.eval_db=[...]``
         or ``channel.fading=rayleigh`` re-scores a saved run at other points or another channel)."""
-        rows = evaluation.evaluate(self, self.names[-1])
-        return {"curves": evaluation.table(rows, self.cfg.system.kind)}
+        return {"curves": evaluation.table(self.rows(self.names[-1]), self.figure)}
 
     def export(self, folder: Path) -> list[Path]:
         """Encoder and decoder as safetensors + JSON (``multinet.state.export``), with what a user
         needs to drive them: the system's size, the channel they were trained for."""
         s, ch = self.cfg.system, self.channels["train"]
         meta = {"system": "autoencoder", "kind": s.kind, "n": s.n, "k": s.k, "training": s.training,
-                "channel": ch.describe(), "normalization": ch.cfg.normalization, "receiver_inputs": ch.out_dim}
-        if s.kind == "bits":
-            meta.update(bits_per_symbol=s.bits_per_symbol, code_k=s.code_k, code_n=s.code_n)
+                "channel": ch.describe(), "normalization": ch.cfg.normalization, "receiver_inputs": ch.out_dim,
+                **self.export_meta()}
         return self.export_networks(folder, {"encoder": {**meta, "role": "encoder"},
                                              "decoder": {**meta, "role": "decoder"}})
 
@@ -199,48 +197,32 @@ class AeSystem(System):
         ends = {b: name for name, (_, b) in zip(self.names, self.bounds)}
 
         def after_phase(step: int) -> None:
-            rows = evaluation.evaluate(self, ends[step])
+            rows = self.rows(ends[step])
             self.results.extend({**r, "after_step": step} for r in rows)
-            key = "psnr" if self.cfg.system.kind == "images" else "bler"
-            ctx.tracker.scalars(step, {f"eval/{r['curve']}/{r.get('ebn0_db', r.get('snr_db'))}dB": r[key]
-                                       for r in rows if r[key] is not None})
-            evaluation.write_rows(ctx.out, self.results, self.cfg.system.kind)  # survives a later crash
+            ctx.tracker.scalars(step, {f"eval/{r['curve']}/{r.get('ebn0_db', r.get('snr_db'))}dB": r[self.figure]
+                                       for r in rows if r[self.figure] is not None})
+            self.write_rows(ctx.out, self.results)  # survives a later crash
         return [AtSteps(list(ends), after_phase)]
+
+    def write_rows(self, out: Path, rows: list[dict[str, Any]]) -> None:
+        evaluation.write_rows(out / self.rows_file, rows, self.columns)
 
     def finish(self, ctx: RunContext) -> dict[str, Any]:
         s = self.cfg.system
-        summary: dict[str, Any] = {"recipe": self.cfg.description, "system": {
-            "messages": f"({s.n},{s.k})", "images": "images", "bits": f"bits, m={s.bits_per_symbol}"}[s.kind],
-            "training": s.training}
+        summary: dict[str, Any] = {"recipe": self.cfg.description, "system": self.summary_name(),
+                                   "training": s.training}
         if not self.results:  # nothing evaluated in this run's record: evaluate the final state once
-            self.results.extend(evaluation.evaluate(self, self.names[-1]))
-        rows = list(self.results)
-        if s.kind != "images":
-            points = self.codebook()
-            with atomic_path(ctx.out / "codebook.npy") as tmp:
-                np.save(tmp, points.cpu().numpy())
-            if points.shape[1] == 2:  # one complex use per block: the constellation itself
-                labels = ([format(i, f"0{s.bits_per_symbol}b") for i in range(self.m)] if s.kind == "bits" else None)
-                evaluation.plot_constellation(ctx.out, points, labels, self.describe())
-            if self.cfg.eval.baselines:
-                rows += evaluation.baselines(self)
-            evaluation.plot(ctx.out, rows, f"{self.describe()} over {self.channels['train'].describe()}")
-        evaluation.write_rows(ctx.out, rows, s.kind)
-        summary["curves"] = evaluation.table(rows, s.kind)
+            self.results.extend(self.rows(self.names[-1]))
+        rows = self.results_written(ctx.out, list(self.results))
+        self.write_rows(ctx.out, rows)
+        summary["curves"] = evaluation.table(rows, self.figure)
         return summary
 
-    def describe(self) -> str:
-        s = self.cfg.system
-        how = ", model-free" if s.training == "model_free" else ""
-        if s.kind == "bits":
-            return f"learned {self.m}-point constellation, 5G LDPC ({s.code_n},{s.code_k}){how}"
-        return f"({s.n},{s.k}) autoencoder{how}" if s.kind == "messages" else "image autoencoder"
+    def summary_name(self) -> str:
+        return f"({self.cfg.system.n},{self.cfg.system.k})"
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"results": [dict(r) for r in self.results]}
-        if self.images is not None:
-            state["shape"] = list(self.images.shape)
-        return state
+        return {"results": [dict(r) for r in self.results]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Rows of a phase whose end moved (a run extended on resume) are evaluated again at its new end.
