@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from multinet.autoencoder import (AeRecipe, AeSystem, Channel, ChannelConfig, evaluation, hamming74_codebook,
+from multinet.autoencoder import (AeRecipe, AeSystem, Channel, ChannelConfig, hamming74_codebook,
                                   hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler)
 from multinet.autoencoder.config import PhaseConfig, phase_bounds
 from multinet.run import engine_for

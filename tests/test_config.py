@@ -129,7 +129,11 @@ def test_module_paths_from_before_the_layered_packages_still_import():
         with pytest.warns(FutureWarning, match=f"{old} is now {new}"):
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
-    from multinet.data import load_data  # noqa: F401  (kept paths: no warning, same names)
-    from multinet.engine import Engine, Phase  # noqa: F401
-    from multinet.handlers import Checkpointer  # noqa: F401
-    from multinet.nets import Net, resolve_device  # noqa: F401
+    import multinet
+    from multinet.data import load_data  # kept paths: no warning, the same objects
+    from multinet.engine import Engine, Phase
+    from multinet.handlers import Checkpointer
+    from multinet.nets import Net, resolve_device
+    assert (load_data, Engine, Phase, Net, resolve_device) == (
+        multinet.data.sources.load_data, multinet.Engine, multinet.Phase, multinet.Net, multinet.resolve_device)
+    assert Checkpointer.__module__ == "multinet.handlers.checkpointer"

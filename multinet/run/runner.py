@@ -42,7 +42,7 @@ from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, 
 from .saved import load_system  # its home is multinet.run.saved; importable from here as before
 from .system import RunContext, System, engine_for, notes_shown
 
-__all__ = ["Runner", "RunResult", "json_safe"]
+__all__ = ["Runner", "RunResult", "json_safe", "load_system", "seed_everything"]  # the last two: old paths
 
 
 @dataclass
