@@ -5,6 +5,7 @@ loads), ``freeze``, ``groups`` (parameter-group rules), ``optimizers``, ``schedu
 from .freeze import NORM_MODES, NORM_TYPES, apply_norm_mode, eval_mode, frozen, is_frozen_norm, set_trainable
 from .groups import PARAM_KINDS, GroupPlan, GroupRule, audit_groups, group_preset, named_trainable, plan_groups
 from .device import resolve_device
+from .ema import Ema
 from .net import Net
 from .optimizers import OPTIMIZERS, build_optimizer, load_named_state_dict, named_state_dict
 from .patterns import name_matches, resolve_types, type_names
@@ -14,7 +15,7 @@ from .schedules import (SCHEDULES, FactorScheduler, PlateauScheduler, ScheduleSp
 from .spec import OPTIMIZER_NAMES, NetConfig
 from .weights import INIT_METHODS, PRESETS, InitReport, InitRule, bilinear_kernel, init_preset, init_weights
 
-__all__ = ["Net", "NetConfig", "resolve_device", "GroupRule", "GroupPlan", "plan_groups", "group_preset",
+__all__ = ["Net", "NetConfig", "Ema", "resolve_device", "GroupRule", "GroupPlan", "plan_groups", "group_preset",
            "audit_groups", "named_trainable", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel",
            "ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group", "advance",
            "PretrainedSpec", "LoadReport", "load_partial", "OPTIMIZERS", "OPTIMIZER_NAMES", "build_optimizer",

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import distributed
 from .device import resolve_device
+from .ema import Ema
 from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
 from .groups import GroupPlan, ParamRow, audit_groups, named_trainable, plan_groups
 from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
@@ -81,10 +81,7 @@ class Net:
                        if isinstance(m, NORM_TYPES) and list(m.parameters(recurse=False))]
         if cfg.channels_last:  # after init (which fills in memory order): the same weights in NHWC
             self.module.to(memory_format=torch.channels_last)
-        self.ema: AveragedModel | None = None
-        if cfg.ema > 0:
-            self.ema = AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-            self.ema.requires_grad_(False)
+        self.ema = Ema(self.module, cfg.ema) if cfg.ema > 0 else None
         self.optimizer: Any = None
         self.scheduler: Any = None
         if optimizer:  # without: a network to run, not to train (sampling from a saved run)

@@ -39,7 +39,7 @@ from ..tracking import NullTracker, Tracker
 from ..tracking.backends import make_trackers
 from .lock import RunLock, clear_run_folder, earlier_run
 from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
-from .saved import load_system  # its home is multinet.run.saved; importable from here as before
+from .saved import load_system  # for `from multinet.run.runner import load_system`
 from .system import RunContext, System, engine_for, notes_shown
 
 __all__ = ["Runner", "RunResult", "json_safe", "load_system", "seed_everything"]  # the last two: old paths

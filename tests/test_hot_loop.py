@@ -1,0 +1,90 @@
+"""The hot loop reads nothing back to the host between log steps: every shipped system, counted
+with a TorchDispatchMode over the iterations between two log steps (each such read is a stall on a
+GPU, and a step that makes none can be captured as a CUDA graph)."""
+import collections
+import traceback
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from multinet.config import load_recipe
+from multinet.engine import Event
+from multinet.run import engine_for
+
+READS = ("aten._local_scalar_dense", "aten.is_nonzero", "aten.item")
+
+
+class HostReads(TorchDispatchMode):
+    """Counts device→host reads, by the multinet line that caused them."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func.overloadpacket) in READS:
+            mine = [f for f in traceback.extract_stack() if "/multinet/" in f.filename]
+            self.where[f"{mine[-1].filename}:{mine[-1].lineno}" if mine else "torch"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+SYSTEMS = [  # (task, recipe, overrides): every shipped system, each kind and training mode
+    ("gan", "gan_digits", []),  # MLP, EMA of the generator
+    ("gan", "gan_ring8", []),  # a 2-D mixture
+    ("gan", "dcgan_mnist_cond", ["data.name=digits", "data.image_size=28"]),  # conv, class-conditional
+    ("gan", "sngan_cifar10", ["data.name=digits", "data.image_size=32", "model.width=4", "data.batch_size=8"]),  # ResNet, SN
+    ("autoencoder", "ae_7_4_rx_finetune", []),  # messages, two channels
+    ("autoencoder", "ae_7_4_model_free", []),  # policy-gradient transmitter
+    ("autoencoder", "ae_bits_ldpc", []),  # constellation + demapper
+    ("autoencoder", "ae_images_awgn", []),
+]
+
+
+@pytest.mark.parametrize("task,recipe,extra", SYSTEMS, ids=[r for _, r, _ in SYSTEMS])
+def test_no_host_read_between_log_steps(task, recipe, extra):
+    if task == "gan":
+        from multinet.gan import GanRecipe as Recipe, GanSystem as System
+        nets = ("generator", "discriminator")
+    else:
+        from multinet.autoencoder import AeRecipe as Recipe, AeSystem as System
+        nets = ("encoder", "decoder")
+    # Fused optimizers keep their step counts as tensors; torch's default (for-loop / foreach)
+    # Adam reads its CPU step counter with .item(), which on a GPU is a CPU tensor, not a stall.
+    cfg = load_recipe(Recipe, recipe, ["device='cpu'", "train.steps=40", "train.log_every=10",
+                                       "train.tensorboard=false", *[f"networks.{n}.fused=true" for n in nets], *extra])
+    engine = engine_for(System(cfg, torch.device("cpu")))
+    reads = HostReads()
+
+    def between_log_steps(e):  # on from after step 10 (a log step) to after step 19
+        if e.iteration == 10:
+            reads.__enter__()
+        elif e.iteration == 19:
+            reads.__exit__(None, None, None)
+    engine.on(Event.ITERATION_COMPLETED, between_log_steps)
+    engine.run(stop_at=20)
+    assert not reads.where, dict(reads.where)
+
+
+def test_the_ema_is_torchs_average_bit_for_bit_and_loads_either_way():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from multinet.nets import Ema
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ours, theirs = Ema(net, 0.9), AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for _ in range(4):
+        net(torch.randn(8, 3)).sum().backward()
+        with torch.no_grad():
+            for p in net.parameters():
+                p -= 0.1 * p.grad
+        ours.update_parameters(net)
+        theirs.update_parameters(net)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    again = Ema(net, 0.9)
+    again.load_state_dict(theirs.state_dict())  # a run saved with AveragedModel resumes
+    assert again.updates == 4
+    again.update_parameters(net)
+    theirs.update_parameters(net)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), theirs.state_dict().values()))
