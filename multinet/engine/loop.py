@@ -78,8 +78,10 @@ class Engine(Readout, Snapshot):
         self.terms: dict[str, dict[str, torch.Tensor]] = {}
         self.grad_norms: dict[str, torch.Tensor] = {}
         self.made_at: dict[str, int] = {}  # phase or grad_norm/<net> -> the iteration that produced it
-        # First non-finite step per phase, kept on the device so checking costs no sync per step.
+        # First non-finite step per phase, kept on the device so checking costs no sync per step: each
+        # step only keeps its loss (no operator at all); a check folds them in (``_fold``).
         self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
+        self._losses: dict[str, list[tuple[int, torch.Tensor]]] = {p.name: [] for p in phases}
         self._checked: Any = None  # (iteration, weight versions) of the last check that passed
         self.stop_reason: str | None = None
         self._requested: str | None = None
@@ -191,8 +193,10 @@ class Engine(Readout, Snapshot):
         detached = {k: step_term(phase.name, k, v, self.device) for k, v in terms.items()}
         self.terms[phase.name] = detached
         self.made_at[phase.name] = self.iteration
-        bad = self._first_bad[phase.name]
-        bad.copy_(torch.where((bad < 0) & ~torch.isfinite(detached["loss"]), self.iteration, bad))
+        kept = self._losses[phase.name]
+        kept.append((self.iteration, detached["loss"]))
+        if len(kept) >= 256:  # checks far apart (or none): memory stays bounded
+            self._fold(phase.name)
         self.phase_steps[phase.name] += 1
 
     @contextlib.contextmanager
@@ -220,10 +224,24 @@ class Engine(Readout, Snapshot):
         key = (self.iteration, tuple((id(p), p._version) for n in self.nets.values() for p in n.module.parameters()))
         if key == self._checked:
             return
+        for name in self._losses:
+            self._fold(name)
         problem = non_finite(self.phases, self._first_bad, self.nets, self.dist.world, self.iteration)
         if problem:
             raise NonFiniteLoss(problem)
         self._checked = key
+
+    def _fold(self, phase: str) -> None:
+        """Record the first non-finite loss among the steps kept since the last fold (on the device)."""
+        kept = self._losses[phase]
+        if not kept:
+            return
+        steps = torch.tensor([i for i, _ in kept], device=self.device)
+        never = torch.iinfo(torch.long).max
+        first = torch.where(torch.isfinite(torch.stack([v for _, v in kept])), never, steps).min()
+        bad = self._first_bad[phase]
+        bad.copy_(torch.where((bad < 0) & (first < never), first, bad))
+        kept.clear()
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop_at: int | None = None, handlers: Any = ()) -> None:

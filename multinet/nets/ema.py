@@ -29,8 +29,9 @@ class Ema(AveragedModel):
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        mine = [t.detach() for t in itertools.chain(self.module.parameters(), self.module.buffers())]
-        theirs = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+        # Under no_grad the tensors are read and written as they are (no detached aliases to make).
+        mine = list(itertools.chain(self.module.parameters(), self.module.buffers()))
+        theirs = list(itertools.chain(model.parameters(), model.buffers()))
         if self.updates == 0:
             for a, b in zip(mine, theirs, strict=True):
                 a.copy_(b)
