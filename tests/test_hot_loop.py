@@ -88,3 +88,16 @@ def test_the_ema_is_torchs_average_bit_for_bit_and_loads_either_way():
     again.update_parameters(net)
     theirs.update_parameters(net)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), theirs.state_dict().values()))
+
+
+def test_cuda_graph_compile_modes_are_refused_off_cuda_in_one_line():
+    from multinet import Net, NetConfig
+    from multinet.config import ConfigError, from_dict
+    from multinet.gan import GanRecipe
+    with pytest.raises(ConfigError, match="train.compile_mode: 'reduce-overhead' needs train.compile = true"):
+        from_dict(GanRecipe, {"train": {"compile_mode": "reduce-overhead"}})
+    for mode in ("reduce-overhead", "max-autotune"):
+        with pytest.raises(ValueError, match=f"g: compile mode '{mode}' replays CUDA graphs, but this network is on cpu"):
+            Net("g", torch.nn.Linear(2, 2), NetConfig(), "cpu", compile=mode)
+    net = Net("g", torch.nn.Linear(2, 2), NetConfig(), "cpu", compile="max-autotune-no-cudagraphs")
+    assert net.module.weight.shape == (2, 2)  # compiled lazily, at the first call

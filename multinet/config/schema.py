@@ -29,8 +29,13 @@ class TrainConfig:
     # hanging; stop requests (Ctrl-C, SIGTERM) are agreed over ranks every dist_sync_every steps.
     sync_batchnorm: bool = False
     # torch.compile every network in place (module.compile(): state_dict names unchanged). The
-    # first steps pay the compilation; see BENCHMARKS.md for when it pays off.
+    # first steps pay the compilation; see BENCHMARKS.md for when it pays off. compile_mode
+    # "reduce-overhead" also replays each network's forward and backward as CUDA graphs (one
+    # launch instead of one per kernel: what small GAN / autoencoder steps are bound by on a
+    # GPU); it needs CUDA, and the engine's steps read nothing back between log steps so that
+    # nothing forces a graph to break.
     compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     dist_timeout: float = 900.0
     dist_sync_every: int = 10
     # Evaluate every N iterations (0 = only at the end), for systems that offer evaluate(); with
@@ -61,6 +66,8 @@ class TrainConfig:
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
         at_least(self, 1, "dist_sync_every")
         within(self, "dist_timeout", low=0, open_low=True)
+        if self.compile_mode != "default" and not self.compile:
+            raise FieldError("compile_mode", f"{self.compile_mode!r} needs train.compile = true")
         # A longer run is a typo (10^12 steps of a microsecond each take 11 days).
         within(self, "steps", low=0, high=10 ** 12)
 

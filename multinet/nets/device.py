@@ -1,12 +1,13 @@
-"""Where a network lives: ``auto`` is the GPU when there is one; under torchrun, this process's GPU.
-A device the machine does not have is refused in one line before anything is built on it."""
+"""Where a network lives (``auto`` is the GPU when there is one; under torchrun, this process's GPU)
+and what that allows: a device the machine does not have, or a ``torch.compile`` mode that needs
+CUDA graphs off CUDA, is refused in one line before anything is built on it."""
 from __future__ import annotations
 
 import torch
 
 from .. import distributed
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "compile_options"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -28,3 +29,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and dev.index is None and distributed.launched():
         dev = torch.device("cuda", distributed.local_rank())
     return dev
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compile_options(compile: bool | str, name: str, device: torch.device) -> dict[str, str]:
+    """``module.compile`` keywords for ``compile`` (``True``: torch's default mode, or a mode name)."""
+    mode = "default" if compile is True else str(compile)
+    if mode in CUDA_GRAPH_MODES and device.type != "cuda":
+        raise ValueError(f"{name}: compile mode {mode!r} replays CUDA graphs, but this network is on {device}; use "
+                         "train.compile_mode='default' here")
+    return {} if mode == "default" else {"mode": mode}

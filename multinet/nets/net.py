@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .. import distributed
-from .device import resolve_device
+from .device import compile_options, resolve_device
 from .ema import Ema
 from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
 from .groups import GroupPlan, ParamRow, audit_groups, named_trainable, plan_groups
@@ -43,11 +43,12 @@ __all__ = ["Net"]
 class Net:
     """A built network: ``module``, ``optimizer``, ``scheduler`` and the reports of how, from the
     module and its ``NetConfig``. ``optimizer=False`` stops after the module steps (no groups,
-    optimizer or schedule); ``compile`` / ``sync_batchnorm`` are how the run builds its networks."""
+    optimizer or schedule); ``compile`` (``True`` or a ``torch.compile`` mode) / ``sync_batchnorm``
+    are how the run builds its networks."""
 
     def __init__(self, name: str, module: nn.Module, config: NetConfig | None = None,
                  device: str | torch.device = "auto", total_steps: int = 0, optimizer: bool = True,
-                 compile: bool = False, sync_batchnorm: bool = False) -> None:
+                 compile: bool | str = False, sync_batchnorm: bool = False) -> None:
         cfg = self.config = config if config is not None else NetConfig()
         self.name = name
         self.device = resolve_device(device)
@@ -88,7 +89,7 @@ class Net:
             self._build_optimizer()
             self._warn_unused_rules()
         if compile:
-            self.module.compile()
+            self.module.compile(**compile_options(compile, name, self.device))
         self._ddp: nn.Module | None = None
         self.ddp_called = False  # set by the wrapper's forward; the engine checks it per phase step
         self.rewrap()

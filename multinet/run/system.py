@@ -139,7 +139,7 @@ class System:
                                  f"{value!r}; one of them must go")
         train = self.cfg.train
         net = Net(name, module, replace(ncfg, **config) if config else ncfg, self.device, optimizer=not self.inference,
-                  compile=train.compile, sync_batchnorm=train.sync_batchnorm)
+                  compile=train.compile and train.compile_mode, sync_batchnorm=train.sync_batchnorm)
         self.nets[name] = net
         return net
 
