@@ -356,3 +356,18 @@ def test_finiteness_is_checked_once_per_step_unless_a_weight_changed(monkeypatch
     e.on("iteration", lambda e: e.check_finite(), every=2)
     with pytest.raises(NonFiniteLoss, match="non-finite weights in network 'generator'"):
         e.run()
+
+
+def test_the_first_non_finite_step_is_named_however_far_apart_the_checks_are():
+    """Each step only keeps its loss; a check (here after 600 steps, past the 256-step fold)
+    still names the first step whose loss was NaN."""
+    net = Net("n", nn.Linear(3, 1), NetConfig(optimizer="sgd", lr=0.0), "cpu")
+    x = torch.ones(4, 3)
+
+    def step(e):
+        loss = net.module(x).sum() * 0
+        return {"loss": loss + (float("nan") if e.iteration == 299 else 0.0)}
+    e = Engine({"n": net}, [Phase("p", ["n"], step)], total_steps=600, check_every=0, log_every=0)
+    e.run()
+    with pytest.raises(NonFiniteLoss, match="non-finite loss in phase 'p' \\(network\\(s\\): n\\) at step 300"):
+        e.check_finite()
