@@ -120,6 +120,8 @@ def _main(argv: list[str] | None, fixed: str | None) -> int:
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     args = _parser(argv[0], fixed).parse_intermixed_args(argv[1:])
     args.command = argv[0]
+    if args.command != "train":  # nothing to save: Ctrl-C and SIGTERM are the command's own to report
+        startup.setup_done()
     with warnings.catch_warnings():  # restores the default display afterwards
         warnings.showwarning = _one_line_warning
         try:

@@ -6,16 +6,19 @@ Python's traceback of whichever import was running, and SIGTERM's default action
 process without a word. Run as ``python -m``, the package first (this module imports nothing
 heavy) installs SIGINT / SIGTERM handlers that say so in one line and end the process at once
 (exit 130 / 143), and an exception hook for interrupts that arrive otherwise. ``cli.main`` puts
-Python's own back as it starts, and from then on SIGTERM raises ``Terminated`` (a
-``KeyboardInterrupt``, so every handler of Ctrl-C reports it too). Any other exception keeps
-Python's report, and a program that merely imports multinet is left alone.
+Python's own hook back as it starts; the handlers stay through a training run's setup and go when
+training starts (``setup_done``, called by the runner, or at once for commands that train
+nothing): from then on Ctrl-C raises ``KeyboardInterrupt`` and SIGTERM ``Terminated`` (a
+``KeyboardInterrupt``, so every handler of Ctrl-C reports it too), which the run saves and stops
+on. Any other exception keeps Python's report, and a program that merely imports multinet is left
+alone.
 """
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-__all__ = ["quiet_interrupts_while_starting", "started", "stop_on_sigterm", "Terminated"]
+__all__ = ["quiet_interrupts_while_starting", "started", "setup_done", "stop_on_sigterm", "Terminated"]
 
 _previous: Any = None
 
@@ -40,15 +43,20 @@ def stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+_stage = "start-up"
+
+
 def _exit_now(signum: int, frame: Any) -> None:
-    """While the imports run, an interrupt ends the process here and now: raised as an exception in
-    the middle of ``import torch`` it can leave torch half-initialised (a hang, an abort or a bogus
-    error later), and nothing has started that would need saving."""
+    """Until training starts, an interrupt ends the process here and now. Raised as an exception in
+    the middle of an import (torch's at start-up; torch._dynamo's, a dataset library's during
+    setup) it can leave the library half-initialised or be swallowed by it: seen as a hang, an
+    abort, a bogus error, or a run that went on training. Nothing has started that needs saving,
+    and the run folder's lock is taken over once its process is gone."""
     import os
     import signal
     term = signum == signal.SIGTERM
-    print("stopped by SIGTERM during start-up, before training started" if term
-          else "interrupted during start-up, before training started", file=sys.stderr, flush=True)
+    print(f"stopped by SIGTERM during {_stage}, before training started" if term
+          else f"interrupted during {_stage}, before training started", file=sys.stderr, flush=True)
     os._exit(143 if term else 130)
 
 
@@ -78,15 +86,21 @@ def _hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
 
 
 def started() -> None:
-    """The command line runs: its own handlers take over (Python's hook is back)."""
-    import signal
-    import threading
-    global _previous
+    """The command line runs: Python's exception hook is back; an interrupt still ends the process
+    at once until ``setup_done``."""
+    global _previous, _stage
     if _previous is not None and sys.excepthook is _hook:
         sys.excepthook = _previous
-    _previous = None
+    _previous, _stage = None, "setup"
+
+
+def setup_done() -> None:
+    """Training starts (or a command that trains nothing runs): Ctrl-C raises ``KeyboardInterrupt``
+    and SIGTERM ``Terminated`` again, for the run's own handlers to save and stop."""
+    import signal
+    import threading
     if threading.current_thread() is threading.main_thread():
         if signal.getsignal(signal.SIGTERM) is _exit_now:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, _on_sigterm)
         if signal.getsignal(signal.SIGINT) is _exit_now:
             signal.signal(signal.SIGINT, signal.default_int_handler)

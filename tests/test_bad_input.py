@@ -14,7 +14,7 @@ from multinet.cli import main
 from multinet.gan import GanSystem
 from multinet.run.lock import RunLock
 
-from .cli_run import ENV, run
+from .cli_run import ENV, run, spawn
 
 GAN = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sample_every=0", "eval.samples=50",
        "eval.classifier_epochs=1", "networks.generator.ema=0"]
@@ -26,6 +26,19 @@ class SigtermWhileBuilt(GanSystem):
     def __init__(self, cfg, device):
         os.kill(os.getpid(), signal.SIGTERM)
         super().__init__(cfg, device)
+
+
+class SwallowsCtrlC(GanSystem):
+    """Ctrl-C arrives while a library's code runs during setup, and that code swallows it (as an
+    import interrupted inside a C extension, or a bare ``except``, can)."""
+
+    def __init__(self, cfg, device, **build):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+        except KeyboardInterrupt:
+            pass
+        super().__init__(cfg, device, **build)
 
 
 def _one_line(r, msg):
@@ -99,6 +112,15 @@ def test_sigterm_during_start_up_or_setup_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 143 and err.strip() == "stopped by SIGTERM during setup, before training started", (code, err)
     assert signal.getsignal(signal.SIGTERM) is before  # the program's own handling is back
+
+
+def test_ctrl_c_during_setup_is_never_lost(tmp_path):
+    """Until training starts, an interrupt ends ``python -m multinet`` at once in one line: raised
+    as an exception it could be swallowed by a library and the run would train on."""
+    r = spawn("multinet", ["train", "tests.test_bad_input:SwallowsCtrlC", *GAN, "--steps", "5", "--out", str(tmp_path / "r")])
+    assert r.returncode == 130 and r.stderr.strip() == "interrupted during setup, before training started", \
+        (r.returncode, r.stderr)
+    assert not (tmp_path / "r" / "summary.json").exists()
 
 
 def test_resume_followed_by_an_override_is_not_read_as_a_path(tmp_path):

@@ -31,7 +31,7 @@ from ..engine import Engine, StepError
 from ..engine.divergence import weight_headroom
 from ..handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
 from ..nets import resolve_device
-from ..startup import Terminated
+from ..startup import Terminated, setup_done
 from ..state.checkpoint import write_text_atomic
 from ..state.imports import saved_file
 from ..state.streams import seed_everything
@@ -242,6 +242,7 @@ class Runner:
     def _train(self, engine: Engine, system: System, checkpointer: Checkpointer, tracker: Any,
                resumed: bool) -> RunResult:
         cfg, main = self.cfg, engine.dist.main
+        setup_done()  # from here on an interrupt is the run's to save and stop on
         scalars = LogScalars(tracker, *self.trackers)  # at the engine's log_every
         bar = ProgressBar(cfg.train.steps, desc=type(system).__name__, enabled=self.progress and main, scalars=scalars)
         signals = StopOnSignal()
