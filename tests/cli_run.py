@@ -2,6 +2,7 @@
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,18 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTH
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def from_a_terminal():
+    """Run in a child before it starts: Ctrl-C reaches it as from a terminal, even when this suite
+    runs with SIGINT ignored (a background job or ``nohup``: ignored signals are inherited, and a
+    program rightly leaves them ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(module, args, cwd=None):
     """The command line in a fresh interpreter: for what only a separate process shows (signals,
     run-folder locks, start-up)."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env=ENV)
+                          timeout=300, env=ENV, preexec_fn=from_a_terminal)
 
 
 def run(module, args, cwd=None):

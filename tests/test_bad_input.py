@@ -14,7 +14,7 @@ from multinet.cli import main
 from multinet.gan import GanSystem
 from multinet.run.lock import RunLock
 
-from .cli_run import ENV, run, spawn
+from .cli_run import ENV, from_a_terminal, run, spawn
 
 GAN = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sample_every=0", "eval.samples=50",
        "eval.classifier_epochs=1", "networks.generator.ema=0"]
@@ -99,7 +99,8 @@ def test_links_back_into_an_image_folder_are_not_followed(tmp_path):
 
 def test_sigterm_during_start_up_or_setup_is_one_line(tmp_path, capsys):
     p = subprocess.Popen([sys.executable, "-m", "multinet.gan", *GAN, "--steps", "1000000", "--out",
-                          str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                          str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=from_a_terminal)
     time.sleep(0.3)  # still importing torch
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)

@@ -13,7 +13,7 @@ import torch
 
 from multinet import load_checkpoint
 
-from .cli_run import ENV, ROOT, run, spawn
+from .cli_run import ENV, ROOT, from_a_terminal, run, spawn
 
 # Exact resume is promised bit for bit on the CPU; pin it so a machine with a GPU tests the same.
 FAST_GAN = ["gan_digits", "--device", "cpu", "train.log_every=5", "train.sample_every=10", "train.checkpoint_every=10",
@@ -129,7 +129,8 @@ def test_autoencoder_exact_resume_across_phase_switch(tmp_path):
 def test_sigterm_saves_and_exits_with_one_line(tmp_path):
     out = tmp_path / "r"
     p = subprocess.Popen([sys.executable, "-m", "multinet.gan", *FAST_GAN, "--steps", "1000000", "--out", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=from_a_terminal)
     deadline = time.time() + 120
     while time.time() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
         time.sleep(0.2)
@@ -144,7 +145,8 @@ def test_ctrl_c_while_torch_is_imported_is_one_line(tmp_path):
     """0.3 s in, ``python -m multinet.gan`` is still importing torch (a second or more): Python
     would print the import's traceback. Later interrupts get the setup's or the run's own line."""
     p = subprocess.Popen([sys.executable, "-m", "multinet.gan", *FAST_GAN, "--steps", "1000000", "--out",
-                          str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                          str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=from_a_terminal)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
@@ -445,7 +447,8 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
     """They used to both exit 0 with every step logged twice; now one runs and the other stops."""
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "multinet.gan", *FAST_GAN, "--steps", "40", "--out", str(out)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                         preexec_fn=from_a_terminal)
              for _ in range(2)]
     results = [(*p.communicate(timeout=300), p.returncode) for p in procs]
     assert sorted(code for _, _, code in results) == [0, 2], results

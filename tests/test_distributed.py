@@ -18,7 +18,7 @@ import torch
 
 from multinet import load_checkpoint
 
-from .cli_run import ENV, ROOT, run
+from .cli_run import ENV, ROOT, from_a_terminal, run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 QUIET = ["--device", "cpu", "--no-progress", "train.tensorboard=false"]
@@ -156,7 +156,7 @@ def test_ctrl_c_stops_every_rank_at_one_step_and_saves(tmp_path):
     p = subprocess.Popen([*TORCHRUN, "--nproc-per-node=2", "-m", "multinet.gan", *GAN, "--out", str(out),
                           "--steps", "100000", "train.log_every=10", "train.dist_sync_every=5"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=from_a_terminal)
     try:
         metrics = out / "metrics.jsonl"
         deadline = time.monotonic() + 120
