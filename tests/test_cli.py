@@ -88,7 +88,10 @@ def test_gan_sample_command(tmp_path):
     r = run("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "eval.rejection=drs", "eval.samples=100"])
     assert r.returncode == 0, r.stderr
     scores = json.loads(r.stdout.strip().splitlines()[-1])
-    assert scores["step"] == 5 and {"classifier_fd", "drs_classifier_fd", "drs_acceptance"} <= set(scores)
+    # rejection-sampled images are scored beside the plain generator, never instead of it
+    assert scores["step"] == 5 and {"classifier_is", "classifier_fd", "drs_classifier_is", "drs_classifier_fd",
+                                    "drs_acceptance"} <= set(scores)
+    assert 0 < scores["drs_acceptance"] <= 1
     r = run("multinet.gan", ["evaluate", str(out / "checkpoints/last.pt"), "train.steps=9"])
     assert r.returncode == 2 and r.stderr.strip() == ("error: only eval.*, data.root, data.workers, data.download keys "
                                                       "can change for a saved run, got train.steps")

@@ -226,15 +226,6 @@ def test_rejection_sampling_through_a_refitted_critic(tmp_path):
     torch.testing.assert_close(s.sample_rejection(500)[0], x)
 
 
-def test_rejection_sampling_scores_images_beside_the_plain_generator(tmp_path):
-    e = _engine(["eval.rejection='drs'", "eval.samples=200", "eval.classifier_epochs=1", "train.steps=2"], tmp_path)
-    s = e.stateful["system"]
-    e.run()
-    r = s.evaluate()
-    assert {"classifier_is", "classifier_fd", "drs_classifier_is", "drs_classifier_fd"} <= set(r)
-    assert 0 < r["drs_acceptance"] <= 1
-
-
 @pytest.mark.parametrize("loss,extra", [("hinge", []), ("wgan-gp", []), ("lsgan", []), ("bce", ["gan.r1=1.0"])])
 def test_every_loss_trains(tmp_path, loss, extra):
     e = _engine([f"gan.loss={loss!r}", *extra], tmp_path)
