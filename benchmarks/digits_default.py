@@ -37,6 +37,7 @@ from multinet.gan import GanRecipe, GanSystem  # noqa: E402
 from multinet.gan.diffaugment import augment  # noqa: E402
 from multinet.gan.networks import MLPDiscriminator, MLPGenerator  # noqa: E402
 from multinet.run import engine_for  # noqa: E402
+from timing import engine_seconds_per_iteration, seconds_per_iteration  # noqa: E402  (benchmarks/)
 
 
 def recipe(steps: int) -> GanRecipe:
@@ -75,12 +76,7 @@ def hand_loop(cfg: GanRecipe, real_images: torch.Tensor, steps: int, warmup: int
         with torch.no_grad():
             torch._foreach_lerp_(ema, list(G.parameters()), 1 - cfg.networks.generator.ema)
 
-    for _ in range(warmup):
-        one()
-    t = time.perf_counter()
-    for _ in range(steps):
-        one()
-    return (time.perf_counter() - t) / steps * 1e3
+    return seconds_per_iteration(one, steps, warmup) * 1e3
 
 
 def engine(steps: int, warmup: int = 20) -> float:
@@ -89,10 +85,7 @@ def engine(steps: int, warmup: int = 20) -> float:
     with warnings.catch_warnings():  # the EMA note for a run this short
         warnings.simplefilter("ignore")
         e = engine_for(GanSystem(recipe(warmup + steps), torch.device("cpu")))
-    e.run(stop_at=warmup)
-    t = time.perf_counter()
-    e.run(stop_at=warmup + steps)
-    return (time.perf_counter() - t) / steps * 1e3
+    return engine_seconds_per_iteration(e, steps, warmup) * 1e3
 
 
 def matmul_floor(cfg: GanRecipe, reps: int = 200) -> float:

@@ -12,7 +12,6 @@ recipes run on the bundled digits at 28×28 (the operator count does not depend 
 """
 from __future__ import annotations
 
-import collections
 import json
 import sys
 import warnings

@@ -14,7 +14,6 @@ import json
 import math
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from multinet.data import mixture_means  # noqa: E402
 from multinet.gan import GanRecipe, GanSystem  # noqa: E402
 from multinet.gan.networks import build_pair  # noqa: E402
 from multinet.run import engine_for  # noqa: E402
+from timing import engine_seconds_per_iteration, seconds_per_iteration  # noqa: E402  (benchmarks/)
 
 
 def recipe(steps: int) -> GanRecipe:
@@ -72,12 +72,7 @@ def hand_loop(steps: int, warmup: int = 20) -> float:
             torch._foreach_lerp_(ema, [t for t in (*G.parameters(), *G.buffers()) if t.is_floating_point()],
                                  1 - ng.ema)
 
-    for _ in range(warmup):
-        one()
-    t = time.perf_counter()
-    for _ in range(steps):
-        one()
-    return (time.perf_counter() - t) / steps * 1e3
+    return seconds_per_iteration(one, steps, warmup) * 1e3
 
 
 def engine(steps: int, warmup: int = 20) -> float:
@@ -85,10 +80,7 @@ def engine(steps: int, warmup: int = 20) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         e = engine_for(GanSystem(recipe(warmup + steps), torch.device("cpu")))
-    e.run(stop_at=warmup)
-    t = time.perf_counter()
-    e.run(stop_at=warmup + steps)
-    return (time.perf_counter() - t) / steps * 1e3
+    return engine_seconds_per_iteration(e, steps, warmup) * 1e3
 
 
 def main() -> None:

@@ -38,13 +38,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from multinet.config import load_recipe  # noqa: E402
+from timing import engine_seconds_per_iteration, seconds_per_iteration, sync  # noqa: E402  (benchmarks/)
 
 MNIST_RAW = Path(os.environ.get("MULTINET_MNIST_RAW", ROOT.parent / "shared" / "data" / "MNIST" / "raw"))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_rate(device: torch.device, dtype=torch.float32) -> float:
@@ -131,14 +127,7 @@ def hand_loop(images: torch.Tensor, device: torch.device, steps: int, dataloader
         g_loss.backward()
         g_optimizer.step()
 
-    for _ in range(20):
-        one()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        one()
-    sync(device)
-    return steps / (time.perf_counter() - t)
+    return 1 / seconds_per_iteration(one, steps, device=device)
 
 
 def hand_loop_flops(images: torch.Tensor) -> float:
@@ -177,7 +166,7 @@ def engine_gan(device: torch.device, steps: int, fast: bool, reuse: bool, recipe
     if compile:  # train.compile=true; the warm-up below absorbs the compilation
         for net in e.nets.values():
             net.module.compile()
-    return time_engine(e, steps, device)
+    return 1 / engine_seconds_per_iteration(e, steps, device=device)
 
 
 def native_bf16_cpu() -> bool:
@@ -185,16 +174,6 @@ def native_bf16_cpu() -> bool:
     emulates bf16 and autocast only slows things down."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def time_engine(e, steps: int, device: torch.device, warmup: int = 20) -> float:
-    """Iterations per second of ``steps`` engine iterations after ``warmup`` untimed ones."""
-    e.run(stop_at=warmup)
-    sync(device)
-    t = time.perf_counter()
-    e.run(stop_at=warmup + steps)
-    sync(device)
-    return steps / (time.perf_counter() - t)
 
 
 def ae_rates(device: torch.device, steps: int) -> dict[str, float]:
@@ -205,7 +184,7 @@ def ae_rates(device: torch.device, steps: int) -> dict[str, float]:
                                             f"train.steps={steps + 20}"])
     system = AeSystem(cfg, device)
     e = engine_for(system)
-    train = time_engine(e, steps, device)
+    train = 1 / engine_seconds_per_iteration(e, steps, device=device)
     cb = system.codebook()
     dec = e.nets["decoder"].module.eval()
     gen = torch.Generator(device=device).manual_seed(0)
@@ -245,14 +224,7 @@ def ae_hand_loop(device: torch.device, steps: int, warmup: int = 20) -> float:
             o.zero_grad(set_to_none=True)
             sch.step()
 
-    for _ in range(warmup):
-        one()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        one()
-    sync(device)
-    return steps / (time.perf_counter() - t)
+    return 1 / seconds_per_iteration(one, steps, warmup, device)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from multinet.autoencoder.bler import monte_carlo  # noqa: E402
 from multinet.nets.freeze import eval_mode  # noqa: E402
 from multinet.run.runner import load_system  # noqa: E402
+from timing import seconds_per_iteration  # noqa: E402  (benchmarks/)
 
 
 def sweep(runs: list[str], target: int, batch: int, cap: int) -> None:
@@ -126,12 +127,7 @@ def _sionna_hand_loop(steps: int) -> float:
         loss.backward()
         opt_c.step()
         opt_d.step()
-    for _ in range(20):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps / (time.perf_counter() - t0)
+    return 1 / seconds_per_iteration(step, steps)
 
 
 def train(steps: int) -> None:
