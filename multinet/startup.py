@@ -55,9 +55,14 @@ def _exit_now(signum: int, frame: Any) -> None:
     import os
     import signal
     term = signum == signal.SIGTERM
-    print(f"stopped by SIGTERM during {_stage}, before training started" if term
-          else f"interrupted during {_stage}, before training started", file=sys.stderr, flush=True)
+    print(_line(term), file=sys.stderr, flush=True)
     os._exit(143 if term else 130)
+
+
+def _line(term: bool) -> str:
+    """What an interrupt before training says."""
+    return (f"stopped by SIGTERM during {_stage}, before training started" if term
+            else f"interrupted during {_stage}, before training started")
 
 
 def quiet_interrupts_while_starting() -> None:
@@ -76,11 +81,11 @@ def quiet_interrupts_while_starting() -> None:
 
 def _hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
     if issubclass(kind, Terminated):
-        print("stopped by SIGTERM during start-up, before training started", file=sys.stderr, flush=True)
+        print(_line(term=True), file=sys.stderr, flush=True)
         import os
         os._exit(143)  # the status a SIGTERM gives; raising on would report a Ctrl-C (130)
     if issubclass(kind, KeyboardInterrupt):
-        print("interrupted during start-up, before training started", file=sys.stderr)
+        print(_line(term=False), file=sys.stderr)
     else:
         (_previous or sys.__excepthook__)(kind, value, tb)
 

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import distributed
 from ..nets import eval_mode
 from . import coded
 from .channels import Channel, sionna_available
@@ -36,7 +35,7 @@ class BitAutoencoder(CodebookResults, AeSystem):
         return enc, dec
 
     def batch(self, encoder: nn.Module, channel: Channel) -> tuple[torch.Tensor, torch.Tensor]:
-        target = distributed.randint(self.m, self.cfg.system.batch_size, generator=self.msg_gen, device=self.device)
+        target = self.messages()
         return target, encoder(target)  # the constellation is normalised already
 
     def losses(self, target: torch.Tensor, out: torch.Tensor, reduce: bool) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -69,8 +68,7 @@ class BitAutoencoder(CodebookResults, AeSystem):
 
     def describe(self) -> str:
         s = self.cfg.system
-        how = ", model-free" if s.training == "model_free" else ""
-        return f"learned {self.m}-point constellation, 5G LDPC ({s.code_n},{s.code_k}){how}"
+        return f"learned {self.m}-point constellation, 5G LDPC ({s.code_n},{s.code_k}){self.how_trained()}"
 
     def export_meta(self) -> dict[str, Any]:
         s = self.cfg.system

@@ -15,7 +15,7 @@ import torch
 
 from .channels import ebn0_to_sigma
 
-__all__ = ["McResult", "monte_carlo", "uncoded_bpsk_bler", "hamming74_hard_bler", "hamming74_codebook",
+__all__ = ["McResult", "monte_carlo", "learned_curve", "uncoded_bpsk_bler", "hamming74_hard_bler", "hamming74_codebook",
            "ml_decoder", "MlDecoder", "wilson_interval", "result_row"]
 
 
@@ -136,6 +136,12 @@ def monte_carlo(codebook: torch.Tensor, decode: Callable[[torch.Tensor], torch.T
         blocks += b
         errors, bit_errors = counts.tolist()
     return McResult(ebn0_db, errors / blocks, bit_errors / (blocks * k), blocks, errors, bit_errors)
+
+
+def learned_curve(label: str, channel: str) -> str:
+    """The name of the learned system's curve after phase ``label`` (``label`` may carry the code)
+    under ``channel`` (``train``, or another one the system evaluates on)."""
+    return f"autoencoder after {label}" + ("" if channel == "train" else f" [{channel} channel]")
 
 
 def result_row(curve: str, ebn0_db: float, blocks: int, errors: int, bit_errors: int | None, bits_per_block: int

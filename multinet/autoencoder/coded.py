@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..nets.freeze import eval_mode
-from .bler import result_row
+from .bler import learned_curve, result_row
 from .channels import Channel, require_sionna
 from .config import EvalConfig, SystemConfig
 
@@ -84,8 +84,7 @@ def learned_ldpc_rows(constellation: nn.Module, demapper: nn.Module, channels: d
                     llr = demap(ch(points[_to_index(c, s.bits_per_symbol)], db, gen))
                     return ldpc_dec(llr.reshape(c.shape))
                 return trial
-            curve = f"autoencoder after {label}, 5G LDPC ({s.code_n},{s.code_k})" + (
-                "" if name == "train" else f" [{name} channel]")
+            curve = learned_curve(f"{label}, 5G LDPC ({s.code_n},{s.code_k})", name)
             rows += _sweep(curve, trial_at, ch.cfg.eval_db, gen, s.code_k, ev)
     return rows
 

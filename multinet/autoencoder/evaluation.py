@@ -14,7 +14,8 @@ from torch import nn
 from ..nets.freeze import eval_mode
 from ..state.checkpoint import atomic_path
 from . import coded
-from .bler import (hamming74_codebook, hamming74_hard_bler, ml_decoder, monte_carlo, result_row, uncoded_bpsk_bler)
+from .bler import (hamming74_codebook, hamming74_hard_bler, learned_curve, ml_decoder, monte_carlo, result_row,
+                   uncoded_bpsk_bler)
 from .channels import Channel, sionna_available
 from .config import EvalConfig, SystemConfig
 
@@ -37,7 +38,7 @@ def message_rows(codebook: torch.Tensor, decoder: nn.Module, channels: dict[str,
                 channel = None if ch.plain_awgn else (lambda x, d, ch=ch: ch(x, d, gen))
                 r = monte_carlo(codebook, dec, k, db, ev.min_errors, ev.max_blocks, ev.batch,
                                 gen if ch.plain_awgn else None, channel)
-                rows.append(result_row(_curve(label, ch_name), db, r.blocks, r.errors, r.bit_errors, k))
+                rows.append(result_row(learned_curve(label, ch_name), db, r.blocks, r.errors, r.bit_errors, k))
     return rows
 
 
@@ -50,12 +51,8 @@ def image_rows(encoder: nn.Module, decoder: nn.Module, channels: dict[str, Chann
         for ch_name, ch in channels.items():
             for db in ch.cfg.eval_db:
                 mse = F.mse_loss(dec(ch(ch.normalize(encoder(images)), db)), images)
-                rows.append({"curve": _curve(label, ch_name), "snr_db": db, "psnr": float(10 * torch.log10(4.0 / mse))})
+                rows.append({"curve": learned_curve(label, ch_name), "snr_db": db, "psnr": float(10 * torch.log10(4.0 / mse))})
     return rows
-
-
-def _curve(label: str, channel: str) -> str:
-    return f"autoencoder after {label}" + ("" if channel == "train" else f" [{channel} channel]")
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import distributed
 from ..nets import eval_mode
 from ..state.checkpoint import atomic_path
 from . import evaluation
@@ -56,7 +55,7 @@ class MessageAutoencoder(CodebookResults, AeSystem):
         return MessageEncoder(self.m, s.n, s.hidden), MessageDecoder(self.m, received, s.hidden)
 
     def batch(self, encoder: nn.Module, channel: Channel) -> tuple[torch.Tensor, torch.Tensor]:
-        target = distributed.randint(self.m, self.cfg.system.batch_size, generator=self.msg_gen, device=self.device)
+        target = self.messages()
         return target, channel.normalize(encoder(target))
 
     def losses(self, target: torch.Tensor, out: torch.Tensor, reduce: bool) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -81,4 +80,4 @@ class MessageAutoencoder(CodebookResults, AeSystem):
 
     def describe(self) -> str:
         s = self.cfg.system
-        return f"({s.n},{s.k}) autoencoder" + (", model-free" if s.training == "model_free" else "")
+        return f"({s.n},{s.k}) autoencoder{self.how_trained()}"

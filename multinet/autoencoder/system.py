@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .. import distributed
 from ..engine import Engine, Phase
 from ..handlers import AtSteps
 from ..run.system import RunContext, System, note
@@ -109,6 +110,14 @@ class AeSystem(System):
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def messages(self) -> torch.Tensor:
+        """One training batch of uniform message indices (of ``self.m``), from the messages' stream."""
+        return distributed.randint(self.m, self.cfg.system.batch_size, generator=self.msg_gen, device=self.device)
+
+    def how_trained(self) -> str:
+        """What ``describe`` adds for the training mode."""
+        return ", model-free" if self.cfg.system.training == "model_free" else ""
 
     def export_meta(self) -> dict[str, Any]:
         return {}

@@ -93,7 +93,7 @@ class Engine(Readout, Snapshot):
         self.sync_every = max(1, sync_every)
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()
-        # Timed unfreezing is part of a network's spec: the loop does it (``_unfreeze_due``).
+        # Timed unfreezing is part of a network's config: the loop does it after iteration unfreeze_at.
         self._unfreeze: dict[int, list[Net]] = defaultdict(list)
         for net in (n for n in nets.values() if n.config.unfreeze):
             self._unfreeze[net.config.unfreeze_at].append(net)
@@ -102,7 +102,7 @@ class Engine(Readout, Snapshot):
 
     @property
     def ema(self) -> dict[str, torch.nn.Module]:
-        """The averaged copies (``AveragedModel``; ``.module`` is the network) of the networks with an EMA."""
+        """The averaged copies (``multinet.nets.Ema``; ``.module`` is the network) of the networks with an EMA."""
         return {k: n.ema for k, n in self.nets.items() if n.ema is not None}
 
     # -- events ------------------------------------------------------------------------------

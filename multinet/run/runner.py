@@ -88,14 +88,15 @@ class Runner:
         self.overwrite, self.trust_code = overwrite, trust_code
         if isinstance(out, str) and not out.strip():
             raise ConfigError("out: empty; name the run folder")
-        self.resume = (resume if isinstance(resume, Resume) or not resume
-                       else open_resume(system, resume, out, allow_no_checksum)) or None
-        self.ckpt_path: Path | None = None
-        self.saved_cfg: Any = None  # on resume: the config the checkpoint was trained with
-        self.ckpt: dict[str, Any] | None = None
-        if self.resume is not None:
-            self.ckpt_path, self.saved_cfg, self.ckpt = self.resume.path, self.resume.saved_cfg, self.resume.checkpoint
-            out = self.resume.out
+        if isinstance(resume, Resume) or not resume:
+            self.resume = resume or None
+        else:  # True or a path: read the checkpoint here (the command line hands over a Resume)
+            self.resume = open_resume(system, resume, out, allow_no_checksum)
+        # On resume: the checkpoint, its path, and the config it was trained with.
+        r = self.resume
+        self.ckpt, self.ckpt_path, self.saved_cfg = (r.checkpoint, r.path, r.saved_cfg) if r else (None, None, None)
+        if r is not None:
+            out = r.out
             if cfg is None:
                 cfg = self.saved_cfg
             else:
