@@ -40,7 +40,10 @@ def info() -> DistInfo:
     """This process's place: from the live process group, else (0, 1, 0)."""
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size())
-    return DistInfo()
+    return _ALONE
+
+
+_ALONE = DistInfo()  # frozen: one shared value for the common case (asked several times a step)
 
 
 def launched() -> bool:

@@ -88,6 +88,20 @@ def test_the_ema_is_torchs_average_bit_for_bit_and_loads_either_way():
     again.update_parameters(net)
     theirs.update_parameters(net)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), theirs.state_dict().values()))
+    # Ema lists a network's tensors once; one replaced afterwards is still the one it averages.
+    net[0].weight = torch.nn.Parameter(net[0].weight.detach() * 2)
+    net[1].running_mean = net[1].running_mean + 1
+    again.update_parameters(net)
+    theirs.update_parameters(net)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), theirs.state_dict().values()))
+    floats = torch.nn.Linear(3, 2)  # one dtype: the single-call path
+    ours, theirs = Ema(floats, 0.5), AveragedModel(floats, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    for _ in range(3):
+        with torch.no_grad():
+            floats.weight.add_(1.0)
+        ours.update_parameters(floats)
+        theirs.update_parameters(floats)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
 
 
 def test_cuda_graph_compile_modes_are_refused_off_cuda_in_one_line():
@@ -101,3 +115,26 @@ def test_cuda_graph_compile_modes_are_refused_off_cuda_in_one_line():
             Net("g", torch.nn.Linear(2, 2), NetConfig(), "cpu", compile=mode)
     net = Net("g", torch.nn.Linear(2, 2), NetConfig(), "cpu", compile="max-autotune-no-cudagraphs")
     assert net.module.weight.shape == (2, 2)  # compiled lazily, at the first call
+
+
+def test_a_python_number_term_is_noted_and_the_rates_stay_on_the_device():
+    from multinet.engine import Engine, Phase, bit_error_rate, error_rate
+    from multinet.nets import Net, NetConfig
+    torch.manual_seed(0)
+    net = Net("clf", torch.nn.Linear(4, 3), NetConfig(lr=0.1), "cpu")
+    x, y = torch.randn(32, 4), torch.randint(3, (32,))
+
+    def step(e):
+        out = e.model("clf")(x)
+        return {"loss": torch.nn.functional.cross_entropy(out, y), "err": error_rate(out, y),
+                "acc": float((out.argmax(1) == y).float().mean())}
+    e = Engine({"clf": net}, [Phase("fit", "clf", step)], 3)
+    with pytest.warns(UserWarning, match="term 'acc' is a Python number"):
+        e.run()
+    assert e.terms["fit"]["err"].item() == pytest.approx(1 - e.terms["fit"]["acc"].item())
+    logits, bits = torch.tensor([[2.0, -1.0], [-0.5, 3.0]]), torch.tensor([[1, 1], [0, 0]])
+    assert bit_error_rate(logits, bits).item() == 0.5 and error_rate(logits, torch.tensor([0, 0])).item() == 0.5
+    with HostReads() as reads:
+        error_rate(logits, torch.tensor([0, 1]))
+        bit_error_rate(logits, bits)
+    assert not reads.where

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine import bit_error_rate
 from ..nets import eval_mode
 from . import coded
 from .channels import Channel, sionna_available
@@ -41,7 +42,7 @@ class BitAutoencoder(CodebookResults, AeSystem):
     def losses(self, target: torch.Tensor, out: torch.Tensor, reduce: bool) -> tuple[torch.Tensor, dict[str, Any]]:
         labels = self.labels[target]
         loss = F.binary_cross_entropy_with_logits(out, labels, reduction="none").mean(1)
-        return (loss.mean() if reduce else loss), {"ber": ((out.detach() > 0).float() != labels).float().mean()}
+        return (loss.mean() if reduce else loss), {"ber": bit_error_rate(out, labels)}
 
     @torch.no_grad()
     def codebook(self) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine import error_rate
 from ..nets import eval_mode
 from ..state.checkpoint import atomic_path
 from . import evaluation
@@ -60,7 +61,7 @@ class MessageAutoencoder(CodebookResults, AeSystem):
 
     def losses(self, target: torch.Tensor, out: torch.Tensor, reduce: bool) -> tuple[torch.Tensor, dict[str, Any]]:
         loss = F.cross_entropy(out, target, reduction="mean" if reduce else "none")
-        return loss, {"block_error": (out.detach().argmax(1) != target).float().mean()}
+        return loss, {"block_error": error_rate(out, target)}
 
     @torch.no_grad()
     def codebook(self) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch
 
 from .. import distributed
 from ..config import error_line
-from ..nets import Net, advance, frozen
+from ..nets import Net, advance, frozen_tensors
 from .divergence import NonFiniteLoss, non_finite
 from .events import Event
 from .phase import Phase, StepError, check_phases, step_term, user_line
@@ -71,6 +71,9 @@ class Engine(Readout, Snapshot):
         self.meta = meta or {}  # saved beside the config (e.g. which system wrote the checkpoint)
         self.iteration = 0
         self.phase_steps = {p.name: 0 for p in phases}
+        # What each phase freezes, listed once (a module's parameter list walks its module tree).
+        self._others = {p.name: [t for k, n in nets.items() if k not in p.nets for t in n.module.parameters()]
+                        for p in phases}
         self.scalers = {p.name: torch.amp.GradScaler(self.device.type, enabled=amp == "fp16") for p in phases}
         for name, net in nets.items():
             net.plan_steps(sum(p.count(total_steps) * p.repeat for p in phases if name in p.nets))
@@ -144,10 +147,9 @@ class Engine(Readout, Snapshot):
 
     def _run_phase(self, phase: Phase, log_now: bool) -> None:
         nets = [self.nets[n] for n in phase.nets]
-        others = [n.module for k, n in self.nets.items() if k not in phase.nets]
         scaler = self.scalers[phase.name]
         self._training = phase.nets
-        with frozen(*others) as self._own_flags:
+        with frozen_tensors(self._others[phase.name]) as self._own_flags:
             try:
                 with self.autocast():
                     terms = phase.step(self)

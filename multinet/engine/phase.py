@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["Phase", "StepError", "keep_plan", "step_term", "user_line"]
+__all__ = ["Phase", "StepError", "keep_plan", "step_term", "user_line", "error_rate", "bit_error_rate"]
 
 
 @dataclass
@@ -98,6 +99,11 @@ def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.
     if isinstance(value, torch.Tensor):
         return value.detach().float()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Shown once per process (the default filter): a number made from a tensor (``.item()``,
+        # ``float(t)``) read it back from the device, a stall per step on a GPU.
+        warnings.warn(f"phase {phase!r}: term {name!r} is a Python number; if it came from a tensor, return the "
+                      "tensor instead (reading it stalls every step; multinet.engine.error_rate and "
+                      "bit_error_rate stay on the device)", stacklevel=4)
         return torch.tensor(float(value), device=device)
     raise ValueError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
 
@@ -109,3 +115,16 @@ def check_phases(phases: list[Phase], nets: Any) -> None:
         raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))} (networks: {', '.join(nets)})")
     if len({p.name for p in phases}) != len(phases):
         raise ValueError(f"phase names must be unique, got {[p.name for p in phases]}")
+
+
+# -- rates a step can return as terms without reading anything back --------------------------------
+def error_rate(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The fraction of rows whose largest logit is not ``target``'s class (1 - accuracy), as a
+    0-d tensor on the logits' device: a step term that costs no host read."""
+    return (logits.detach().argmax(-1) != target).float().mean()
+
+
+def bit_error_rate(logits: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """The fraction of bits whose logit (LLR, positive for 1) has the wrong sign, as a 0-d tensor
+    on the logits' device (``bits`` of 0/1, any dtype)."""
+    return ((logits.detach() > 0).float() != bits).float().mean()

@@ -2,7 +2,7 @@
 order — ``patterns`` (names and module types), ``weights`` (init rules), ``pretrained`` (partial
 loads), ``freeze``, ``groups`` (parameter-group rules), ``optimizers``, ``schedules``, ``spec``
 (``NetConfig``, the one description of a network's training) and ``net`` (``Net``, which builds it)."""
-from .freeze import NORM_MODES, NORM_TYPES, apply_norm_mode, eval_mode, frozen, is_frozen_norm, set_trainable
+from .freeze import NORM_MODES, NORM_TYPES, apply_norm_mode, eval_mode, frozen, frozen_tensors, is_frozen_norm, set_trainable
 from .groups import PARAM_KINDS, GroupPlan, GroupRule, audit_groups, group_preset, named_trainable, plan_groups
 from .device import resolve_device
 from .ema import Ema
@@ -19,6 +19,6 @@ __all__ = ["Net", "NetConfig", "Ema", "resolve_device", "GroupRule", "GroupPlan"
            "audit_groups", "named_trainable", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel",
            "ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group", "advance",
            "PretrainedSpec", "LoadReport", "load_partial", "OPTIMIZERS", "OPTIMIZER_NAMES", "build_optimizer",
-           "named_state_dict", "load_named_state_dict", "set_trainable", "frozen", "eval_mode", "apply_norm_mode",
+           "named_state_dict", "load_named_state_dict", "set_trainable", "frozen", "frozen_tensors", "eval_mode", "apply_norm_mode",
            "is_frozen_norm", "name_matches", "resolve_types", "type_names", "NORM_MODES", "NORM_TYPES", "PARAM_KINDS",
            "SCHEDULES", "INIT_METHODS", "PRESETS"]

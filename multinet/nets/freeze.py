@@ -12,7 +12,7 @@ from torch import nn
 
 from .patterns import name_matches
 
-__all__ = ["set_trainable", "frozen", "eval_mode", "apply_norm_mode", "is_frozen_norm", "NORM_MODES", "NORM_TYPES"]
+__all__ = ["set_trainable", "frozen", "frozen_tensors", "eval_mode", "apply_norm_mode", "is_frozen_norm", "NORM_MODES", "NORM_TYPES"]
 
 NORM_MODES = ("eval", "train")
 _BN = nn.modules.batchnorm._BatchNorm
@@ -49,7 +49,14 @@ def frozen(*modules: nn.Module) -> Iterator[list[tuple[nn.Parameter, bool]]]:
 
     Yields the saved (parameter, own flag) pairs.
     """
-    saved = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    with frozen_tensors([p for m in modules for p in m.parameters()]) as saved:
+        yield saved
+
+
+@contextlib.contextmanager
+def frozen_tensors(params: list[nn.Parameter]) -> Iterator[list[tuple[nn.Parameter, bool]]]:
+    """``frozen`` for a list of parameters already made (a loop that freezes the same ones every step)."""
+    saved = [(p, p.requires_grad) for p in params]
     for p, _ in saved:
         p.requires_grad_(False)
     try:
