@@ -6,6 +6,9 @@
     python -m multinet sample CKPT --n N --out FILE.npy [--rejection drs]
     python -m multinet sample EXPORT/generator.json --n N --out FILE.npy [--seed S]
     python -m multinet export CKPT --out DIR
+    python -m multinet sweep SYSTEM [RECIPE] [key=value | key=v1,v2 ...] --out DIR [--seeds 0-4]
+                             [--search key=loguniform:1e-5:1e-3 --trials N] [--objective FIG] [--jobs N]
+    python -m multinet compare RUN... [--out FILE.png]
 
 SYSTEM is ``gan``, ``autoencoder`` or the import path of your own ``System`` subclass
 (``my_pkg.systems:InfoGAN``); ``evaluate`` / ``sample`` / ``export`` read the system from the
@@ -52,6 +55,25 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _trust_args(p)
 
 
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("items", nargs="*", metavar="RECIPE | key=value | key=v1,v2",
+                   help="a recipe, fixed overrides, and grid keys (every combination of their values)")
+    p.add_argument("--out", required=True, help="sweep folder: trials/, sweep.db, sweep.csv, sweep.md, sweep.png")
+    p.add_argument("--seeds", default="0", help="0-4, 0,3,7 or 5: every config runs once per seed")
+    p.add_argument("--search", action="append", default=[], metavar="key=KIND:...",
+                   help="loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or categorical:a,b,c (Optuna TPE)")
+    p.add_argument("--trials", type=int, help="how many configs a search tries")
+    p.add_argument("--objective", help="the evaluation figure to optimise (its mean over seeds)")
+    p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"))
+    p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+                   help="stops poor trials early on their train.eval_every evaluations")
+    p.add_argument("--steps", type=int, help="training iterations of every run")
+    p.add_argument("--storage", help="SQLAlchemy URL or journal:FILE shared by workers (default: DIR/sweep.db)")
+    p.add_argument("--study", help="study name (default: the --out folder's name)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
 def _trust_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-code", action="store_true",
                    help="a saved file (checkpoint, export) may name code outside multinet to import; only for "
@@ -70,17 +92,23 @@ def _ckpt_args(p: argparse.ArgumentParser, system: bool) -> None:
 
 _COMMANDS = {"train": "train a system on a recipe", "evaluate": "score a checkpoint again; prints JSON",
              "sample": "draw samples from a checkpoint into FILE.npy (+ FILE.png for images)",
-             "export": "write the trained networks for use outside a run"}
+             "export": "write the trained networks for use outside a run",
+             "sweep": "seeds, a grid or a search over recipe keys (Optuna); resumable",
+             "compare": "runs of one system side by side: their figures, and curves with --out"}
 
 
 def _parser(command: str, fixed: str | None = None) -> argparse.ArgumentParser:
     prog = f"python -m multinet.{fixed} {command}" if fixed else f"python -m multinet {command}"
     recipes = list_recipes(fixed)
     p = argparse.ArgumentParser(prog=prog, description=_COMMANDS[command], epilog="named recipes: " + ", ".join(recipes))
-    if command == "train":
+    if command in ("train", "sweep"):
         if not fixed:
             p.add_argument("system", help="gan, autoencoder, or module:Class of your own System")
-        _train_args(p)
+        _train_args(p) if command == "train" else _sweep_args(p)
+        return p
+    if command == "compare":
+        p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+        p.add_argument("--out", help="FILE.png: BLER curves or evaluation figures over steps")
         return p
     _ckpt_args(p, not fixed)
     if command in ("evaluate", "sample"):
@@ -120,7 +148,7 @@ def _main(argv: list[str] | None, fixed: str | None) -> int:
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     args = _parser(argv[0], fixed).parse_intermixed_args(argv[1:])
     args.command = argv[0]
-    if args.command != "train":  # nothing to save: Ctrl-C and SIGTERM are the command's own to report
+    if args.command not in ("train", "sweep"):  # nothing to save: Ctrl-C and SIGTERM are the command's own to report
         startup.setup_done()
     with warnings.catch_warnings():  # restores the default display afterwards
         warnings.showwarning = _one_line_warning
@@ -129,6 +157,13 @@ def _main(argv: list[str] | None, fixed: str | None) -> int:
             system = _system(name) if name is not None else None
             if args.command == "train":
                 return _train(system, args)
+            if args.command == "sweep":
+                from .experiments import run_sweep
+                return run_sweep(system, name, args, ([fixed] if fixed else []) + argv[1:])
+            if args.command == "compare":
+                from .experiments import compare_runs
+                print(compare_runs(args.runs, args.out), end="")
+                return 0
             return _use(system, args)
         except (ConfigError, ValueError, OSError, NotOffered) as e:
             print(f"error: {e}", file=sys.stderr)

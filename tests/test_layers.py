@@ -13,6 +13,7 @@ LAYERS = [
     {"multinet.engine"},
     {"multinet.handlers", "multinet.tracking"},
     {"multinet.run"},
+    {"multinet.experiments"},
     {"multinet.cli", "multinet.gan", "multinet.autoencoder"},
     {"multinet", "multinet.__main__", "multinet.moved"},
 ]

@@ -16,14 +16,15 @@ import socket
 import time
 from pathlib import Path
 
-__all__ = ["RunLock", "LockedError", "earlier_run", "clear_run_folder", "RUN_FILES", "SETUP_FILES"]
+__all__ = ["RunLock", "LockedError", "process_alive", "earlier_run", "clear_run_folder", "RUN_FILES", "SETUP_FILES"]
 
 
 class LockedError(OSError):
     """The run folder is in use by another live run."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -74,7 +75,7 @@ class RunLock:
         if owner is None:  # unreadable or half-written: its writer died while writing it
             return time.time() - self.path.stat().st_mtime > 10 if self.path.exists() else True
         pid, host, _ = owner
-        return host == socket.gethostname() and not _alive(pid)
+        return host == socket.gethostname() and not process_alive(pid)
 
     def _message(self) -> str:
         owner = self._owner()

@@ -77,15 +77,16 @@ class Runner:
     more scalar trackers beside TensorBoard / ``metrics.jsonl`` (anything with ``scalars(step, values)``).
     ``trust_code``: a resumed run may import what its checkpoint's config names outside multinet
     (``multinet.state.imports``); ``allow_no_checksum``: a checkpoint without a checksum may be read.
+    ``on_evaluation``: ``fn(engine, figures)`` after each ``train.eval_every`` evaluation (a sweep prunes).
     """
 
     def __init__(self, system: type[System], cfg: Any = None, out: str | Path | None = None, *,
                  resume: bool | str | Path | Resume | None = None,
                  progress: bool = True, stop_at: int | None = None, trackers: tuple[Any, ...] = (),
                  echo: bool = True, overwrite: bool = False, trust_code: bool = False,
-                 allow_no_checksum: bool = False) -> None:
+                 allow_no_checksum: bool = False, on_evaluation: tuple[Any, ...] = ()) -> None:
         self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
-        self.overwrite, self.trust_code = overwrite, trust_code
+        self.overwrite, self.trust_code, self.on_evaluation = overwrite, trust_code, on_evaluation
         if isinstance(out, str) and not out.strip():
             raise ConfigError("out: empty; name the run folder")
         if isinstance(resume, Resume) or not resume:
@@ -122,9 +123,8 @@ class Runner:
             net = system.nets.get(name)
             if net is None:
                 continue
-            if not old or not new:
-                raise ConfigError(f"networks.{name}.lr: {old} -> {new} cannot be applied on --resume (a learning "
-                                  "rate of 0 has no ratio to rescale by); start a new run")
+            if not old or not new:  # 0 has no ratio to rescale by
+                raise ConfigError(f"networks.{name}.lr: {old} -> {new} cannot be applied on --resume; start a new run")
             net.rescale_lr(new / old)
             self._say(f"note: networks.{name}.lr {old:g} -> {new:g}: every group of its optimizer rescaled by "
                       f"{new / old:g} (optimizer state and schedule position kept)")
@@ -152,8 +152,7 @@ class Runner:
             raise ConfigError(f"--out {self.out}: holds another run's files ({', '.join(earlier)}); a resumed run "
                               f"writes into its own folder ({checkpoint_run(self.ckpt_path)}) or an empty one")
         if self.ckpt is None and earlier and not self.overwrite:
-            hint = (f"continue it with --resume --out {self.out}, " if (self.out / "checkpoints" / "last.pt").exists()
-                    else "")
+            hint = f"continue it with --resume --out {self.out}, " if (self.out / "checkpoints" / "last.pt").exists() else ""
             raise ConfigError(f"--out {self.out}: holds an earlier run's files ({', '.join(earlier)}); {hint}choose "
                               f"another folder, or add --overwrite to replace them")
 
@@ -250,7 +249,8 @@ class Runner:
         handlers: list[Any] = [bar, scalars, signals]
         if main:  # samples and evaluation: rank 0 only, and free of collectives
             if cfg.train.eval_every and system.offers("evaluate"):
-                handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker, [checkpointer.consider]))
+                listen = [checkpointer.consider, *self.on_evaluation]
+                handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker, listen))
             handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
         # The checkpointer runs after every other handler of a step: a checkpoint at step N holds
         # what step N's evaluations produced, so a run stopped during one resumes from the

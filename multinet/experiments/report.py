@@ -1,0 +1,138 @@
+"""What a sweep leaves to read: ``sweep.csv`` (one row per run: trial, params, seed, every figure,
+state, seconds), ``sweep.md`` (per config: mean, standard deviation and a 95 % interval over seeds
+of every figure; the best config) and ``sweep.png`` (the objective per trial, the parameters'
+importances where Optuna can compute them, the objective against each varied parameter).
+
+Figures come from the run folders' ``summary.json``, so a report written again after more trials
+(or by hand: ``python -m multinet sweep ... --report``) always shows what is on disk."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ..config import flatten
+from ..state.checkpoint import atomic_path, write_text_atomic
+from .plan import SweepPlan
+
+__all__ = ["write_report", "interval"]
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, sample standard deviation, half-width of the 95 % t interval) of ``values``."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    from scipy.stats import t
+    sd = statistics.stdev(values)
+    return mean, sd, float(t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
+
+
+def _numbers(summary: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in flatten(summary, sep="/").items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("surplus") or "folder" not in t.user_attrs:
+            continue
+        for seed in plan.seeds:
+            run = out / t.user_attrs["folder"] / f"seed-{seed}"
+            summary = run / "summary.json"
+            figures = _numbers(json.loads(summary.read_text())) if summary.exists() else {}
+            if not figures and t.state.name != "COMPLETE" and not run.exists():
+                continue
+            rows.append({"trial": t.number, "folder": t.user_attrs["folder"], "state": t.state.name.lower(),
+                         **{f"param/{k}": v for k, v in t.params.items()}, "seed": seed,
+                         "seconds": t.user_attrs.get(f"seconds/seed-{seed}", ""), **figures})
+    return rows
+
+
+def write_report(study: Any, plan: SweepPlan, out: Path) -> str:
+    """Write sweep.csv, sweep.md and sweep.png; return the Markdown table."""
+    rows = _rows(study, plan, out)
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    with atomic_path(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows(rows)
+    table = _table(rows, plan)
+    write_text_atomic(out / "sweep.md", table)
+    _plot(study, plan, rows, out / "sweep.png")
+    return table
+
+
+def _table(rows: list[dict[str, Any]], plan: SweepPlan) -> str:
+    configs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["state"] == "complete":
+            configs.setdefault(r["folder"], []).append(r)
+    figures = [plan.objective] + sorted({k for r in rows for k in r if "/" in k and not k.startswith("param/")
+                                         and k != plan.objective and isinstance(r[k], float)})[:7]
+    params = sorted({k for r in rows for k in r if k.startswith("param/")})
+    head = ["config", *[p[6:] for p in params], "seeds", *figures]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    scored = []
+    for folder, rs in configs.items():
+        cells = [folder, *[str(rs[0].get(p, "")) for p in params], str(len(rs))]
+        for fig in figures:
+            vals = [r[fig] for r in rs if isinstance(r.get(fig), float) and math.isfinite(r[fig])]
+            if not vals:
+                cells.append("–")
+                continue
+            mean, _, half = interval(vals)
+            cells.append(f"{mean:.4g}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+            if fig == plan.objective:
+                scored.append((mean, folder))
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n\nMean ± half-width of the 95 % t interval over seeds.\n"
+    if scored:
+        best = (max if plan.direction == "maximize" else min)(scored)
+        text += f"Best config ({plan.direction} {plan.objective}): {best[1]}, {best[0]:.6g}\n"
+    pruned = len({r["trial"] for r in rows if r["state"] == "pruned"})
+    return text + (f"Pruned trials: {pruned}\n" if pruned else "")
+
+
+def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
+    keys = sorted({k for t in done for k in t.params})
+    importances: dict[str, float] = {}
+    if len(done) >= 2 and keys:
+        try:
+            import optuna
+            importances = optuna.importance.get_param_importances(study)
+        except (ValueError, RuntimeError, ImportError):  # too few distinct values to fit
+            importances = {}
+    panels = 1 + bool(importances) + len(keys)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
+    ax = axes[0][0]
+    ax.plot([t.number for t in done], [t.value for t in done], "o")
+    ax.set(xlabel="trial", ylabel=plan.objective, title="objective per trial")
+    i = 1
+    if importances:
+        axes[0][i].barh(list(importances), list(importances.values()))
+        axes[0][i].set(title="parameter importance")
+        i += 1
+    for k in keys:
+        pts = [(t.params[k], t.value) for t in done if k in t.params]
+        numeric = all(isinstance(x, (int, float)) for x, _ in pts)
+        xs = [x if numeric else str(x) for x, _ in pts]
+        axes[0][i].plot(xs, [v for _, v in pts], "o")
+        if numeric and plan.search.get(k) is not None and plan.search[k].kind == "loguniform":
+            axes[0][i].set_xscale("log")
+        axes[0][i].set(xlabel=k, ylabel=plan.objective)
+        i += 1
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

@@ -1,0 +1,211 @@
+"""A sweep on an Optuna study: where it is stored, which trials are left, and running one.
+
+One Optuna trial is one config; it trains once per seed, each seed a normal run folder
+(``trials/<NNNN>/seed-<s>``), and its value is the objective's mean over seeds. Trials are asked
+and told by hand (``ask`` / ``tell``), so the sweep decides what a trial is: a grid's configs are
+queued once, up front, and workers (``--jobs``, or more machines on one storage) pop them; a search
+asks Optuna's sampler until ``--trials`` configs are complete or pruned.
+
+Nothing runs twice. A finished seed run is read back from its ``summary.json``; an interrupted
+trial (Ctrl-C, SIGTERM, a worker killed with ``kill -9``: its process is gone) is queued again
+with its folder, and its runs resume from their checkpoints, exactly as ``--resume`` would.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import ConfigError, error_line
+from ..run.lock import process_alive
+from ..run.resume import resolve
+from ..run.runner import Runner
+from .plan import SweepPlan
+
+__all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted", "TRIALS"]
+
+TRIALS = "trials"
+
+
+class Interrupted(Exception):
+    """A trial's run stopped on a signal: the sweep stops with that exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError('sweeps run on Optuna: pip install "multinet[sweep]"') from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None) -> Any:
+    """The study of this sweep, created or joined; a study made by a different sweep is refused."""
+    optuna = _optuna()
+    url = storage or f"sqlite:///{(out / 'sweep.db').resolve()}"
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend
+            store: Any = optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+        else:
+            store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                               if url.startswith("sqlite") else {})
+    except Exception as e:  # a driver missing, a host unreachable, a path not writable
+        raise ConfigError(f"--storage {url}: cannot open it ({error_line(e, 160)})") from None
+    pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
+              "hyperband": lambda: optuna.pruners.HyperbandPruner(),
+              "none": lambda: optuna.pruners.NopPruner()}
+    if plan.pruner not in pruner:
+        raise ConfigError(f"--pruner {plan.pruner!r}: median, hyperband or none")
+    study = optuna.create_study(study_name=name or out.name, storage=store, load_if_exists=True,
+                                direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=0),
+                                pruner=pruner[plan.pruner]())
+    saved = study.user_attrs.get("definition")
+    if saved is None:
+        study.set_user_attr("definition", plan.definition())
+    elif saved != plan.definition():
+        raise ConfigError(f"study {study.study_name!r} holds another sweep (different system, recipe, keys, seeds, "
+                          "objective or steps); name a new one with --study or a new --out")
+    return study
+
+
+def _state(study: Any, *names: str) -> tuple[Any, ...]:
+    from optuna.trial import TrialState
+    return tuple(getattr(TrialState, n) for n in names)
+
+
+def requeue_interrupted(study: Any) -> int:
+    """Queue again every trial this host's dead workers left running and every interrupted one not
+    yet queued again, each with its folder (its runs resume). Returns how many."""
+    optuna, n = _optuna(), 0
+    for t in study.get_trials(deepcopy=False, states=_state(study, "RUNNING")):
+        if t.user_attrs.get("host") == socket.gethostname() and not process_alive(int(t.user_attrs.get("pid", 0))):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retries") for t in trials}
+    for t in trials:
+        dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
+        if dead and t.number not in retried and not t.user_attrs.get("surplus"):
+            study.enqueue_trial(t.params, user_attrs={"folder": t.user_attrs.get("folder", _folder(t.number)),
+                                                      "retries": t.number, "queued": True})
+            n += 1
+    return n
+
+
+def queue_grid(study: Any, plan: SweepPlan) -> None:
+    """Queue every config of a grid (or the one config of a seeds-only sweep) not queued before."""
+    import itertools
+    keys = list(plan.grid)
+    have = [t.params for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    for values in itertools.product(*(plan.grid[k] for k in keys)):
+        params = dict(zip(keys, values))
+        if params not in have:
+            study.enqueue_trial(params, user_attrs={"queued": True})
+
+
+def _folder(number: int) -> str:
+    return f"{TRIALS}/{number:04d}"
+
+
+def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[str], None]) -> None:
+    """Run trials until none is left for this worker."""
+    from optuna.trial import TrialState
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting:
+            if not plan.search:
+                return
+            finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in trials)
+            if finished >= plan.trials:
+                return
+        trial = study.ask()
+        if not plan.search and not trial.user_attrs.get("queued"):  # another worker took the last one
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        folder = trial.user_attrs.get("folder") or _folder(trial.number)
+        trial.set_user_attr("folder", folder)
+        params = ({k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()} if not plan.search else
+                  {k: d.suggest(trial, k) for k, d in plan.search.items()})
+        try:
+            value, state = run_trial(trial, plan, system, params, out / folder, say)
+        except Interrupted:
+            study.tell(trial, state=TrialState.FAIL)  # queued again at the next start, with its folder
+            raise
+        except (ConfigError, ValueError, OSError) as e:
+            trial.set_user_attr("error", error_line(e, 300))
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        if state == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif state == "failed":
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+
+
+def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], folder: Path,
+              say: Callable[[str], None]) -> tuple[float | None, str]:
+    """Every seed of one config in turn: (mean objective, "complete") or (None, "pruned"/"failed")."""
+    values = []
+    total = (plan.steps or 0) + 1
+    for i, seed in enumerate(plan.seeds):
+        run = folder / f"seed-{seed}"
+        summary_file = run / "summary.json"
+        if summary_file.exists():  # finished before an interruption: read, not re-run
+            summary = json.loads(summary_file.read_text())
+        else:
+            start = time.perf_counter()
+            pruned: list[int] = []
+
+            def report(engine: Any, figures: dict[str, Any], i: int = i) -> None:
+                value = _objective(figures, plan.objective)
+                step = i * max(total, engine.total_steps + 1) + engine.iteration
+                trial.report(value, step)
+                if trial.should_prune():
+                    pruned.append(engine.iteration)
+                    engine.request_stop("pruning")
+            if (run / "checkpoints" / "last.pt").exists():
+                runner = Runner(system, None, run, resume=True, progress=False, echo=False, on_evaluation=(report,))
+            else:
+                cfg = resolve(system, plan.overrides(params, seed), out=str(run)).cfg
+                runner = Runner(system, cfg, run, progress=False, echo=False, overwrite=True, on_evaluation=(report,))
+            result = runner.fit()
+            trial.set_user_attr(f"seconds/seed-{seed}", round(time.perf_counter() - start, 2))
+            if pruned:
+                say(f"trial {trial.number} seed {seed}: pruned at step {pruned[0]}")
+                return None, "pruned"
+            if result.code in (130, 143):
+                raise Interrupted(result.code, f"trial {trial.number} seed {seed}: {result.stop_reason or 'interrupted'} "
+                                               f"at step {result.step}; the same command resumes the sweep")
+            if result.code != 0:
+                trial.set_user_attr("error", result.error[:300])
+                say(f"trial {trial.number} seed {seed}: failed: {result.error}")
+                return None, "failed"
+            summary = result.summary
+        values.append(_objective(summary, plan.objective))
+        say(f"trial {trial.number} seed {seed}: {plan.objective} = {values[-1]:.6g}")
+    return statistics.fmean(values), "complete"
+
+
+def _objective(figures: dict[str, Any], name: str) -> float:
+    from ..config import flatten
+    flat = flatten(figures, sep="/") if any(isinstance(v, dict) for v in figures.values()) else figures
+    value = flat.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        numbers = sorted(k for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise ConfigError(f"--objective {name!r}: the evaluation has no such figure (figures: {', '.join(numbers[:30])}"
+                          f"{', ...' if len(numbers) > 30 else ''})")
+    return float(value)

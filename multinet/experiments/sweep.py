@@ -1,0 +1,68 @@
+"""``python -m multinet sweep``: check the plan, open the study, run trials (in ``--jobs`` worker
+processes), write the report. The same command run again continues a sweep where it stopped."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from .plan import SweepPlan, parse_dist, parse_seeds, split_items
+from .report import write_report
+from .study import Interrupted, open_study, queue_grid, requeue_interrupted, work
+
+__all__ = ["run_sweep", "plan_from_args"]
+
+
+def plan_from_args(name: str, args: Any) -> SweepPlan:
+    items, grid = split_items(args.items)
+    search = dict(parse_dist(s) for s in args.search)
+    return SweepPlan(name, items, parse_seeds(args.seeds), grid, search, args.trials or 0,
+                     args.objective or "", args.direction, args.steps, args.pruner)
+
+
+def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
+    """``argv``: the command's words after ``sweep`` (the system first), for worker processes."""
+    plan = plan_from_args(name, args)
+    plan.check(system)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = open_study(plan, out, args.storage, args.study)
+    say = (lambda text: print(text, flush=True))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    if args.worker:  # started by another sweep process: its share of the trials, nothing else
+        return _work(study, plan, system, out, say)
+    again = requeue_interrupted(study)
+    if again:
+        say(f"resuming {again} interrupted trial(s) from their checkpoints")
+    if not plan.search:
+        queue_grid(study, plan)
+    say(f"sweep: {plan.configs} config(s) × {len(plan.seeds)} seed(s) in {out} "
+        f"(study {study.study_name!r}; {args.jobs} worker(s))")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    workers = [subprocess.Popen([sys.executable, "-m", "multinet", "sweep", *argv, "--worker"], env=env)
+               for _ in range(args.jobs - 1)]
+    if workers:  # the cores shared between this process and its workers
+        import torch
+        torch.set_num_threads(threads)
+    try:
+        code = _work(study, plan, system, out, say)
+    finally:
+        codes = [w.wait() for w in workers]
+    code = code or next((c for c in codes if c), 0)
+    table = write_report(study, plan, out)
+    say(table + f"written: {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+    return code
+
+
+def _work(study: Any, plan: SweepPlan, system: type, out: Path, say: Any) -> int:
+    try:
+        work(study, plan, system, out, say)
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.code
+    return 0

@@ -1,0 +1,112 @@
+"""Sweeps (seeds, grids, searches on an Optuna study) and ``compare``: real studies, real runs."""
+import csv
+import os
+import socket
+
+import pytest
+
+from .cli_run import run, spawn
+
+optuna = pytest.importorskip("optuna")
+
+# (2,2) autoencoder runs of 20 steps scored at one Eb/N0 on 2,000 blocks: about a second each.
+AE = ["ae_2_2", "eval.max_blocks=2000", "eval.batch=2000", "channel.eval_db=[4.0]", "--steps", "20"]
+FIG = "curves/autoencoder after 1_decoder/4"
+
+
+def sweep(out, *extra, objective=FIG, spawned=False):
+    args = ["sweep", "autoencoder", *AE, "--objective", objective, "--direction", "minimize", "--out", str(out), *extra]
+    return spawn("multinet", args) if spawned else run("multinet", args)
+
+
+def rows(out):
+    with open(out / "sweep.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_grid_over_seeds_runs_each_config_and_seed_once_and_reports_them(tmp_path):
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1")
+    assert r.returncode == 0, r.stderr
+    got = rows(tmp_path)
+    assert sorted((x["param/networks.decoder.lr"], x["seed"]) for x in got) == \
+        [("1e-3", "0"), ("1e-3", "1"), ("3e-3", "0"), ("3e-3", "1")]
+    assert all(x["state"] == "complete" and 0 <= float(x[FIG]) <= 1 for x in got)
+    assert all((tmp_path / x["folder"] / f"seed-{x['seed']}" / "checkpoints" / "last.pt").exists() for x in got)
+    table = (tmp_path / "sweep.md").read_text()
+    assert "Best config" in table and " ± " in table and (tmp_path / "sweep.png").stat().st_size > 1000
+    # The seeds differ, the two learning rates differ: four distinct runs, not one run copied.
+    assert len({x[FIG] for x in got}) >= 3
+    again = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1")  # done: nothing runs twice
+    assert again.returncode == 0 and "seed 0:" not in again.stdout
+    assert len(optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db").trials) == 2
+    assert [x[FIG] for x in rows(tmp_path)] == [x[FIG] for x in got]
+
+
+def test_a_search_with_pruning_stops_at_its_trial_count(tmp_path):
+    r = sweep(tmp_path, "--search", "networks.decoder.lr=loguniform:1e-4:1e-2", "--trials", "4",
+              "train.eval_every=10", "--pruner", "median")
+    assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
+    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 4 and len({t.params["networks.decoder.lr"] for t in done}) == 4
+    assert all(t.intermediate_values for t in done)  # every evaluation reached the pruner
+    assert all(1e-4 <= t.params["networks.decoder.lr"] <= 1e-2 for t in done)
+
+
+def test_a_trial_whose_worker_died_resumes_in_its_own_folder(tmp_path):
+    assert sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3").returncode == 0
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
+    first = {x["param/networks.decoder.lr"]: x[FIG] for x in rows(tmp_path)}
+    # A worker killed with kill -9 leaves its trial RUNNING under a process that no longer exists.
+    dead = study.ask()
+    dead.suggest_categorical("networks.decoder.lr", ["1e-3", "3e-3"])
+    for k, v in {"host": socket.gethostname(), "pid": 2 ** 22 + 7, "folder": "trials/0007"}.items():
+        dead.set_user_attr(k, v)
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3")
+    assert r.returncode == 0 and "resuming 1 interrupted trial" in r.stdout, r.stdout + r.stderr
+    states = [t.state.name for t in optuna.load_study(study_name=tmp_path.name,
+                                                      storage=f"sqlite:///{tmp_path}/sweep.db").trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
+    assert (tmp_path / "trials" / "0007" / "seed-0" / "summary.json").exists()
+    assert {x["param/networks.decoder.lr"]: x[FIG] for x in rows(tmp_path) if x["folder"] != "trials/0007"} == first
+
+
+def test_two_worker_processes_share_one_study(tmp_path):
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3,2e-3,3e-3,4e-3", "--jobs", "2", spawned=True)
+    assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["networks.decoder.lr"] for t in done) == ["1e-3", "2e-3", "3e-3", "4e-3"]
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # both processes trained
+
+
+@pytest.mark.parametrize("extra,says", [
+    (["networks.decoder.lrr=1e-3,3e-3"], "lrr"),
+    (["--search", "system.kind=loguniform:1e-3:1", "--trials", "2"], "system.kind"),
+    (["--search", "networks.decoder.lr=loguniform:0:1", "--trials", "2"], "LOW < HIGH"),
+    (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "--storage"),
+])
+def test_bad_sweeps_stop_before_any_trial_in_one_line(tmp_path, extra, says):
+    r = sweep(tmp_path, *extra)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
+    assert not (tmp_path / "trials").exists()
+
+
+def test_a_missing_objective_names_the_figures_and_another_definition_is_refused(tmp_path):
+    r = sweep(tmp_path, objective="bler_typo")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and FIG in r.stderr, r.stderr
+    r = sweep(tmp_path, "--seeds", "0-2", objective="bler_typo")
+    assert r.returncode == 2 and "holds another sweep" in r.stderr, r.stderr
+
+
+def test_compare_puts_runs_of_one_system_side_by_side_and_refuses_two_systems(tmp_path):
+    assert sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3").returncode == 0
+    a, b = tmp_path / "trials" / "0000" / "seed-0", tmp_path / "trials" / "0001" / "seed-0"
+    r = run("multinet", ["compare", str(a), str(b), "--out", str(tmp_path / "c.png")])
+    assert r.returncode == 0, r.stderr
+    assert FIG in r.stdout and r.stdout.splitlines()[1] == "|---|---|---|" and (tmp_path / "c.png").stat().st_size > 1000
+    other = tmp_path / "gan"
+    other.mkdir()
+    (other / "recipe.toml").write_text('task = "gan"\n')
+    r = run("multinet", ["compare", str(a), str(other)])
+    assert r.returncode == 2 and "different systems" in r.stderr and r.stderr.count("\n") == 1
