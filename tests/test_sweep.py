@@ -1,6 +1,5 @@
 """Sweeps (seeds, grids, searches on an Optuna study) and ``compare``: real studies, real runs."""
 import csv
-import os
 import socket
 
 import pytest
@@ -110,3 +109,46 @@ def test_compare_puts_runs_of_one_system_side_by_side_and_refuses_two_systems(tm
     (other / "recipe.toml").write_text('task = "gan"\n')
     r = run("multinet", ["compare", str(a), str(other)])
     assert r.returncode == 2 and "different systems" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_the_same_figures(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .cli_run import ENV, from_a_terminal
+    grid = ["networks.decoder.lr=1e-3,3e-3", "--steps", "300", "train.checkpoint_every=50"]
+    whole = tmp_path / "whole"
+    assert sweep(whole, *grid, spawned=True).returncode == 0
+    cut = tmp_path / "cut"
+    args = [sys.executable, "-m", "multinet", "sweep", "autoencoder", *AE, *grid, "--objective", FIG,
+            "--direction", "minimize", "--out", str(cut)]
+    p = subprocess.Popen(args, env=ENV, preexec_fn=from_a_terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    second = cut / "trials" / "0001" / "seed-0" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not second.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "the same command resumes the sweep" in err, err
+    assert err.strip().count("\n") == 0, err  # one line
+    r = sweep(cut, *grid, spawned=True)
+    assert r.returncode == 0 and "resuming 1 interrupted trial" in r.stdout, r.stdout + r.stderr
+    figures = lambda out: sorted((x["param/networks.decoder.lr"], x[FIG]) for x in rows(out))  # noqa: E731
+    assert figures(cut) == figures(whole)
+
+
+def test_a_config_still_queued_is_not_queued_again(tmp_path):
+    from multinet.experiments.plan import SweepPlan
+    from multinet.experiments.study import open_study, queue_grid, requeue_interrupted
+    plan = SweepPlan("autoencoder", ["ae_2_2"], [0], {"networks.decoder.lr": ["1e-3", "3e-3"]}, objective=FIG)
+    study = open_study(plan, tmp_path, None, None)
+    queue_grid(study, plan)
+    taken = study.ask()  # a worker popped the first config and was killed before naming its process
+    assert taken.user_attrs["params"] == {"networks.decoder.lr": "1e-3"}
+    for _ in range(2):  # a sweep started again (twice) queues nothing already queued
+        queue_grid(study, plan)
+        assert requeue_interrupted(study) == 0
+    assert len(study.trials) == 2

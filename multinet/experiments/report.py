@@ -38,9 +38,11 @@ def _numbers(summary: dict[str, Any]) -> dict[str, float]:
 
 def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
     rows = []
+    latest = {}  # an interrupted trial and the one that finished it share a folder: the latter speaks
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("surplus") or "folder" not in t.user_attrs:
-            continue
+        if not t.user_attrs.get("surplus") and "folder" in t.user_attrs:
+            latest[t.user_attrs["folder"]] = t
+    for t in latest.values():
         for seed in plan.seeds:
             run = out / t.user_attrs["folder"] / f"seed-{seed}"
             summary = run / "summary.json"

@@ -12,6 +12,7 @@ with its folder, and its runs resume from their checkpoints, exactly as ``--resu
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -87,16 +88,21 @@ def requeue_interrupted(study: Any) -> int:
     """Queue again every trial this host's dead workers left running and every interrupted one not
     yet queued again, each with its folder (its runs resume). Returns how many."""
     optuna, n = _optuna(), 0
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=_state(study, "RUNNING")):
-        if t.user_attrs.get("host") == socket.gethostname() and not process_alive(int(t.user_attrs.get("pid", 0))):
+        mine = t.user_attrs.get("host") == socket.gethostname() and not process_alive(int(t.user_attrs.get("pid", 0)))
+        # Killed between taking the trial and naming its process: unnamed for a minute means gone.
+        unnamed = "pid" not in t.user_attrs and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
+        if mine or unnamed:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retries") for t in trials}
     for t in trials:
         dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
         if dead and t.number not in retried and not t.user_attrs.get("surplus"):
-            study.enqueue_trial(t.params, user_attrs={"folder": t.user_attrs.get("folder", _folder(t.number)),
-                                                      "retries": t.number, "queued": True})
+            params = _params(t)
+            study.enqueue_trial(params, user_attrs={"folder": t.user_attrs.get("folder", _folder(t.number)),
+                                                    "retries": t.number, "queued": True, "params": params})
             n += 1
     return n
 
@@ -105,11 +111,17 @@ def queue_grid(study: Any, plan: SweepPlan) -> None:
     """Queue every config of a grid (or the one config of a seeds-only sweep) not queued before."""
     import itertools
     keys = list(plan.grid)
-    have = [t.params for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    have = [_params(t) for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     for values in itertools.product(*(plan.grid[k] for k in keys)):
         params = dict(zip(keys, values))
         if params not in have:
-            study.enqueue_trial(params, user_attrs={"queued": True})
+            study.enqueue_trial(params, user_attrs={"queued": True, "params": params})
+
+
+def _params(t: Any) -> dict[str, Any]:
+    """A trial's config: its parameters, or for one still queued (or killed before it asked for
+    them) the ones it was queued with."""
+    return t.params or t.user_attrs.get("params", {})
 
 
 def _folder(number: int) -> str:
