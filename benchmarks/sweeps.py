@@ -3,6 +3,8 @@
     python benchmarks/sweeps.py overhead            # N runs by hand (one at a time) vs a sweep of N
     python benchmarks/sweeps.py kill --kills 2      # kill -9 a sweep twice at random moments, finish it,
                                                     # compare its sweep.csv figures with an uninterrupted one
+    python benchmarks/sweeps.py seeds --steps 3000  # gan_ring8 over seeds 0-4: one sweep (--jobs 2) beside
+                                                    # five runs by hand (two at a time), figures compared
 
 Both use the (2,2) autoencoder (``ae_2_2``, 1,500 steps, checkpoints every 100, scored at 4 dB on 20,000 blocks) over a grid
 of four decoder learning rates, one thread per process. ``overhead`` also times ``--jobs 2``.
@@ -75,15 +77,42 @@ def kill(work: Path, kills: int, seed: int) -> dict:
             "figures": {lr: fig for lr, _, fig in b}}
 
 
+def seeds(work: Path, steps: int) -> dict:
+    """Five seeds of gan_ring8 in one command, beside the same five runs started by hand."""
+    figs = ("modes", "high_quality", "reverse_kl")
+    common = ["gan_ring8", "--steps", str(steps), "train.tensorboard=false"]
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "multinet", "sweep", "gan", *common, "--seeds", "0-4", "--jobs", "2",
+                    "--objective", "high_quality", "--out", str(work / "sweep")], env=ENV, check=True,
+                   capture_output=True)
+    sweep_s = time.perf_counter() - t
+    t, hand = time.perf_counter(), {}
+    for pair in ([0, 1], [2, 3], [4]):  # two at a time, one thread each, as the sweep's two workers
+        procs = [subprocess.Popen([sys.executable, "-m", "multinet", "train", "gan", *common, "--seed", str(s),
+                                   "--out", str(work / f"hand-{s}"), "--no-progress"], env=ENV,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s in pair]
+        assert all(p.wait() == 0 for p in procs)
+    hand_s = time.perf_counter() - t
+    for s in range(5):
+        hand[s] = {k: json.loads((work / f"hand-{s}" / "summary.json").read_text())[k] for k in figs}
+    with open(work / "sweep" / "sweep.csv", newline="") as f:
+        swept = {int(r["seed"]): {k: float(r[k]) for k in figs} for r in csv.DictReader(f)}
+    return {"steps": steps, "sweep_s": round(sweep_s, 1), "by_hand_s": round(hand_s, 1),
+            "same_figures": all(abs(swept[s][k] - hand[s][k]) == 0 for s in range(5) for k in figs),
+            "by_seed": swept, "table": (work / "sweep" / "sweep.md").read_text()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=("overhead", "kill"))
+    p.add_argument("what", choices=("overhead", "kill", "seeds"))
+    p.add_argument("--steps", type=int, default=3000, help="seeds: iterations of each gan_ring8 run")
     p.add_argument("--kills", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="for the kill moments")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="multinet-sweeps-"))
     try:
-        report = overhead(work) if args.what == "overhead" else kill(work, args.kills, args.seed)
+        report = (overhead(work) if args.what == "overhead" else kill(work, args.kills, args.seed)
+                  if args.what == "kill" else seeds(work, args.steps))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
