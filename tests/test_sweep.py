@@ -37,7 +37,8 @@ def test_a_grid_over_seeds_runs_each_config_and_seed_once_and_reports_them(tmp_p
     assert len({x[FIG] for x in got}) >= 3
     again = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1")  # done: nothing runs twice
     assert again.returncode == 0 and "seed 0:" not in again.stdout
-    assert len(optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db").trials) == 2
+    trials = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db").trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)  # one per config and seed
     assert [x[FIG] for x in rows(tmp_path)] == [x[FIG] for x in got]
 
 
@@ -59,6 +60,7 @@ def test_a_trial_whose_worker_died_resumes_in_its_own_folder(tmp_path):
     # A worker killed with kill -9 leaves its trial RUNNING under a process that no longer exists.
     dead = study.ask()
     dead.suggest_categorical("networks.decoder.lr", ["1e-3", "3e-3"])
+    dead.suggest_categorical("seed", [0])
     for k, v in {"host": socket.gethostname(), "pid": 2 ** 22 + 7, "folder": "trials/0007"}.items():
         dead.set_user_attr(k, v)
     r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3")
@@ -147,7 +149,7 @@ def test_a_config_still_queued_is_not_queued_again(tmp_path):
     study = open_study(plan, tmp_path, None, None)
     queue_grid(study, plan)
     taken = study.ask()  # a worker popped the first config and was killed before naming its process
-    assert taken.user_attrs["params"] == {"networks.decoder.lr": "1e-3"}
+    assert taken.user_attrs["params"] == {"networks.decoder.lr": "1e-3", "seed": 0}
     for _ in range(2):  # a sweep started again (twice) queues nothing already queued
         queue_grid(study, plan)
         assert requeue_interrupted(study) == 0

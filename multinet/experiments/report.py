@@ -38,19 +38,19 @@ def _numbers(summary: dict[str, Any]) -> dict[str, float]:
 
 def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
     rows = []
-    latest = {}  # an interrupted trial and the one that finished it share a folder: the latter speaks
+    latest = {}  # an interrupted trial and the one that finished it share runs: the latter speaks
     for t in study.get_trials(deepcopy=False):
         if not t.user_attrs.get("surplus") and "folder" in t.user_attrs:
-            latest[t.user_attrs["folder"]] = t
+            latest[(t.user_attrs["folder"], t.params.get("seed"))] = t
     for t in latest.values():
-        for seed in plan.seeds:
+        for seed in [t.params["seed"]] if "seed" in t.params else plan.seeds:  # a grid's trial: one seed
             run = out / t.user_attrs["folder"] / f"seed-{seed}"
             summary = run / "summary.json"
             figures = _numbers(json.loads(summary.read_text())) if summary.exists() else {}
             if not figures and t.state.name != "COMPLETE" and not run.exists():
                 continue
             rows.append({"trial": t.number, "folder": t.user_attrs["folder"], "state": t.state.name.lower(),
-                         **{f"param/{k}": v for k, v in t.params.items()}, "seed": seed,
+                         **{f"param/{k}": v for k, v in t.params.items() if k != "seed"}, "seed": seed,
                          "seconds": t.user_attrs.get(f"seconds/seed-{seed}", ""), **figures})
     return rows
 
@@ -107,9 +107,9 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
-    keys = sorted({k for t in done for k in t.params})
+    keys = sorted({k for t in done for k in t.params if k != "seed"})
     importances: dict[str, float] = {}
-    if len(done) >= 2 and keys:
+    if len(done) >= 2 and keys and plan.search:
         try:
             import optuna
             importances = optuna.importance.get_param_importances(study)

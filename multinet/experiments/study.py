@@ -1,10 +1,12 @@
 """A sweep on an Optuna study: where it is stored, which trials are left, and running one.
 
-One Optuna trial is one config; it trains once per seed, each seed a normal run folder
-(``trials/<NNNN>/seed-<s>``), and its value is the objective's mean over seeds. Trials are asked
-and told by hand (``ask`` / ``tell``), so the sweep decides what a trial is: a grid's configs are
-queued once, up front, and workers (``--jobs``, or more machines on one storage) pop them; a search
-asks Optuna's sampler until ``--trials`` configs are complete or pruned.
+Every run is a normal run folder, ``trials/<NNNN>/seed-<s>`` for config NNNN. Trials are asked and
+told by hand (``ask`` / ``tell``), so the sweep decides what a trial is. In a grid (or a seeds-only
+sweep) a trial is one config at one seed, all queued once, up front, and workers (``--jobs``, or
+more machines on one storage) pop them, so seeds run in parallel too; the report takes each
+config's mean over seeds. In a search a trial is one config over every seed in turn, its value the
+mean over seeds, since that is what Optuna's sampler must be told; it asks until ``--trials``
+configs are complete or pruned.
 
 Nothing runs twice. A finished seed run is read back from its ``summary.json``; an interrupted
 trial (Ctrl-C, SIGTERM, a worker killed with ``kill -9``: its process is gone) is queued again
@@ -108,14 +110,15 @@ def requeue_interrupted(study: Any) -> int:
 
 
 def queue_grid(study: Any, plan: SweepPlan) -> None:
-    """Queue every config of a grid (or the one config of a seeds-only sweep) not queued before."""
+    """Queue every (config, seed) of a grid (or of a seeds-only sweep) not queued before."""
     import itertools
     keys = list(plan.grid)
     have = [_params(t) for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    for values in itertools.product(*(plan.grid[k] for k in keys)):
-        params = dict(zip(keys, values))
-        if params not in have:
-            study.enqueue_trial(params, user_attrs={"queued": True, "params": params})
+    for i, values in enumerate(itertools.product(*(plan.grid[k] for k in keys))):
+        for seed in plan.seeds:
+            params = {**dict(zip(keys, values)), "seed": seed}
+            if params not in have:
+                study.enqueue_trial(params, user_attrs={"queued": True, "params": params, "folder": _folder(i)})
 
 
 def _params(t: Any) -> dict[str, Any]:
@@ -149,10 +152,13 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
         trial.set_user_attr("pid", os.getpid())
         folder = trial.user_attrs.get("folder") or _folder(trial.number)
         trial.set_user_attr("folder", folder)
-        params = ({k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()} if not plan.search else
-                  {k: d.suggest(trial, k) for k, d in plan.search.items()})
+        if plan.search:
+            params, seeds = {k: d.suggest(trial, k) for k, d in plan.search.items()}, plan.seeds
+        else:
+            params = {k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()}
+            seeds = [trial.suggest_categorical("seed", plan.seeds)]
         try:
-            value, state = run_trial(trial, plan, system, params, out / folder, say)
+            value, state = run_trial(trial, plan, system, params, seeds, out / folder, say)
         except Interrupted:
             study.tell(trial, state=TrialState.FAIL)  # queued again at the next start, with its folder
             raise
@@ -168,12 +174,12 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             study.tell(trial, value)
 
 
-def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], folder: Path,
+def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], seeds: list[int], folder: Path,
               say: Callable[[str], None]) -> tuple[float | None, str]:
-    """Every seed of one config in turn: (mean objective, "complete") or (None, "pruned"/"failed")."""
+    """One config at ``seeds`` in turn: (mean objective, "complete") or (None, "pruned"/"failed")."""
     values = []
     total = (plan.steps or 0) + 1
-    for i, seed in enumerate(plan.seeds):
+    for i, seed in enumerate(seeds):
         run = folder / f"seed-{seed}"
         summary_file = run / "summary.json"
         if summary_file.exists():  # finished before an interruption: read, not re-run

@@ -1,0 +1,157 @@
+"""Pages the docs build writes from the code and from BENCHMARKS.md, so they cannot drift:
+
+- ``reference/recipe-keys.md``: every key of every shipped system's recipe (type, default, allowed
+  values, meaning), read from the config dataclasses and the comments above their fields;
+- ``benchmarks/<topic>.md``: BENCHMARKS.md cut at its ``##`` headings, one page per topic.
+
+``recipe_keys()`` and ``benchmark_pages()`` are plain functions: the test suite calls them too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """Each field's meaning: the comment lines above it (shared by the fields that follow them
+    without a blank line) and its inline comment."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out, block, first = {}, [], ""
+    for line in lines[1:]:
+        s = line.strip()
+        field = re.match(r"([a-z_][a-z0-9_]*)\s*:\s*[^=]+(=.*)?$", s)
+        if s.startswith("#"):
+            block = block if not first else []
+            first = ""
+            block.append(s.lstrip("# ").rstrip())
+        elif field and not s.startswith(("def ", "return ", "if ", "raise ")):
+            inline = s.split("  # ", 1)[1].strip() if "  # " in s else ""
+            shared = " ".join(block) if not first else (f"see `{first}`" if block else "")
+            out[field.group(1)] = " ".join(x for x in (shared, inline) if x)
+            first = first or (field.group(1) if block else "")
+        else:
+            block, first = [], ""
+    return out
+
+
+def _type_name(t: Any) -> tuple[str, str]:
+    """(type, allowed values) of an annotation."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is typing.Literal:
+        return "choice", ", ".join(f"`{a!r}`".replace("'", '"') for a in args)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        names = [_type_name(a)[0] for a in args]
+        allowed = ", ".join(x for a in args for x in [_type_name(a)[1]] if x)
+        return " or ".join(n.replace("NoneType", "none") for n in names), allowed
+    if origin in (list, tuple, dict):
+        inner = ", ".join(_type_name(a)[0] for a in args if a is not Ellipsis)
+        return f"{origin.__name__}[{inner}]", ""
+    return getattr(t, "__name__", str(t)), ""
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return f'`"{v}"`'
+    if isinstance(v, bool):
+        return f"`{str(v).lower()}`"
+    if v is None:
+        return "none"
+    if dataclasses.is_dataclass(v):
+        return "(table)"
+    return f"`{v!r}`".replace("'", '"')
+
+
+def _rows(cls: type, prefix: str, rows: list[tuple[str, str, str, str, str]]) -> None:
+    hints = typing.get_type_hints(cls)
+    meaning = _comments(cls)
+    for base in cls.__mro__[1:]:  # a field declared on a base keeps the base's comment
+        if dataclasses.is_dataclass(base):
+            meaning = {**_comments(base), **meaning}
+    for f in dataclasses.fields(cls):
+        if f.name.startswith("_"):
+            continue
+        t, key = hints[f.name], f"{prefix}{f.name}"
+        value = _default(f)
+        item = typing.get_args(t)[0] if typing.get_origin(t) is list and typing.get_args(t) else None
+        if dataclasses.is_dataclass(t) and isinstance(t, type):
+            _rows(t, key + ".", rows)
+        elif item is not None and dataclasses.is_dataclass(item):
+            rows.append((key, f"list of tables ([[{key}]])", _show(value), "", meaning.get(f.name, "")))
+            _rows(item, f"{key}[].", rows)
+        else:
+            name, allowed = _type_name(t)
+            rows.append((key, name, _show(value), allowed, meaning.get(f.name, "")))
+
+
+def shipped_configs() -> dict[str, type]:
+    from multinet.autoencoder import AeRecipe
+    from multinet.gan import GanRecipe
+    return {"gan": GanRecipe, "autoencoder": AeRecipe}
+
+
+def recipe_keys() -> str:
+    """The recipe-keys reference page (Markdown)."""
+    from multinet.config import list_recipes
+    parts = ["# Recipe keys\n",
+             "Every key a recipe of a shipped system takes, generated from the config dataclasses when the "
+             "site is built: type, default, allowed values and meaning. A recipe (TOML) sets any of them; "
+             "on the command line `key=value` does (`networks.generator.lr=1e-4`). Range checks run when a "
+             "config is built and stop with one line naming the key. `[networks.<name>]` tables are "
+             "`multinet.NetConfig`; your own system's config extends `multinet.RunConfig`.\n"]
+    for system, cls in shipped_configs().items():
+        rows: list[tuple[str, str, str, str, str]] = []
+        _rows(cls, "", rows)
+        parts.append(f"## {system}\n\n`python -m multinet.{system} RECIPE key=value ...` (recipes: "
+                     f"{', '.join(f'`{r}`' for r in list_recipes(system))})\n")
+        parts.append("| key | type | default | allowed | meaning |\n|---|---|---|---|---|")
+        for key, t, d, allowed, meaning in rows:
+            cell = meaning.replace("|", "\\|")
+            parts.append(f"| `{key}` | {t} | {d.replace('|', '/')} | {allowed} | {cell} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def benchmark_pages() -> dict[str, str]:
+    """``{file name: Markdown}``: BENCHMARKS.md cut at its ``##`` headings, and an index page."""
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    head, *sections = re.split(r"(?m)^## ", text)
+    pages, links = {}, []
+    for s in sections:
+        title = s.splitlines()[0].strip()
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60]
+        pages[f"{slug}.md"] = f"# {title}\n" + s[len(s.splitlines()[0]):]
+        links.append(f"- [{title}]({slug}.md)")
+    intro = head.replace("# Benchmarks", "").strip()
+    pages["index.md"] = "# Benchmarks\n\n" + intro + "\n\nBy topic:\n\n" + "\n".join(links) + "\n"
+    return pages
+
+
+# -- mkdocs hooks ---------------------------------------------------------------------------------
+def on_files(files: Any, config: Any) -> Any:
+    from mkdocs.structure.files import File
+    files.append(File.generated(config, "reference/recipe-keys.md", content=recipe_keys()))
+    for name, content in benchmark_pages().items():
+        # The tables link back to files of the repository; on the site they are plain text.
+        content = re.sub(r"\]\((?!https?:)([^)#]+\.(?:md|py|json|sh|jsonl))\)", r"](#) `\1`", content) \
+            if name != "index.md" else content
+        files.append(File.generated(config, f"benchmarks/{name}", content=content))
+    return files
