@@ -38,10 +38,26 @@ def _comments(cls: type) -> dict[str, str]:
         elif field and not s.startswith(("def ", "return ", "if ", "raise ")):
             inline = s.split("  # ", 1)[1].strip() if "  # " in s else ""
             shared = " ".join(block) if not first else (f"see `{first}`" if block else "")
-            out[field.group(1)] = " ".join(x for x in (shared, inline) if x)
+            out[field.group(1)] = inline or shared  # a field's own inline comment says it best
             first = first or (field.group(1) if block else "")
         else:
             block, first = [], ""
+    return out
+
+
+def _docstring_meanings(cls: type) -> dict[str, str]:
+    """Meanings from the class docstring: a bullet that names ``field`` describes it; in prose, the
+    first sentence that names it does."""
+    doc = inspect.getdoc(cls) or ""
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, str] = {}
+    for chunk in re.split(r"\n\s*\n|\n(?=- )", doc):
+        bullet = chunk.startswith("- ")
+        text = " ".join(chunk.removeprefix("- ").split())
+        for piece in [text] if bullet else re.split(r"(?<=[.;])\s+", text):
+            for name in re.findall(r"``(\w+)(?:``|=)", piece):
+                if name in names and name not in out:
+                    out[name] = piece.replace("``", "`")
     return out
 
 
@@ -81,8 +97,9 @@ def _show(v: Any) -> str:
 
 
 def _rows(cls: type, prefix: str, rows: list[tuple[str, str, str, str, str]]) -> None:
+    from multinet.nets import NetConfig
     hints = typing.get_type_hints(cls)
-    meaning = _comments(cls)
+    meaning = {**_docstring_meanings(cls), **{k: v for k, v in _comments(cls).items() if v}}
     for base in cls.__mro__[1:]:  # a field declared on a base keeps the base's comment
         if dataclasses.is_dataclass(base):
             meaning = {**_comments(base), **meaning}
@@ -92,7 +109,9 @@ def _rows(cls: type, prefix: str, rows: list[tuple[str, str, str, str, str]]) ->
         t, key = hints[f.name], f"{prefix}{f.name}"
         value = _default(f)
         item = typing.get_args(t)[0] if typing.get_origin(t) is list and typing.get_args(t) else None
-        if dataclasses.is_dataclass(t) and isinstance(t, type):
+        if t is NetConfig and cls is not NetConfig:  # every network's table has the same keys: listed once
+            rows.append((key, "table", "", "", "a `NetConfig`: the keys of [networks.&lt;name&gt;](#networks) below"))
+        elif dataclasses.is_dataclass(t) and isinstance(t, type):
             _rows(t, key + ".", rows)
         elif item is not None and dataclasses.is_dataclass(item):
             rows.append((key, f"list of tables ([[{key}]])", _show(value), "", meaning.get(f.name, "")))
@@ -117,17 +136,28 @@ def recipe_keys() -> str:
              "on the command line `key=value` does (`networks.generator.lr=1e-4`). Range checks run when a "
              "config is built and stop with one line naming the key. `[networks.<name>]` tables are "
              "`multinet.NetConfig`; your own system's config extends `multinet.RunConfig`.\n"]
-    for system, cls in shipped_configs().items():
+    from multinet.nets import NetConfig
+    tables = {f"{system}": (cls, f"`python -m multinet.{system} RECIPE key=value ...` (recipes: "
+                                 f"{', '.join(f'`{r}`' for r in list_recipes(system))})")
+              for system, cls in shipped_configs().items()}
+    tables["networks"] = (NetConfig, "Every `[networks.<name>]` table (`generator`, `discriminator`; `encoder`, "
+                                     "`decoder`; your system's own names): `multinet.NetConfig`. A shipped recipe "
+                                     "sets its own values; these are the dataclass defaults.")
+    for title, (cls, intro) in tables.items():
         rows: list[tuple[str, str, str, str, str]] = []
-        _rows(cls, "", rows)
-        parts.append(f"## {system}\n\n`python -m multinet.{system} RECIPE key=value ...` (recipes: "
-                     f"{', '.join(f'`{r}`' for r in list_recipes(system))})\n")
+        _rows(cls, "networks.<name>." if cls is NetConfig else "", rows)
+        parts.append(f"## {title}\n\n{intro}\n")
         parts.append("| key | type | default | allowed | meaning |\n|---|---|---|---|---|")
         for key, t, d, allowed, meaning in rows:
             cell = meaning.replace("|", "\\|")
             parts.append(f"| `{key}` | {t} | {d.replace('|', '/')} | {allowed} | {cell} |")
         parts.append("")
     return "\n".join(parts)
+
+
+def key_rows() -> list[tuple[str, str]]:
+    """(key, meaning) of every row of the page, for the test that none lacks a meaning."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^\| `([^`]+)` \|.*\| ([^|]*) \|$", recipe_keys(), re.M)]
 
 
 def benchmark_pages() -> dict[str, str]:

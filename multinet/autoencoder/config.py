@@ -24,16 +24,16 @@ class SystemConfig:
     through the channel)."""
 
     kind: Literal["messages", "images", "bits"] = "messages"
-    n: int = 7
-    k: int = 4
-    hidden: int = 128
-    batch_size: int = 1024
+    n: int = 7  # real channel uses per block (messages)
+    k: int = 4  # bits per block: 2^k messages
+    hidden: int = 128  # width of the encoder's and decoder's hidden layers
+    batch_size: int = 1024  # messages (or symbols, images) per training step, per rank
     training: Literal["gradient", "model_free"] = "gradient"
     policy_sigma: float = 0.15
-    bits_per_symbol: int = 4
-    constellation_init: Literal["qam", "random"] = "qam"
-    code_k: int = 256
-    code_n: int = 512
+    bits_per_symbol: int = 4  # bits: m, a constellation of 2^m points
+    constellation_init: Literal["qam", "random"] = "qam"  # bits: the constellation starts as Gray QAM or at random
+    code_k: int = 256  # bits: information bits of the outer 5G LDPC code in evaluation
+    code_n: int = 512  # bits: its codeword length (a multiple of bits_per_symbol)
 
     def __post_init__(self) -> None:
         at_least(self, 1, "n", "k", "hidden", "batch_size", "bits_per_symbol", "code_k", "code_n")
@@ -59,9 +59,9 @@ class SystemConfig:
 
 @dataclass
 class PhaseConfig:
-    name: Literal["joint", "decoder", "encoder"] = "joint"
-    steps: int = 1000
-    channel: Literal["train", "finetune"] = "train"
+    name: Literal["joint", "decoder", "encoder"] = "joint"  # trains both networks, or one (the other frozen)
+    steps: int = 1000  # iterations of this phase
+    channel: Literal["train", "finetune"] = "train"  # the channel it trains over: [channel] or [finetune_channel]
 
     def __post_init__(self) -> None:
         at_least(self, 1, "steps")
@@ -75,11 +75,11 @@ class TrainConfig(BaseTrainConfig):
 
 @dataclass
 class EvalConfig:
-    min_errors: int = 100
-    max_blocks: int = 2_000_000
-    batch: int = 200_000
-    baselines: bool = True
-    ml_errors: int = 400
+    min_errors: int = 100  # BLER Monte Carlo: stop a point after this many block errors
+    max_blocks: int = 2_000_000  # BLER Monte Carlo: or after this many blocks
+    batch: int = 200_000  # BLER Monte Carlo: blocks per batch
+    baselines: bool = True  # also score the classical baselines and ML decoding
+    ml_errors: int = 400  # block errors per point of the soft-ML baselines' Monte Carlo
     # Classical baselines from Sionna where the (n, k) fits (OSD for Hamming(7,4); 5G LDPC / Polar
     # SCL with QAM for bit systems), when Sionna is installed.
     sionna_baselines: bool = True
@@ -100,12 +100,12 @@ class Networks:
 
 @dataclass
 class AeRecipe(RunConfig):
-    task: Literal["autoencoder"] = "autoencoder"
+    task: Literal["autoencoder"] = "autoencoder"  # which system a recipe is for (checked when it is read)
     system: SystemConfig = field(default_factory=SystemConfig)
     data: DataConfig = field(default_factory=DataConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
-    finetune_channel: ChannelConfig | None = None
-    phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])
+    finetune_channel: ChannelConfig | None = None  # for phases on channel "finetune"
+    phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])  # [[phases]], in order
     networks: Networks = field(default_factory=Networks)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

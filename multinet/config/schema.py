@@ -15,12 +15,12 @@ __all__ = ["TrainConfig", "RunConfig"]
 class TrainConfig:
     """The ``[train]`` table every engine shares."""
 
-    steps: int = 2000
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_last: int = 3
-    tensorboard: bool = True
+    steps: int = 2000  # total training iterations (--steps)
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 (GPUs, AMX CPUs) or fp16 (GPUs)
+    log_every: int = 50  # iterations between logged scalars (and NaN / Inf checks); 0 = off
+    checkpoint_every: int = 1000  # iterations between checkpoints (the final one is always written); 0 = only the final
+    keep_last: int = 3  # step checkpoints kept besides last.pt (and best.pt); 0 = all
+    tensorboard: bool = True  # write TensorBoard event files under tb/ (metrics.jsonl is always written)
     # torch.use_deterministic_algorithms + a fixed cuBLAS workspace: bit-exact resume on CUDA too,
     # at some speed. CPU runs are deterministic without it.
     deterministic: bool = False
@@ -36,8 +36,8 @@ class TrainConfig:
     # nothing forces a graph to break.
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    dist_timeout: float = 900.0
-    dist_sync_every: int = 10
+    dist_timeout: float = 900.0  # seconds before a collective gives up (a dead or stalled rank), under torchrun
+    dist_sync_every: int = 10  # iterations between agreements on stop requests over ranks, under torchrun
     # Evaluate every N iterations (0 = only at the end), for systems that offer evaluate(); with
     # best_metric (a key of its result) the best state so far is kept as checkpoints/best.pt.
     eval_every: int = 0
@@ -80,9 +80,9 @@ class RunConfig:
     ``networks`` table of ``NetConfig``s, one per network.
     """
 
-    description: str = ""
-    seed: int = 0
-    device: str = "auto"
+    description: str = ""  # free text, shown in the run's summary
+    seed: int = 0  # seeds the initial weights and every named random stream (data, noise, channel)
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N (--device)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     # What a resumed run may change (key prefixes): its length, logging, checkpoints and

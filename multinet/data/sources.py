@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..config import at_least, error_line, within
+from ..config import FieldError, at_least, error_line, within
 from .files import celeba, image_folder
 from .samplers import LoaderSampler, MixtureSampler, TensorSampler
 
@@ -28,21 +28,25 @@ __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "m
 
 @dataclass
 class DataConfig:
+    # The dataset: digits (bundled), mnist / fashion-mnist / cifar10 / celeba (torchvision), idx (IDX
+    # files in root), imagefolder (class subfolders in root), ring8 / grid25 (2-D Gaussian mixtures).
     name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "celeba", "idx", "imagefolder", "ring8",
                   "grid25"] = "digits"
-    root: str = "data"
-    batch_size: int = 64
-    download: bool = False
+    root: str = "data"  # dataset folder (downloads go here; an IDX or image folder for idx / imagefolder)
+    batch_size: int = 64  # examples per step, per rank
+    download: bool = False  # fetch a missing dataset through torchvision (needs the network)
     image_size: int = 0  # 0 keeps the native size
-    workers: int = 2
+    workers: int = 2  # DataLoader worker processes for datasets read from disk batch by batch
     limit: int = 0  # use only the first N examples (0 = all)
     train_fraction: float = 1.0  # the rest is held out (real-vs-real floors)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # unused, must stay empty (kept so saved runs load)
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size")
         at_least(self, 0, "image_size", "workers", "limit")
         within(self, "train_fraction", low=0, high=1, open_low=True)
+        if self.extra:  # no dataset ever read it: a value here would silently do nothing
+            raise FieldError("extra", f"no dataset reads data.extra; remove it (got {sorted(self.extra)})")
 
 
 def mixture_means(name: str) -> tuple[torch.Tensor, float]:

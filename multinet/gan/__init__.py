@@ -4,3 +4,6 @@ from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from .metrics import mixture_coverage
 from .networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from .system import GanSystem
+
+__all__ = ["GanSystem", "GanRecipe", "d_loss", "g_loss", "gradient_penalty", "r1_penalty", "mixture_coverage",
+           "DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator"]

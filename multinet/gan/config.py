@@ -59,11 +59,11 @@ class ModelConfig:
 
 @dataclass
 class GanConfig:
-    loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = "bce"
-    d_steps: int = 1
-    g_steps: int = 1
-    gp_weight: float = 10.0
-    r1: float = 0.0
+    loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = "bce"  # adversarial loss on D's logits (bce: non-saturating G loss)
+    d_steps: int = 1  # discriminator steps per iteration
+    g_steps: int = 1  # generator steps per iteration
+    gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty (loss = wgan-gp)
+    r1: float = 0.0  # weight γ of the R1 penalty γ/2 ‖∇D(real)‖² (Mescheder et al. 2018); 0 = off
     # Deprecated: the generator's EMA is networks.generator.ema. A recipe or checkpoint that still
     # says gan.ema is moved there when it is read (a conflict between the two stops).
     ema: float | None = None
@@ -102,7 +102,7 @@ class GanConfig:
 
 @dataclass
 class TrainConfig(BaseTrainConfig):
-    sample_every: int = 500
+    sample_every: int = 500  # iterations between sample grids / scatter plots; 0 = off
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,8 +111,8 @@ class TrainConfig(BaseTrainConfig):
 
 @dataclass
 class EvalConfig:
-    samples: int = 2500
-    classifier_epochs: int = 8
+    samples: int = 2500  # generated samples per evaluation (classifier IS / FD, mixture coverage, standard metrics)
+    classifier_epochs: int = 8  # epochs of the digit classifier that classifier IS / FD use, trained once per dataset
     # "drs": also score samples drawn by discriminator rejection sampling (Azadi et al. 2019),
     # reported as drs_* beside the plain generator's figures (mixture coverage, or classifier
     # IS / FD). DRS reads D's logit as log p_data / p_g, which holds for the BCE loss.
@@ -157,7 +157,7 @@ class Networks:
 
 @dataclass
 class GanRecipe(RunConfig):
-    task: Literal["gan"] = "gan"
+    task: Literal["gan"] = "gan"  # which system a recipe is for (checked when it is read)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     gan: GanConfig = field(default_factory=GanConfig)

@@ -12,7 +12,8 @@ from torch import nn
 
 from .patterns import name_matches
 
-__all__ = ["set_trainable", "frozen", "frozen_tensors", "eval_mode", "apply_norm_mode", "is_frozen_norm", "NORM_MODES", "NORM_TYPES"]
+__all__ = ["set_trainable", "frozen", "frozen_tensors", "eval_mode", "apply_norm_mode", "is_frozen_norm", "NORM_MODES",
+           "NORM_TYPES"]
 
 NORM_MODES = ("eval", "train")
 _BN = nn.modules.batchnorm._BatchNorm

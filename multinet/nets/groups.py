@@ -35,8 +35,8 @@ class GroupRule:
     it); ``momentum`` and ``betas`` replace the optimizer's for these parameters.
     """
 
-    name: str = ""
-    pattern: str | list[str] = ""
+    name: str = ""  # the group's name in reports and optimizer state (default: made from the rule)
+    pattern: str | list[str] = ""  # dotted parameter-name pattern(s) (* one level, ** any); empty: any
     types: list[str] = field(default_factory=list)
     kind: str = ""
     lr: float | None = None

@@ -21,14 +21,14 @@ __all__ = ["PretrainedSpec", "LoadReport", "load_partial"]
 
 @dataclass
 class PretrainedSpec:
-    path: str = ""
+    path: str = ""  # a checkpoint or state-dict file to load partially (empty: none)
     network: str = ""  # which network to take from a multinet checkpoint (default: same name)
-    strip_prefix: str = ""
-    add_prefix: str = ""
-    rename: dict[str, str] = field(default_factory=dict)
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    min_coverage: float = 0.0
+    strip_prefix: str = ""  # remove this prefix from the file's keys
+    add_prefix: str = ""  # then add this one
+    rename: dict[str, str] = field(default_factory=dict)  # then rename keys by prefix (old → new)
+    include: list[str] = field(default_factory=list)  # load only keys matching these patterns (empty: all)
+    exclude: list[str] = field(default_factory=list)  # never load keys matching these
+    min_coverage: float = 0.0  # stop unless at least this fraction of the network's tensors loaded
 
 
 @dataclass

@@ -38,21 +38,21 @@ class ScheduleSpec:
 
     name: str = "none"
     interval: str = "step"
-    step_size: int = 1000
-    gamma: float = 0.1
-    milestones: list[int] = field(default_factory=list)
+    step_size: int = 1000  # step: intervals between decays
+    gamma: float = 0.1  # step / multistep / exponential: the decay factor
+    milestones: list[int] = field(default_factory=list)  # multistep: the intervals at which to decay
     total: int = 0
     warmup: int = 0
     min_factor: float = 0.0
-    pct_start: float = 0.3
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    patience: int = 10
-    factor: float = 0.1
-    mode: str = "min"
-    monitor: str = ""
+    pct_start: float = 0.3  # one_cycle: fraction of total spent increasing
+    div_factor: float = 25.0  # one_cycle: initial lr = max lr / div_factor
+    final_div_factor: float = 1e4  # one_cycle: final lr = initial lr / final_div_factor
+    patience: int = 10  # plateau: epochs without improvement before decaying
+    factor: float = 0.1  # plateau: the decay factor
+    mode: str = "min"  # plateau: whether the monitored value should go down (min) or up (max)
+    monitor: str = ""  # plateau: the logged value to watch (default: the network's latest phase loss)
     hold: int = 0
-    fn: str = ""
+    fn: str = ""  # lambda: the factor function's import path
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULES:

@@ -48,7 +48,7 @@ class InitRule:
     gain: float = 1.0
     mode: Literal["fan_in", "fan_out"] = "fan_in"
     nonlinearity: str = "leaky_relu"
-    name: str = ""
+    name: str = ""  # a label for reports (default: the method and what it matches)
 
     def __post_init__(self) -> None:
         if self.method not in INIT_METHODS:

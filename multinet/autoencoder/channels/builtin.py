@@ -55,18 +55,18 @@ class ChannelConfig:
     outputs of the encoder ride a complex channel — ``"real"`` (one real symbol per use) or
     ``"complex"`` (I/Q pairs, n even)."""
 
-    level: Literal["ebn0", "snr"] = "ebn0"
+    level: Literal["ebn0", "snr"] = "ebn0"  # what db means: Eb/N0 or SNR
     db: float = 7.0
     db_max: float | None = None
     db_end: float | None = None
-    normalization: Literal["codeword", "batch"] = "codeword"
-    fading: Literal["none", "rayleigh"] = "none"
+    normalization: Literal["codeword", "batch"] = "codeword"  # power constraint: every codeword, or the batch on average
+    fading: Literal["none", "rayleigh"] = "none"  # built-in model: a Rayleigh block gain per block, unknown to the receiver
     model: str = "awgn"
     sionna_args: dict[str, Any] = field(default_factory=dict)
     symbols: Literal["real", "complex"] = "real"
     quantize_bits: int = 0  # 0: no quantiser at the receiver
-    quantize_range: float = 2.0
-    eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])
+    quantize_range: float = 2.0  # the quantiser's clipping amplitude
+    eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])  # BLER evaluation levels
 
     def __post_init__(self) -> None:
         # Beyond about ±60 dB the noise is numerically zero or swamps everything: a typo, not a study.
