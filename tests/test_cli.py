@@ -432,7 +432,11 @@ def test_user_system_runs_under_the_same_command_line(tmp_path):
     assert r.returncode == 2 and "--system examples.cond_gan_digits:CondGan" in r.stderr, r.stderr
     r = run("multinet", ["evaluate", str(out / "checkpoints/last.pt"), "--system", "examples.cond_gan_digits:CondGan"],
             cwd=ROOT)
-    assert r.returncode == 0 and "label_match" in json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+    assert r.returncode == 0, r.stderr
+    again, summary = json.loads(r.stdout.strip().splitlines()[-1]), json.loads((out / "summary.json").read_text())
+    assert 0 <= again["label_match"] <= 1 and again["label_match"] == summary["label_match"]  # the same figure
+    moved = [_weights(out / "checkpoints" / f) for f in ("step_00000004.pt", "last.pt")]
+    assert any(not torch.equal(moved[0][k], moved[1][k]) for k in moved[0])  # steps 5-8 trained
     r = run("multinet", ["sample", str(out / "checkpoints/last.pt"), "--n", "10", "--out", str(tmp_path / "s.npy"),
                          "--trust-code"], cwd=ROOT)
     assert r.returncode == 0, r.stderr
