@@ -21,6 +21,7 @@ __all__ = ["BitAutoencoder"]
 
 
 class BitAutoencoder(CodebookResults, AeSystem):
+    """A trainable 2^m-point constellation and a neural demapper giving m bit LLRs, scored inside 5G LDPC."""
     kind = "bits"
 
     def channel_uses(self) -> tuple[int, dict[str, Any]]:

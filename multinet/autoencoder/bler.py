@@ -24,10 +24,13 @@ def _q(x: float) -> float:
 
 
 def uncoded_bpsk_bler(ebn0_db: float, k: int) -> float:
+    """Exact BLER of ``k`` uncoded BPSK bits over AWGN at ``ebn0_db``: 1 − (1 − Q(√(2 Eb/N0)))^k."""
     return 1 - (1 - _q(math.sqrt(2 * 10 ** (ebn0_db / 10)))) ** k
 
 
 def hamming74_hard_bler(ebn0_db: float) -> float:
+    """Exact BLER of Hamming(7,4) with hard decisions (one bit error corrected) over AWGN at
+    ``ebn0_db``: 1 − (1 − p)^7 − 7p(1 − p)^6 with p = Q(√(2 · 4/7 · Eb/N0))."""
     p = _q(math.sqrt(2 * (4 / 7) * 10 ** (ebn0_db / 10)))
     return 1 - (1 - p) ** 7 - 7 * p * (1 - p) ** 6
 
@@ -58,6 +61,7 @@ class MlDecoder:
 
 
 def ml_decoder(codebook: torch.Tensor) -> MlDecoder:
+    """A maximum-likelihood (nearest-codeword) decoder over AWGN for ``codebook`` (M × n), giving scores like logits."""
     return MlDecoder(codebook)
 
 
@@ -72,6 +76,7 @@ class McResult:
 
 
 def wilson_interval(errors: int, blocks: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (``z`` = 1.96: 95 %) of a block error rate ``errors`` / ``blocks``: (low, high)."""
     if blocks == 0:
         return 0.0, 1.0
     p = errors / blocks

@@ -100,6 +100,8 @@ class Networks:
 
 @dataclass
 class AeRecipe(RunConfig):
+    """An autoencoder recipe: ``[system]``, ``[data]``, ``[channel]`` (and ``[finetune_channel]``),
+    ``[[phases]]``, ``[networks.encoder]`` / ``[networks.decoder]``, ``[train]``, ``[eval]``."""
     task: Literal["autoencoder"] = "autoencoder"  # which system a recipe is for (checked when it is read)
     system: SystemConfig = field(default_factory=SystemConfig)
     data: DataConfig = field(default_factory=DataConfig)

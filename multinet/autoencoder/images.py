@@ -19,6 +19,7 @@ __all__ = ["ImageAutoencoder"]
 
 
 class ImageAutoencoder(AeSystem):
+    """Images through the channel and back (deep JSCC), scored by PSNR against the SNR."""
     kind = "images"
     figure = "psnr"
     columns = evaluation.IMAGE_COLUMNS

@@ -48,6 +48,7 @@ class CodebookResults:
 
 
 class MessageAutoencoder(CodebookResults, AeSystem):
+    """2^k messages in n real channel uses, a softmax receiver; scored by BLER against exact and ML baselines."""
     kind = "messages"
 
     def networks(self, received: int) -> tuple[nn.Module, nn.Module]:

@@ -20,6 +20,9 @@ __all__ = ["MessageEncoder", "MessageDecoder", "ImageEncoder", "ImageDecoder", "
 
 
 class MessageEncoder(nn.Module):
+    """Message index (of ``m``) -> ``n`` real channel inputs: an embedding-like linear layer, an
+    activation, a linear layer."""
+
     def __init__(self, m: int, n: int, hidden: int = 128) -> None:
         super().__init__()
         self.init_args = dict(m=m, n=n, hidden=hidden)  # for export
@@ -42,6 +45,8 @@ class MessageEncoder(nn.Module):
 
 
 class MessageDecoder(nn.Module):
+    """``n`` received values -> ``m`` message logits: Linear, LeakyReLU, Linear."""
+
     def __init__(self, m: int, n: int, hidden: int = 128) -> None:
         super().__init__()
         self.init_args = dict(m=m, n=n, hidden=hidden)  # for export
@@ -69,6 +74,8 @@ class MessageDecoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
+    """An image of ``shape`` -> ``n`` real channel inputs (deep JSCC): Linear, LeakyReLU, Linear."""
+
     def __init__(self, shape: tuple[int, ...], n: int, hidden: int = 256) -> None:
         super().__init__()
         self.init_args = dict(shape=list(shape), n=n, hidden=hidden)  # for export
@@ -80,6 +87,8 @@ class ImageEncoder(nn.Module):
 
 
 class ImageDecoder(nn.Module):
+    """``n`` received values -> an image of ``shape`` in [-1, 1]: Linear, LeakyReLU, Linear, Tanh."""
+
     def __init__(self, shape: tuple[int, ...], n: int, hidden: int = 256) -> None:
         super().__init__()
         self.init_args = dict(shape=list(shape), n=n, hidden=hidden)  # for export

@@ -35,6 +35,9 @@ _NETS = {"joint": ("encoder", "decoder"), "decoder": ("decoder",), "encoder": ("
 
 
 class AeSystem(System):
+    """The autoencoder: encoder -> channel -> decoder, trained in the recipe's ``[[phases]]``
+    (joint, then decoder or encoder alone). ``AeSystem(cfg, device)`` builds the class of
+    ``system.kind``: ``MessageAutoencoder``, ``BitAutoencoder`` or ``ImageAutoencoder``."""
     Config = AeRecipe
     default_recipe = "ae_7_4"
     stream_seeds = {"ae.baselines": 7, "ae.channel.train": 11, "ae.channel.finetune": 12, "ae.messages": 13,

@@ -125,6 +125,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
 
 
 def to_dict(obj: Any) -> Any:
+    """A config dataclass (nested ones too) as plain dicts and lists, as a recipe's TOML holds it."""
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -220,6 +221,7 @@ def error_line(e: BaseException, limit: int = 300) -> str:
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, table by table (nested dicts merge; any other value replaces)."""
     out = dict(base)
     for k, v in over.items():
         out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
@@ -272,6 +274,11 @@ def find_recipe(name_or_path: str) -> tuple[str, str]:
 
 
 def load_recipe(cls: type, name_or_path: str, overrides: list[str] | None = None) -> Any:
+    """The config of class ``cls`` from a recipe (a shipped name or a ``.toml`` path) and ``key=value``
+    ``overrides``. Raises ``ConfigError`` with one line naming the key on an unknown key, a wrong type
+    or a value out of range.
+
+        cfg = load_recipe(GanRecipe, "gan_digits", ["networks.generator.lr=1e-4"])"""
     label, text = find_recipe(name_or_path)
     try:
         raw = tomllib.loads(text)

@@ -28,6 +28,7 @@ __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "m
 
 @dataclass
 class DataConfig:
+    """The ``[data]`` table: which dataset, where, in batches of what size."""
     # The dataset: digits (bundled), mnist / fashion-mnist / cifar10 / celeba (torchvision), idx (IDX
     # files in root), imagefolder (class subfolders in root), ring8 / grid25 (2-D Gaussian mixtures).
     name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "celeba", "idx", "imagefolder", "ring8",
@@ -200,6 +201,10 @@ def data_shape(cfg: DataConfig) -> tuple[int, ...]:
 
 
 def load_data(cfg: DataConfig, device: torch.device, seed: int) -> DataSource:
+    """The dataset ``cfg`` names, on ``device``, with a sampler seeded by ``seed``: a ``DataSource``
+    (``train`` / ``held_out`` tensors where the data fits in memory, ``sampler.next()`` for batches;
+    a mixture's ``means`` / ``sigma``). Raises ``RuntimeError`` with what to put where when the data
+    is missing and cannot be downloaded."""
     if cfg.name in ("ring8", "grid25"):
         means, sigma = mixture_means(cfg.name)
         return DataSource(cfg.name, "points", (2,), len(means),

@@ -1,6 +1,6 @@
-"""The engine: phases over networks (``phase``, with the on-device rates a step may return), the loop that runs them (``loop``), the events
-handlers listen to (``events``), the divergence check (``divergence``), what it reports
-(``readout``) and what a checkpoint holds of it (``snapshot``)."""
+"""The engine: phases over networks (``phase``, with the on-device rates a step may return), the
+loop that runs them (``loop``), the events handlers listen to (``events``), the divergence check
+(``divergence``), what it reports (``readout``) and what a checkpoint holds of it (``snapshot``)."""
 from .divergence import NEAR_OVERFLOW, NonFiniteLoss, non_finite, weight_headroom
 from .events import Event
 from .loop import AMP_MODES, Engine

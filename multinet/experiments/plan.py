@@ -116,6 +116,9 @@ def split_items(items: list[str]) -> tuple[list[str], dict[str, list[str]]]:
 
 @dataclass
 class SweepPlan:
+    """A sweep: the ``system`` and base ``items`` (recipe and fixed overrides), the ``seeds``, a ``grid``
+    (``{key: [values]}``) or a ``search`` (``{key: Dist}``, ``trials`` configs), the ``objective`` figure
+    and its ``direction``, ``steps`` per run and the ``pruner``."""
     system: str  # as given on the command line (gan, autoencoder, module:Class)
     items: list[str]  # recipe and fixed overrides
     seeds: list[int] = field(default_factory=lambda: [0])

@@ -76,8 +76,10 @@ def _table(rows: list[dict[str, Any]], plan: SweepPlan) -> str:
     for r in rows:
         if r["state"] == "complete":
             configs.setdefault(r["folder"], []).append(r)
-    figures = [plan.objective] + sorted({k for r in rows for k in r if "/" in k and not k.startswith("param/")
-                                         and k != plan.objective and isinstance(r[k], float)})[:7]
+    fixed = {"trial", "folder", "state", "seed", "seconds", "steps", "world_size", plan.objective}
+    found = {k for r in rows for k in r if k not in fixed and not k.startswith("param/") and isinstance(r[k], float)}
+    # The objective, then the top-level figures, then nested ones (curves/...): eight columns at most.
+    figures = [plan.objective] + sorted(found, key=lambda k: ("/" in k, k))[:7]
     params = sorted({k for r in rows for k in r if k.startswith("param/")})
     head = ["config", *[p[6:] for p in params], "seeds", *figures]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -157,6 +157,8 @@ class Networks:
 
 @dataclass
 class GanRecipe(RunConfig):
+    """A GAN recipe: ``[data]``, ``[model]``, ``[gan]``, ``[networks.generator]`` /
+    ``[networks.discriminator]``, ``[train]``, ``[eval]``."""
     task: Literal["gan"] = "gan"  # which system a recipe is for (checked when it is read)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

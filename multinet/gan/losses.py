@@ -14,6 +14,7 @@ LOSSES = ("bce", "hinge", "wgan-gp", "lsgan")
 
 
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss on its logits for real and fake samples, for loss ``kind`` (``LOSSES``)."""
     if kind == "bce":  # -log σ(real) - log(1 - σ(fake))
         return F.softplus(-real).mean() + F.softplus(fake).mean()
     if kind == "hinge":
@@ -26,6 +27,7 @@ def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss on D's logits for its samples, for loss ``kind`` (non-saturating for bce)."""
     if kind == "bce":  # non-saturating: -log σ(fake)
         return F.softplus(-fake).mean()
     if kind in ("hinge", "wgan-gp"):

@@ -29,6 +29,10 @@ __all__ = ["GanSystem"]
 
 
 class GanSystem(System):
+    """The GAN: a generator and a discriminator from ``[model]`` (or a recipe's ``class_path``),
+    trained in two phases (``gan.d_steps`` D steps with G frozen, then ``gan.g_steps`` G steps through
+    the frozen D) on ``[data]``; evaluated by mixture coverage or classifier IS / FD (and FID / KID /
+    IS / PR with ``eval.standard_metrics``); samples and exports its (EMA) generator."""
     Config = GanRecipe
     default_recipe = "gan_digits"
     stream_seeds = {"gan.noise": 1, "gan.fixed_z": 2, "gan.sample": 3, "gan.drs": 4, "gan.critic_init": 5,

@@ -18,6 +18,10 @@ __all__ = ["Checkpointer"]
 
 
 class Checkpointer:
+    """Saves the engine to ``folder`` every ``every`` iterations (``step_<N>.pt`` and ``last.pt``,
+    atomically), keeps the newest ``keep_last`` step files, and with ``best`` (a figure of the
+    evaluations it is handed through ``consider``) also ``best.pt`` by ``mode`` (max / min).
+    ``enabled=False`` (ranks other than 0) saves nothing. The last handler of a step."""
     # A checkpoint written before this handler kept state (or without ``best``) resumes fine.
     optional_state = True
 

@@ -12,6 +12,9 @@ __all__ = ["NanGuard", "NonFiniteLoss", "weight_headroom", "NEAR_OVERFLOW"]
 
 
 class NanGuard:
+    """Checks losses and weights for NaN / Inf every ``every`` iterations (``Engine.check_finite``:
+    one read for the window); a bad value raises ``NonFiniteLoss`` naming the phase and step."""
+
     def __init__(self, every: int = 1) -> None:
         self.every = every
 

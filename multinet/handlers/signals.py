@@ -20,6 +20,10 @@ EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
 class StopOnSignal:
+    """On SIGINT / SIGTERM, asks the engine to stop at the next iteration boundary (the run then
+    saves a checkpoint and exits 130 / 143); a second Ctrl-C interrupts at once. ``restore()``
+    puts the previous handlers back."""
+
     def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
         self.signals = signals
         self._old: dict[int, Any] = {}

@@ -14,6 +14,9 @@ __all__ = ["UnfreezeAt"]
 
 
 class UnfreezeAt:
+    """Unfreezes the parameters of network ``net`` matching ``patterns`` after iteration ``at`` (they
+    join the optimizer with fresh state); ``report(step, text)`` is told what changed."""
+
     def __init__(self, net: str, patterns: list[str], at: int,
                  report: Callable[[int, str], None] | None = None) -> None:
         self.net, self.patterns, self.at, self.report = net, list(patterns), at, report

@@ -21,6 +21,8 @@ __all__ = ["PretrainedSpec", "LoadReport", "load_partial"]
 
 @dataclass
 class PretrainedSpec:
+    """A partial load of weights into a network (``[networks.<name>.pretrained]``): which file, how its
+    keys map, how much must load."""
     path: str = ""  # a checkpoint or state-dict file to load partially (empty: none)
     network: str = ""  # which network to take from a multinet checkpoint (default: same name)
     strip_prefix: str = ""  # remove this prefix from the file's keys
@@ -33,6 +35,7 @@ class PretrainedSpec:
 
 @dataclass
 class LoadReport:
+    """What a partial load did: the keys matched, missing, unexpected and of another shape, and the ``coverage``."""
     matched: list[str]
     missing: list[str]
     unexpected: list[str]

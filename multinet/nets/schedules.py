@@ -173,6 +173,8 @@ class PlateauScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau):
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, spec: ScheduleSpec | None, total: int = 0):
+    """The scheduler ``spec`` describes on ``optimizer`` (``None`` for ``name = "none"``); ``total``
+    fills in a length the spec leaves at 0. Step it with ``advance``."""
     if spec is None or spec.name == "none":
         return None
     if spec.name == "plateau":

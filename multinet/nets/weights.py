@@ -165,6 +165,7 @@ def init_preset(name: str) -> list[InitRule]:
 
 @dataclass
 class InitReport:
+    """What the init rules did: which rule initialised which module, and the rules that matched nothing."""
     applied: list[tuple[str, str, str]]  # module name, module type, rule name
     uncovered: list[tuple[str, str]]
     unused_rules: list[str]

@@ -251,6 +251,8 @@ def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str,
 
 
 def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    """Restore Python's, NumPy's, torch's (and CUDA's, on the same device count) global random
+    state from ``get_rng_state()``'s dict, and each named generator in ``generators`` from its entry."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]

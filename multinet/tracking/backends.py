@@ -38,6 +38,9 @@ def _saved_id(out: Path, name: str) -> str | None:
 
 
 class MlflowTracker:
+    """Scalars, sample grids and the resolved config to MLflow: a local file store under the run
+    folder ``out`` unless ``uri`` names a tracking server; runs under ``experiment``."""
+
     def __init__(self, out: Path, config: dict[str, Any], uri: str = "", experiment: str = "multinet") -> None:
         if not uri:
             # MLflow 3 keeps its file store in maintenance mode behind this switch; it is the store
@@ -79,6 +82,9 @@ class MlflowTracker:
 
 
 class WandbTracker:
+    """Scalars, sample grids and the resolved config to Weights & Biases in ``project``; ``mode``
+    ``offline`` (files under ``out``, synced later with ``wandb sync``), ``online`` or ``disabled``."""
+
     def __init__(self, out: Path, config: dict[str, Any], project: str = "multinet", mode: str = "offline") -> None:
         import wandb
         self.wandb = wandb

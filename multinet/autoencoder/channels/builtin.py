@@ -25,6 +25,8 @@ SIONNA_MODELS = ("AWGN", "FlatFadingChannel", "RayleighBlockFading", "TDL")
 
 
 def ebn0_to_sigma(ebn0_db: float | torch.Tensor, rate: float) -> float | torch.Tensor:
+    """Noise standard deviation per real dimension at ``ebn0_db`` (Eb/N0, dB) for ``rate`` information
+    bits per real channel use at unit energy per use: σ = (2 · rate · Eb/N0)^-½."""
     ebn0 = 10 ** (ebn0_db / 10)
     return (1.0 / (2 * rate * ebn0)) ** 0.5
 
