@@ -44,7 +44,7 @@ def test_a_grid_over_seeds_runs_each_config_and_seed_once_and_reports_them(tmp_p
 
 def test_a_search_with_pruning_stops_at_its_trial_count(tmp_path):
     r = sweep(tmp_path, "--search", "networks.decoder.lr=loguniform:1e-4:1e-2", "--trials", "4",
-              "train.eval_every=10", "--pruner", "median")
+              "train.eval_every=10", "--pruner", "median", "--jobs", "2", spawned=True)  # two workers, no repeats
     assert r.returncode == 0, r.stderr
     study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]

@@ -70,7 +70,10 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     if plan.pruner not in pruner:
         raise ConfigError(f"--pruner {plan.pruner!r}: median, hyperband or none")
     study = optuna.create_study(study_name=name or out.name, storage=store, load_if_exists=True,
-                                direction=plan.direction, sampler=optuna.samplers.TPESampler(seed=0),
+                                direction=plan.direction,
+                                # Unseeded: workers sharing a study (here or elsewhere) must not all draw the same
+                                # first configs; constant_liar keeps running trials from being proposed again.
+                                sampler=optuna.samplers.TPESampler(constant_liar=True),
                                 pruner=pruner[plan.pruner]())
     saved = study.user_attrs.get("definition")
     if saved is None:
