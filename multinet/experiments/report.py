@@ -108,6 +108,7 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
     keys = sorted({k for t in done for k in t.params if k != "seed"})
     importances: dict[str, float] = {}
@@ -120,11 +121,16 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
     panels = 1 + bool(importances) + len(keys)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     ax = axes[0][0]
-    ax.plot([t.number for t in done], [t.value for t in done], "o")
+    ax.plot([t.number for t in done], [t.value for t in done], "o", label="complete")
+    pruned = [(t.number, t.intermediate_values[max(t.intermediate_values)]) for t in study.get_trials(deepcopy=False)
+              if t.state.name == "PRUNED" and t.intermediate_values]
+    if pruned:  # where a pruned trial stood when it was stopped
+        ax.plot(*zip(*pruned), "x", color="grey", label="pruned (last evaluation)")
+        ax.legend(fontsize=7)
     ax.set(xlabel="trial", ylabel=plan.objective, title="objective per trial")
     i = 1
     if importances:
-        axes[0][i].barh(list(importances), list(importances.values()))
+        axes[0][i].barh([k.split(".", 1)[-1] for k in importances], list(importances.values()))
         axes[0][i].set(title="parameter importance")
         i += 1
     for k in keys:
@@ -134,6 +140,9 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
         axes[0][i].plot(xs, [v for _, v in pts], "o")
         if numeric and plan.search.get(k) is not None and plan.search[k].kind == "loguniform":
             axes[0][i].set_xscale("log")
+            axes[0][i].xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axes[0][i].xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            axes[0][i].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[0][i].set(xlabel=k, ylabel=plan.objective)
         i += 1
     fig.tight_layout()
