@@ -154,3 +154,15 @@ def test_a_config_still_queued_is_not_queued_again(tmp_path):
         queue_grid(study, plan)
         assert requeue_interrupted(study) == 0
     assert len(study.trials) == 2
+
+
+def test_each_run_may_be_a_torchrun_job(tmp_path):
+    """--nproc 2: every run of the trial is ``torchrun --nproc-per-node 2 -m multinet train`` (gloo on
+    the CPU); the sweep reads its summary like any other."""
+    import json
+    r = sweep(tmp_path, "--nproc", "2", "--steps", "12", "networks.decoder.lr=1e-3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (row,) = rows(tmp_path)
+    assert row["state"] == "complete" and 0 <= float(row[FIG]) <= 1
+    summary = json.loads((tmp_path / row["folder"] / "seed-0" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 12

@@ -129,6 +129,7 @@ class SweepPlan:
     direction: str = "maximize"
     steps: int | None = None
     pruner: str = "median"
+    nproc: int = 1  # each run a torchrun job of this many processes (not pruned)
 
     @property
     def configs(self) -> int:
@@ -141,7 +142,8 @@ class SweepPlan:
         """What makes two sweeps the same study (JSON): everything that changes what a trial runs."""
         return json.dumps({"system": self.system, "items": self.items, "seeds": self.seeds, "grid": self.grid,
                            "search": {k: [d.kind, d.low, d.high, list(d.choices)] for k, d in self.search.items()},
-                           "objective": self.objective, "direction": self.direction, "steps": self.steps},
+                           "objective": self.objective, "direction": self.direction, "steps": self.steps,
+                           **({"nproc": self.nproc} if self.nproc != 1 else {})},
                           sort_keys=True)
 
     def overrides(self, params: dict[str, Any], seed: int) -> list[str]:
@@ -156,6 +158,8 @@ class SweepPlan:
             raise ConfigError("give a grid (key=v1,v2) or a search (--search), not both")
         if self.search and self.trials < 1:
             raise ConfigError("--search needs --trials N (N >= 1)")
+        if self.nproc < 1:
+            raise ConfigError(f"--nproc {self.nproc}: at least 1")
         if self.direction not in ("maximize", "minimize"):
             raise ConfigError(f"--direction {self.direction!r}: maximize or minimize")
         base = _build(system, self.overrides({}, self.seeds[0]), "")

@@ -198,27 +198,49 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                 if trial.should_prune():
                     pruned.append(engine.iteration)
                     engine.request_stop("pruning")
-            if (run / "checkpoints" / "last.pt").exists():
-                runner = Runner(system, None, run, resume=True, progress=False, echo=False, on_evaluation=(report,))
+            if plan.nproc > 1:
+                code, error, summary = _torchrun(plan, params, seed, run)
             else:
-                cfg = resolve(system, plan.overrides(params, seed), out=str(run)).cfg
-                runner = Runner(system, cfg, run, progress=False, echo=False, overwrite=True, on_evaluation=(report,))
-            result = runner.fit()
+                if (run / "checkpoints" / "last.pt").exists():
+                    runner = Runner(system, None, run, resume=True, progress=False, echo=False,
+                                    on_evaluation=(report,))
+                else:
+                    cfg = resolve(system, plan.overrides(params, seed), out=str(run)).cfg
+                    runner = Runner(system, cfg, run, progress=False, echo=False, overwrite=True,
+                                    on_evaluation=(report,))
+                result = runner.fit()
+                code, summary = result.code, result.summary
+                error = result.error or f"{result.stop_reason or 'interrupted'} at step {result.step}"
             trial.set_user_attr(f"seconds/seed-{seed}", round(time.perf_counter() - start, 2))
             if pruned:
                 say(f"trial {trial.number} seed {seed}: pruned at step {pruned[0]}")
                 return None, "pruned"
-            if result.code in (130, 143):
-                raise Interrupted(result.code, f"trial {trial.number} seed {seed}: {result.stop_reason or 'interrupted'} "
-                                               f"at step {result.step}; the same command resumes the sweep")
-            if result.code != 0:
-                trial.set_user_attr("error", result.error[:300])
-                say(f"trial {trial.number} seed {seed}: failed: {result.error}")
+            if code in (130, 143):
+                raise Interrupted(code, f"trial {trial.number} seed {seed}: {error}; the same command resumes the sweep")
+            if code != 0:
+                trial.set_user_attr("error", error[:300])
+                say(f"trial {trial.number} seed {seed}: failed: {error}")
                 return None, "failed"
-            summary = result.summary
         values.append(_objective(summary, plan.objective))
         say(f"trial {trial.number} seed {seed}: {plan.objective} = {values[-1]:.6g}")
     return statistics.fmean(values), "complete"
+
+
+def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int, run: Path) -> tuple[int, str, dict[str, Any]]:
+    """One run as a torchrun job of ``plan.nproc`` processes on this machine (``python -m multinet
+    train`` under ``torch.distributed.run``): (exit code, its last error line, its summary). Its
+    evaluations are its own: a trial run this way is not pruned."""
+    import subprocess
+    import sys
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={plan.nproc}",
+              "-m", "multinet", "train", plan.system, "--out", str(run), "--no-progress"]
+    resume = (run / "checkpoints" / "last.pt").exists()
+    done = subprocess.run(launch + (["--resume"] if resume else [*plan.overrides(params, seed), "--overwrite"]),
+                          capture_output=True, text=True)
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("error", "stopped", "interrupted"))]
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    code = done.returncode if done.returncode >= 0 else 128 - done.returncode  # killed by a signal: 128 + N
+    return code, (lines[-1] if lines else f"torchrun exited with {done.returncode}"), summary
 
 
 def _objective(figures: dict[str, Any], name: str) -> float:
