@@ -166,3 +166,18 @@ def test_each_run_may_be_a_torchrun_job(tmp_path):
     assert row["state"] == "complete" and 0 <= float(row[FIG]) <= 1
     summary = json.loads((tmp_path / row["folder"] / "seed-0" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 12
+
+
+def test_a_figure_saved_as_null_is_the_worst_objective_and_keeps_its_column(tmp_path):
+    """A non-finite figure is saved as null (a reverse KL with no mode captured): as an objective it is
+    the worst value for the direction, not a missing figure; in the report its column stays."""
+    import math
+
+    from multinet.experiments.plan import SweepPlan
+    from multinet.experiments.report import _numbers
+    from multinet.experiments.study import _objective
+    plan = SweepPlan("gan", ["gan_ring8"], objective="reverse_kl", direction="minimize")
+    assert _objective({"modes": 0, "reverse_kl": None}, plan) == math.inf
+    plan.direction = "maximize"
+    assert _objective({"reverse_kl": None}, plan) == -math.inf and _objective({"reverse_kl": 0.25}, plan) == 0.25
+    assert math.isnan(_numbers({"modes": 0, "reverse_kl": None})["reverse_kl"])

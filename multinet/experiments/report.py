@@ -32,8 +32,9 @@ def interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def _numbers(summary: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in flatten(summary, sep="/").items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The numeric figures; one saved as null (non-finite) is NaN here, so its column stays."""
+    return {k: math.nan if v is None else float(v) for k, v in flatten(summary, sep="/").items()
+            if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
 
 
 def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import socket
 import statistics
@@ -192,7 +193,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
             pruned: list[int] = []
 
             def report(engine: Any, figures: dict[str, Any], i: int = i) -> None:
-                value = _objective(figures, plan.objective)
+                value = _objective(figures, plan)
                 step = i * max(total, engine.total_steps + 1) + engine.iteration
                 trial.report(value, step)
                 if trial.should_prune():
@@ -221,7 +222,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                 trial.set_user_attr("error", error[:300])
                 say(f"trial {trial.number} seed {seed}: failed: {error}")
                 return None, "failed"
-        values.append(_objective(summary, plan.objective))
+        values.append(_objective(summary, plan))
         say(f"trial {trial.number} seed {seed}: {plan.objective} = {values[-1]:.6g}")
     return statistics.fmean(values), "complete"
 
@@ -243,10 +244,15 @@ def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int, run: Path) -> 
     return code, (lines[-1] if lines else f"torchrun exited with {done.returncode}"), summary
 
 
-def _objective(figures: dict[str, Any], name: str) -> float:
+def _objective(figures: dict[str, Any], plan: SweepPlan) -> float:
+    """The objective's value; a figure saved as null (non-finite: a reverse KL with no mode captured)
+    counts as the worst value for the direction."""
     from ..config import flatten
+    name = plan.objective
     flat = flatten(figures, sep="/") if any(isinstance(v, dict) for v in figures.values()) else figures
     value = flat.get(name)
+    if value is None and name in flat:
+        return math.inf if plan.direction == "minimize" else -math.inf
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         numbers = sorted(k for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         raise ConfigError(f"--objective {name!r}: the evaluation has no such figure (figures: {', '.join(numbers[:30])}"
