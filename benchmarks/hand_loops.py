@@ -105,10 +105,10 @@ def gan_updates(cfg: GanRecipe, images: torch.Tensor) -> tuple[Callable[[], None
     def g_loss() -> torch.Tensor:
         return F.softplus(-D(G(torch.randn(b, latent)))).mean()
 
-    def one() -> None:
+    def update(real: torch.Tensor) -> None:
         G.requires_grad_(False)
         fake = G(torch.randn(b, latent))
-        d_loss(next_batch(), fake).backward()
+        d_loss(real, fake).backward()
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
         G.requires_grad_(True)
@@ -121,8 +121,9 @@ def gan_updates(cfg: GanRecipe, images: torch.Tensor) -> tuple[Callable[[], None
             with torch.no_grad():
                 torch._foreach_lerp_(ema, [t for t in (*G.parameters(), *G.buffers()) if t.is_floating_point()],
                                      1 - ng.ema)
-    return one, {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "d_loss": d_loss, "g_loss": g_loss,
-                 "next_batch": next_batch, "latent": latent, "b": b}
+    return (lambda: update(next_batch())), {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "d_loss": d_loss,
+                                            "g_loss": g_loss, "update": update, "next_batch": next_batch,
+                                            "latent": latent, "b": b}
 
 
 def gan_workload(name: str) -> Callable[[int, int], dict[str, float]]:
@@ -166,19 +167,9 @@ def bits_workload(steps: int, warmup: int) -> dict[str, float]:
 def ignite_ms(cfg: GanRecipe, images: torch.Tensor, steps: int, warmup: int) -> float:
     from ignite.engine import Engine, Events
     _, p = gan_updates(cfg, images)
-    G, D, opt_g, opt_d = p["G"], p["D"], p["opt_g"], p["opt_d"]
 
     def process(engine: Any, real: torch.Tensor) -> None:
-        G.requires_grad_(False)
-        p["d_loss"](real, G(torch.randn(p["b"], p["latent"]))).backward()
-        opt_d.step()
-        opt_d.zero_grad(set_to_none=True)
-        G.requires_grad_(True)
-        D.requires_grad_(False)
-        p["g_loss"]().backward()
-        opt_g.step()
-        opt_g.zero_grad(set_to_none=True)
-        D.requires_grad_(True)
+        p["update"](real)  # the plain loop's own update, inside Ignite's loop
 
     trainer, clock = Engine(process), {}
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=warmup), lambda _: clock.update(t0=time.perf_counter()))

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ConfigError, error_line
+from ..config import ConfigError, error_line, flatten
 from ..run.lock import process_alive
 from ..run.resume import resolve
 from ..run.runner import Runner
@@ -85,17 +85,12 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     return study
 
 
-def _state(study: Any, *names: str) -> tuple[Any, ...]:
-    from optuna.trial import TrialState
-    return tuple(getattr(TrialState, n) for n in names)
-
-
 def requeue_interrupted(study: Any) -> int:
     """Queue again every trial this host's dead workers left running and every interrupted one not
     yet queued again, each with its folder (its runs resume). Returns how many."""
     optuna, n = _optuna(), 0
     now = datetime.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=_state(study, "RUNNING")):
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         mine = t.user_attrs.get("host") == socket.gethostname() and not process_alive(int(t.user_attrs.get("pid", 0)))
         # Killed between taking the trial and naming its process: unnamed for a minute means gone.
         unnamed = "pid" not in t.user_attrs and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
@@ -182,7 +177,6 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
               say: Callable[[str], None]) -> tuple[float | None, str]:
     """One config at ``seeds`` in turn: (mean objective, "complete") or (None, "pruned"/"failed")."""
     values = []
-    total = (plan.steps or 0) + 1
     for i, seed in enumerate(seeds):
         run = folder / f"seed-{seed}"
         summary_file = run / "summary.json"
@@ -194,7 +188,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
 
             def report(engine: Any, figures: dict[str, Any], i: int = i) -> None:
                 value = _objective(figures, plan)
-                step = i * max(total, engine.total_steps + 1) + engine.iteration
+                step = i * (engine.total_steps + 1) + engine.iteration  # seed by seed, on one axis
                 trial.report(value, step)
                 if trial.should_prune():
                     pruned.append(engine.iteration)
@@ -247,9 +241,7 @@ def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int, run: Path) -> 
 def _objective(figures: dict[str, Any], plan: SweepPlan) -> float:
     """The objective's value; a figure saved as null (non-finite: a reverse KL with no mode captured)
     counts as the worst value for the direction."""
-    from ..config import flatten
-    name = plan.objective
-    flat = flatten(figures, sep="/") if any(isinstance(v, dict) for v in figures.values()) else figures
+    name, flat = plan.objective, flatten(figures, sep="/")
     value = flat.get(name)
     if value is None and name in flat:
         return math.inf if plan.direction == "minimize" else -math.inf

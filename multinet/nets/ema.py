@@ -24,6 +24,19 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 __all__ = ["Ema"]
 
 
+def _slots(module: nn.Module) -> list[tuple[dict[str, Any], str]]:
+    """Where each of ``module``'s parameters, then buffers, lives (owner dict, name), in
+    ``parameters()`` / ``buffers()`` order: one walk of the module tree."""
+    slots, seen = [], set()
+    for kind in ("_parameters", "_buffers"):
+        for m in module.modules():
+            for name, t in getattr(m, kind).items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    slots.append((getattr(m, kind), name))
+    return slots
+
+
 class Ema(AveragedModel):
     """The averaged copy of ``module`` (``.module``), updated with ``update_parameters(module)``."""
 
@@ -31,43 +44,30 @@ class Ema(AveragedModel):
         super().__init__(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.requires_grad_(False)
         self.decay, self.updates = decay, 0
-        self._slots: dict[int, tuple[Any, list[tuple[dict[str, Any], str]]]] = {}
-
-    def _tensors(self, module: nn.Module) -> list[torch.Tensor]:
-        """``module``'s parameters then buffers, in ``parameters()`` / ``buffers()`` order."""
-        known = self._slots.get(id(module))
-        if known is None or known[0]() is not module:
-            slots, seen = [], set()
-            for kind in ("_parameters", "_buffers"):
-                for m in module.modules():
-                    for name, t in getattr(m, kind).items():
-                        if t is not None and id(t) not in seen:
-                            seen.add(id(t))
-                            slots.append((getattr(m, kind), name))
-            if len(self._slots) >= 2:  # the averaged copy and one network: forget older ones
-                self._slots = {id(self.module): self._slots[id(self.module)]} if id(self.module) in self._slots else {}
-            known = self._slots[id(module)] = (weakref.ref(module), slots)
-        return [owner[name] for owner, name in known[1]]
+        self._mine = _slots(self.module)
+        # Tensors of one device and dtype are averaged in one call: the groups, as positions. Moving
+        # or casting the copy as a whole keeps them (a group's tensors move together).
+        groups: dict[Any, list[int]] = {}
+        for i, (owner, name) in enumerate(self._mine):
+            groups.setdefault((owner[name].device, owner[name].dtype), []).append(i)
+        self._groups = list(groups.values())
+        self._theirs: tuple[Any, list[tuple[dict[str, Any], str]]] | None = None  # (the network, weakly; its slots)
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
         # Under no_grad the tensors are read and written as they are (no detached aliases to make).
-        mine, theirs = self._tensors(self.module), self._tensors(model)
+        if self._theirs is None or self._theirs[0]() is not model:
+            self._theirs = (weakref.ref(model), _slots(model))
+        mine = [owner[name] for owner, name in self._mine]
+        theirs = [owner[name] for owner, name in self._theirs[1]]
         if len(mine) != len(theirs):
             raise ValueError(f"the EMA copy has {len(mine)} tensors and the network {len(theirs)}")
         if self.updates == 0:
             for a, b in zip(mine, theirs):
                 a.copy_(b)
-        elif all(t.dtype == mine[0].dtype and t.device == mine[0].device for t in mine) and mine[0].is_floating_point():
-            torch._foreach_lerp_(mine, theirs, 1 - self.decay)  # the call multi_avg_fn makes for such a group
         else:
-            groups: dict[Any, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-            for a, b in zip(mine, theirs):
-                pair = groups.setdefault((a.device, a.dtype), ([], []))
-                pair[0].append(a)
-                pair[1].append(b)
-            for ours, model_tensors in groups.values():
-                self.multi_avg_fn(ours, model_tensors, None)
+            for group in self._groups:
+                self.multi_avg_fn([mine[i] for i in group], [theirs[i] for i in group], None)
         self.n_averaged += 1
         self.updates += 1
 
