@@ -1,8 +1,10 @@
 """Sweeps (seeds, grids, searches on an Optuna study) and ``compare``: real studies, real runs."""
 import csv
 import socket
+import statistics
 
 import pytest
+import scipy.stats
 
 from .cli_run import run, spawn
 
@@ -32,7 +34,11 @@ def test_a_grid_over_seeds_runs_each_config_and_seed_once_and_reports_them(tmp_p
     assert all(x["state"] == "complete" and 0 <= float(x[FIG]) <= 1 for x in got)
     assert all((tmp_path / x["folder"] / f"seed-{x['seed']}" / "checkpoints" / "last.pt").exists() for x in got)
     table = (tmp_path / "sweep.md").read_text()
-    assert "Best config" in table and " ± " in table and (tmp_path / "sweep.png").stat().st_size > 1000
+    assert "Best config" in table and (tmp_path / "sweep.png").stat().st_size > 1000
+    for lr in ("1e-3", "3e-3"):  # each config's cell: mean ± 95 % half-width (sd) of its two seeds
+        vals = [float(x[FIG]) for x in got if x["param/networks.decoder.lr"] == lr]
+        mean, sd = statistics.fmean(vals), statistics.stdev(vals)
+        assert f"{mean:.4g} ± {scipy.stats.t.ppf(0.975, 1) * sd / 2 ** 0.5:.2g} (sd {sd:.2g})" in table
     # The seeds differ, the two learning rates differ: four distinct runs, not one run copied.
     assert len({x[FIG] for x in got}) >= 3
     again = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1")  # done: nothing runs twice

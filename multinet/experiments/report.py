@@ -92,12 +92,13 @@ def _table(rows: list[dict[str, Any]], plan: SweepPlan) -> str:
             if not vals:
                 cells.append("–")
                 continue
-            mean, _, half = interval(vals)
-            cells.append(f"{mean:.4g}" + (f" ± {half:.2g}" if math.isfinite(half) else ""))
+            mean, sd, half = interval(vals)
+            cells.append(f"{mean:.4g}" + (f" ± {half:.2g} (sd {sd:.2g})" if math.isfinite(half) else ""))
             if fig == plan.objective:
                 scored.append((mean, folder))
         lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n\nMean ± half-width of the 95 % t interval over seeds.\n"
+    text = "\n".join(lines) + ("\n\nMean ± half-width of the 95 % t interval over seeds "
+                                      "(sd: their sample standard deviation).\n")
     if scored:
         best = (max if plan.direction == "maximize" else min)(scored)
         text += f"Best config ({plan.direction} {plan.objective}): {best[1]}, {best[0]:.6g}\n"
