@@ -102,7 +102,24 @@ def test_bad_sweeps_stop_before_any_trial_in_one_line(tmp_path, extra, says):
 def test_a_missing_objective_names_the_figures_and_another_definition_is_refused(tmp_path):
     r = sweep(tmp_path, objective="bler_typo")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and FIG in r.stderr, r.stderr
-    r = sweep(tmp_path, "--seeds", "0-2", objective="bler_typo")
+    for other in (["channel.db=5.0"], ["--search", "networks.decoder.lr=loguniform:1e-4:1e-2", "--trials", "2"]):
+        r = sweep(tmp_path, *other, objective="bler_typo")  # another base config; a search on a grid's study
+        assert r.returncode == 2 and "holds another sweep" in r.stderr, r.stderr
+
+
+def test_a_grid_given_more_seeds_runs_only_the_new_runs_in_the_configs_folders(tmp_path):
+    assert sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3").returncode == 0
+    first = tmp_path / "trials" / "0000" / "seed-0" / "summary.json"
+    before = first.stat().st_mtime_ns
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(line.split(":")[0] for line in r.stdout.splitlines() if line.startswith("trial ")) == \
+        ["trial 2 seed 1", "trial 3 seed 1"]
+    got = {(x["param/networks.decoder.lr"], x["seed"]): x["folder"] for x in rows(tmp_path)}
+    assert got == {("1e-3", "0"): "trials/0000", ("3e-3", "0"): "trials/0001", ("1e-3", "1"): "trials/0000",
+                   ("3e-3", "1"): "trials/0001"}
+    assert first.stat().st_mtime_ns == before
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3,2e-3")  # other grid values: another sweep
     assert r.returncode == 2 and "holds another sweep" in r.stderr, r.stderr
 
 

@@ -146,6 +146,15 @@ class SweepPlan:
                            **({"nproc": self.nproc} if self.nproc != 1 else {})},
                           sort_keys=True)
 
+    def continues(self, saved: str) -> bool:
+        """Whether this sweep may join the study whose ``definition()`` is ``saved``: the same one, or
+        the same grid (or seeds-only sweep) over other seeds, which only queues the runs the study
+        lacks. A search's seeds are part of it: its trials' values are means over them."""
+        mine, theirs = json.loads(self.definition()), json.loads(saved)
+        if not (self.search or theirs.get("search")):
+            mine.pop("seeds"), theirs.pop("seeds", None)
+        return mine == theirs
+
     def overrides(self, params: dict[str, Any], seed: int) -> list[str]:
         """A run's command-line items: the base, this config's values, its seed and steps."""
         extra = [f"{k}={_literal(v)}" for k, v in params.items()] + [f"seed={seed}"]

@@ -17,6 +17,7 @@ from typing import Any
 from ..config import flatten
 from ..state.checkpoint import atomic_path, write_text_atomic
 from .plan import SweepPlan
+from .study import params_of
 
 __all__ = ["write_report", "interval"]
 
@@ -42,9 +43,10 @@ def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
     latest = {}  # an interrupted trial and the one that finished it share runs: the latter speaks
     for t in study.get_trials(deepcopy=False):
         if not t.user_attrs.get("surplus") and "folder" in t.user_attrs:
-            latest[(t.user_attrs["folder"], t.params.get("seed"))] = t
+            latest[(t.user_attrs["folder"], params_of(t).get("seed"))] = t
     for t in latest.values():
-        for seed in [t.params["seed"]] if "seed" in t.params else plan.seeds:  # a grid's trial: one seed
+        seed = params_of(t).get("seed")
+        for seed in plan.seeds if seed is None else [seed]:  # a grid's trial: one seed
             run = out / t.user_attrs["folder"] / f"seed-{seed}"
             summary = run / "summary.json"
             figures = _numbers(json.loads(summary.read_text())) if summary.exists() else {}

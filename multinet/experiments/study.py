@@ -30,7 +30,7 @@ from ..run.resume import resolve
 from ..run.runner import Runner
 from .plan import SweepPlan
 
-__all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted", "TRIALS"]
+__all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "params_of", "Interrupted", "TRIALS"]
 
 TRIALS = "trials"
 
@@ -77,11 +77,11 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
                                 sampler=optuna.samplers.TPESampler(constant_liar=True),
                                 pruner=pruner[plan.pruner]())
     saved = study.user_attrs.get("definition")
-    if saved is None:
+    if saved is not None and not plan.continues(saved):
+        raise ConfigError(f"study {study.study_name!r} holds another sweep (different system, recipe, keys, "
+                          "objective or steps, or a search's seeds or ranges); name a new one with --study or a new --out")
+    if saved != plan.definition():
         study.set_user_attr("definition", plan.definition())
-    elif saved != plan.definition():
-        raise ConfigError(f"study {study.study_name!r} holds another sweep (different system, recipe, keys, seeds, "
-                          "objective or steps); name a new one with --study or a new --out")
     return study
 
 
@@ -101,7 +101,7 @@ def requeue_interrupted(study: Any) -> int:
     for t in trials:
         dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
         if dead and t.number not in retried and not t.user_attrs.get("surplus"):
-            params = _params(t)
+            params = params_of(t)
             study.enqueue_trial(params, user_attrs={"folder": t.user_attrs.get("folder", _folder(t.number)),
                                                     "retries": t.number, "queued": True, "params": params})
             n += 1
@@ -109,21 +109,23 @@ def requeue_interrupted(study: Any) -> int:
 
 
 def queue_grid(study: Any, plan: SweepPlan) -> None:
-    """Queue every (config, seed) of a grid (or of a seeds-only sweep) not queued before."""
+    """Queue every (config, seed) of a grid (or of a seeds-only sweep) not queued before. The grid's
+    keys are the trial's Optuna parameters; its seed is an attribute, so that more seeds can join the
+    study later (Optuna fixes a parameter's choices for the life of a study)."""
     import itertools
     keys = list(plan.grid)
-    have = [_params(t) for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    have = [params_of(t) for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     for i, values in enumerate(itertools.product(*(plan.grid[k] for k in keys))):
         for seed in plan.seeds:
             params = {**dict(zip(keys, values)), "seed": seed}
             if params not in have:
-                study.enqueue_trial(params, user_attrs={"queued": True, "params": params, "folder": _folder(i)})
+                study.enqueue_trial(dict(zip(keys, values)),
+                                    user_attrs={"queued": True, "params": params, "folder": _folder(i)})
 
 
-def _params(t: Any) -> dict[str, Any]:
-    """A trial's config: its parameters, or for one still queued (or killed before it asked for
-    them) the ones it was queued with."""
-    return t.params or t.user_attrs.get("params", {})
+def params_of(t: Any) -> dict[str, Any]:
+    """A trial's config and, in a grid, its seed: what it was queued with, and what it has drawn."""
+    return {**t.user_attrs.get("params", {}), **t.params}
 
 
 def _folder(number: int) -> str:
@@ -155,7 +157,7 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             params, seeds = {k: d.suggest(trial, k) for k, d in plan.search.items()}, plan.seeds
         else:
             params = {k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()}
-            seeds = [trial.suggest_categorical("seed", plan.seeds)]
+            seeds = [params_of(trial)["seed"]]
         try:
             value, state = run_trial(trial, plan, system, params, seeds, out / folder, say)
         except Interrupted:
