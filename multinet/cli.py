@@ -73,6 +73,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--nproc", type=int, default=1,
                    help="run each trial's runs as torchrun jobs of N processes (GPUs); such runs are not pruned")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write sweep.csv / .md / .png from what the study and its folders hold now")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 

@@ -92,6 +92,7 @@ def test_two_worker_processes_share_one_study(tmp_path):
     (["--search", "system.kind=loguniform:1e-3:1", "--trials", "2"], "system.kind"),
     (["--search", "networks.decoder.lr=loguniform:0:1", "--trials", "2"], "LOW < HIGH"),
     (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "--storage"),
+    (["--report"], "holds no sweep"),
 ])
 def test_bad_sweeps_stop_before_any_trial_in_one_line(tmp_path, extra, says):
     r = sweep(tmp_path, *extra)
@@ -119,6 +120,10 @@ def test_a_grid_given_more_seeds_runs_only_the_new_runs_in_the_configs_folders(t
     assert got == {("1e-3", "0"): "trials/0000", ("3e-3", "0"): "trials/0001", ("1e-3", "1"): "trials/0000",
                    ("3e-3", "1"): "trials/0001"}
     assert first.stat().st_mtime_ns == before
+    (tmp_path / "sweep.md").unlink()
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1", "--report")  # runs nothing, reports
+    assert r.returncode == 0 and "trial " not in r.stdout and "| trials/0001 | 3e-3 | 2 |" in r.stdout, r.stderr
+    assert (tmp_path / "sweep.md").read_text() in r.stdout
     r = sweep(tmp_path, "networks.decoder.lr=1e-3,2e-3")  # other grid values: another sweep
     assert r.returncode == 2 and "holds another sweep" in r.stderr, r.stderr
 

@@ -30,9 +30,14 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: at least 1")
     out = Path(args.out)
+    if args.report and not args.storage and not (out / "sweep.db").is_file():
+        raise ConfigError(f"--report: {out} holds no sweep (no sweep.db; name its --storage)")
     out.mkdir(parents=True, exist_ok=True)
     study = open_study(plan, out, args.storage, args.study)
     say = (lambda text: print(text, flush=True))
+    if args.report:  # while workers run, or after: what is on disk now
+        _report(study, plan, out, say)
+        return 0
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     if args.worker:  # started by another sweep process: its share of the trials, nothing else
         return _work(study, plan, system, out, say)
@@ -53,10 +58,12 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
         code = _work(study, plan, system, out, say)
     finally:
         codes = [w.wait() for w in workers]
-    code = code or next((c for c in codes if c), 0)
-    table = write_report(study, plan, out)
-    say(table + f"written: {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
-    return code
+    _report(study, plan, out, say)
+    return code or next((c for c in codes if c), 0)
+
+
+def _report(study: Any, plan: SweepPlan, out: Path, say: Any) -> None:
+    say(write_report(study, plan, out) + f"written: {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
 
 
 def _work(study: Any, plan: SweepPlan, system: type, out: Path, say: Any) -> int:
