@@ -65,8 +65,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, help="how many configs a search tries")
     p.add_argument("--objective", help="the evaluation figure to optimise (its mean over seeds)")
     p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"))
-    p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
-                   help="stops poor trials early on their train.eval_every evaluations")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"),
+                   help="a search's trials stopped early on their train.eval_every evaluations (default: median)")
     p.add_argument("--steps", type=int, help="training iterations of every run")
     p.add_argument("--storage", help="SQLAlchemy URL or journal:FILE shared by workers (default: DIR/sweep.db)")
     p.add_argument("--study", help="study name (default: the --out folder's name)")

@@ -78,6 +78,15 @@ def test_a_trial_whose_worker_died_resumes_in_its_own_folder(tmp_path):
     assert {x["param/networks.decoder.lr"]: x[FIG] for x in rows(tmp_path) if x["folder"] != "trials/0007"} == first
 
 
+def test_a_grids_runs_are_never_pruned_even_when_a_config_trails(tmp_path):
+    # Evaluations every 4 steps reach the study; the second config (a decoder that barely learns) trails
+    # the first at each of them, which a median pruner would stop. Each config's mean needs every seed.
+    r = sweep(tmp_path, "networks.decoder.lr=1e-2,1e-7", "networks.encoder.lr=1e-7", "train.eval_every=4",
+              "--seeds", "0-1")
+    assert r.returncode == 0, r.stderr
+    assert [x["state"] for x in rows(tmp_path)] == ["complete"] * 4
+
+
 def test_two_worker_processes_share_one_study(tmp_path):
     r = sweep(tmp_path, "networks.decoder.lr=1e-3,2e-3,3e-3,4e-3", "--jobs", "2", spawned=True)
     assert r.returncode == 0, r.stderr
@@ -93,6 +102,9 @@ def test_two_worker_processes_share_one_study(tmp_path):
     (["--search", "networks.decoder.lr=loguniform:0:1", "--trials", "2"], "LOW < HIGH"),
     (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "--storage"),
     (["--report"], "holds no sweep"),
+    (["--trials", "3"], "--trials counts the configs of a search"),
+    (["--seeds", "0-1", "--pruner", "median"], "pruning is for --search"),
+    (["--seeds", "3-1"], "from low to high"),
 ])
 def test_bad_sweeps_stop_before_any_trial_in_one_line(tmp_path, extra, says):
     r = sweep(tmp_path, *extra)

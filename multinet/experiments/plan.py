@@ -74,6 +74,8 @@ def parse_seeds(text: str) -> list[int]:
             seeds += list(range(int(a), int(b) + 1)) if dash else [int(a)]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: write 0-4, 0,3,7 or 5") from None
+    if any(int(a) > int(b) for a, dash, b in (p.strip().partition("-") for p in text.split(",")) if dash):
+        raise ConfigError(f"--seeds {text!r}: a range runs from low to high (0-4)")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {text!r}: give each seed once")
     return seeds
@@ -128,7 +130,7 @@ class SweepPlan:
     objective: str = ""
     direction: str = "maximize"
     steps: int | None = None
-    pruner: str = "median"
+    pruner: str = ""  # a search's: median (the default), hyperband or none; a grid's runs are never pruned
     nproc: int = 1  # each run a torchrun job of this many processes (not pruned)
 
     @property
@@ -167,6 +169,11 @@ class SweepPlan:
             raise ConfigError("give a grid (key=v1,v2) or a search (--search), not both")
         if self.search and self.trials < 1:
             raise ConfigError("--search needs --trials N (N >= 1)")
+        if not self.search and self.trials:
+            raise ConfigError("--trials counts the configs of a search: give --search key=KIND:...")
+        if not self.search and self.pruner not in ("", "none"):
+            raise ConfigError(f"--pruner {self.pruner}: a grid's or a seeds sweep's runs all finish, since a config's "
+                              "mean needs every seed; pruning is for --search")
         if self.nproc < 1:
             raise ConfigError(f"--nproc {self.nproc}: at least 1")
         if self.direction not in ("maximize", "minimize"):
@@ -181,8 +188,8 @@ class SweepPlan:
                 if kind in ("loguniform", "uniform", "int"):
                     _check_number(cfg, key, kind)
         if self.objective == "":
-            raise ConfigError("--objective: name the figure of the system's evaluation to optimise "
-                              "(e.g. classifier_fd, bler_at_eval_db)")
+            raise ConfigError("--objective: name the evaluation figure each trial is scored by, also in a grid or "
+                              "over seeds (e.g. high_quality, classifier_fd, 'curves/<curve>/<dB>')")
         return base
 
 

@@ -68,14 +68,15 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
               "hyperband": lambda: optuna.pruners.HyperbandPruner(),
               "none": lambda: optuna.pruners.NopPruner()}
-    if plan.pruner not in pruner:
+    chosen = plan.pruner or ("median" if plan.search else "none")
+    if chosen not in pruner:
         raise ConfigError(f"--pruner {plan.pruner!r}: median, hyperband or none")
     study = optuna.create_study(study_name=name or out.name, storage=store, load_if_exists=True,
                                 direction=plan.direction,
                                 # Unseeded: workers sharing a study (here or elsewhere) must not all draw the same
                                 # first configs; constant_liar keeps running trials from being proposed again.
                                 sampler=optuna.samplers.TPESampler(constant_liar=True),
-                                pruner=pruner[plan.pruner]())
+                                pruner=pruner[chosen]())
     saved = study.user_attrs.get("definition")
     if saved is not None and not plan.continues(saved):
         raise ConfigError(f"study {study.study_name!r} holds another sweep (different system, recipe, keys, "
