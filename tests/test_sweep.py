@@ -151,6 +151,12 @@ def test_compare_puts_runs_of_one_system_side_by_side_and_refuses_two_systems(tm
     (other / "recipe.toml").write_text('task = "gan"\n')
     r = run("multinet", ["compare", str(a), str(other)])
     assert r.returncode == 2 and "different systems" in r.stderr and r.stderr.count("\n") == 1
+    gans = [tmp_path / f"gan-{lr}" for lr in ("1e-4", "4e-4")]  # never evaluated while training: their losses
+    for g, lr in zip(gans, ("1e-4", "4e-4")):
+        assert run("multinet", ["train", "gan", "gan_digits", "--steps", "4", "train.log_every=2", "--no-progress",
+                                f"networks.generator.lr={lr}", "--out", str(g)]).returncode == 0
+    r = run("multinet", ["compare", *map(str, gans), "--out", str(tmp_path / "g.png")])
+    assert r.returncode == 0 and "classifier_fd" in r.stdout and (tmp_path / "g.png").stat().st_size > 1000, r.stderr
 
 
 def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_the_same_figures(tmp_path):

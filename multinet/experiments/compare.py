@@ -2,7 +2,8 @@
 
 The final figures (``summary.json``) as one table, a column per run; with ``--out``, a plot:
 BLER curves from ``bler.csv`` with their 95 % intervals (autoencoders), or each evaluation figure
-over the steps from ``metrics.jsonl`` (``train.eval_every``). Runs are of one system when their
+over the steps from ``metrics.jsonl`` (``train.eval_every``), or, for runs never evaluated during
+training, each network's logged loss over the steps. Runs are of one system when their
 ``recipe.toml`` names the same task (or, for a system of your own, has the same sections)."""
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def _read_bler(run: Path) -> dict[str, list[dict[str, float]]]:
     return curves
 
 
-def _read_evals(run: Path) -> dict[str, list[tuple[int, float]]]:
+def _read_series(run: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
+    """The figures of ``metrics.jsonl`` whose names start with ``prefix``, each as (step, value)."""
     series: dict[str, list[tuple[int, float]]] = {}
     path = run / "metrics.jsonl"
     if not path.exists():
@@ -81,8 +83,8 @@ def _read_evals(run: Path) -> dict[str, list[tuple[int, float]]]:
         except ValueError:  # a line cut by a kill: the rest is still read
             continue
         for k, v in row.items():
-            if k.startswith("eval/") and isinstance(v, (int, float)) and math.isfinite(v):
-                series.setdefault(k[5:], []).append((int(row.get("step", 0)), float(v)))
+            if k.startswith(prefix) and isinstance(v, (int, float)) and math.isfinite(v):
+                series.setdefault(k.removeprefix("eval/"), []).append((int(row.get("step", 0)), float(v)))
     return series
 
 
@@ -103,11 +105,13 @@ def _plot(folders: list[Path], names: list[str], out: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     else:
-        evals = {f: _read_evals(f) for f in folders}
+        evals = {f: _read_series(f, "eval/") for f in folders}
+        if not any(evals.values()):  # never evaluated during training: the networks' losses
+            evals = {f: _read_series(f, "loss/") for f in folders}
         keys = sorted({k for s in evals.values() for k in s})[:8]
         if not keys:
-            raise ConfigError("compare --out: the runs have neither bler.csv nor evaluations in metrics.jsonl "
-                              "(train.eval_every)")
+            raise ConfigError("compare --out: the runs have neither bler.csv nor evaluations or losses in "
+                              "metrics.jsonl")
         fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
         for ax, k in zip(axes[0], keys):
             for f, name in zip(folders, names):
