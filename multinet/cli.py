@@ -61,10 +61,13 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="sweep folder: trials/, sweep.db, sweep.csv, sweep.md, sweep.png")
     p.add_argument("--seeds", default="0", help="0-4, 0,3,7 or 5: every config runs once per seed")
     p.add_argument("--search", action="append", default=[], metavar="key=KIND:...",
-                   help="loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or categorical:a,b,c (Optuna TPE)")
+                   help="loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or categorical:a,b,c")
     p.add_argument("--trials", type=int, help="how many configs a search tries")
     p.add_argument("--objective", help="the evaluation figure to optimise (its mean over seeds)")
     p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"))
+    p.add_argument("--sampler", choices=("tpe", "random", "gp", "qmc", "cmaes"),
+                   help="how a search proposes configs: Optuna's TPE (default), random, Gaussian process, "
+                        "quasi-Monte Carlo (Sobol) or CMA-ES")
     p.add_argument("--pruner", choices=("median", "hyperband", "none"),
                    help="a search's trials stopped early on their train.eval_every evaluations (default: median)")
     p.add_argument("--steps", type=int, help="training iterations of every run")

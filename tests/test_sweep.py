@@ -59,6 +59,18 @@ def test_a_search_with_pruning_stops_at_its_trial_count(tmp_path):
     assert all(1e-4 <= t.params["networks.decoder.lr"] <= 1e-2 for t in done)
 
 
+def test_a_search_continues_with_each_sampler_and_records_which_proposed_each_trial(tmp_path):
+    space = ["--search", "networks.decoder.lr=loguniform:1e-4:1e-2", "--search", "networks.encoder.lr=uniform:1e-4:1e-2"]
+    for n, name in enumerate(("random", "gp", "qmc", "cmaes"), start=1):  # one more trial each time
+        r = sweep(tmp_path, *space, "--trials", str(n), "--sampler", name)
+        assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
+    assert [(t.state.name, t.user_attrs["sampler"]) for t in study.trials] == \
+        [("COMPLETE", name) for name in ("random", "gp", "qmc", "cmaes")]
+    assert len({tuple(t.params.values()) for t in study.trials}) == 4
+    assert all(1e-4 <= v <= 1e-2 for t in study.trials for v in t.params.values())
+
+
 def test_a_trial_whose_worker_died_resumes_in_its_own_folder(tmp_path):
     assert sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3").returncode == 0
     study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
@@ -105,6 +117,7 @@ def test_two_worker_processes_share_one_study(tmp_path):
     (["--trials", "3"], "--trials counts the configs of a search"),
     (["--seeds", "0-1", "--pruner", "median"], "pruning is for --search"),
     (["--seeds", "3-1"], "from low to high"),
+    (["--sampler", "gp"], "samplers are for --search"),
 ])
 def test_bad_sweeps_stop_before_any_trial_in_one_line(tmp_path, extra, says):
     r = sweep(tmp_path, *extra)

@@ -120,7 +120,7 @@ def split_items(items: list[str]) -> tuple[list[str], dict[str, list[str]]]:
 class SweepPlan:
     """A sweep: the ``system`` and base ``items`` (recipe and fixed overrides), the ``seeds``, a ``grid``
     (``{key: [values]}``) or a ``search`` (``{key: Dist}``, ``trials`` configs), the ``objective`` figure
-    and its ``direction``, ``steps`` per run and the ``pruner``."""
+    and its ``direction``, ``steps`` per run, the ``pruner`` and the ``sampler``."""
     system: str  # as given on the command line (gan, autoencoder, module:Class)
     items: list[str]  # recipe and fixed overrides
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -132,6 +132,7 @@ class SweepPlan:
     steps: int | None = None
     pruner: str = ""  # a search's: median (the default), hyperband or none; a grid's runs are never pruned
     nproc: int = 1  # each run a torchrun job of this many processes (not pruned)
+    sampler: str = ""  # a search's: tpe (the default), random, gp, qmc or cmaes
 
     @property
     def configs(self) -> int:
@@ -171,6 +172,8 @@ class SweepPlan:
             raise ConfigError("--search needs --trials N (N >= 1)")
         if not self.search and self.trials:
             raise ConfigError("--trials counts the configs of a search: give --search key=KIND:...")
+        if not self.search and self.sampler:
+            raise ConfigError(f"--sampler {self.sampler}: a grid runs every config it names; samplers are for --search")
         if not self.search and self.pruner not in ("", "none"):
             raise ConfigError(f"--pruner {self.pruner}: a grid's or a seeds sweep's runs all finish, since a config's "
                               "mean needs every seed; pruning is for --search")

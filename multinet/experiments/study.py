@@ -15,6 +15,7 @@ with its folder, and its runs resume from their checkpoints, exactly as ``--resu
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import math
 import os
@@ -72,10 +73,7 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     if chosen not in pruner:
         raise ConfigError(f"--pruner {plan.pruner!r}: median, hyperband or none")
     study = optuna.create_study(study_name=name or out.name, storage=store, load_if_exists=True,
-                                direction=plan.direction,
-                                # Unseeded: workers sharing a study (here or elsewhere) must not all draw the same
-                                # first configs; constant_liar keeps running trials from being proposed again.
-                                sampler=optuna.samplers.TPESampler(constant_liar=True),
+                                direction=plan.direction, sampler=_sampler(optuna, plan.sampler or "tpe"),
                                 pruner=pruner[chosen]())
     saved = study.user_attrs.get("definition")
     if saved is not None and not plan.continues(saved):
@@ -84,6 +82,19 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     if saved != plan.definition():
         study.set_user_attr("definition", plan.definition())
     return study
+
+
+def _sampler(optuna: Any, name: str) -> Any:
+    """A search's sampler. Unseeded: workers sharing a study (here or elsewhere) must not all draw the
+    same first configs. TPE's constant_liar keeps running trials from being proposed again; the
+    Sobol sequence is unscrambled, so every worker walks the same one by trial number."""
+    if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        raise ConfigError('--sampler cmaes needs the cmaes package: pip install "multinet[sweep]"')
+    return {"tpe": lambda: optuna.samplers.TPESampler(constant_liar=True),
+            "random": lambda: optuna.samplers.RandomSampler(),
+            "gp": lambda: optuna.samplers.GPSampler(),
+            "qmc": lambda: optuna.samplers.QMCSampler(scramble=False),
+            "cmaes": lambda: optuna.samplers.CmaEsSampler()}[name]()
 
 
 def requeue_interrupted(study: Any) -> int:
@@ -150,6 +161,8 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             return
+        if plan.search:  # a study continued with another sampler shows which proposed each trial
+            trial.set_user_attr("sampler", plan.sampler or "tpe")
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         folder = trial.user_attrs.get("folder") or _folder(trial.number)

@@ -20,7 +20,8 @@ def plan_from_args(name: str, args: Any) -> SweepPlan:
     items, grid = split_items(args.items)
     search = dict(parse_dist(s) for s in args.search)
     return SweepPlan(name, items, parse_seeds(args.seeds), grid, search, args.trials or 0,
-                     args.objective or "", args.direction, args.steps, args.pruner or "", args.nproc)
+                     args.objective or "", args.direction, args.steps, args.pruner or "", args.nproc,
+                     args.sampler or "")
 
 
 def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
