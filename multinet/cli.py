@@ -63,8 +63,11 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--search", action="append", default=[], metavar="key=KIND:...",
                    help="loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or categorical:a,b,c")
     p.add_argument("--trials", type=int, help="how many configs a search tries")
-    p.add_argument("--objective", help="the evaluation figure to optimise (its mean over seeds)")
-    p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"))
+    p.add_argument("--objective", metavar="FIGURE",
+                   help="the evaluation figure each trial is scored by (a config's: its mean over seeds); "
+                        "nested ones by path, curves/<curve>/<dB>")
+    p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"),
+                   help="whether a better objective is higher (default) or lower")
     p.add_argument("--sampler", choices=("tpe", "random", "gp", "qmc", "cmaes"),
                    help="how a search proposes configs: Optuna's TPE (default), random, Gaussian process, "
                         "quasi-Monte Carlo (Sobol) or CMA-ES")
