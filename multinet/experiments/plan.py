@@ -69,13 +69,14 @@ def parse_seeds(text: str) -> list[int]:
     """``0-4`` → 0..4; ``0,3,7``; ``5``."""
     seeds: list[int] = []
     try:
-        for part in text.split(","):
-            a, dash, b = part.strip().partition("-")
-            seeds += list(range(int(a), int(b) + 1)) if dash else [int(a)]
+        ranges = [(int(a), int(b) if dash else int(a))
+                  for a, dash, b in (part.strip().partition("-") for part in text.split(","))]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: write 0-4, 0,3,7 or 5") from None
-    if any(int(a) > int(b) for a, dash, b in (p.strip().partition("-") for p in text.split(",")) if dash):
-        raise ConfigError(f"--seeds {text!r}: a range runs from low to high (0-4)")
+    for low, high in ranges:
+        if low > high:
+            raise ConfigError(f"--seeds {text!r}: a range runs from low to high (0-4)")
+        seeds += range(low, high + 1)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {text!r}: give each seed once")
     return seeds
@@ -133,6 +134,16 @@ class SweepPlan:
     pruner: str = ""  # a search's: median (the default), hyperband or none; a grid's runs are never pruned
     nproc: int = 1  # each run a torchrun job of this many processes (not pruned)
     sampler: str = ""  # a search's: tpe (the default), random, gp, qmc or cmaes
+
+    @property
+    def chosen_sampler(self) -> str:
+        """The sampler a search runs with: the one named, else TPE."""
+        return self.sampler or "tpe"
+
+    @property
+    def chosen_pruner(self) -> str:
+        """The pruner: the one named, else median for a search and none for a grid."""
+        return self.pruner or ("median" if self.search else "none")
 
     @property
     def configs(self) -> int:

@@ -69,12 +69,11 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
               "hyperband": lambda: optuna.pruners.HyperbandPruner(),
               "none": lambda: optuna.pruners.NopPruner()}
-    chosen = plan.pruner or ("median" if plan.search else "none")
-    if chosen not in pruner:
+    if plan.chosen_pruner not in pruner:
         raise ConfigError(f"--pruner {plan.pruner!r}: median, hyperband or none")
     study = optuna.create_study(study_name=name or out.name, storage=store, load_if_exists=True,
-                                direction=plan.direction, sampler=_sampler(optuna, plan.sampler or "tpe"),
-                                pruner=pruner[chosen]())
+                                direction=plan.direction, sampler=_sampler(optuna, plan.chosen_sampler),
+                                pruner=pruner[plan.chosen_pruner]())
     saved = study.user_attrs.get("definition")
     if saved is not None and not plan.continues(saved):
         raise ConfigError(f"study {study.study_name!r} holds another sweep (different system, recipe, keys, "
@@ -162,7 +161,7 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             study.tell(trial, state=TrialState.FAIL)
             return
         if plan.search:  # a study continued with another sampler shows which proposed each trial
-            trial.set_user_attr("sampler", plan.sampler or "tpe")
+            trial.set_user_attr("sampler", plan.chosen_sampler)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         folder = trial.user_attrs.get("folder") or _folder(trial.number)
