@@ -55,6 +55,22 @@ def test_example_system_trains_checkpoints_and_resumes_exactly(tmp_path, path):
         {k: v for k, v in again.summary.items() if k != "resumed"}
 
 
+def test_a_resumed_run_counts_its_training_time_across_processes(tmp_path):
+    from multinet.handlers import Timer
+    system = import_class(EXAMPLES[2], System)
+    part = Runner(system, _cfg(system), tmp_path, stop_at=6, progress=False, echo=False).fit()
+    saved = load_checkpoint(tmp_path / "checkpoints/last.pt")["stateful"]["timer"]["seconds"]
+    assert 0 < saved <= part.seconds
+    again = Runner(system, out=tmp_path, resume=True, progress=False, echo=False).fit()
+    assert again.code == 0 and again.seconds >= saved
+    assert load_checkpoint(tmp_path / "checkpoints/last.pt")["stateful"]["timer"]["seconds"] >= saved
+    timer = Timer()  # what it carries over: the checkpointed time, plus this process's since the start
+    timer.load_state_dict({"seconds": 100.0})
+    assert timer.seconds == 100.0
+    timer.attach(type("E", (), {"on": lambda self, event, fn: fn(self)})())
+    assert 100.0 < timer.seconds < 160.0 and timer.state_dict()["seconds"] >= 100.0
+
+
 def test_extra_tracker_and_best_checkpoint(tmp_path):
     system = import_class(EXAMPLES[1], System)
 

@@ -6,6 +6,8 @@ import statistics
 import pytest
 import scipy.stats
 
+from multinet import load_checkpoint
+
 from .cli_run import run, spawn
 
 optuna = pytest.importorskip("optuna")
@@ -195,10 +197,14 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "the same command resumes the sweep" in err, err
     assert err.strip().count("\n") == 0, err  # one line
+    before = load_checkpoint(second)["stateful"]["timer"]["seconds"]  # the time trained before the stop
+    assert before > 0
     r = sweep(cut, *grid, spawned=True)
     assert r.returncode == 0 and "resuming 1 interrupted trial" in r.stdout, r.stdout + r.stderr
     figures = lambda out: sorted((x["param/networks.decoder.lr"], x[FIG]) for x in rows(out))  # noqa: E731
     assert figures(cut) == figures(whole)
+    # The resumed run's time counts both processes, not only the one that finished it.
+    assert float(next(x for x in rows(cut) if x["folder"] == "trials/0001")["seconds"]) >= before
 
 
 def test_a_config_still_queued_is_not_queued_again(tmp_path):
@@ -225,6 +231,7 @@ def test_each_run_may_be_a_torchrun_job(tmp_path):
     assert row["state"] == "complete" and 0 <= float(row[FIG]) <= 1
     summary = json.loads((tmp_path / row["folder"] / "seed-0" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 12
+    assert float(row["seconds"]) > 0  # read from the job's last checkpoint
 
 
 def test_a_figure_saved_as_null_is_the_worst_objective_and_keeps_its_column(tmp_path):

@@ -21,7 +21,6 @@ import math
 import os
 import socket
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +28,7 @@ from ..config import ConfigError, error_line, flatten
 from ..run.lock import process_alive
 from ..run.resume import resolve
 from ..run.runner import Runner
+from ..state.checkpoint import load_checkpoint
 from .plan import SweepPlan
 
 __all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "params_of", "Interrupted", "TRIALS"]
@@ -198,7 +198,6 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
         if summary_file.exists():  # finished before an interruption: read, not re-run
             summary = json.loads(summary_file.read_text())
         else:
-            start = time.perf_counter()
             pruned: list[int] = []
 
             def report(engine: Any, figures: dict[str, Any], i: int = i) -> None:
@@ -209,7 +208,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                     pruned.append(engine.iteration)
                     engine.request_stop("pruning")
             if plan.nproc > 1:
-                code, error, summary = _torchrun(plan, params, seed, run)
+                code, error, summary, seconds = _torchrun(plan, params, seed, run)
             else:
                 if (run / "checkpoints" / "last.pt").exists():
                     runner = Runner(system, None, run, resume=True, progress=False, echo=False,
@@ -219,9 +218,9 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                     runner = Runner(system, cfg, run, progress=False, echo=False, overwrite=True,
                                     on_evaluation=(report,))
                 result = runner.fit()
-                code, summary = result.code, result.summary
+                code, summary, seconds = result.code, result.summary, result.seconds
                 error = result.error or f"{result.stop_reason or 'interrupted'} at step {result.step}"
-            trial.set_user_attr(f"seconds/seed-{seed}", round(time.perf_counter() - start, 2))
+            trial.set_user_attr(f"seconds/seed-{seed}", round(seconds, 2))  # training time, over its resumes
             if pruned:
                 say(f"trial {trial.number} seed {seed}: pruned at step {pruned[0]}")
                 return None, "pruned"
@@ -236,10 +235,12 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
     return statistics.fmean(values), "complete"
 
 
-def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int, run: Path) -> tuple[int, str, dict[str, Any]]:
+def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int,
+              run: Path) -> tuple[int, str, dict[str, Any], float]:
     """One run as a torchrun job of ``plan.nproc`` processes on this machine (``python -m multinet
-    train`` under ``torch.distributed.run``): (exit code, its last error line, its summary). Its
-    evaluations are its own: a trial run this way is not pruned."""
+    train`` under ``torch.distributed.run``): (exit code, its last error line, its summary, its
+    training time from its last checkpoint). Its evaluations are its own: a trial run this way is
+    not pruned."""
     import subprocess
     import sys
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={plan.nproc}",
@@ -250,7 +251,16 @@ def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int, run: Path) -> 
     lines = [line for line in done.stderr.splitlines() if line.startswith(("error", "stopped", "interrupted"))]
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     code = done.returncode if done.returncode >= 0 else 128 - done.returncode  # killed by a signal: 128 + N
-    return code, (lines[-1] if lines else f"torchrun exited with {done.returncode}"), summary
+    return code, (lines[-1] if lines else f"torchrun exited with {done.returncode}"), summary, _trained_seconds(run)
+
+
+def _trained_seconds(run: Path) -> float:
+    """The training time a run's last checkpoint holds (0 when it has none, or an older one without it)."""
+    try:
+        state = load_checkpoint(run / "checkpoints" / "last.pt")
+    except (OSError, ValueError):
+        return 0.0
+    return float(((state.get("stateful") or {}).get("timer") or {}).get("seconds", 0.0))
 
 
 def _objective(figures: dict[str, Any], plan: SweepPlan) -> float:

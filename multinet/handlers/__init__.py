@@ -8,7 +8,8 @@ from .periodic import AtSteps, EvaluateEvery, SampleEvery
 from .progress import ProgressBar
 from .scalars import LogScalars
 from .signals import EXIT_CODES, StopOnSignal
+from .timer import Timer
 from .unfreeze import UnfreezeAt
 
 __all__ = ["AtSteps", "Checkpointer", "EvaluateEvery", "LogScalars", "NanGuard", "NonFiniteLoss", "ProgressBar",
-           "SampleEvery", "StopOnSignal", "UnfreezeAt", "EXIT_CODES"]
+           "SampleEvery", "StopOnSignal", "Timer", "UnfreezeAt", "EXIT_CODES"]

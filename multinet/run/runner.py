@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -29,20 +28,22 @@ from .. import distributed
 from ..config import ConfigError, error_line, flatten, to_dict, to_toml
 from ..engine import Engine, StepError
 from ..engine.divergence import weight_headroom
-from ..handlers import EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal
+from ..handlers import (EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal,
+                        Timer)
 from ..nets import resolve_device
 from ..startup import Terminated, setup_done
 from ..state.checkpoint import write_text_atomic
 from ..state.imports import saved_file
 from ..state.streams import seed_everything
 from ..tracking import NullTracker, Tracker
+from ..tracking.tracker import json_safe
 from ..tracking.backends import make_trackers
 from .lock import RunLock, clear_run_folder, earlier_run
 from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
 from .saved import load_system  # for `from multinet.run.runner import load_system`
 from .system import RunContext, System, engine_for, notes_shown
 
-__all__ = ["Runner", "RunResult", "json_safe", "load_system", "seed_everything"]  # the last two: old paths
+__all__ = ["Runner", "RunResult", "json_safe", "load_system", "seed_everything"]  # the last three: old paths
 
 
 @dataclass
@@ -56,17 +57,7 @@ class RunResult:
     stop_reason: str | None = None
     checkpoint: Path | None = None
     error: str = ""
-
-
-def json_safe(value: Any) -> Any:
-    """JSON has no inf/NaN: write them as null (e.g. reverse KL when no mode is captured)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    seconds: float = 0.0  # training time, across the run's resumes (``handlers.Timer``)
 
 
 class Runner:
@@ -197,7 +188,7 @@ class Runner:
             system = self.system_cls(cfg, device)
             if self.ckpt is not None:
                 system.resume_from(self.saved_cfg)
-            engine = engine_for(system, stateful={"checkpointer": checkpointer})
+            engine = engine_for(system, stateful={"checkpointer": checkpointer, "timer": Timer()})
         resumed = self.ckpt is not None
         if resumed:
             try:
@@ -217,7 +208,8 @@ class Runner:
                     if world.main:
                         self._say(f"{self.ckpt_path}: already at step {engine.iteration} of {cfg.train.steps}; "
                                   f"nothing to do", err=False)
-                    return RunResult(0, engine.iteration, self.out, checkpoint=self.ckpt_path)
+                    return RunResult(0, engine.iteration, self.out, checkpoint=self.ckpt_path,
+                                     seconds=engine.stateful["timer"].seconds)
                 if world.main:
                     self._say(f"{self.ckpt_path}: at step {engine.iteration} of {cfg.train.steps}, but the run "
                               "stopped before its final evaluation; finishing it")
@@ -246,7 +238,8 @@ class Runner:
         scalars = LogScalars(tracker, *self.trackers)  # at the engine's log_every
         bar = ProgressBar(cfg.train.steps, desc=type(system).__name__, enabled=self.progress and main, scalars=scalars)
         signals = StopOnSignal()
-        handlers: list[Any] = [bar, scalars, signals]
+        timer = engine.stateful["timer"]
+        handlers: list[Any] = [timer, bar, scalars, signals]
         if main:  # samples and evaluation: rank 0 only, and free of collectives
             if cfg.train.eval_every and system.offers("evaluate"):
                 listen = [checkpointer.consider, *self.on_evaluation]
@@ -294,6 +287,7 @@ class Runner:
             self._say(f"error{where}: {result.error}; last good checkpoint kept: {last} "
                       f"(MULTINET_TRACEBACK=1 shows where)")
         finally:
+            result.seconds = timer.seconds
             bar.close()
             signals.restore()
             tracker.close()

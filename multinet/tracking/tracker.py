@@ -15,7 +15,18 @@ import torch
 
 from ..state.checkpoint import atomic_path, write_text_atomic
 
-__all__ = ["Tracker", "NullTracker"]
+__all__ = ["Tracker", "NullTracker", "json_safe"]
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no inf/NaN: write them as null (e.g. reverse KL when no mode is captured)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class Tracker:
