@@ -36,8 +36,8 @@ from ..state.checkpoint import write_text_atomic
 from ..state.imports import saved_file
 from ..state.streams import seed_everything
 from ..tracking import NullTracker, Tracker
-from ..tracking.tracker import json_safe
 from ..tracking.backends import make_trackers
+from ..tracking.tracker import json_safe
 from .lock import RunLock, clear_run_folder, earlier_run
 from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
 from .saved import load_system  # for `from multinet.run.runner import load_system`
