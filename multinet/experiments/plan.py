@@ -166,7 +166,8 @@ class SweepPlan:
         lacks. A search's seeds are part of it: its trials' values are means over them."""
         mine, theirs = json.loads(self.definition()), json.loads(saved)
         if not (self.search or theirs.get("search")):
-            mine.pop("seeds"), theirs.pop("seeds", None)
+            del mine["seeds"]
+            theirs.pop("seeds", None)
         return mine == theirs
 
     def overrides(self, params: dict[str, Any], seed: int) -> list[str]:

@@ -44,15 +44,14 @@ def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         if not t.user_attrs.get("surplus") and "folder" in t.user_attrs:
             latest[(t.user_attrs["folder"], params_of(t).get("seed"))] = t
-    for t in latest.values():
-        seed = params_of(t).get("seed")
-        for seed in plan.seeds if seed is None else [seed]:  # a grid's trial: one seed
-            run = out / t.user_attrs["folder"] / f"seed-{seed}"
+    for (folder, own), t in latest.items():
+        for seed in plan.seeds if own is None else [own]:  # a grid's trial: its one seed
+            run = out / folder / f"seed-{seed}"
             summary = run / "summary.json"
             figures = _numbers(json.loads(summary.read_text())) if summary.exists() else {}
             if not figures and t.state.name != "COMPLETE" and not run.exists():
                 continue
-            rows.append({"trial": t.number, "folder": t.user_attrs["folder"], "state": t.state.name.lower(),
+            rows.append({"trial": t.number, "folder": folder, "state": t.state.name.lower(),
                          **{f"param/{k}": v for k, v in t.params.items() if k != "seed"}, "seed": seed,
                          "seconds": t.user_attrs.get(f"seconds/seed-{seed}", ""), **figures})
     return rows
