@@ -79,6 +79,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--nproc", type=int, default=1,
                    help="run each trial's runs as torchrun jobs of N processes (GPUs); such runs are not pruned")
+    p.add_argument("--trust-storage", action="store_true",
+                   help="a CMA-ES search may unpickle the sampler state the study holds with Optuna's own reader "
+                        "(which runs any code in it); only for a storage that no one you do not trust can write")
     p.add_argument("--report", action="store_true",
                    help="run nothing: write sweep.csv / .md / .png from what the study and its folders hold now")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -77,19 +77,20 @@ def test_a_trial_whose_worker_died_resumes_in_its_own_folder(tmp_path):
     assert sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3").returncode == 0
     study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
     first = {x["param/networks.decoder.lr"]: x[FIG] for x in rows(tmp_path)}
-    # A worker killed with kill -9 leaves its trial RUNNING under a process that no longer exists.
+    # A worker killed with kill -9 leaves its trial RUNNING under a process that no longer exists;
+    # the folder it recorded is not where its runs go: that is derived from its config (0000).
     dead = study.ask()
-    dead.suggest_categorical("networks.decoder.lr", ["1e-3", "3e-3"])
-    dead.suggest_categorical("seed", [0])
-    for k, v in {"host": socket.gethostname(), "pid": 2 ** 22 + 7, "folder": "trials/0007"}.items():
+    for k, v in {"host": socket.gethostname(), "pid": 2 ** 22 + 7, "folder": "trials/0007", "queued": True,
+                 "params": {"networks.decoder.lr": "1e-3", "seed": 1}}.items():
         dead.set_user_attr(k, v)
     r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3")
     assert r.returncode == 0 and "resuming 1 interrupted trial" in r.stdout, r.stdout + r.stderr
     states = [t.state.name for t in optuna.load_study(study_name=tmp_path.name,
                                                       storage=f"sqlite:///{tmp_path}/sweep.db").trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
-    assert (tmp_path / "trials" / "0007" / "seed-0" / "summary.json").exists()
-    assert {x["param/networks.decoder.lr"]: x[FIG] for x in rows(tmp_path) if x["folder"] != "trials/0007"} == first
+    assert (tmp_path / "trials" / "0000" / "seed-1" / "summary.json").exists()
+    assert not (tmp_path / "trials" / "0007").exists()
+    assert {x["param/networks.decoder.lr"]: x[FIG] for x in rows(tmp_path) if x["seed"] == "0"} == first
 
 
 def test_a_grids_runs_are_never_pruned_even_when_a_config_trails(tmp_path):
@@ -217,7 +218,7 @@ def test_a_config_still_queued_is_not_queued_again(tmp_path):
     assert taken.user_attrs["params"] == {"networks.decoder.lr": "1e-3", "seed": 0}
     for _ in range(2):  # a sweep started again (twice) queues nothing already queued
         queue_grid(study, plan)
-        assert requeue_interrupted(study) == 0
+        assert requeue_interrupted(study, plan) == 0
     assert len(study.trials) == 2
 
 

@@ -20,7 +20,8 @@ def test_mlflow_and_wandb_receive_scalars_images_and_the_config(tmp_path, monkey
     cfg = load_recipe(GanRecipe, "gan_digits", [*ITEMS, "train.trackers=['mlflow', 'wandb']"])
     out = tmp_path / "run"
     assert Runner(GanSystem, cfg, out, progress=False, echo=False, stop_at=4).fit().code == 0
-    assert Runner(GanSystem, out=out, resume=True, progress=False, echo=False).fit().code == 0
+    # A resume logs where it is told now (the trackers given again), never where the checkpoint says.
+    assert Runner(GanSystem, cfg, out=out, resume=True, progress=False, echo=False).fit().code == 0
 
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
@@ -41,6 +42,65 @@ def test_mlflow_and_wandb_receive_scalars_images_and_the_config(tmp_path, monkey
     data = b"".join(f.read_bytes() for p in runs for f in p.glob("*.wandb"))
     assert b"loss/discriminator" in data and b"classifier_is" in data and b"gan.loss" in data  # scalars, summary, config
     assert list(out.glob("wandb/offline-run-*/files/media/images/**/*.png"))  # the sample grids
+
+
+def _listener():
+    """A loopback TCP server that counts the connections made to it (none should be)."""
+    import socket
+    import threading
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    seen, done = [], threading.Event()
+
+    def accept():
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            seen.append(1)
+            conn.close()
+    threading.Thread(target=accept, daemon=True).start()
+    return server, seen, done
+
+
+def test_a_resume_never_sends_data_where_the_checkpoint_says(tmp_path, capsys):
+    from multinet.state.checkpoint import load_checkpoint, save_checkpoint
+    server, seen, done = _listener()
+    try:
+        cfg = load_recipe(GanRecipe, "gan_digits", [*ITEMS, "train.trackers=['mlflow']"])
+        out = tmp_path / "run"
+        assert Runner(GanSystem, cfg, out, progress=False, echo=False, stop_at=4).fit().code == 0
+        ckpt = load_checkpoint(out / "checkpoints" / "last.pt")  # rewritten: the tracker now names a server
+        ckpt.pop("format")
+        ckpt["config"]["train"].update(mlflow_uri=f"http://127.0.0.1:{server.getsockname()[1]}", wandb_mode="online",
+                                       trackers=["mlflow", "wandb"])
+        save_checkpoint(ckpt, out / "checkpoints" / "last.pt")
+        result = Runner(GanSystem, out=out, resume=True, progress=False).fit()
+    finally:
+        done.set()
+        server.close()
+    assert result.code == 0 and seen == []
+    err = capsys.readouterr().err
+    assert "logged to mlflow; this resume does not" in err and "logged to wandb; this resume does not" in err
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=(out / "mlruns").resolve().as_uri())
+    steps = [m.step for m in client.get_metric_history((out / "mlflow_run_id").read_text().strip(), "loss/discriminator")]
+    assert steps == [2, 4]  # nothing more went to the tracker the resume did not name
+
+
+def test_an_unreachable_tracking_server_is_one_line_within_seconds(tmp_path):
+    import socket
+    import time
+    with socket.socket() as s:  # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = load_recipe(GanRecipe, "gan_digits", [*ITEMS, "train.trackers=['mlflow']",
+                                                f"train.mlflow_uri='http://127.0.0.1:{port}'"])
+    t = time.monotonic()
+    with pytest.raises(ValueError, match=r"train.trackers mlflow: cannot start \(train.mlflow_uri 'http://127.0.0.1"):
+        Runner(GanSystem, cfg, tmp_path / "run", progress=False, echo=False).fit()
+    assert time.monotonic() - t < 60
 
 
 def test_tracker_names_and_missing_libraries_are_one_line(monkeypatch):

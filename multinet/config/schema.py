@@ -8,7 +8,11 @@ from typing import Literal
 
 from .fields import FieldError, at_least, within
 
-__all__ = ["TrainConfig", "RunConfig"]
+__all__ = ["TrainConfig", "RunConfig", "MAX_STEPS"]
+
+# The longest run: a longer one is a typo (10^12 steps of a microsecond each take 11 days). A
+# checkpoint's counters are held to it too.
+MAX_STEPS = 10 ** 12
 
 
 @dataclasses.dataclass
@@ -51,6 +55,9 @@ class TrainConfig:
     mlflow_experiment: str = "multinet"
     wandb_project: str = "multinet"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    # Where a run's numbers are sent. Taken from what the user gives now, never from a checkpoint:
+    # a resume that should go on logging to a tracker names it again (run.resume.saved_config).
+    DESTINATIONS = ("trackers", "mlflow_uri", "mlflow_experiment", "wandb_project", "wandb_mode")
 
     def __post_init__(self) -> None:
         for i, name in enumerate(self.trackers):
@@ -68,8 +75,7 @@ class TrainConfig:
         within(self, "dist_timeout", low=0, open_low=True)
         if self.compile_mode != "default" and not self.compile:
             raise FieldError("compile_mode", f"{self.compile_mode!r} needs train.compile = true")
-        # A longer run is a typo (10^12 steps of a microsecond each take 11 days).
-        within(self, "steps", low=0, high=10 ** 12)
+        within(self, "steps", low=0, high=MAX_STEPS)
 
 
 @dataclasses.dataclass

@@ -8,21 +8,22 @@ training, each network's logged loss over the steps. Runs are of one system when
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import tomllib
 from pathlib import Path
 
 from ..config import ConfigError, flatten
 from ..state.checkpoint import atomic_path
+from ..state.runfiles import MAX_METRICS, parse_json, read_json, read_text
 
 __all__ = ["compare_runs"]
 
 
 def _kind(run: Path) -> str:
     try:
-        recipe = tomllib.loads((run / "recipe.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        recipe = tomllib.loads(read_text(run / "recipe.toml", run))
+    except (OSError, tomllib.TOMLDecodeError, RecursionError) as e:
         raise ConfigError(f"{run}: not a run folder (no readable recipe.toml: {type(e).__name__})") from None
     return str(recipe.get("task") or "sections " + ",".join(sorted(k for k, v in recipe.items() if isinstance(v, dict))))
 
@@ -31,10 +32,7 @@ def _summary(run: Path) -> dict[str, float]:
     path = run / "summary.json"
     if not path.exists():
         return {}
-    try:
-        flat = flatten(json.loads(path.read_text()), sep="/")
-    except (ValueError, AttributeError):
-        raise ConfigError(f"{path}: not a JSON summary") from None
+    flat = flatten(read_json(path, run, what="a run's summary"), sep="/")
     return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -61,13 +59,18 @@ def compare_runs(runs: list[str], out: str | None = None) -> str:
 
 def _read_bler(run: Path) -> dict[str, list[dict[str, float]]]:
     curves: dict[str, list[dict[str, float]]] = {}
-    with open(run / "bler.csv", newline="") as f:
-        for row in csv.DictReader(f):
+    path = run / "bler.csv"
+    try:
+        for row in csv.DictReader(io.StringIO(read_text(path, run, MAX_METRICS), newline="")):
             # An analytic curve (uncoded BPSK) has no interval: its bounds are the value itself.
             point = {k: float(row[k]) if row.get(k) else math.nan for k in ("ebn0_db", "bler", "bler_low", "bler_high")}
             point["bler_low"] = point["bler"] if math.isnan(point["bler_low"]) else point["bler_low"]
             point["bler_high"] = point["bler"] if math.isnan(point["bler_high"]) else point["bler_high"]
-            curves.setdefault(row["curve"], []).append(point)
+            curves.setdefault(str(row["curve"]), []).append(point)
+    except (csv.Error, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a BLER table ({type(e).__name__}: {e})") from None
+    except ValueError as e:  # a figure that is not a number; the file's own refusals name it already
+        raise ValueError(str(e) if str(e).startswith(str(path)) else f"{path}: not a BLER table ({e})") from None
     return curves
 
 
@@ -77,10 +80,13 @@ def _read_series(run: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
     path = run / "metrics.jsonl"
     if not path.exists():
         return series
-    for line in path.read_text().splitlines():
+    for line in read_text(path, run, MAX_METRICS).splitlines():
         try:
-            row = json.loads(line)
+            row = parse_json(line, str(path))
         except ValueError:  # a line cut by a kill: the rest is still read
+            continue
+        if not isinstance(row, dict) or isinstance(row.get("step", 0), bool) \
+                or not isinstance(row.get("step", 0), int):
             continue
         for k, v in row.items():
             if k.startswith(prefix) and isinstance(v, (int, float)) and math.isfinite(v):

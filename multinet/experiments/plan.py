@@ -36,6 +36,14 @@ class Dist:
         """The values that stand for the whole range in a check: its ends, or every choice."""
         return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one this distribution can give (a value read back from a study)."""
+        if self.kind == "categorical":
+            return isinstance(value, str) and value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        return self.low <= value <= self.high and (self.kind != "int" or isinstance(value, int))
+
     def suggest(self, trial: Any, key: str) -> Any:
         if self.kind == "categorical":
             return trial.suggest_categorical(key, list(self.choices))
@@ -160,11 +168,11 @@ class SweepPlan:
                            **({"nproc": self.nproc} if self.nproc != 1 else {})},
                           sort_keys=True)
 
-    def continues(self, saved: str) -> bool:
-        """Whether this sweep may join the study whose ``definition()`` is ``saved``: the same one, or
-        the same grid (or seeds-only sweep) over other seeds, which only queues the runs the study
-        lacks. A search's seeds are part of it: its trials' values are means over them."""
-        mine, theirs = json.loads(self.definition()), json.loads(saved)
+    def continues(self, saved: dict[str, Any]) -> bool:
+        """Whether this sweep may join the study whose ``definition()`` is ``saved`` (parsed): the same
+        one, or the same grid (or seeds-only sweep) over other seeds, which only queues the runs the
+        study lacks. A search's seeds are part of it: its trials' values are means over them."""
+        mine, theirs = json.loads(self.definition()), dict(saved)
         if not (self.search or theirs.get("search")):
             del mine["seeds"]
             theirs.pop("seeds", None)

@@ -8,7 +8,6 @@ Figures come from the run folders' ``summary.json``, so a report written again a
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 from ..config import flatten
 from ..state.checkpoint import atomic_path, write_text_atomic
 from .plan import SweepPlan
-from .study import params_of
+from ..state.runfiles import read_json
+from .trials import folder_of, params_of, run_folder, trial_attr, trial_seconds
 
 __all__ = ["write_report", "interval"]
 
@@ -41,19 +41,20 @@ def _numbers(summary: dict[str, Any]) -> dict[str, float]:
 def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
     rows = []
     latest = {}  # an interrupted trial and the one that finished it share runs: the latter speaks
-    for t in study.get_trials(deepcopy=False):
-        if not t.user_attrs.get("surplus") and "folder" in t.user_attrs:
-            latest[(t.user_attrs["folder"], params_of(t).get("seed"))] = t
+    trials = {t.number: t for t in study.get_trials(deepcopy=False) if not trial_attr(t, "surplus", bool, False)}
+    for t in trials.values():
+        if "folder" in t.user_attrs:  # it was started (the folder itself is derived, never read)
+            latest[(folder_of(t, plan, trials), params_of(t, plan).get("seed"))] = t
     for (folder, own), t in latest.items():
         for seed in plan.seeds if own is None else [own]:  # a grid's trial: its one seed
-            run = out / folder / f"seed-{seed}"
+            run = run_folder(out, folder, seed)
             summary = run / "summary.json"
-            figures = _numbers(json.loads(summary.read_text())) if summary.exists() else {}
+            figures = _numbers(read_json(summary, run, what="a run's summary")) if summary.exists() else {}
             if not figures and t.state.name != "COMPLETE" and not run.exists():
                 continue
             rows.append({"trial": t.number, "folder": folder, "state": t.state.name.lower(),
-                         **{f"param/{k}": v for k, v in t.params.items() if k != "seed"}, "seed": seed,
-                         "seconds": t.user_attrs.get(f"seconds/seed-{seed}", ""), **figures})
+                         **{f"param/{k}": v for k, v in params_of(t, plan).items() if k != "seed"}, "seed": seed,
+                         "seconds": trial_seconds(t, seed), **figures})
     return rows
 
 

@@ -15,8 +15,6 @@ with its folder, and its runs resume from their checkpoints, exactly as ``--resu
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import json
 import math
 import os
 import socket
@@ -25,15 +23,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError, error_line, flatten
+from ..handlers.timer import saved_seconds
 from ..run.lock import process_alive
 from ..run.resume import resolve
 from ..run.runner import Runner
 from ..state.checkpoint import load_checkpoint
+from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
+from .storage import default_storage, make_sampler, open_storage
+from .trials import TRIALS, folder_of, params_of, run_folder, trial_attr
 
-__all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "params_of", "Interrupted", "TRIALS"]
-
-TRIALS = "trials"
+__all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted"]
 
 
 class Interrupted(Exception):
@@ -53,29 +53,22 @@ def _optuna() -> Any:
     return optuna
 
 
-def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None) -> Any:
-    """The study of this sweep, created or joined; a study made by a different sweep is refused."""
+def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None,
+               trust_storage: bool = False) -> Any:
+    """The study of this sweep, created or joined; a study made by a different sweep is refused.
+    ``trust_storage``: a CMA-ES search may unpickle its state with Optuna's own reader (``storage``)."""
     optuna = _optuna()
-    url = storage or f"sqlite:///{(out / 'sweep.db').resolve()}"
-    try:
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend
-            store: Any = optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
-        else:
-            store = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
-                                               if url.startswith("sqlite") else {})
-    except Exception as e:  # a driver missing, a host unreachable, a path not writable
-        raise ConfigError(f"--storage {url}: cannot open it ({error_line(e, 160)})") from None
+    store = open_storage(storage or default_storage(out))
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
               "hyperband": lambda: optuna.pruners.HyperbandPruner(),
               "none": lambda: optuna.pruners.NopPruner()}
     if plan.chosen_pruner not in pruner:
         raise ConfigError(f"--pruner {plan.pruner!r}: median, hyperband or none")
     study = optuna.create_study(study_name=name or out.name, storage=store, load_if_exists=True,
-                                direction=plan.direction, sampler=_sampler(optuna, plan.chosen_sampler),
+                                direction=plan.direction, sampler=make_sampler(plan.chosen_sampler, trust_storage),
                                 pruner=pruner[plan.chosen_pruner]())
     saved = study.user_attrs.get("definition")
-    if saved is not None and not plan.continues(saved):
+    if saved is not None and not plan.continues(_definition(saved, study.study_name)):
         raise ConfigError(f"study {study.study_name!r} holds another sweep (different system, recipe, keys, "
                           "objective or steps, or a search's seeds or ranges); name a new one with --study or a new --out")
     if saved != plan.definition():
@@ -83,37 +76,37 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     return study
 
 
-def _sampler(optuna: Any, name: str) -> Any:
-    """A search's sampler. Unseeded: workers sharing a study (here or elsewhere) must not all draw the
-    same first configs. TPE's constant_liar keeps running trials from being proposed again; the
-    Sobol sequence is unscrambled, so every worker walks the same one by trial number."""
-    if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
-        raise ConfigError('--sampler cmaes needs the cmaes package: pip install "multinet[sweep]"')
-    return {"tpe": lambda: optuna.samplers.TPESampler(constant_liar=True),
-            "random": lambda: optuna.samplers.RandomSampler(),
-            "gp": lambda: optuna.samplers.GPSampler(),
-            "qmc": lambda: optuna.samplers.QMCSampler(scramble=False),
-            "cmaes": lambda: optuna.samplers.CmaEsSampler()}[name]()
+def _definition(saved: Any, study: str) -> dict[str, Any]:
+    """The sweep definition a study holds, checked: a JSON object of ``SweepPlan.definition``'s keys."""
+    try:
+        value = parse_json(saved, f"study {study!r}: its definition") if isinstance(saved, str) else saved
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"study {study!r}: its definition is not a sweep's (a {type(value).__name__}); name a new "
+                          "study with --study or a new --out")
+    return value
 
 
-def requeue_interrupted(study: Any) -> int:
+def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
     """Queue again every trial this host's dead workers left running and every interrupted one not
-    yet queued again, each with its folder (its runs resume). Returns how many."""
+    yet queued again (its runs resume in its folder). Returns how many."""
     optuna, n = _optuna(), 0
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        mine = t.user_attrs.get("host") == socket.gethostname() and not process_alive(int(t.user_attrs.get("pid", 0)))
+        pid = trial_attr(t, "pid", int)
+        mine = trial_attr(t, "host", str) == socket.gethostname() and not process_alive(pid or 0)
         # Killed between taking the trial and naming its process: unnamed for a minute means gone.
-        unnamed = "pid" not in t.user_attrs and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
+        unnamed = pid is None and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
         if mine or unnamed:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retries") for t in trials}
+    trials = _live(study)
+    retried = {trial_attr(t, "retries", int) for t in trials}
     for t in trials:
         dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
-        if dead and t.number not in retried and not t.user_attrs.get("surplus"):
-            params = params_of(t)
-            study.enqueue_trial(params, user_attrs={"folder": t.user_attrs.get("folder", _folder(t.number)),
+        if dead and t.number not in retried:
+            params = params_of(t, plan)
+            study.enqueue_trial(params, user_attrs={"folder": folder_of(t, plan, {x.number: x for x in trials}),
                                                     "retries": t.number, "queued": True, "params": params})
             n += 1
     return n
@@ -122,25 +115,22 @@ def requeue_interrupted(study: Any) -> int:
 def queue_grid(study: Any, plan: SweepPlan) -> None:
     """Queue every (config, seed) of a grid (or of a seeds-only sweep) not queued before. The grid's
     keys are the trial's Optuna parameters; its seed is an attribute, so that more seeds can join the
-    study later (Optuna fixes a parameter's choices for the life of a study)."""
+    study later (Optuna fixes a parameter's choices for the life of a study). The folder is written
+    for people reading the study; the sweep derives it again (``trials.folder_of``)."""
     import itertools
     keys = list(plan.grid)
-    have = [params_of(t) for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    have = [params_of(t, plan) for t in _live(study)]
     for i, values in enumerate(itertools.product(*(plan.grid[k] for k in keys))):
         for seed in plan.seeds:
             params = {**dict(zip(keys, values)), "seed": seed}
             if params not in have:
                 study.enqueue_trial(dict(zip(keys, values)),
-                                    user_attrs={"queued": True, "params": params, "folder": _folder(i)})
+                                    user_attrs={"queued": True, "params": params, "folder": f"{TRIALS}/{i:04d}"})
 
 
-def params_of(t: Any) -> dict[str, Any]:
-    """A trial's config and, in a grid, its seed: what it was queued with, and what it has drawn."""
-    return {**t.user_attrs.get("params", {}), **t.params}
-
-
-def _folder(number: int) -> str:
-    return f"{TRIALS}/{number:04d}"
+def _live(study: Any) -> list[Any]:
+    """The study's trials but those a worker took only to find nothing left (``surplus``)."""
+    return [t for t in study.get_trials(deepcopy=False) if not trial_attr(t, "surplus", bool, False)]
 
 
 def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[str], None]) -> None:
@@ -156,7 +146,7 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             if finished >= plan.trials:
                 return
         trial = study.ask()
-        if not plan.search and not trial.user_attrs.get("queued"):  # another worker took the last one
+        if not plan.search and not trial_attr(trial, "queued", bool, False):  # another worker took the last one
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             return
@@ -164,15 +154,15 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             trial.set_user_attr("sampler", plan.chosen_sampler)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        folder = trial.user_attrs.get("folder") or _folder(trial.number)
+        folder = folder_of(trial, plan, {t.number: t for t in trials})
         trial.set_user_attr("folder", folder)
         if plan.search:
             params, seeds = {k: d.suggest(trial, k) for k, d in plan.search.items()}, plan.seeds
         else:
             params = {k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()}
-            seeds = [params_of(trial)["seed"]]
+            seeds = [params_of(trial, plan)["seed"]]
         try:
-            value, state = run_trial(trial, plan, system, params, seeds, out / folder, say)
+            value, state = run_trial(trial, plan, system, params, seeds, out, folder, say)
         except Interrupted:
             study.tell(trial, state=TrialState.FAIL)  # queued again at the next start, with its folder
             raise
@@ -188,15 +178,16 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             study.tell(trial, value)
 
 
-def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], seeds: list[int], folder: Path,
-              say: Callable[[str], None]) -> tuple[float | None, str]:
-    """One config at ``seeds`` in turn: (mean objective, "complete") or (None, "pruned"/"failed")."""
+def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], seeds: list[int], out: Path,
+              folder: str, say: Callable[[str], None]) -> tuple[float | None, str]:
+    """One config at ``seeds`` in turn, in ``out/folder``: (mean objective, "complete") or (None,
+    "pruned"/"failed")."""
     values = []
     for i, seed in enumerate(seeds):
-        run = folder / f"seed-{seed}"
+        run = run_folder(out, folder, seed)
         summary_file = run / "summary.json"
         if summary_file.exists():  # finished before an interruption: read, not re-run
-            summary = json.loads(summary_file.read_text())
+            summary = read_json(summary_file, run, what="a run's summary")
         else:
             pruned: list[int] = []
 
@@ -210,13 +201,12 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
             if plan.nproc > 1:
                 code, error, summary, seconds = _torchrun(plan, params, seed, run)
             else:
-                if (run / "checkpoints" / "last.pt").exists():
-                    runner = Runner(system, None, run, resume=True, progress=False, echo=False,
-                                    on_evaluation=(report,))
-                else:
-                    cfg = resolve(system, plan.overrides(params, seed), out=str(run)).cfg
-                    runner = Runner(system, cfg, run, progress=False, echo=False, overwrite=True,
-                                    on_evaluation=(report,))
+                # A run resumed from its checkpoint takes this sweep's items as given now (its trackers
+                # and their addresses among them), as ``train --resume`` with them would.
+                resume = "" if (run / "checkpoints" / "last.pt").exists() else None
+                launch = resolve(system, plan.overrides(params, seed), out=str(run), resume=resume)
+                runner = Runner(system, launch.cfg, run, resume=launch.resume, progress=False, echo=False,
+                                overwrite=resume is None, on_evaluation=(report,))
                 result = runner.fit()
                 code, summary, seconds = result.code, result.summary, result.seconds
                 error = result.error or f"{result.stop_reason or 'interrupted'} at step {result.step}"
@@ -246,10 +236,10 @@ def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int,
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={plan.nproc}",
               "-m", "multinet", "train", plan.system, "--out", str(run), "--no-progress"]
     resume = (run / "checkpoints" / "last.pt").exists()
-    done = subprocess.run(launch + (["--resume"] if resume else [*plan.overrides(params, seed), "--overwrite"]),
+    done = subprocess.run(launch + plan.overrides(params, seed) + (["--resume"] if resume else ["--overwrite"]),
                           capture_output=True, text=True)
     lines = [line for line in done.stderr.splitlines() if line.startswith(("error", "stopped", "interrupted"))]
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    summary = read_json(run / "summary.json", run) if (run / "summary.json").exists() else {}
     code = done.returncode if done.returncode >= 0 else 128 - done.returncode  # killed by a signal: 128 + N
     return code, (lines[-1] if lines else f"torchrun exited with {done.returncode}"), summary, _trained_seconds(run)
 
@@ -258,9 +248,9 @@ def _trained_seconds(run: Path) -> float:
     """The training time a run's last checkpoint holds (0 when it has none, or an older one without it)."""
     try:
         state = load_checkpoint(run / "checkpoints" / "last.pt")
-    except (OSError, ValueError):
+        return saved_seconds((state.get("stateful") or {}).get("timer") or {"seconds": 0.0})
+    except (OSError, ValueError, AttributeError):
         return 0.0
-    return float(((state.get("stateful") or {}).get("timer") or {}).get("seconds", 0.0))
 
 
 def _objective(figures: dict[str, Any], plan: SweepPlan) -> float:

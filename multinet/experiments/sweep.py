@@ -34,7 +34,7 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
     if args.report and not args.storage and not (out / "sweep.db").is_file():
         raise ConfigError(f"--report: {out} holds no sweep (no sweep.db; name its --storage)")
     out.mkdir(parents=True, exist_ok=True)
-    study = open_study(plan, out, args.storage, args.study)
+    study = open_study(plan, out, args.storage, args.study, args.trust_storage)
     say = (lambda text: print(text, flush=True))
     if args.report:  # while workers run, or after: what is on disk now
         _report(study, plan, out, say)
@@ -42,7 +42,7 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     if args.worker:  # started by another sweep process: its share of the trials, nothing else
         return _work(study, plan, system, out, say)
-    again = requeue_interrupted(study)
+    again = requeue_interrupted(study, plan)
     if again:
         say(f"resuming {again} interrupted trial(s) from their checkpoints")
     if not plan.search:

@@ -27,8 +27,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..config import error_line
 from ..state.checkpoint import file_sha256, read_tensors
 from ..state.imports import import_class
+from ..state.streams import forked_rng
 
 __all__ = ["FeatureNet", "InceptionFeatures", "RandomConvFeatures", "feature_class", "feature_net", "standard_metrics",
            "frechet", "WeightsMissing", "INCEPTION_FILE"]
@@ -118,20 +120,50 @@ def _inception_weights(explicit: str) -> Path:
     return path
 
 
-def feature_class(features: str) -> type | None:
-    """The class a user's ``eval.features`` import path names, imported but not built (None for
-    the built-in ``inception`` and ``random-conv``): the system checks it before training, so a
-    typo stops the run at once instead of after its last step."""
+def feature_class(features: str, shape: tuple[int, ...] | None = None) -> type | None:
+    """The class a user's ``eval.features`` import path names (None for the built-in ``inception``
+    and ``random-conv``), checked before training so that a typo or a network of another kind
+    stops the run at once instead of after its last step: an ``nn.Module`` buildable without
+    arguments, not abstract, and (with the images' ``shape``) one that maps two images to
+    ``(features (2, d), logits (2, classes))``. Named by a saved file, it must be a ``FeatureNet``."""
     if features in ("inception", "random-conv"):
         return None
-    cls = import_class(features, nn.Module, "eval.features")
+    cls = import_class(features, nn.Module, "eval.features", role=FeatureNet)
+    if inspect.isabstract(cls):
+        raise ValueError(f"eval.features: {features} is an abstract class, not a feature network")
     try:  # it is built without arguments at evaluation time
         inspect.signature(cls).bind()
     except TypeError as e:
         raise ValueError(f"eval.features: {features} must be buildable without arguments ({e})") from None
     except ValueError:  # no signature to read: building it will tell
         pass
+    if shape is not None:
+        _probe(cls, features, shape)
     return cls
+
+
+def _probe(cls: type, features: str, shape: tuple[int, ...]) -> None:
+    """Build ``cls`` and run it on two blank images of ``shape``: it must give (features, logits)."""
+    with torch.no_grad(), forked_rng():  # the run's random state is not touched by the check
+        try:
+            out = cls().eval()(torch.zeros(2, *shape))
+        except Exception as e:  # noqa: BLE001 - any failure of the user's network, said in one line
+            raise ValueError(f"eval.features: {features} fails on two {tuple(shape)} images "
+                             f"({type(e).__name__}: {error_line(e, 160)})") from None
+    ok = isinstance(out, (tuple, list)) and len(out) == 2 and all(
+        isinstance(t, torch.Tensor) and t.ndim == 2 and len(t) == 2 for t in out)
+    if not ok:
+        raise ValueError(f"eval.features: {features} must return (features (N, d), logits (N, classes)) for N images; "
+                         f"got {_described(out)}")
+
+
+def _described(out: Any) -> str:
+    if isinstance(out, torch.Tensor):
+        return f"a tensor of shape {tuple(out.shape)}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)}: " + ", ".join(
+            str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__ for t in out[:4])
+    return f"a {type(out).__name__}"
 
 
 def feature_net(features: str, weights: str = "", own: type | None = None) -> FeatureNet:

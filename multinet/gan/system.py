@@ -65,7 +65,7 @@ class GanSystem(System):
         self.d_concat = cfg.gan.d_concat == "on" or (cfg.gan.d_concat == "auto" and not bn and cfg.gan.r1 == 0)
         # A user's feature network: imported now (inside the trust boundary when rebuilt from a saved
         # run), so a typo stops the run at once instead of after training.
-        feature_cls = fidelity.feature_class(cfg.eval.features) if cfg.eval.standard_metrics else None
+        feature_cls = fidelity.feature_class(cfg.eval.features, self.shape) if cfg.eval.standard_metrics else None
         self.evaluator = evaluation.GanEvaluator(cfg, feature_cls)
         self._fake: torch.Tensor | None = None
         self._critic: tuple[Any, torch.nn.Module] | None = None  # (generator version, refitted DRS critic)

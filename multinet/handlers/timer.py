@@ -8,12 +8,25 @@ run again and are counted then. It reads the host's clock only: nothing is read 
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from ..engine.events import Event
 
-__all__ = ["Timer"]
+__all__ = ["Timer", "saved_seconds", "MAX_SECONDS"]
+
+MAX_SECONDS = 1e9  # 31 years: a saved time beyond it is not a run's
+
+
+def saved_seconds(state: Any) -> float:
+    """The training time a checkpoint's timer state holds (``{"seconds": s}``), checked: a finite,
+    non-negative number of at most ``MAX_SECONDS``; anything else is one ``ValueError`` line."""
+    seconds = state.get("seconds", 0.0) if isinstance(state, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or not 0 <= seconds <= MAX_SECONDS:
+        raise ValueError(f"timer: {state!r:.60} is not a training time (seconds from 0 to {MAX_SECONDS:g})")
+    return float(seconds)
 
 
 class Timer:
@@ -40,4 +53,4 @@ class Timer:
         return {"seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.before = float(state.get("seconds", 0.0))
+        self.before = saved_seconds(state)

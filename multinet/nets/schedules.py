@@ -15,12 +15,25 @@ from typing import Any, Callable
 import torch
 
 __all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group",
-           "advance", "SCHEDULES"]
+           "advance", "SCHEDULES", "schedule_function", "SCHEDULE_FUNCTIONS"]
 
 SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "linear",
              "constant_linear", "lambda", "plateau")
 # The schedules whose shape depends on the run's length.
 NEEDS_TOTAL = ("cosine", "warmup_cosine", "onecycle", "linear", "constant_linear")
+# Functions a checkpoint may name as a ``lambda`` schedule's ``fn`` without the user naming them
+# again or trusting the file: those marked with ``schedule_function`` (a recipe names any function).
+SCHEDULE_FUNCTIONS: list[Callable[[int], float]] = []
+
+
+def schedule_function(fn: Callable[[int], float]) -> Callable[[int], float]:
+    """Mark ``fn(t) -> factor`` as a schedule: a resumed run's checkpoint may then name it as a
+    ``lambda`` schedule's ``fn`` (``multinet.state.imports``: a saved file names code by its role)."""
+    if not callable(fn):
+        raise TypeError(f"schedule_function: {fn!r} is not a function")
+    if fn not in SCHEDULE_FUNCTIONS:
+        SCHEDULE_FUNCTIONS.append(fn)
+    return fn
 
 
 @dataclass
@@ -86,7 +99,8 @@ def factor_fn(spec: ScheduleSpec, total: int) -> Callable[[int], float]:
         return lambda t: spec.gamma ** t
     if name == "lambda":
         from ..state.imports import import_function
-        fn = import_function(spec.fn, "schedule.fn") if isinstance(spec.fn, str) else spec.fn
+        fn = import_function(spec.fn, "schedule.fn", SCHEDULE_FUNCTIONS, "a function registered as a schedule "
+                             "(multinet.nets.schedule_function)") if isinstance(spec.fn, str) else spec.fn
         return lambda t: float(fn(t))
     if total <= 0:
         raise ValueError(f"schedule {name!r} needs its length: set total in its ScheduleSpec, give the Net "

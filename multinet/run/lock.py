@@ -16,6 +16,8 @@ import socket
 import time
 from pathlib import Path
 
+from ..state.runfiles import read_text
+
 __all__ = ["RunLock", "LockedError", "process_alive", "earlier_run", "clear_run_folder", "RUN_FILES", "SETUP_FILES"]
 
 
@@ -24,7 +26,9 @@ class LockedError(OSError):
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host."""
+    """Whether a process with this id runs on this host (an id no process can have: no)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 1 << 22:  # Linux's pid_max at most
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,7 +69,7 @@ class RunLock:
 
     def _owner(self) -> tuple[int, str, str] | None:
         try:
-            pid, host, since = self.path.read_text().split()[:3]
+            pid, host, since = read_text(self.path, limit=4096).split()[:3]
             return int(pid), host, since
         except (OSError, ValueError):
             return None

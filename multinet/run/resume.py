@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
+from ..config import ConfigError, TrainConfig, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 from ..state.checkpoint import load_checkpoint
 
-__all__ = ["Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes"]
+__all__ = ["Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes",
+           "trackers_left"]
 
 
 @dataclass
@@ -64,9 +65,15 @@ def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
 
 def saved_config(system: type, ckpt: dict[str, Any], path: Any, overrides: dict[str, Any] | None = None) -> Any:
     """``system``'s config from a checkpoint's (with ``overrides``); a checkpoint that another
-    system wrote is named as such instead of by the first key that does not fit."""
+    system wrote is named as such instead of by the first key that does not fit. Where the run's
+    numbers are sent (``TrainConfig.DESTINATIONS``) is never read from the file: it comes from
+    ``overrides``, else the defaults (no tracker beside TensorBoard), so that no saved file makes
+    this machine contact a server."""
+    saved = dict(ckpt["config"])
+    if isinstance(saved.get("train"), dict):
+        saved["train"] = {k: v for k, v in saved["train"].items() if k not in TrainConfig.DESTINATIONS}
     try:
-        return from_dict(system.Config, merge(ckpt["config"], overrides or {}))
+        return from_dict(system.Config, merge(saved, overrides or {}))
     except ConfigError as e:
         meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
         writer, mine = meta.get("system"), f"{system.__module__}:{system.__qualname__}"
@@ -121,6 +128,15 @@ def resolve(system: type, items: list[str], out: str | None = None, resume: str 
         cfg = from_dict(system.Config, parse_overrides(overrides))
     # The folder's checks (another run's files, a lock) are the runner's.
     return Launch(cfg, Path(out) if out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def trackers_left(ckpt: dict[str, Any], cfg: Any) -> list[str]:
+    """The trackers a checkpoint's run logged to that the resumed run (``cfg``) does not name."""
+    train = ckpt["config"].get("train")
+    saved = train.get("trackers") if isinstance(train, dict) else None
+    if not isinstance(saved, list):
+        return []
+    return [str(t)[:20] for t in saved if isinstance(t, str) and t not in cfg.train.trackers]
 
 
 def lr_changes(saved: Any, new: Any) -> dict[str, tuple[float, float]]:

@@ -34,12 +34,13 @@ from ..nets import resolve_device
 from ..startup import Terminated, setup_done
 from ..state.checkpoint import write_text_atomic
 from ..state.imports import saved_file
+from ..state.runfiles import read_json
 from ..state.streams import seed_everything
 from ..tracking import NullTracker, Tracker
 from ..tracking.backends import make_trackers
 from ..tracking.tracker import json_safe
 from .lock import RunLock, clear_run_folder, earlier_run
-from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume
+from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume, trackers_left
 from .saved import load_system  # for `from multinet.run.runner import load_system`
 from .system import RunContext, System, engine_for, notes_shown
 
@@ -150,8 +151,8 @@ class Runner:
     def _summarized(self, step: int) -> bool:
         """Whether the run folder holds the summary of a run that ended at ``step``."""
         try:
-            return json.loads((self.out / "summary.json").read_text()).get("steps") == step
-        except (OSError, ValueError, AttributeError):
+            return read_json(self.out / "summary.json", self.out).get("steps") == step
+        except (OSError, ValueError):
             return False
 
     def _clear(self) -> None:
@@ -196,6 +197,9 @@ class Runner:
             except (ValueError, KeyError, TypeError, IndexError) as e:
                 raise ValueError(f"{self.ckpt_path}: {e}") from None
             self._apply_lr_changes(system)
+            for name in trackers_left(self.ckpt, cfg) if world.main else ():
+                self._say(f"note: {self.ckpt_path} logged to {name}; this resume does not (a saved file never chooses where "
+                          f"data goes): give train.trackers=['{name}'] and its address again to continue there")
             saved = int(self.ckpt["engine"].get("world_size", 1))
             if saved != world.world and world.main:
                 self._say(f"note: {self.ckpt_path} was written by {saved} rank(s), now {world.world}: batch sizes are "

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import error_line
+from ..config import MAX_STEPS, error_line
 
 __all__ = ["save_checkpoint", "atomic_path", "write_text_atomic", "load_checkpoint", "read_tensors", "CheckpointManager", "rng_state",
            "set_rng_state", "restore_generator", "digest", "file_sha256", "FORMAT"]
@@ -191,10 +191,28 @@ def check_checkpoint(data: Any, path: str | Path, parts: tuple[str, ...] = tuple
         if not isinstance(data.get(key), kind):
             got = "missing" if key not in data else f"a {type(data[key]).__name__}"
             raise ValueError(f"{path}: broken checkpoint: '{key}' is {got}, expected a {kind.__name__}")
-    iteration = data["engine"].get("iteration") if "engine" in parts else 0
-    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
-        raise ValueError(f"{path}: broken checkpoint: engine iteration {iteration!r} is not a step count")
+    if "engine" in parts:
+        _check_counters(data["engine"], path)
     return data
+
+
+def _count(value: Any, low: int = 0, high: int = MAX_STEPS) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_counters(engine: dict[str, Any], path: str | Path) -> None:
+    """The engine's counters, before anything uses them: whole numbers from 0 to ``MAX_STEPS``
+    (a resume "finishing" at step 10^30 is a crafted file, not a run)."""
+    steps, plan = engine.get("phase_steps", {}), engine.get("plan") or {}
+    for what, ok in (("iteration", _count(engine.get("iteration"))),
+                     ("phase_steps", isinstance(steps, dict) and all(_count(v, high=1 << 62) for v in steps.values())),
+                     ("world_size", _count(engine.get("world_size", 1), 1, 1 << 20)),
+                     ("total_steps", engine.get("total_steps") is None or _count(engine["total_steps"])),
+                     ("plan", isinstance(plan, dict) and all(isinstance(b, (list, tuple)) and len(b) == 2 and _count(b[0])
+                                                            and (b[1] is None or _count(b[1])) for b in plan.values()))):
+        if not ok:
+            raise ValueError(f"{path}: broken checkpoint: engine {what} {engine.get(what)!r:.60} is not a step count "
+                             f"(0 to {MAX_STEPS:.0e})")
 
 
 class CheckpointManager:

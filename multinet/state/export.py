@@ -18,7 +18,7 @@ How a module says how it was built: the shipped networks keep their constructor 
 from __future__ import annotations
 
 import json
-import stat
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch import nn
 from ..config import error_line
 from .checkpoint import atomic_path, file_sha256, write_text_atomic
 from .imports import import_class, object_path, saved_file
+from .runfiles import regular_file
 
 __all__ = ["export_module", "load_exported", "read_export", "FORMAT"]
 
@@ -63,15 +64,9 @@ _MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
 
 def _regular(path: Path, what: str) -> int:
     """The size of ``path``, which must be a regular file (a device such as /dev/zero never ends)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing ({what})") from None
-    except OSError as e:
-        raise ValueError(f"{path}: unreadable ({what}): {e.strerror or e}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path}: not a regular file ({what}); refused")
-    return st.st_size
+    if not regular_file(path, what=what):
+        raise ValueError(f"{path}: missing ({what})")
+    return path.stat().st_size
 
 
 def read_export(path: str | Path) -> dict[str, Any]:
@@ -121,7 +116,15 @@ def _check_shapes(cls: type, init_args: dict[str, Any], header: dict[str, Any], 
             probe = cls(**init_args)
     except TypeError as e:
         raise ValueError(f"{spec}: cannot rebuild {name} ({error_line(e, 200)})") from None
-    except Exception:  # noqa: BLE001 - a constructor that needs real tensors: the strict load checks it
+    except Exception as e:  # noqa: BLE001 - a constructor that cannot run on the meta device
+        # It will be built for real, so its sizes are bounded first: no whole number in init_args
+        # may exceed the count of numbers the weights hold (a width of 10^12 overflows the meta build).
+        numbers = sum(math.prod(v.get("shape", [])) for k, v in header.items() if k != "__metadata__")
+        big = [(k, v) for k, v in _integers(init_args) if v > max(numbers, 1 << 16)]
+        if big:
+            raise ValueError(f"{spec}: init_args {big[0][0]} = {big[0][1]} is larger than the {numbers} numbers its "
+                             f"weights hold, and {name} cannot be checked on the meta device ({error_line(e, 120)}); "
+                             "refused before anything is allocated") from None
         return
     shapes = {k: list(v.shape) for k, v in probe.state_dict().items()}
     saved = {k: list(v.get("shape", [])) for k, v in header.items() if k != "__metadata__"}
@@ -129,6 +132,15 @@ def _check_shapes(cls: type, init_args: dict[str, Any], header: dict[str, Any], 
         diff = sorted(k for k in set(shapes) | set(saved) if shapes.get(k) != saved.get(k))
         raise ValueError(f"{spec}: the weights do not fit {name} built from init_args ({len(diff)} tensor(s) differ, e.g. "
                          f"{diff[0]!r}: {saved.get(diff[0])} saved, {shapes.get(diff[0])} built)")
+
+
+def _integers(value: Any, key: str = "") -> list[tuple[str, int]]:
+    """Every whole number in ``value`` (nested dicts and lists), with its key path."""
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in _integers(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [x for i, v in enumerate(value) for x in _integers(v, f"{key}[{i}]")]
+    return [(key, value)] if isinstance(value, int) and not isinstance(value, bool) else []
 
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu", *, trust_code: bool = False) -> nn.Module:

@@ -18,7 +18,12 @@ The boundary, in one place:
   or to an object defined in them (``"my_pkg:run"`` where ``my_pkg`` did ``from subprocess import
   run``), is refused before anything is called.
 - Beyond that, the object must be what its key promises (a subclass of the expected base, or a
-  function written in Python), checked before it is called.
+  function written in Python), checked before it is called. From a saved file, multinet's own
+  objects are held to the key's *role* too (``role``): a schedule's ``fn`` must be a function
+  registered as a schedule, a feature network a ``FeatureNet``, so that ``fn = "multinet.cli:main"``
+  is refused although it lives in multinet. Named now (a recipe, an override) or trusted, any
+  object of the right kind is accepted: writing a class or function into a recipe, or trusting a
+  file, runs that code, as Hydra's ``_target_`` does; the ``REFUSED`` list still holds then.
 """
 from __future__ import annotations
 
@@ -105,9 +110,11 @@ def _split(path: Any, key: str) -> tuple[str, str]:
     return module_name, attr
 
 
-def import_object(path: str, key: str = "class_path") -> Any:
+def import_object(path: str, key: str = "class_path", role: Callable[[Any], bool] | None = None,
+                  role_name: str = "") -> Any:
     """``"package.module:Name"`` (or ``"package.module.Name"``) → the object, within the trust
-    boundary (module docstring); one-line errors."""
+    boundary (module docstring); one-line errors. ``role``: what an object named by a saved file
+    (not named now, not trusted) must also pass, multinet's own included; ``role_name`` says it."""
     module_name, attr = _split(path, key)
     if _refused(module_name):
         raise CodeRefused(f"{key}: {path!r} is refused: {module_name.split('.')[0]!r} is a process, file, network "
@@ -133,20 +140,27 @@ def import_object(path: str, key: str = "class_path") -> Any:
     if untrusted and not _own(home):  # e.g. "multinet.some_module:torch.load": reached through multinet
         raise CodeRefused(f"{key}: {saved.source} names code outside multinet ({path!r} is {home}'s); refused, "
                           f"since a saved file is data: name it yourself now, or {TRUST_HINT}")
+    if untrusted and role is not None and not role(obj):
+        raise CodeRefused(f"{key}: {saved.source} names {path!r}, which is not {role_name}; refused, since a saved "
+                          f"file is data: name it yourself now, or {TRUST_HINT}")
     return obj
 
 
-def import_class(path: str, base: type, key: str = "class_path") -> type:
-    """The class at ``path``, which must subclass ``base``."""
-    obj = import_object(path, key)
+def import_class(path: str, base: type, key: str = "class_path", role: type | None = None) -> type:
+    """The class at ``path``, which must subclass ``base`` (and, named by a saved file, ``role``)."""
+    obj = import_object(path, key, None if role is None else (lambda c: isinstance(c, type) and issubclass(c, role)),
+                        f"a {role.__module__}.{role.__qualname__}" if role is not None else "")
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise ValueError(f"{key}: {path!r} is not a subclass of {base.__module__}.{base.__qualname__}")
     return obj
 
 
-def import_function(path: str, key: str = "fn") -> Callable[..., Any]:
-    """The Python function at ``path`` (builtins and other callables are refused)."""
-    obj = import_object(path, key)
+def import_function(path: str, key: str = "fn", registered: Iterable[Any] | None = None,
+                    role_name: str = "") -> Callable[..., Any]:
+    """The Python function at ``path`` (builtins and other callables are refused); named by a saved
+    file, one of ``registered`` (when given)."""
+    allowed = None if registered is None else (lambda f: any(f is r for r in registered))
+    obj = import_object(path, key, allowed, role_name)
     if not inspect.isfunction(obj):
         raise ValueError(f"{key}: {path!r} is not a Python function")
     return obj

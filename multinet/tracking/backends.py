@@ -18,11 +18,19 @@ from typing import Any
 
 import torch
 
+from ..config import error_line
 from ..state.checkpoint import write_text_atomic
+from ..state.runfiles import read_text
 
 __all__ = ["MlflowTracker", "WandbTracker", "make_trackers"]
 
 _MLFLOW_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")  # what MLflow refuses in a metric name
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # MLflow's 32 hex digits, W&B's run ids
+# How long a run waits for a tracking server before it stops in one line (MLflow's own settings,
+# which a user's environment overrides): two retries of ten seconds at most, one second apart.
+_MLFLOW_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}
+WANDB_INIT_TIMEOUT = 30.0  # seconds W&B may take to start an online run
 
 
 def _grid_uint8(grid: torch.Tensor) -> Any:
@@ -33,8 +41,15 @@ def _grid_uint8(grid: torch.Tensor) -> Any:
 
 
 def _saved_id(out: Path, name: str) -> str | None:
+    """The tracker's run id a resumed run continues (a file in the run folder, so data: checked)."""
     path = out / name
-    return path.read_text().strip() or None if path.exists() else None
+    if not path.exists():
+        return None
+    run_id = read_text(path, out, limit=4096).strip()
+    if run_id and not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"{path}: {run_id[:40]!r} is not a tracker run id (letters, digits, - and _); "
+                         "remove the file to start a new tracker run")
+    return run_id or None
 
 
 class MlflowTracker:
@@ -42,11 +57,14 @@ class MlflowTracker:
     folder ``out`` unless ``uri`` names a tracking server; runs under ``experiment``."""
 
     def __init__(self, out: Path, config: dict[str, Any], uri: str = "", experiment: str = "multinet") -> None:
-        if not uri:
+        if not uri or uri.startswith("file:"):
             # MLflow 3 keeps its file store in maintenance mode behind this switch; it is the store
             # that needs no server and no database driver, which an offline run wants.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (out / "mlruns").resolve().as_uri()
+            uri = uri or (out / "mlruns").resolve().as_uri()
+        else:  # a server: an unreachable one fails within seconds, not after MLflow's minutes of retries
+            for key, value in _MLFLOW_PATIENCE.items():
+                os.environ.setdefault(key, value)
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
         self._metric = Metric
@@ -91,7 +109,7 @@ class WandbTracker:
         run_id = _saved_id(out, "wandb_run_id") or uuid.uuid4().hex[:8]
         write_text_atomic(out / "wandb_run_id", run_id + "\n")
         self.run = wandb.init(project=project, dir=str(out), mode=mode, config=config, name=out.name, id=run_id,
-                              resume="allow", settings=wandb.Settings(silent=True))
+                              resume="allow", settings=wandb.Settings(silent=True, init_timeout=WANDB_INIT_TIMEOUT))
         self.last = -1
 
     def _log(self, values: dict[str, Any], step: int) -> None:
@@ -119,8 +137,16 @@ def make_trackers(train: Any, out: Path, config: dict[str, Any]) -> list[Any]:
     """The trackers ``train.trackers`` names, for the run in ``out`` with its flattened config."""
     made: list[Any] = []
     for name in train.trackers:
-        if name == "mlflow":
-            made.append(MlflowTracker(out, config, train.mlflow_uri, train.mlflow_experiment))
-        elif name == "wandb":
-            made.append(WandbTracker(out, config, train.wandb_project, train.wandb_mode))
+        where = f"train.mlflow_uri {train.mlflow_uri!r}" if name == "mlflow" else f"W&B ({train.wandb_mode})"
+        try:
+            if name == "mlflow":
+                made.append(MlflowTracker(out, config, train.mlflow_uri, train.mlflow_experiment))
+            elif name == "wandb":
+                made.append(WandbTracker(out, config, train.wandb_project, train.wandb_mode))
+        except (ValueError, OSError):  # our own checks of the run folder: one line already
+            raise
+        except Exception as e:  # noqa: BLE001 - MLflow's and W&B's many exception types, network errors among them
+            for tracker in made:
+                tracker.close()
+            raise ValueError(f"train.trackers {name}: cannot start ({where}: {error_line(e, 200)})") from None
     return made

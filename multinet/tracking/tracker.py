@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..state.checkpoint import atomic_path, write_text_atomic
+from ..state.runfiles import MAX_METRICS, parse_json, read_text, regular_file
 
 __all__ = ["Tracker", "NullTracker", "json_safe"]
 
@@ -44,7 +45,8 @@ class Tracker:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "metrics.jsonl"
-        if resume_step is not None and path.exists():
+        # Appended to, so never a FIFO (the open would wait for a reader) or a link out of the folder.
+        if regular_file(path, self.run_dir, "the run's metrics") and resume_step is not None:
             _drop_rows_after(path, resume_step)
         self._jsonl = open(path, "a", buffering=1)
         self._tb = None
@@ -112,10 +114,10 @@ class Tracker:
 def _drop_rows_after(path: Path, step: int) -> None:
     """Keep the rows of ``path`` up to ``step``; a torn last line (the writer was killed) goes too."""
     keep = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, path.parent, MAX_METRICS).splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = parse_json(line, str(path))
+        except ValueError:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             keep.append(line + "\n")
