@@ -50,6 +50,8 @@ def _one_line(r, msg):
     (["train", "", "--steps", "3"], "SYSTEM: expected 'package.module:Name', got ''"),
     (["train", ".cli:main", "--steps", "3"], "SYSTEM: expected 'package.module:Name', got '.cli:main'"),
     (["train", "gan", "eval.features='torch.nn:Linear'"], "eval.features: torch.nn:Linear must be buildable without"),
+    (["train", "gan", "eval.features='torch_fidelity:GenerativeModelBase'"], "is an abstract class, not a feature"),
+    (["train", "gan", "eval.features='torch.nn:Identity'"], "torch.nn:Identity must return (features (N, d), logits"),
     (["train", "gan", "networks.generator.eps=inf"], "networks.generator.eps: expected a finite number, got inf"),
     (["train", "gan", f"train.steps={10 ** 30}"], "train.steps: 1000000000000000000000000000000 is out of range"),
     (["train", "gan", f"train.steps={10 ** 13}"], "train.steps: must be in [0, 1000000000000]"),

@@ -50,8 +50,9 @@ def trial_seconds(t: Any, seed: int) -> float | str:
 def params_of(t: Any, plan: SweepPlan) -> dict[str, Any]:
     """A trial's config and, in a grid (or a seeds-only sweep), its seed: what it was queued with
     and what it has drawn, each checked against ``plan`` (a grid's values, a search's ranges)."""
-    params = {**trial_attr(t, "params", dict, {}), **t.params}
-    for key, value in params.items():
+    queued = trial_attr(t, "params", dict, {})
+    params = {**queued, **t.params}
+    for key, value in [*queued.items(), *t.params.items()]:  # each source checked, not only what wins
         if key == "seed" and not plan.search:
             ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
         elif key in plan.grid:

@@ -47,7 +47,7 @@ def regular_file(path: str | Path, folder: str | Path | None = None, what: str =
     except OSError as e:
         raise ValueError(f"{path}: unreadable{_what(what)}: {e.strerror or e}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{path}: not a regular file{_what(what)} ({_kind(st.st_mode)}); refused")
+        raise ValueError(f"{path}: {_kind(st.st_mode)}, not a regular file{_what(what)}; refused")
     if folder is not None and not inside(path, folder):
         raise ValueError(f"{path}: links outside {folder}{_what(what)}; refused")
     return True
@@ -68,7 +68,7 @@ def read_text(path: str | Path, folder: str | Path | None = None, limit: int = M
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path}: not a regular file{_what(what)} ({_kind(st.st_mode)}); refused")
+            raise ValueError(f"{path}: {_kind(st.st_mode)}, not a regular file{_what(what)}; refused")
         if st.st_size > limit:
             raise ValueError(f"{path}: {st.st_size:,} bytes, over the {limit:,} a run's file may hold{_what(what)}; "
                              "refused")
