@@ -3,6 +3,10 @@ run code, and bad command-line input that must end in one line.
 
     python benchmarks/attacks.py
 
+The surfaces added since (studies and sweep folders, tracking addresses, imports of the wrong
+role, bad run folders, counters and timers, sizes) are attacked by ``attack_surfaces.py``, whose
+groups this script runs after its own.
+
 Each payload, if it ran, creates a marker folder. Each command on a crafted file is "refused" (it
 exits non-zero with one line on stderr), "safe" (it succeeds without needing what the file names:
 ``evaluate`` builds no optimizer, so a schedule function is never imported; ``train gan --resume``
@@ -23,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 FIDELITY = "torch_fidelity.feature_extractor_inceptionv3:FeatureExtractorInceptionV3"
 VGG = "torch_fidelity.feature_extractor_vgg16:FeatureExtractorVGG16"
 TINY = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sample_every=0", "eval.samples=50",
@@ -202,7 +207,17 @@ def bad_inputs(work: Path) -> dict:
             "details": results}
 
 
+def craft(trained: Path, folder: Path, change) -> Path:
+    """The trained checkpoint with ``change(ckpt)`` applied and a consistent checksum, in ``folder``."""
+    from multinet.state.checkpoint import load_checkpoint, save_checkpoint
+    ckpt = load_checkpoint(trained)
+    ckpt.pop("format")
+    change(ckpt)
+    return save_checkpoint(ckpt, folder / "checkpoints" / "last.pt")
+
+
 def main() -> None:
+    import attack_surfaces as surfaces
     from multinet.config import load_recipe
     from multinet.gan import GanRecipe, GanSystem
     from multinet.run.runner import Runner
@@ -216,16 +231,28 @@ def main() -> None:
     assert Runner(GanSystem, cfg, work / "run", progress=False, echo=False).fit().code == 0
     groups = [crafted_checkpoints(work, trained), crafted_exports(work, trained), bad_inputs(work)]
     for g in groups:
-        print(json.dumps(g))
+        print(json.dumps(g), flush=True)
     files = groups[:2]
     total = {"crafted_files": sum(g["files"] for g in files), "commands": sum(g["commands"] for g in files),
              "refused_in_one_line": sum(g["refused"] for g in files),
              "ran_without_what_the_file_names": sum(g["safe"] for g in files),
              "unexpected": sum(g["unexpected"] for g in files), "code_ran": any(g["code_ran"] for g in files),
-             "bad_inputs_one_line": f"{groups[2]['one_line']} of {groups[2]['inputs']}",
-             "wall_s": round(time.time() - t0, 1)}
+             "bad_inputs_one_line": f"{groups[2]['one_line']} of {groups[2]['inputs']}"}
+    new = [surfaces.crafted_studies(cli, work, Payload), surfaces.tracking_addresses(cli, work, trained, craft),
+           surfaces.role_imports(cli, work, trained, craft), surfaces.bad_run_folders(cli, work),
+           surfaces.counters(cli, work, trained, craft), surfaces.sizes(cli, work, trained)]
+    for g in new:
+        print(json.dumps(g), flush=True)
+    total["new_surfaces"] = {"attacks": sum(g["attacks"] for g in new), "commands": sum(g["commands"] for g in new),
+                             **{k: sum(g[k] for g in new) for k in ("refused", "safe", "traceback", "hang", "silent",
+                                                                     "wrote_outside")},
+                             "code_ran": any(g["code_ran"] for g in new),
+                             "connections": sum(g.get("connections", 0) for g in new)}
+    total["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps(total))
-    if total["code_ran"] or total["unexpected"] or groups[2]["one_line"] < groups[2]["inputs"]:
+    bad = total["new_surfaces"]
+    if total["code_ran"] or total["unexpected"] or groups[2]["one_line"] < groups[2]["inputs"] or bad["code_ran"] \
+            or any(bad[k] for k in ("traceback", "hang", "silent", "wrote_outside", "connections")):
         raise SystemExit(1)
 
 
