@@ -268,6 +268,7 @@ def test_a_saved_run_never_downloads_data_unless_asked_now(trained, tmp_path):
     def attack(ckpt):
         ckpt["config"]["data"].update(name="mnist", root=str(tmp_path / "where"), download=True)
     path = _crafted(trained, tmp_path, attack)
-    code, _, err = _cli("evaluate", path)
-    assert code == 2 and "dataset mnist not found under" in err and "data.download=true" in err, err
-    assert not (tmp_path / "where").exists()
+    for name in ("evaluate", "resume"):  # a resume too: the file's download=true is not read
+        code, _, err = _cli(*_commands(path, tmp_path)[name])
+        assert code == 2 and "dataset mnist not found under" in err and "data.download=true" in err, (name, err)
+        assert not (tmp_path / "where").exists()

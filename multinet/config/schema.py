@@ -55,9 +55,6 @@ class TrainConfig:
     mlflow_experiment: str = "multinet"
     wandb_project: str = "multinet"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-    # Where a run's numbers are sent. Taken from what the user gives now, never from a checkpoint:
-    # a resume that should go on logging to a tracker names it again (run.resume.saved_config).
-    DESTINATIONS = ("trackers", "mlflow_uri", "mlflow_experiment", "wandb_project", "wandb_mode")
 
     def __post_init__(self) -> None:
         for i, name in enumerate(self.trackers):

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, TrainConfig, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
+from ..config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 from ..state.checkpoint import load_checkpoint
 
 __all__ = ["Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes",
-           "trackers_left"]
+           "trackers_left", "FROM_NOW"]
 
 
 @dataclass
@@ -48,6 +48,13 @@ def open_resume(system: type, resume: str | Path | bool, out: str | Path | None,
     return Resume(path, run, ckpt, saved_config(system, ckpt, path))
 
 
+# Keys a saved file never sets, since each makes this machine send or fetch data: where a run's
+# numbers go (trackers and their addresses) and whether a dataset is downloaded. A resume, and
+# evaluate / sample / export, take them from what the user gives now, else their defaults (no
+# tracker beside TensorBoard, no download): no saved file makes this machine contact a server.
+FROM_NOW = ("train.trackers", "train.mlflow_uri", "train.mlflow_experiment", "train.wandb_project", "train.wandb_mode",
+            "data.download")
+
 # Keys a resume changes by acting on the restored state, not only by accepting them: a network's
 # base learning rate rescales every group of its optimizer (``Net.rescale_lr``).
 APPLIED_ON_RESUME = re.compile(r"networks\.[^.]+\.lr")
@@ -65,13 +72,13 @@ def check_resume_overrides(system: type, saved: Any, new: Any) -> None:
 
 def saved_config(system: type, ckpt: dict[str, Any], path: Any, overrides: dict[str, Any] | None = None) -> Any:
     """``system``'s config from a checkpoint's (with ``overrides``); a checkpoint that another
-    system wrote is named as such instead of by the first key that does not fit. Where the run's
-    numbers are sent (``TrainConfig.DESTINATIONS``) is never read from the file: it comes from
-    ``overrides``, else the defaults (no tracker beside TensorBoard), so that no saved file makes
-    this machine contact a server."""
-    saved = dict(ckpt["config"])
-    if isinstance(saved.get("train"), dict):
-        saved["train"] = {k: v for k, v in saved["train"].items() if k not in TrainConfig.DESTINATIONS}
+    system wrote is named as such instead of by the first key that does not fit. The keys of
+    ``FROM_NOW`` are never read from the file: they come from ``overrides``, else their defaults."""
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in ckpt["config"].items()}
+    for key in FROM_NOW:
+        table, _, name = key.partition(".")
+        if isinstance(saved.get(table), dict):
+            saved[table].pop(name, None)
     try:
         return from_dict(system.Config, merge(saved, overrides or {}))
     except ConfigError as e:

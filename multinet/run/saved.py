@@ -57,12 +57,7 @@ def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], d
     if bad:
         allowed = ", ".join(k + "*" if k.endswith(".") else k for k in system.evaluate_may_change)
         raise ConfigError(f"only {allowed} keys can change for a saved run, got {', '.join(bad)}")
-    cfg = saved_config(system, ckpt, path, over)
-    data = getattr(cfg, "data", None)
-    if getattr(data, "download", False) and "download" not in (over.get("data") or {}):
-        # Scoring a saved run never makes this machine fetch and unpack files because the file said
-        # so: data.download=true given now does.
-        data.download = False
+    cfg = saved_config(system, ckpt, path, over)  # data.download and trackers: only as given now
     cfg.device = device
     cfg.train.tensorboard = False
     seed_everything(cfg.seed)
