@@ -6,6 +6,7 @@ import pytest
 from multinet import Runner
 from multinet.config import ConfigError, from_dict, load_recipe
 from multinet.gan import GanRecipe, GanSystem
+from multinet.state.checkpoint import load_checkpoint
 
 pytest.importorskip("mlflow")
 pytest.importorskip("wandb")
@@ -110,3 +111,22 @@ def test_tracker_names_and_missing_libraries_are_one_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(ConfigError, match=r"'wandb' is not installed: pip install \"multinet\[wandb\]\""):
         from_dict(GanRecipe, {"train": {"trackers": ["wandb"]}})
+
+
+def test_a_tracker_failing_mid_run_stops_it_in_one_line_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys):
+    from mlflow.exceptions import MlflowException
+
+    from multinet.tracking.backends import MlflowTracker
+    sent = []
+
+    def scalars(self, step, values):  # the server goes away after two logged steps (2, 4)
+        sent.append(step)
+        if len(sent) > 2:
+            raise MlflowException("API request to http://tracking:5000 failed: connection refused\n(details)")
+    monkeypatch.setattr(MlflowTracker, "scalars", scalars)
+    cfg = load_recipe(GanRecipe, "gan_digits", [*ITEMS, "train.trackers=['mlflow']"])
+    result = Runner(GanSystem, cfg, tmp_path / "run", progress=False).fit()
+    err = capsys.readouterr().err
+    assert result.code == 1 and "tracker MlflowTracker: scalars failed (API request to http://tracking:5000" in err
+    assert err.count("\n") == 1 and "(during step 7)" in err, err
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["engine"]["iteration"] == 4  # kept

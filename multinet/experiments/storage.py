@@ -41,17 +41,20 @@ def open_storage(url: str) -> Any:
     (journal, SQLite) must be a regular file or not exist yet: a FIFO or a device there would
     block or never end."""
     import optuna
-    path = url[len("journal:"):] if url.startswith("journal:") else \
-        url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+    path = None
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+    elif url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].partition("?")[0]
     if path and path != ":memory:":
         try:
-            regular_file(path.partition("?")[0] if not url.startswith("journal:") else path)
+            regular_file(path)
         except ValueError as e:
             raise ConfigError(f"--storage {url}: {e}") from None
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
-            return optuna.storages.JournalStorage(JournalFileBackend(path))
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
                                           if url.startswith("sqlite") else {})
     except Exception as e:  # a driver missing, a host unreachable, a path not writable
@@ -75,8 +78,7 @@ def sampler_state(hex_text: str, source: str) -> Any:
     ``source`` when the text holds anything else."""
     import cmaes
     if not isinstance(hex_text, str) or len(hex_text) > _MAX_STATE:
-        raise ConfigError(f"{source}: not a CMA-ES state (a {type(hex_text).__name__} of "
-                          f"{len(hex_text) if isinstance(hex_text, str) else '?'} characters)")
+        raise ConfigError(f"{source}: not a CMA-ES state (text of at most {_MAX_STATE:,} characters)")
     try:
         state = _Restricted(io.BytesIO(bytes.fromhex(hex_text))).load()
     except pickle.UnpicklingError as e:

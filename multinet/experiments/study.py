@@ -31,7 +31,7 @@ from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
 from .storage import default_storage, make_sampler, open_storage
-from .trials import TRIALS, folder_of, params_of, run_folder, trial_attr
+from .trials import config_folder, folder_of, params_of, run_folder, trial_attr
 
 __all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted"]
 
@@ -125,7 +125,7 @@ def queue_grid(study: Any, plan: SweepPlan) -> None:
             params = {**dict(zip(keys, values)), "seed": seed}
             if params not in have:
                 study.enqueue_trial(dict(zip(keys, values)),
-                                    user_attrs={"queued": True, "params": params, "folder": f"{TRIALS}/{i:04d}"})
+                                    user_attrs={"queued": True, "params": params, "folder": config_folder(i)})
 
 
 def _live(study: Any) -> list[Any]:

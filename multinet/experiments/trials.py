@@ -19,7 +19,7 @@ from ..config import ConfigError
 from ..state.runfiles import inside
 from .plan import SweepPlan
 
-__all__ = ["params_of", "folder_of", "run_folder", "trial_attr", "trial_seconds", "TRIALS", "MAX_SEED"]
+__all__ = ["params_of", "folder_of", "config_folder", "run_folder", "trial_attr", "trial_seconds", "TRIALS", "MAX_SEED"]
 
 TRIALS = "trials"
 MAX_SEED = 2 ** 63 - 1  # RunConfig.seed's range
@@ -79,13 +79,13 @@ def folder_of(t: Any, plan: SweepPlan, trials: dict[int, Any]) -> str:
             if key not in params:
                 raise ConfigError(f"study trial {t.number}: has no value for the grid's {key}")
             index = index * len(values) + values.index(params[key])
-        return _folder(index)
+        return config_folder(index)
     number, current = t.number, t
     while (retries := trial_attr(current, "retries", int)) is not None:  # numbers fall, so this ends
         if not 0 <= retries < number or retries not in trials:
             raise ConfigError(f"study trial {number}: retries {retries!r} names no earlier trial of this study")
         number, current = retries, trials[retries]
-    return _folder(number)
+    return config_folder(number)
 
 
 def run_folder(out: Path, folder: str, seed: int) -> Path:
@@ -96,7 +96,8 @@ def run_folder(out: Path, folder: str, seed: int) -> Path:
     return run
 
 
-def _folder(number: int) -> str:
+def config_folder(number: int) -> str:
+    """The run folder of config ``number``, relative to ``--out``."""
     return f"{TRIALS}/{number:04d}"
 
 

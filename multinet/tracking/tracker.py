@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..config import error_line
 from ..state.checkpoint import atomic_path, write_text_atomic
 from ..state.runfiles import MAX_METRICS, parse_json, read_text, regular_file
 
@@ -62,16 +64,14 @@ class Tracker:
         if self._tb is not None:
             for k, v in clean.items():
                 self._tb.add_scalar(k, v, step)
-        for b in self.backends:
-            b.scalars(step, {k: v for k, v in clean.items() if math.isfinite(v)})
+        self._send("scalars", step, {k: v for k, v in clean.items() if math.isfinite(v)})
 
     def summary(self, step: int, values: dict[str, Any]) -> None:
         """The run's final figures (``summary.json``), to the experiment trackers: their numbers as
         metrics at the last step (``metrics.jsonl`` and TensorBoard have the evaluation already)."""
         numbers = {k: float(v) for k, v in values.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-        for b in self.backends:
-            b.scalars(step, numbers)
+        self._send("scalars", step, numbers)
 
     def images(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8,
                value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
@@ -87,28 +87,37 @@ class Tracker:
             torchvision.utils.save_image(grid, tmp)
         if self._tb is not None:
             self._tb.add_image(tag, grid, step)
-        for b in self.backends:
-            b.image(tag, grid, step)
+        self._send("image", tag, grid, step)
         return path
 
     def figure(self, tag: str, fig: Any, step: int) -> None:
         if self._tb is not None:
             self._tb.add_figure(tag, fig, step, close=False)
-        for b in self.backends:
-            b.figure(tag, fig, step)
+        self._send("figure", tag, fig, step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self._tb is not None:
             self._tb.add_text(tag, "    " + text.replace("\n", "\n    "), step)
-        for b in self.backends:
-            b.text(tag, text, step)
+        self._send("text", tag, text, step)
 
     def close(self) -> None:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
         for b in self.backends:
-            b.close()
+            try:
+                b.close()
+            except Exception as e:  # noqa: BLE001 - the run's own files are written; say it and go on
+                warnings.warn(f"tracker {type(b).__name__}: not closed cleanly ({error_line(e, 160)})", stacklevel=2)
+
+    def _send(self, method: str, *args: Any) -> None:
+        """``method(*args)`` on each experiment tracker. One that fails mid-run (its server gone, a
+        full disk) stops the run as any error in it does: one line, the last checkpoint kept."""
+        for b in self.backends:
+            try:
+                getattr(b, method)(*args)
+            except Exception as e:  # noqa: BLE001 - MLflow's and W&B's many exception types
+                raise RuntimeError(f"tracker {type(b).__name__}: {method} failed ({error_line(e, 200)})") from None
 
 
 def _drop_rows_after(path: Path, step: int) -> None:
