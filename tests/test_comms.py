@@ -2,6 +2,7 @@
 codes (skipped only where the extra is absent), model-free training, the bit system."""
 import json
 import math
+import subprocess
 import sys
 
 import pytest
@@ -15,7 +16,7 @@ from multinet.autoencoder.model_free import perturb, policy_loss
 from multinet.autoencoder.networks import bit_labels, gray_qam
 from multinet.config import ConfigError, from_dict, load_recipe
 
-from .cli_run import run
+from .cli_run import ENV, run, spawn
 
 try:
     import sionna.phy as sp
@@ -243,3 +244,32 @@ def test_bit_system_trains_and_is_scored_inside_ldpc_against_qam(tmp_path, train
     for line in rows:
         _, _, bler, lo, hi, ber, blo, bhi, blocks, errors = line.rsplit(",", 9)
         assert float(lo) <= float(bler) <= float(hi) and float(blo) <= float(ber) <= float(bhi)
+
+
+def test_importing_sionna_leaves_the_runs_random_state_alone():
+    """Sionna seeds torch's global generator when imported; a run imports it after seeding, so two
+    runs with a Sionna channel differed. Checked in a fresh interpreter, where the import happens."""
+    pytest.importorskip("sionna")
+    code = ("import random, numpy, torch\n"
+            "from multinet.state.streams import seed_everything\n"
+            "from multinet.autoencoder.channels import require_sionna\n"
+            "seed_everything(3); before = (torch.get_rng_state(), random.getstate(), numpy.random.get_state()[1].copy())\n"
+            "require_sionna('test')\n"
+            "after = (torch.get_rng_state(), random.getstate(), numpy.random.get_state()[1])\n"
+            "print(torch.equal(before[0], after[0]), before[1] == after[1], bool((before[2] == after[2]).all()))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.stdout.split() == ["True", "True", "True"], r.stdout + r.stderr
+
+
+def test_two_runs_over_a_sionna_channel_train_the_same_weights(tmp_path):
+    pytest.importorskip("sionna")
+    args = ["ae_2_2", "channel.model='sionna.RayleighBlockFading'", "--steps", "6", "eval.max_blocks=500",
+            "eval.batch=500", "channel.eval_db=[4.0]", "--no-progress", "train.tensorboard=false"]
+    for name in ("a", "b"):  # each in a fresh interpreter, which imports Sionna after seeding
+        r = spawn("multinet.autoencoder", [*args, "--out", str(tmp_path / name)])
+        assert r.returncode == 0, r.stderr
+    a, b = (load_checkpoint(tmp_path / n / "checkpoints" / "last.pt") for n in ("a", "b"))
+    for net in a["networks"]:
+        for k, v in a["networks"][net]["module"].items():
+            assert torch.equal(v, b["networks"][net]["module"][k]), (net, k)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])

@@ -29,6 +29,7 @@ import torch
 
 from ... import distributed
 from ...config import FieldError
+from ...state.streams import forked_rng
 from .builtin import Channel, ChannelConfig
 
 __all__ = ["SionnaChannel", "require_sionna", "sionna_available"]
@@ -41,9 +42,13 @@ def sionna_available() -> bool:
 
 
 def require_sionna(what: str) -> Any:
-    """``sionna.phy``, or a one-line error naming ``what`` needed it and how to install it."""
+    """``sionna.phy``, or a one-line error naming ``what`` needed it and how to install it.
+    Importing Sionna seeds torch's global generator (its config sets a seed), and a run imports it
+    after seeding itself: the import goes through ``forked_rng``, so a run with a Sionna channel is
+    as exactly repeatable as one with the built-in channel."""
     try:
-        import sionna.phy
+        with forked_rng():
+            import sionna.phy
     except ImportError:
         raise RuntimeError(f"{what} needs Sionna, which is not installed: pip install \"multinet[sionna]\"") from None
     return sionna.phy
