@@ -137,3 +137,13 @@ def test_module_paths_from_before_the_layered_packages_still_import():
     assert (load_data, Engine, Phase, Net, resolve_device) == (
         multinet.data.sources.load_data, multinet.Engine, multinet.Phase, multinet.Net, multinet.resolve_device)
     assert Checkpointer.__module__ == "multinet.handlers.checkpointer"
+
+
+def test_a_typo_inside_an_optional_table_names_the_key():
+    from multinet.autoencoder import AeRecipe
+    with pytest.raises(ConfigError, match=r"unknown key 'finetune_channel.dbb' \(valid: level, db"):
+        from_dict(AeRecipe, {"finetune_channel": {"dbb": 3}})
+    with pytest.raises(ConfigError, match=r"finetune_channel.db: expected a number, got 'x'"):
+        from_dict(AeRecipe, {"finetune_channel": {"db": "x"}})
+    assert from_dict(AeRecipe, {"finetune_channel": None}).finetune_channel is None
+    assert from_dict(AeRecipe, {"finetune_channel": {"db": 3.0}}).finetune_channel.db == 3.0

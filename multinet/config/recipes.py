@@ -47,9 +47,13 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        for a in args:
-            if a is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        tables = [a for a in options if dataclasses.is_dataclass(a) or get_origin(a) is dict]
+        if len(options) == 1 or (isinstance(value, dict) and len(tables) == 1):
+            # One alternative the value can be (an optional table given as a table): its own
+            # error names the key inside it (finetune_channel.dbb), not "expected table or None".
+            return _convert(tables[0] if isinstance(value, dict) and tables else options[0], value, key)
+        for a in options:
             try:
                 return _convert(a, value, key)
             except ConfigError:
