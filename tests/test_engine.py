@@ -1,3 +1,4 @@
+import re
 import pytest
 import torch
 from torch import nn
@@ -371,3 +372,31 @@ def test_the_first_non_finite_step_is_named_however_far_apart_the_checks_are():
     e.run()
     with pytest.raises(NonFiniteLoss, match="non-finite loss in phase 'p' \\(network\\(s\\): n\\) at step 300"):
         e.check_finite()
+
+
+@pytest.mark.parametrize("step,msg", [
+    (lambda e, G: {"loss": 0.5}, "its 'loss' is a float, not a tensor: return the loss tensor itself"),
+    (lambda e, G: {"loss": G(torch.randn(4, 4)).mean().detach()}, "its 'loss' does not depend on any trainable"),
+    (lambda e, G: {"loss": G(torch.randn(4, 4))}, "its 'loss' has shape (4, 2); it must be one number"),
+    (lambda e, G: {"loss": G(torch.randn(4, 4)).mean(), "per_sample": G(torch.randn(4, 4)).sum(1)},
+     "term 'per_sample' has shape (4,); a logged term is one number"),
+])
+def test_a_step_returning_the_wrong_loss_or_term_is_one_line_naming_the_phase(step, msg):
+    nets, phases, _ = _gan()
+    phases[1].step = lambda e: step(e, e.model("generator"))
+    with pytest.raises(ValueError, match=r"phase 'generator': .*" + re.escape(msg)):
+        Engine(nets, phases, total_steps=1).run()
+
+
+def test_a_system_asking_for_a_network_its_config_lacks_says_how_to_add_it():
+    from multinet import RunConfig, System
+
+    class NoNets(System):
+        Config = RunConfig
+
+        def __init__(self, cfg, device, **build):
+            super().__init__(cfg, device, **build)
+            self.net("generator", torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"NoNets.net\('generator'\): the config has no networks.generator NetConfig "
+                                         r"\(its networks: none\); add `generator: NetConfig"):
+        NoNets(RunConfig(device="cpu"), torch.device("cpu"))

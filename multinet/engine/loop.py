@@ -32,7 +32,7 @@ from ..config import error_line
 from ..nets import Net, advance, frozen_tensors
 from .divergence import NonFiniteLoss, non_finite
 from .events import Event
-from .phase import Phase, StepError, check_phases, step_term, user_line
+from .phase import Phase, StepError, check_loss, check_phases, step_term, user_line
 from .readout import Readout
 from .snapshot import Snapshot
 
@@ -158,10 +158,7 @@ class Engine(Readout, Snapshot):
                     raise
                 raise StepError(f"phase {phase.name!r}, step {self.iteration + 1}: {type(e).__name__}: "
                                 f"{error_line(e, 200)} [{user_line(e)}]") from e
-            if not isinstance(terms, dict) or not isinstance(terms.get("loss"), torch.Tensor):
-                got = sorted(terms) if isinstance(terms, dict) else type(terms).__name__
-                raise ValueError(f"phase {phase.name!r}: its step must return a dict with a 'loss' tensor, got {got}")
-            loss = terms["loss"]
+            loss = check_loss(phase, terms)
             scaler.scale(loss).backward()
         self._training = ()
         for net in nets:

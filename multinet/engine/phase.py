@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["Phase", "StepError", "keep_plan", "step_term", "user_line", "error_rate", "bit_error_rate"]
+__all__ = ["Phase", "StepError", "keep_plan", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
 
 
 @dataclass
@@ -94,9 +94,34 @@ def user_line(e: BaseException) -> str:
     return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
 
 
+def check_loss(phase: Phase, terms: Any) -> torch.Tensor:
+    """The ``loss`` a step returned, which must be a one-number tensor in the trained networks'
+    graph; anything else is one line naming the phase and the fix. Reads only what the host knows
+    (type, shape, ``requires_grad``): nothing comes back from the device."""
+    where = f"phase {phase.name!r}"
+    if not isinstance(terms, dict) or "loss" not in terms:
+        got = f"a dict of {sorted(map(str, terms))}" if isinstance(terms, dict) else f"a {type(terms).__name__}"
+        raise ValueError(f"{where}: its step must return a dict with a 'loss' tensor, got {got}")
+    loss = terms["loss"]
+    if not isinstance(loss, torch.Tensor):
+        raise ValueError(f"{where}: its 'loss' is a {type(loss).__name__}, not a tensor: return the loss tensor itself "
+                         "(not loss.item() or float(loss)), so that it can be backpropagated")
+    if loss.numel() != 1:
+        raise ValueError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
+                         "(.mean() or .sum())")
+    if not loss.requires_grad:
+        raise ValueError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
+                         f"torch.no_grad(), or from frozen networks only); compute it from the output of "
+                         f"engine.model({phase.nets[0]!r})" if phase.nets else f"{where}: its 'loss' has no gradient")
+    return loss
+
+
 def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.Tensor:
     """A logged term as a detached float tensor: tensors as they are, Python numbers (``acc.item()``) too."""
     if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"phase {phase!r}: term {name!r} has shape {tuple(value.shape)}; a logged term is one "
+                             "number: reduce it (.mean()) or log each value under its own name")
         return value.detach().float()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         # Shown once per process (the default filter): a number made from a tensor (``.item()``,

@@ -19,6 +19,7 @@ resume, signal handling, NaN stop, progress bar and summary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import warnings
@@ -126,7 +127,13 @@ class System:
         is not given) through ``Net``'s build order, with the run's compile / SyncBatchNorm flags.
         ``config`` sets ``NetConfig`` fields the system decides; a recipe that sets one of them to
         another value is an error, never silently overridden."""
-        ncfg: NetConfig = getattr(self.cfg.networks, name)
+        ncfg = getattr(getattr(self.cfg, "networks", None), name, None)
+        if not isinstance(ncfg, NetConfig):
+            have = [f.name for f in dataclasses.fields(self.cfg.networks)] \
+                if dataclasses.is_dataclass(getattr(self.cfg, "networks", None)) else []
+            raise ValueError(f"{type(self).__name__}.net({name!r}): the config has no networks.{name} NetConfig "
+                             f"(its networks: {', '.join(have) or 'none'}); add `{name}: NetConfig = "
+                             f"field(default_factory=NetConfig)` to its networks table")
         if ncfg.class_path:  # the recipe's own network replaces the system's
             module = import_class(ncfg.class_path, nn.Module, f"networks.{name}.class_path")(**ncfg.init_args)
         if module is None:
