@@ -38,6 +38,24 @@ def test_partial_load_rename_and_floor():
         load_partial(dst, small.state_dict(), rename={"0": "fc3"}, min_coverage=0.5)
 
 
+def test_a_rename_prefix_with_a_trailing_dot_matches_and_one_matching_nothing_warns():
+    dst, small = LeNet(), nn.Sequential(nn.Linear(84, 10))
+    rep = load_partial(dst, small.state_dict(), rename={"0.": "fc3."})  # matched nothing before
+    assert sorted(rep.matched) == ["fc3.bias", "fc3.weight"]
+    with pytest.warns(UserWarning, match=r"pretrained rename 'body' matches no key of the source \(0.weight, 0.bias"):
+        load_partial(dst, small.state_dict(), rename={"0": "fc3", "body.": "trunk"})
+
+
+def test_a_pretrained_load_says_what_it_loaded(tmp_path, caplog):
+    import logging
+    torch.save(nn.Sequential(nn.Linear(84, 10)).state_dict(), tmp_path / "w.pt")
+    spec = {"path": str(tmp_path / "w.pt"), "rename": {"0": "fc3"}}
+    from multinet.nets import PretrainedSpec
+    with caplog.at_level(logging.INFO, logger="multinet"):
+        Net("classifier", LeNet(), NetConfig(optimizer="adam", lr=0.01, pretrained=PretrainedSpec(**spec)), "cpu")
+    assert f"classifier: pretrained {tmp_path / 'w.pt'}: loaded 2/10 tensors (20.0%)" in caplog.text
+
+
 def test_partial_load_from_multinet_checkpoint(tmp_path):
     net = Net("generator", LeNet(), NetConfig(optimizer="adam", lr=0.01), "cpu")
     save_checkpoint({"networks": {"generator": net.state_dict()}}, tmp_path / "c.pt")

@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "multinet"
 # Bottom to top. A module may import from its own layer and any layer before it.
 LAYERS = [
-    {"multinet.config", "multinet.startup", "multinet.distributed"},
+    {"multinet.config", "multinet.startup", "multinet.distributed", "multinet.notes"},
     {"multinet.state"},
     {"multinet.nets"},
     {"multinet.data"},

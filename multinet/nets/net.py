@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import distributed
+from ..notes import note
 from .device import compile_options, resolve_device
 from .ema import Ema
 from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
@@ -74,6 +75,7 @@ class Net:
             p = cfg.pretrained
             self.load_report = load_partial(self.module, p.path, p.network or name, p.strip_prefix,
                                             p.add_prefix, p.rename, p.include, p.exclude, p.min_coverage)
+            note(f"{name}: pretrained {p.path}: {self.load_report.summary()}")
         if cfg.freeze:
             set_trainable(self.module, False, patterns=cfg.freeze)
         if cfg.freeze_first_n:

@@ -7,6 +7,7 @@ never passes silently.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -77,6 +78,9 @@ def load_partial(module: nn.Module, source: str | Path | Mapping[str, Any], netw
     """Copy matching tensors from ``source`` (path, checkpoint or state_dict) into ``module``."""
     state = _source_state(source, network)
     target = module.state_dict()
+    # A prefix is a dotted module path: "body." and "body" mean the same (a trailing dot used to match nothing).
+    renames = {old.rstrip("."): new.rstrip(".") for old, new in (rename or {}).items()}
+    used: set[str] = set()
     mapped: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
@@ -85,9 +89,10 @@ def load_partial(module: nn.Module, source: str | Path | Mapping[str, Any], netw
             if not key.startswith(strip_prefix):
                 continue
             key = key[len(strip_prefix):]
-        for old, new in (rename or {}).items():
+        for old, new in renames.items():
             if key == old or key.startswith(old + "."):
                 key = new + key[len(old):]
+                used.add(old)
                 break
         key = add_prefix + key
         if include and not name_matches(include, key):
@@ -95,6 +100,10 @@ def load_partial(module: nn.Module, source: str | Path | Mapping[str, Any], netw
         if exclude and name_matches(exclude, key):
             continue
         mapped[key] = value
+    unused = [old for old in renames if old not in used]
+    if unused:
+        warnings.warn(f"pretrained rename {', '.join(map(repr, unused))} matches no key of the source "
+                      f"({', '.join(list(state)[:3])}, ...)", stacklevel=2)
     matched, mismatch = [], []
     for key, value in mapped.items():
         if key not in target:

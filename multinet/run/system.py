@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,42 +31,11 @@ from torch import nn
 from ..config import RunConfig, to_dict
 from ..engine import Engine, Phase
 from ..nets import Net, NetConfig
+from ..notes import note, notes_shown
 from ..state.imports import import_class, object_path
 from ..state.streams import RandomStreams
 
 __all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "engine_for", "note", "notes_shown"]
-
-_NOTES = logging.getLogger("multinet")
-
-
-def note(text: str) -> None:
-    """A remark for the person running a system (a figure skipped, a phase end moved): the runner
-    and the command line show it as one ``note:`` line on stderr; ``Runner(echo=False)`` shows
-    nothing; a program that configures ``logging`` gets it as an INFO record of ``multinet``."""
-    _NOTES.info(text)
-
-
-@contextlib.contextmanager
-def notes_shown(show: bool = True):
-    """Inside this block, ``note()`` prints to stderr, unless ``show`` is false (then notes go only
-    where the program's own logging sends them) or the program gave the ``multinet`` logger a
-    handler of its own (which then decides)."""
-    if not show or _NOTES.handlers:
-        yield
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("note: %(message)s"))
-    level, propagate = _NOTES.level, _NOTES.propagate
-    _NOTES.addHandler(handler)
-    _NOTES.setLevel(logging.INFO)
-    _NOTES.propagate = False  # once on stderr, not again through a root handler
-    try:
-        yield
-    finally:
-        _NOTES.removeHandler(handler)
-        _NOTES.setLevel(level)
-        _NOTES.propagate = propagate
-
 
 class NotOffered(NotImplementedError):
     """The system does not offer this (``evaluate``, ``sample``, ``export``)."""
