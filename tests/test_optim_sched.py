@@ -129,10 +129,24 @@ def test_unfreeze_with_torch_lambdalr_fails_clearly():
 def test_unknown_optimizer_and_option():
     with pytest.raises(ValueError, match="optimizer: 'lamb' unknown"):
         NetConfig(optimizer="lamb")
-    with pytest.raises(ValueError, match="optimizer sgd takes no betas"):
+    with pytest.warns(UserWarning, match=r"betas \[0.9, 0.99\] are Adam's; optimizer sgd does not use them"):
         NetConfig(optimizer="sgd", betas=[0.9, 0.99])
-    with pytest.raises(ValueError, match="optimizer adam takes no momentum"):
+    with pytest.warns(UserWarning, match="momentum 0.9 is SGD's and RMSprop's; optimizer adam does not use it"):
         NetConfig(momentum=0.9)
+
+
+def test_switching_a_recipes_adam_network_to_sgd_is_one_key(tmp_path):
+    """gan_digits' networks use Adam with betas [0.5, 0.999]: optimizer=sgd alone switches (a warning
+    says the betas go unused), and betas=[] clears them to the default."""
+    from multinet.config import load_recipe
+    from multinet.gan import GanRecipe
+    with pytest.warns(UserWarning, match="optimizer sgd does not use them"):
+        cfg = load_recipe(GanRecipe, "gan_digits", ["networks.generator.optimizer='sgd'",
+                                                    "networks.generator.momentum=0.9"])
+    net = Net("generator", nn.Linear(2, 2), cfg.networks.generator, "cpu")
+    assert isinstance(net.optimizer, torch.optim.SGD) and net.optimizer.defaults["momentum"] == 0.9
+    cfg = load_recipe(GanRecipe, "gan_digits", ["networks.generator.optimizer='sgd'", "networks.generator.betas=[]"])
+    assert cfg.networks.generator.betas == [0.9, 0.999]
 
 
 def test_foreach_passed_through():

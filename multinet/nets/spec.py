@@ -19,6 +19,8 @@ SyncBatchNorm, which are how a run builds every network (``Net(..., compile=True
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,10 +91,17 @@ class NetConfig:
         within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise FieldError("optimizer", f"{self.optimizer!r} unknown (valid: {', '.join(OPTIMIZER_NAMES)})")
+        if self.betas == []:  # "unset": the default, so that a recipe's Adam betas can be cleared
+            self.betas = [0.9, 0.999]
+        # Switching optimizer is one key (optimizer=sgd over a recipe written for Adam): the other
+        # optimizer's options stay as written but unused, and say so, as jsonargparse drops the
+        # init_args a new class_path does not take.
         if self.optimizer in ("sgd", "rmsprop") and self.betas != [0.9, 0.999]:
-            raise FieldError("betas", f"optimizer {self.optimizer} takes no betas (momentum is its option)")
+            warnings.warn(f"betas {self.betas} are Adam's; optimizer {self.optimizer} does not use them (momentum is "
+                          "its option)", stacklevel=3)
         if self.optimizer in ("adam", "adamw") and self.momentum:
-            raise FieldError("momentum", f"optimizer {self.optimizer} takes no momentum (betas are its options)")
+            warnings.warn(f"momentum {self.momentum} is SGD's and RMSprop's; optimizer {self.optimizer} does not use "
+                          "it (betas are its options)", stacklevel=3)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise FieldError("betas", f"must be two numbers in [0, 1), got {self.betas}")
         if self.unfreeze and self.unfreeze_at < 1:
