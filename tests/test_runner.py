@@ -184,6 +184,19 @@ def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_pat
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["engine"]["iteration"] == 4
 
 
+def test_an_error_line_starts_a_line_of_its_own_after_the_progress_bar(tmp_path, capsys):
+    base = import_class(EXAMPLES[1], System)
+
+    class Failing(base):
+        def d_step(self, e):
+            if e.iteration == 6:
+                raise RuntimeError("boom")
+            return super().d_step(e)
+    assert Runner(Failing, _cfg(Failing), tmp_path / "r", progress=True).fit().code == 1
+    err = capsys.readouterr().err
+    assert "\nerror: phase 'discriminator', step 7: RuntimeError: boom" in err, err
+
+
 def test_a_saved_gan_samples_without_its_data_or_optimizers(tmp_path):
     """load_system builds networks only: no optimizer, and the data is read only when an
     evaluation asks for it (here the IDX folder is gone after training)."""

@@ -255,7 +255,10 @@ class Runner:
         handlers.append(checkpointer)
         result = RunResult(0, engine.iteration, self.out)
         try:
-            engine.run(self.stop_at, handlers)
+            try:
+                engine.run(self.stop_at, handlers)
+            finally:  # closed first: no line said below is glued to the end of the bar
+                bar.close()
             result.step, result.checkpoint = engine.iteration, checkpointer.last if main else None
             if engine.stop_reason is not None:
                 if main:
@@ -292,7 +295,6 @@ class Runner:
                       f"(MULTINET_TRACEBACK=1 shows where)")
         finally:
             result.seconds = timer.seconds
-            bar.close()
             signals.restore()
             tracker.close()
         return result
