@@ -5,7 +5,8 @@ imports of the wrong role, bad run folders, crafted counters and timers, and ove
 Each attack is one command run in this process under a 60 s watchdog. It is tallied as:
 "refused" (exit code 2, one line, no traceback), "safe" (it finished without using what was
 planted), "traceback", "hang" (the watchdog fired), or "silent" (it accepted a bad value and went
-on: a resume finishing at step 10^30, a run's time reported as inf). Besides, each group counts
+on: a resume finishing at step 10^30, a run's time reported as inf); a storage on a FIFO runs in a
+process of its own, also stopped as "memory" past 4 GiB. Besides, each group counts
 code that ran (a marker folder), files written outside the sweep folder, and TCP connections to
 a loopback server that a crafted file names.
 """
@@ -57,6 +58,36 @@ def run_cli(cli: Callable[..., tuple[int, str]], *args: Any) -> tuple[str, int, 
     if code == 2 and len(lines) == 1:
         return "refused", code, err
     return ("safe" if code == 0 else "traceback"), code, err
+
+
+def run_spawned(*args: Any, max_rss: int = 4 << 30) -> str:
+    """The outcome of ``python -m multinet ARGS`` in a process of its own, stopped after
+    ``WATCHDOG`` seconds ("hang") or at ``max_rss`` bytes of memory ("memory")."""
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "multinet", *map(str, args)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    start, outcome = time.monotonic(), None
+    while p.poll() is None and outcome is None:
+        time.sleep(0.2)
+        try:
+            rss = int(next(x for x in Path(f"/proc/{p.pid}/status").read_text().splitlines()
+                           if x.startswith("VmRSS")).split()[1]) * 1024
+        except (OSError, StopIteration):
+            rss = 0
+        if rss > max_rss:
+            outcome = "memory"
+        elif time.monotonic() - start > WATCHDOG:
+            outcome = "hang"
+    if outcome is not None:
+        p.kill()
+        p.wait()
+        return outcome
+    err = p.stderr.read()
+    lines = [x for x in err.strip().splitlines() if not x.startswith(("warning:", "note:", "[I ", "[W "))]
+    if "Traceback" in err:
+        return "traceback"
+    return "refused" if p.returncode == 2 and len(lines) == 1 else ("safe" if p.returncode == 0 else "traceback")
 
 
 class Listener:
@@ -175,15 +206,15 @@ def crafted_studies(cli: Callable[..., tuple[int, str]], work: Path, payload: Ca
     results["CMA-ES state: a pickle payload"] = {"sweep --sampler cmaes": outcome}
     for kind, url in (("journal", "journal:{}"), ("sqlite", "sqlite:///{}")):
         fifo = work / "studies" / f"{kind}.fifo"
-        os.mkfifo(fifo)
-        outcome, _, _ = run_cli(cli, *_sweep_args(work / "studies" / f"{kind}-out", "--storage", url.format(fifo)))
+        os.mkfifo(fifo)  # in a process of its own: reading a FIFO has taken all memory (23 GB) here
+        outcome = run_spawned(*_sweep_args(work / "studies" / f"{kind}-out", "--storage", url.format(fifo)))
         results[f"--storage {kind} on a FIFO"] = {"sweep": outcome}
     return _group("crafted studies and sweep folders", results, marker)
 
 
 def _group(name: str, results: dict[str, dict[str, str]], marker: Path | None = None, **extra: Any) -> dict:
     outcomes = [o for r in results.values() for o in r.values()]
-    kinds = ("refused", "safe", "traceback", "hang", "silent")
+    kinds = ("refused", "safe", "traceback", "hang", "memory", "silent")
     return {"group": name, "attacks": len(results), "commands": len(outcomes),
             **{k: sum(o.split(" + ")[0] == k for o in outcomes) for k in kinds},
             "wrote_outside": sum("wrote outside" in o for o in outcomes),

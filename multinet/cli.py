@@ -282,6 +282,7 @@ def _sample_export(args: argparse.Namespace) -> int:
 
 def _save_samples(x: Any, args: argparse.Namespace) -> int:
     import numpy as np
+    from .tracking.tracker import viewable
     from .state.checkpoint import atomic_path
     x = x.cpu()
     out = Path(args.out)
@@ -293,7 +294,7 @@ def _save_samples(x: Any, args: argparse.Namespace) -> int:
     if x.ndim == 4:
         import torchvision
         with atomic_path(out.with_suffix(".png")) as tmp:
-            torchvision.utils.save_image(x, tmp, nrow=int(args.n ** 0.5) or 1, normalize=True, value_range=(-1, 1))
+            torchvision.utils.save_image(viewable(x), tmp, nrow=int(args.n ** 0.5) or 1, normalize=True, value_range=(-1, 1))
         also = f" and {out.with_suffix('.png')}"
     print(f"wrote {args.n} samples to {out}{also}")
     return 0

@@ -78,6 +78,8 @@ def test_gan_sample_command(tmp_path):
     import numpy as np
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (16, 1, 8, 8) and x.dtype == np.float32 and (tmp_path / "s.png").exists()
+    from PIL import Image
+    assert Image.open(tmp_path / "s.png").size == (4 * 34 + 2, 4 * 34 + 2)  # 8x8 digits enlarged to 32 px, 4 by 4
     r = run("multinet.gan", ["sample", str(out / "checkpoints/last.pt"), "--n", "16", "--rejection", "drs",
                              "--out", str(tmp_path / "d.npy")])
     assert r.returncode == 0, r.stderr

@@ -142,8 +142,9 @@ def test_a_grid_given_more_seeds_runs_only_the_new_runs_in_the_configs_folders(t
     before = first.stat().st_mtime_ns
     r = sweep(tmp_path, "networks.decoder.lr=1e-3,3e-3", "--seeds", "0-1")
     assert r.returncode == 0, r.stderr
-    assert sorted(line.split(":")[0] for line in r.stdout.splitlines() if line.startswith("trial ")) == \
-        ["trial 2 seed 1", "trial 3 seed 1"]
+    # Each run is named on the console by its folder, as sweep.md and sweep.csv name it, then its trial.
+    assert sorted(line.split(":")[0] for line in r.stdout.splitlines() if line.startswith("trials/")) == \
+        ["trials/0000/seed-1 (trial 2)", "trials/0001/seed-1 (trial 3)"]
     got = {(x["param/networks.decoder.lr"], x["seed"]): x["folder"] for x in rows(tmp_path)}
     assert got == {("1e-3", "0"): "trials/0000", ("3e-3", "0"): "trials/0001", ("1e-3", "1"): "trials/0000",
                    ("3e-3", "1"): "trials/0001"}

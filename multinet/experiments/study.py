@@ -185,6 +185,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
     values = []
     for i, seed in enumerate(seeds):
         run = run_folder(out, folder, seed)
+        where = f"{folder}/seed-{seed} (trial {trial.number})"  # named as sweep.md and sweep.csv name it
         summary_file = run / "summary.json"
         if summary_file.exists():  # finished before an interruption: read, not re-run
             summary = read_json(summary_file, run, what="a run's summary")
@@ -212,16 +213,16 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                 error = result.error or f"{result.stop_reason or 'interrupted'} at step {result.step}"
             trial.set_user_attr(f"seconds/seed-{seed}", round(seconds, 2))  # training time, over its resumes
             if pruned:
-                say(f"trial {trial.number} seed {seed}: pruned at step {pruned[0]}")
+                say(f"{where}: pruned at step {pruned[0]}")
                 return None, "pruned"
             if code in (130, 143):
-                raise Interrupted(code, f"trial {trial.number} seed {seed}: {error}; the same command resumes the sweep")
+                raise Interrupted(code, f"{where}: {error}; the same command resumes the sweep")
             if code != 0:
                 trial.set_user_attr("error", error[:300])
-                say(f"trial {trial.number} seed {seed}: failed: {error}")
+                say(f"{where}: failed: {error}")
                 return None, "failed"
         values.append(_objective(summary, plan))
-        say(f"trial {trial.number} seed {seed}: {plan.objective} = {values[-1]:.6g}")
+        say(f"{where}: {plan.objective} = {values[-1]:.6g}")
     return statistics.fmean(values), "complete"
 
 

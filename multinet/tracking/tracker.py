@@ -18,7 +18,7 @@ from ..config import error_line
 from ..state.checkpoint import atomic_path, write_text_atomic
 from ..state.runfiles import MAX_METRICS, parse_json, read_text, regular_file
 
-__all__ = ["Tracker", "NullTracker", "json_safe"]
+__all__ = ["Tracker", "NullTracker", "json_safe", "viewable"]
 
 
 def json_safe(value: Any) -> Any:
@@ -30,6 +30,15 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def viewable(images: torch.Tensor) -> torch.Tensor:
+    """``images`` (N, C, H, W) on the CPU, tiny ones (8x8 digits) enlarged to at least 32 pixels a
+    side by whole-pixel repetition, so that a grid of them can be read as a PNG."""
+    images = images.detach().float().cpu()
+    if images.ndim == 4 and 0 < images.shape[-1] < 32:
+        images = torch.nn.functional.interpolate(images, scale_factor=-(-32 // images.shape[-1]), mode="nearest")
+    return images
 
 
 class Tracker:
@@ -77,10 +86,8 @@ class Tracker:
                value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
         """Save ``images`` (N, C, H, W) as ``samples/<tag>_<step>.png`` and to TensorBoard."""
         import torchvision  # here, not at import: it takes about 2 s, and runs without images never need it
-        images = images.detach().float().cpu()
-        if images.shape[-1] < 32:  # tiny images (8x8 digits): enlarge so the PNG can be read
-            images = torch.nn.functional.interpolate(images, scale_factor=32 // images.shape[-1], mode="nearest")
-        grid = torchvision.utils.make_grid(images, nrow=nrow, normalize=True, value_range=value_range, padding=1)
+        grid = torchvision.utils.make_grid(viewable(images), nrow=nrow, normalize=True, value_range=value_range,
+                                           padding=1)
         path = self.run_dir / "samples" / f"{tag.replace('/', '_')}_{step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
