@@ -249,3 +249,16 @@ def test_a_figure_saved_as_null_is_the_worst_objective_and_keeps_its_column(tmp_
     plan.direction = "maximize"
     assert _objective({"reverse_kl": None}, plan) == -math.inf and _objective({"reverse_kl": 0.25}, plan) == 0.25
     assert math.isnan(_numbers({"modes": 0, "reverse_kl": None})["reverse_kl"])
+
+
+def test_a_seeds_sweep_needs_no_objective_and_can_be_ranked_by_any_figure_afterwards(tmp_path):
+    args = ["sweep", "autoencoder", *AE, "networks.decoder.lr=1e-3,3e-3", "--out", str(tmp_path)]
+    r = run("multinet", args)
+    assert r.returncode == 0 and "trials/0000/seed-0 (trial 0): done" in r.stdout, r.stdout + r.stderr
+    table = (tmp_path / "sweep.md").read_text()
+    assert FIG in table and "Best config" not in table
+    r = run("multinet", [*args, "--report", "--objective", FIG, "--direction", "minimize"])
+    assert r.returncode == 0 and "Best config (minimize " + FIG in (tmp_path / "sweep.md").read_text(), r.stderr
+    r = run("multinet", ["sweep", "autoencoder", *AE, "--search", "networks.encoder.lr=loguniform:1e-4:1e-2", "--trials",
+                         "1", "--out", str(tmp_path / "search")])
+    assert r.returncode == 2 and "--objective: a search needs the evaluation figure" in r.stderr, r.stderr

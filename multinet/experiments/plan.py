@@ -171,11 +171,13 @@ class SweepPlan:
     def continues(self, saved: dict[str, Any]) -> bool:
         """Whether this sweep may join the study whose ``definition()`` is ``saved`` (parsed): the same
         one, or the same grid (or seeds-only sweep) over other seeds, which only queues the runs the
-        study lacks. A search's seeds are part of it: its trials' values are means over them."""
+        study lacks, or ranked by another objective (or none). A search's seeds and objective are part
+        of it: its trials' values are means of that objective over them."""
         mine, theirs = json.loads(self.definition()), dict(saved)
-        if not (self.search or theirs.get("search")):
-            del mine["seeds"]
-            theirs.pop("seeds", None)
+        if not (self.search or theirs.get("search")):  # and its report may rank by any figure, or none
+            for key in ("seeds", "objective", "direction"):
+                mine.pop(key, None)
+                theirs.pop(key, None)
         return mine == theirs
 
     def overrides(self, params: dict[str, Any], seed: int) -> list[str]:
@@ -210,9 +212,10 @@ class SweepPlan:
                 cfg = _build(system, self.overrides({key: v}, self.seeds[0]), f" ({key}={v})")
                 if kind in ("loguniform", "uniform", "int"):
                     _check_number(cfg, key, kind)
-        if self.objective == "":
-            raise ConfigError("--objective: name the evaluation figure each trial is scored by, also in a grid or "
-                              "over seeds (e.g. high_quality, classifier_fd, 'curves/<curve>/<dB>')")
+        if self.objective == "" and self.search:
+            raise ConfigError("--objective: a search needs the evaluation figure each trial is scored by (e.g. "
+                              "high_quality, classifier_fd, 'curves/<curve>/<dB>'); a grid or seeds sweep reports "
+                              "every figure without one")
         return base
 
 

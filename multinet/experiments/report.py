@@ -79,10 +79,7 @@ def _table(rows: list[dict[str, Any]], plan: SweepPlan) -> str:
     for r in rows:
         if r["state"] == "complete":
             configs.setdefault(r["folder"], []).append(r)
-    fixed = {"trial", "folder", "state", "seed", "seconds", "steps", "world_size", plan.objective}
-    found = {k for r in rows for k in r if k not in fixed and not k.startswith("param/") and isinstance(r[k], float)}
-    # The objective, then the top-level figures, then nested ones (curves/...): eight columns at most.
-    figures = [plan.objective] + sorted(found, key=lambda k: ("/" in k, k))[:7]
+    figures = _figures(rows, plan)
     params = sorted({k for r in rows for k in r if k.startswith("param/")})
     head = ["config", *[p[6:] for p in params], "seeds", *figures]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -101,11 +98,19 @@ def _table(rows: list[dict[str, Any]], plan: SweepPlan) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + ("\n\nMean ± half-width of the 95 % t interval over seeds "
                                       "(sd: their sample standard deviation).\n")
-    if scored:
+    if scored and plan.objective:
         best = (max if plan.direction == "maximize" else min)(scored)
         text += f"Best config ({plan.direction} {plan.objective}): {best[1]}, {best[0]:.6g}\n"
     pruned = len({r["trial"] for r in rows if r["state"] == "pruned"})
     return text + (f"Pruned trials: {pruned}\n" if pruned else "")
+
+
+def _figures(rows: list[dict[str, Any]], plan: SweepPlan) -> list[str]:
+    """The table's figures: the objective, then the top-level figures, then nested ones (curves/...),
+    eight at most."""
+    fixed = {"trial", "folder", "state", "seed", "seconds", "steps", "world_size", plan.objective}
+    found = {k for r in rows for k in r if k not in fixed and not k.startswith("param/") and isinstance(r[k], float)}
+    return ([plan.objective] if plan.objective else []) + sorted(found, key=lambda k: ("/" in k, k))[:8 - bool(plan.objective)]
 
 
 def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -> None:
@@ -113,10 +118,18 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
-    keys = sorted({k for t in done for k in t.params if k != "seed"})
+    # (trial, its parameters, value): a search plots what Optuna was told (each config's mean over
+    # seeds); a grid, each run's figure from its summary (the objective, else the table's first).
+    name = plan.objective or next(iter(_figures(rows, plan)), "")
+    if plan.search:
+        points = [(t.number, t.params, t.value) for t in study.get_trials(deepcopy=False)
+                  if t.state.name == "COMPLETE" and t.value is not None]
+    else:
+        points = [(r["trial"], {k[6:]: v for k, v in r.items() if k.startswith("param/")}, r[name]) for r in rows
+                  if r["state"] == "complete" and isinstance(r.get(name), float) and math.isfinite(r[name])]
+    keys = sorted({k for _, params, _ in points for k in params if k != "seed"})
     importances: dict[str, float] = {}
-    if len(done) >= 2 and keys and plan.search:
+    if len(points) >= 2 and keys and plan.search:
         try:
             import optuna
             importances = optuna.importance.get_param_importances(study)
@@ -125,20 +138,20 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
     panels = 1 + bool(importances) + len(keys)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     ax = axes[0][0]
-    ax.plot([t.number for t in done], [t.value for t in done], "o", label="complete")
+    ax.plot([n for n, _, _ in points], [v for _, _, v in points], "o", label="complete")
     pruned = [(t.number, t.intermediate_values[max(t.intermediate_values)]) for t in study.get_trials(deepcopy=False)
               if t.state.name == "PRUNED" and t.intermediate_values]
     if pruned:  # where a pruned trial stood when it was stopped
         ax.plot(*zip(*pruned), "x", color="grey", label="pruned (last evaluation)")
         ax.legend(fontsize=7)
-    ax.set(xlabel="trial", ylabel=plan.objective, title="objective per trial")
+    ax.set(xlabel="trial", ylabel=name, title=f"{'objective' if plan.objective else name} per trial")
     i = 1
     if importances:
         axes[0][i].barh([k.split(".", 1)[-1] for k in importances], list(importances.values()))
         axes[0][i].set(title="parameter importance")
         i += 1
     for k in keys:
-        pts = [(t.params[k], t.value) for t in done if k in t.params]
+        pts = [(params[k], v) for _, params, v in points if k in params]
         numeric = all(isinstance(x, (int, float)) for x, _ in pts)
         xs = [x if numeric else str(x) for x, _ in pts]
         axes[0][i].plot(xs, [v for _, v in pts], "o")
@@ -147,7 +160,7 @@ def _plot(study: Any, plan: SweepPlan, rows: list[dict[str, Any]], path: Path) -
             axes[0][i].xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             axes[0][i].xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             axes[0][i].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        axes[0][i].set(xlabel=k, ylabel=plan.objective)
+        axes[0][i].set(xlabel=k, ylabel=name)
         i += 1
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -207,7 +207,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                 resume = "" if (run / "checkpoints" / "last.pt").exists() else None
                 launch = resolve(system, plan.overrides(params, seed), out=str(run), resume=resume)
                 runner = Runner(system, launch.cfg, run, resume=launch.resume, progress=False, echo=False,
-                                overwrite=resume is None, on_evaluation=(report,))
+                                overwrite=resume is None, on_evaluation=(report,) if plan.search else ())
                 result = runner.fit()
                 code, summary, seconds = result.code, result.summary, result.seconds
                 error = result.error or f"{result.stop_reason or 'interrupted'} at step {result.step}"
@@ -221,9 +221,12 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                 trial.set_user_attr("error", error[:300])
                 say(f"{where}: failed: {error}")
                 return None, "failed"
+        if not plan.objective:  # a grid or seeds sweep reports every figure: Optuna keeps a placeholder 0
+            say(f"{where}: done")
+            continue
         values.append(_objective(summary, plan))
         say(f"{where}: {plan.objective} = {values[-1]:.6g}")
-    return statistics.fmean(values), "complete"
+    return (statistics.fmean(values) if values else 0.0), "complete"
 
 
 def _torchrun(plan: SweepPlan, params: dict[str, Any], seed: int,
