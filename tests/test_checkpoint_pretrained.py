@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 import torch
@@ -149,13 +150,13 @@ def test_changed_tensor_bytes_are_refused_by_the_checksum(tmp_path):
 @pytest.mark.parametrize("change,msg", [
     (lambda d: d.pop("engine"), "'engine' is missing, expected a dict"),
     (lambda d: d.update(networks=[1, 2]), "'networks' is a list, expected a dict"),
-    (lambda d: d["engine"].update(iteration=-5), "engine iteration -5 is not a step count"),
+    (lambda d: d["engine"].update(iteration=-5), "engine iteration -5 is not valid (0 to 1e+12)"),
 ])
 def test_broken_checkpoint_structure_is_one_line(tmp_path, change, msg):
     payload = {"config": {}, "networks": {}, "engine": {"iteration": 3}, "rng": {}}
     change(payload)
     path = save_checkpoint(payload, tmp_path / "b.pt")
-    with pytest.raises(ValueError, match=f"b.pt: broken checkpoint: {msg}"):
+    with pytest.raises(ValueError, match=re.escape(f"b.pt: broken checkpoint: {msg}")):
         load_checkpoint(path)
 
 

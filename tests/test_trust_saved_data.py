@@ -73,14 +73,16 @@ def test_a_checkpoints_timer_must_hold_a_training_time(trained, tmp_path, state)
 @pytest.mark.parametrize("change", [
     lambda e: e.update(iteration=10 ** 30), lambda e: e.update(iteration=2.5), lambda e: e.update(world_size=0),
     lambda e: e.update(phase_steps={"generator": -1}), lambda e: e.update(total_steps=10 ** 20),
-    lambda e: e.update(plan={"generator": [0, "x"]})], ids=["iteration", "float", "world", "phase", "total", "plan"])
+    lambda e: e.update(plan={"generator": [0, "x"]}), lambda e: e.update(plan={"discriminator": [5, 3]}),
+    lambda e: e.update(phase=[{"x": 1}])], ids=["iteration", "float", "world", "phase", "total", "plan", "backwards",
+                                              "names"])
 def test_a_checkpoints_counters_are_step_counts_for_every_command(trained, tmp_path, change):
     path = _crafted(trained, tmp_path, lambda c: change(c["engine"]))
-    with pytest.raises(ValueError, match="broken checkpoint: engine .* is not a step count"):
+    with pytest.raises(ValueError, match=r"broken checkpoint: engine .* is not valid \("):
         load_checkpoint(path)
     for name, args in _commands(path, tmp_path).items():
         code, _, err = _cli(*args)
-        _one_line(code, err, "is not a step count")
+        _one_line(code, err, "is not valid (")
 
 
 def test_an_export_asking_for_a_huge_network_is_refused_before_it_allocates(trained, tmp_path):
@@ -105,7 +107,8 @@ def _run_folder(path, summary=None):
 @pytest.mark.parametrize("text,msg", [
     ("[1, 2]", "expected JSON an object, got an array"), ('"fid"', "expected JSON an object, got a string"),
     ("[" * 200_000 + "]" * 200_000, "not valid JSON"), ('{"a":' * 100 + "1" + "}" * 100, "JSON nested over 64 deep"),
-    ("{bad", "not valid JSON")])
+    ("{bad", "not valid JSON"), ('{"fid": 1' + "0" * 400 + "}", "is out of range"), ('{"fid": 1e999}', "out of range"),
+    ('{"fid": NaN}', "NaN is not a number JSON knows")])
 def test_compare_reads_a_summary_as_bounded_json(tmp_path, text, msg):
     a, b = _run_folder(tmp_path / "a", '{"fid": 1.0}'), _run_folder(tmp_path / "b", text)
     code, _, err = _cli("compare", a, b)

@@ -55,7 +55,7 @@ def test_a_planted_cma_es_state_is_refused_in_one_line_and_runs_nothing(tmp_path
         params={"networks.decoder.lr": 1e-3}, distributions={"networks.decoder.lr": dist}, value=0.5,
         system_attrs={"cma:optimizer:0": pickle.dumps(_Payload(marker)).hex()}))
     r = sweep(out, *SEARCH, "--trials", "2", "--sampler", "cmaes")
-    _one_line(r, "CMA-ES state (cma:optimizer:*): holds code (os.makedirs)")
+    _one_line(r, "CMA-ES state (cma:optimizer:*): holds os.makedirs, not only the CMA-ES optimizer's numbers")
     assert "--trust-storage" in r.stderr
     assert not marker.exists()
 
@@ -68,6 +68,18 @@ def test_the_cma_es_state_a_sweep_wrote_reads_back_without_a_flag():
     assert isinstance(again, cmaes.CMA) and again.generation == 1 and np.array_equal(again.mean, opt.mean)
     with pytest.raises(ConfigError, match="not a readable CMA-ES state"):
         sampler_state("zz", "test")
+    # NumPy's builders only as a pickled array uses them: no object dtype (pointers the file chose,
+    # which crashed the process), no array of a size the file chose.
+    for evil, msg in ((np.ndarray, ((1,), np.dtype("O"), b"A" * 8)), "numpy.dtype"), \
+                     ((np.ndarray, ((10 ** 9,), np.dtype("f8"))), "not a readable CMA-ES state"):
+        class Evil:
+            def __reduce__(self, e=evil):
+                return e
+        with pytest.raises(ConfigError, match=msg):
+            sampler_state(pickle.dumps(Evil()).hex(), "test")
+    opt.__dict__["_popsize"] = 10 ** 9  # an optimizer whose sizes are not an optimizer's
+    with pytest.raises(ConfigError, match="out of range"):
+        sampler_state(pickle.dumps(opt).hex(), "test")
     with pytest.raises(ConfigError, match=r"not a CMA-ES state \(a list\)"):
         sampler_state(pickle.dumps([1, 2]).hex(), "test")
 
@@ -163,3 +175,34 @@ def test_the_sweep_command_says_what_trust_storage_does():
     r = run("multinet", ["sweep", "--help"])
     text = " ".join(r.stdout.split())  # argparse wraps the help
     assert "--trust-storage" in text and "runs any code in it" in text
+
+
+def _refused(r, msg):
+    assert r.returncode == 2 and "Traceback" not in r.stderr and msg in r.stderr, r.stderr
+
+
+def test_a_config_fixed_in_the_study_by_someone_else_is_refused_before_it_trains(grid, tmp_path):
+    out = tmp_path / "search"
+    assert sweep(out, *SEARCH, "--trials", "1").returncode == 0
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out}/sweep.db")
+    study.enqueue_trial({"networks.decoder.lr": 50.0})  # outside the range: Optuna only warns
+    _refused(sweep(out, *SEARCH, "--trials", "2"), "networks.decoder.lr=50.0 is not a value of this sweep")
+    assert not (out / "trials" / "0001").exists()
+    # A "retry" of trial 0 with another config would reuse trial 0's folder and its summary.
+    study.enqueue_trial({"networks.decoder.lr": 0.0099}, user_attrs={"retries": 0})
+    _refused(sweep(out, *SEARCH, "--trials", "3"), "retries 0 names no earlier trial of this study with the same config")
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000"]
+    # A grid trial queued as one config whose fixed value is another.
+    gout, gstudy = _copy(grid, tmp_path)
+    gstudy.enqueue_trial({"networks.decoder.lr": "3e-3"}, user_attrs={
+        "queued": True, "params": {"networks.decoder.lr": "1e-3", "seed": 1}})
+    _refused(sweep(gout, GRID), "not a value of this sweep or not the config it was queued as")
+    assert not (gout / "trials" / "0000" / "seed-1").exists() and not (gout / "trials" / "0001" / "seed-1").exists()
+
+
+def test_the_sweep_folders_own_study_file_must_be_inside_it(grid, tmp_path):
+    out, _ = _copy(grid, tmp_path)
+    (tmp_path / "elsewhere.db").write_bytes((out / "sweep.db").read_bytes())
+    (out / "sweep.db").unlink()
+    (out / "sweep.db").symlink_to(tmp_path / "elsewhere.db")
+    _one_line(sweep(out, GRID, "--report"), "sweep.db: links outside")

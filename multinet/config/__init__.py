@@ -3,7 +3,7 @@ files and ``key=value`` overrides they are read from (``recipes``)."""
 from .fields import FieldError, at_least, within
 from .recipes import (ConfigError, error_line, find_recipe, flatten, from_dict, list_recipes, load_recipe, merge,
                       parse_overrides, to_dict, to_toml)
-from .schema import MAX_STEPS, RunConfig, TrainConfig
+from .schema import MAX_SEED, MAX_STEPS, RunConfig, TrainConfig
 
-__all__ = ["MAX_STEPS", "ConfigError", "FieldError", "at_least", "within", "TrainConfig", "RunConfig", "from_dict", "flatten",
+__all__ = ["MAX_STEPS", "MAX_SEED", "ConfigError", "FieldError", "at_least", "within", "TrainConfig", "RunConfig", "from_dict", "flatten",
            "error_line", "to_dict", "to_toml", "parse_overrides", "merge", "find_recipe", "load_recipe", "list_recipes"]

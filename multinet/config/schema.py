@@ -8,11 +8,12 @@ from typing import Literal
 
 from .fields import FieldError, at_least, within
 
-__all__ = ["TrainConfig", "RunConfig", "MAX_STEPS"]
+__all__ = ["TrainConfig", "RunConfig", "MAX_STEPS", "MAX_SEED"]
 
 # The longest run: a longer one is a typo (10^12 steps of a microsecond each take 11 days). A
 # checkpoint's counters are held to it too.
 MAX_STEPS = 10 ** 12
+MAX_SEED = 2 ** 63 - 1  # a seed is any non-negative int64
 
 
 @dataclasses.dataclass
@@ -94,4 +95,4 @@ class RunConfig:
     RESUME_MAY_CHANGE = ("train.", "eval.", "device", "description")
 
     def __post_init__(self) -> None:
-        within(self, "seed", low=0, high=2 ** 63 - 1)
+        within(self, "seed", low=0, high=MAX_SEED)

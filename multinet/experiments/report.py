@@ -17,7 +17,7 @@ from ..config import flatten
 from ..state.checkpoint import atomic_path, write_text_atomic
 from .plan import SweepPlan
 from ..state.runfiles import read_json
-from .trials import folder_of, params_of, run_folder, trial_attr, trial_seconds
+from .trials import folder_of, live_trials, params_of, run_folder, trial_seconds
 
 __all__ = ["write_report", "interval"]
 
@@ -41,9 +41,9 @@ def _numbers(summary: dict[str, Any]) -> dict[str, float]:
 def _rows(study: Any, plan: SweepPlan, out: Path) -> list[dict[str, Any]]:
     rows = []
     latest = {}  # an interrupted trial and the one that finished it share runs: the latter speaks
-    trials = {t.number: t for t in study.get_trials(deepcopy=False) if not trial_attr(t, "surplus", bool, False)}
+    trials = {t.number: t for t in live_trials(study)}
     for t in trials.values():
-        if "folder" in t.user_attrs:  # it was started (the folder itself is derived, never read)
+        if "pid" in t.user_attrs:  # a worker took it (the folder itself is derived, never read)
             latest[(folder_of(t, plan, trials), params_of(t, plan).get("seed"))] = t
     for (folder, own), t in latest.items():
         for seed in plan.seeds if own is None else [own]:  # a grid's trial: its one seed

@@ -26,29 +26,60 @@ __all__ = ["open_storage", "make_sampler", "sampler_state", "STATE_GLOBALS", "TR
 
 TRUST_STORAGE_HINT = "pass --trust-storage only if you trust everyone who can write to this storage"
 
-# What a CMA-ES optimizer's pickle is built from (cmaes >= 0.10, NumPy 1 and 2); nothing else.
+# What a CMA-ES optimizer's pickle is built from (cmaes >= 0.10, NumPy 1 and 2), and nothing else.
+# NumPy's own builders are handed out only through the checked stand-ins below: an object dtype
+# (an array of pointers the pickle chose) or an array built at a size of the pickle's choosing
+# would reach past what a restricted unpickler can vouch for.
 STATE_GLOBALS = frozenset({
     ("cmaes._cma", "CMA"), ("cmaes._sepcma", "SepCMA"), ("cmaes._cmawm", "CMAwM"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
 })
+NUMERIC = frozenset({"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"})
 _MAX_STATE = 64 << 20  # hex characters: an optimizer over a few hundred dimensions is well under 1 MiB
+_NDARRAY = object()  # what the pickle gets for numpy.ndarray: a token for _reconstruct, never called
 
 
-def open_storage(url: str) -> Any:
+def _dtype(code: Any, align: Any = False, copy: Any = True) -> Any:
+    import numpy as np
+    if not isinstance(code, str) or code not in NUMERIC:
+        raise pickle.UnpicklingError(f"numpy.dtype({code!r})")
+    return np.dtype(code, bool(align), bool(copy))
+
+
+def _reconstruct(cls: Any, shape: Any, dtype: Any) -> Any:
+    """NumPy's array builder as a pickle calls it: an empty array that ``__setstate__`` fills from
+    the pickle's own bytes (so its size is the pickle's), of a numeric dtype."""
+    import numpy as np
+    if cls is not _NDARRAY or tuple(shape) != (0,) or dtype != b"b":
+        raise pickle.UnpicklingError("numpy _reconstruct with other arguments than a pickled array's")
+    return np.ndarray.__new__(np.ndarray, (0,), "b")
+
+
+def _scalar(dtype: Any, data: Any = b"") -> Any:
+    import numpy as np
+    if not isinstance(dtype, np.dtype) or dtype.str[1:] not in NUMERIC or not isinstance(data, bytes) \
+            or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError("numpy scalar of another dtype or size")
+    return np.frombuffer(data, dtype)[0]
+
+
+def open_storage(url: str, folder: Path | None = None) -> Any:
     """The Optuna storage at ``url``: an SQLAlchemy URL, or ``journal:FILE``. A file-backed one
-    (journal, SQLite) must be a regular file or not exist yet: a FIFO or a device there would
-    block or never end."""
+    (journal, SQLite) must be a regular file or not exist yet, a FIFO or a device there would
+    block or never end; inside ``folder`` when given (the sweep folder's own ``sweep.db``)."""
     import optuna
-    path = None
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-    elif url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):].partition("?")[0]
-    if path and path != ":memory:":
+    path = url[len("journal:"):] if url.startswith("journal:") else None
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
         try:
-            regular_file(path)
+            path = make_url(url).database
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's ArgumentError and kin
+            raise ConfigError(f"--storage {url}: not a database URL ({error_line(e, 120)})") from None
+    if path and path != ":memory:" and not path.startswith("file:"):
+        try:
+            regular_file(path, folder)
         except ValueError as e:
             raise ConfigError(f"--storage {url}: {e}") from None
     try:
@@ -62,11 +93,14 @@ def open_storage(url: str) -> Any:
 
 
 class _Restricted(pickle.Unpickler):
-    """Builds only ``STATE_GLOBALS``; any other global is refused before it is imported."""
+    """Builds only ``STATE_GLOBALS`` (NumPy's through the checked stand-ins); any other global is
+    refused before it is imported."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in STATE_GLOBALS:
             raise pickle.UnpicklingError(f"{module}.{name}")
+        if module.startswith("numpy"):
+            return {"ndarray": _NDARRAY, "dtype": _dtype, "_reconstruct": _reconstruct, "scalar": _scalar}[name]
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -82,14 +116,30 @@ def sampler_state(hex_text: str, source: str) -> Any:
     try:
         state = _Restricted(io.BytesIO(bytes.fromhex(hex_text))).load()
     except pickle.UnpicklingError as e:
-        raise ConfigError(f"{source}: holds code ({error_line(e, 120)}), not only the CMA-ES optimizer's arrays; "
+        raise ConfigError(f"{source}: holds {error_line(e, 120)}, not only the CMA-ES optimizer's numbers; "
                           f"refused, since a study is data: continue with another --sampler or a new --study, or "
                           f"{TRUST_STORAGE_HINT}") from None
     except Exception as e:  # noqa: BLE001 - not hex, truncated, a malformed build of an allowed class
         raise ConfigError(f"{source}: not a readable CMA-ES state ({type(e).__name__}: {error_line(e, 120)})") from None
     if not isinstance(state, (cmaes.CMA, cmaes.SepCMA, cmaes.CMAwM)):
         raise ConfigError(f"{source}: not a CMA-ES state (a {type(state).__name__}); refused")
+    _check_state(state, source)
     return state
+
+
+def _check_state(state: Any, source: str) -> None:
+    """Its sizes and counters are an optimizer's: what Optuna reads next must be sane."""
+    import numpy as np
+    try:
+        dim, pop, gen = state.dim, state.population_size, state.generation
+        mean = getattr(state, "_mean", getattr(getattr(state, "_cma", None), "_mean", None))
+    except Exception as e:  # noqa: BLE001 - a built object without what an optimizer holds
+        raise ConfigError(f"{source}: not a CMA-ES state ({type(e).__name__}); refused") from None
+    counts = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (dim, pop, gen))
+    if not counts or not (1 <= dim <= 10_000 and 1 <= pop <= 100_000 and 0 <= gen <= 10 ** 9) \
+            or not isinstance(mean, np.ndarray) or mean.shape != (dim,) or not np.isfinite(mean).all():
+        raise ConfigError(f"{source}: not a CMA-ES state (dimension, population, generation or mean out of range); "
+                          "refused")
 
 
 def make_sampler(name: str, trust_storage: bool) -> Any:
@@ -138,4 +188,4 @@ def _checked_cmaes(optuna: Any) -> Any:
 
 def default_storage(out: Path) -> str:
     """The study's URL when no ``--storage`` is given: ``OUT/sweep.db``."""
-    return f"sqlite:///{(out / 'sweep.db').resolve()}"
+    return f"sqlite:///{(out / 'sweep.db').absolute()}"

@@ -31,7 +31,7 @@ from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
 from .storage import default_storage, make_sampler, open_storage
-from .trials import config_folder, folder_of, params_of, run_folder, trial_attr
+from .trials import drawn, folder_of, live_trials, params_of, run_folder, trial_attr
 
 __all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted"]
 
@@ -58,7 +58,7 @@ def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None
     """The study of this sweep, created or joined; a study made by a different sweep is refused.
     ``trust_storage``: a CMA-ES search may unpickle its state with Optuna's own reader (``storage``)."""
     optuna = _optuna()
-    store = open_storage(storage or default_storage(out))
+    store = open_storage(storage, None) if storage else open_storage(default_storage(out), out)
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
               "hyperband": lambda: optuna.pruners.HyperbandPruner(),
               "none": lambda: optuna.pruners.NopPruner()}
@@ -100,14 +100,13 @@ def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
         unnamed = pid is None and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
         if mine or unnamed:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
-    trials = _live(study)
+    trials = live_trials(study)
     retried = {trial_attr(t, "retries", int) for t in trials}
     for t in trials:
         dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
         if dead and t.number not in retried:
             params = params_of(t, plan)
-            study.enqueue_trial(params, user_attrs={"folder": folder_of(t, plan, {x.number: x for x in trials}),
-                                                    "retries": t.number, "queued": True, "params": params})
+            study.enqueue_trial(params, user_attrs={"retries": t.number, "queued": True, "params": params})
             n += 1
     return n
 
@@ -115,22 +114,16 @@ def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
 def queue_grid(study: Any, plan: SweepPlan) -> None:
     """Queue every (config, seed) of a grid (or of a seeds-only sweep) not queued before. The grid's
     keys are the trial's Optuna parameters; its seed is an attribute, so that more seeds can join the
-    study later (Optuna fixes a parameter's choices for the life of a study). The folder is written
-    for people reading the study; the sweep derives it again (``trials.folder_of``)."""
+    study later (Optuna fixes a parameter's choices for the life of a study)."""
     import itertools
     keys = list(plan.grid)
-    have = [params_of(t, plan) for t in _live(study)]
-    for i, values in enumerate(itertools.product(*(plan.grid[k] for k in keys))):
+    have = [params_of(t, plan) for t in live_trials(study)]
+    for values in itertools.product(*(plan.grid[k] for k in keys)):
         for seed in plan.seeds:
             params = {**dict(zip(keys, values)), "seed": seed}
             if params not in have:
                 study.enqueue_trial(dict(zip(keys, values)),
-                                    user_attrs={"queued": True, "params": params, "folder": config_folder(i)})
-
-
-def _live(study: Any) -> list[Any]:
-    """The study's trials but those a worker took only to find nothing left (``surplus``)."""
-    return [t for t in study.get_trials(deepcopy=False) if not trial_attr(t, "surplus", bool, False)]
+                                    user_attrs={"queued": True, "params": params})
 
 
 def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[str], None]) -> None:
@@ -154,14 +147,11 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             trial.set_user_attr("sampler", plan.chosen_sampler)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        folder = folder_of(trial, plan, {t.number: t for t in trials})
-        trial.set_user_attr("folder", folder)
-        if plan.search:
-            params, seeds = {k: d.suggest(trial, k) for k, d in plan.search.items()}, plan.seeds
-        else:
-            params = {k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()}
-            seeds = [params_of(trial, plan)["seed"]]
         try:
+            params = drawn(trial, plan)  # the config first: a search trial's folder follows from it
+            folder = folder_of(trial, plan, {t.number: t for t in live_trials(study)})
+            trial.set_user_attr("folder", folder)  # for people reading the study; never read back
+            seeds = plan.seeds if plan.search else [params_of(trial, plan)["seed"]]
             value, state = run_trial(trial, plan, system, params, seeds, out, folder, say)
         except Interrupted:
             study.tell(trial, state=TrialState.FAIL)  # queued again at the next start, with its folder

@@ -15,14 +15,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import MAX_SEED, ConfigError, error_line
 from ..state.runfiles import inside
 from .plan import SweepPlan
 
-__all__ = ["params_of", "folder_of", "config_folder", "run_folder", "trial_attr", "trial_seconds", "TRIALS", "MAX_SEED"]
+__all__ = ["params_of", "drawn", "live_trials", "folder_of", "config_folder", "run_folder", "trial_attr", "trial_seconds", "TRIALS"]
 
 TRIALS = "trials"
-MAX_SEED = 2 ** 63 - 1  # RunConfig.seed's range
 
 
 def trial_attr(t: Any, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
@@ -70,6 +69,34 @@ def params_of(t: Any, plan: SweepPlan) -> dict[str, Any]:
     return params
 
 
+def live_trials(study: Any) -> list[Any]:
+    """The study's trials but those a worker took only to find nothing left (``surplus``)."""
+    return [t for t in study.get_trials(deepcopy=False) if not trial_attr(t, "surplus", bool, False)]
+
+
+def drawn(trial: Any, plan: SweepPlan) -> dict[str, Any]:
+    """The config a trial just asked for runs with, drawn through Optuna (a search's sampler, or the
+    values a grid trial was queued with) and checked: inside this sweep's grid or ranges, and the
+    config it was queued as. A value fixed in the study by anyone else is refused, not trained."""
+    try:
+        if plan.search:
+            params = {k: d.suggest(trial, k) for k, d in plan.search.items()}
+        else:
+            params = {k: trial.suggest_categorical(k, v) for k, v in plan.grid.items()}
+    except ConfigError:  # the sampler's own refusal (a CMA-ES state that is not one): as it is
+        raise
+    except ValueError as e:  # Optuna: a value fixed in the study outside the distribution
+        raise ConfigError(f"study trial {trial.number}: its fixed parameters are not this sweep's "
+                          f"({error_line(e, 160)})") from None
+    queued = trial_attr(trial, "params", dict, {})
+    for key, value in params.items():
+        ok = plan.search[key].holds(value) if plan.search else value in plan.grid[key]
+        if not ok or (key in queued and queued[key] != value):
+            raise ConfigError(f"study trial {trial.number}: {key}={_shown(value)} is not a value of this sweep or not "
+                              "the config it was queued as; the study was written by something other than it")
+    return params
+
+
 def folder_of(t: Any, plan: SweepPlan, trials: dict[int, Any]) -> str:
     """The run folder of trial ``t`` (relative to ``--out``), derived as the module says. ``trials``:
     the study's trials by number, to follow a search trial's retries back to its first."""
@@ -82,8 +109,9 @@ def folder_of(t: Any, plan: SweepPlan, trials: dict[int, Any]) -> str:
         return config_folder(index)
     number, current = t.number, t
     while (retries := trial_attr(current, "retries", int)) is not None:  # numbers fall, so this ends
-        if not 0 <= retries < number or retries not in trials:
-            raise ConfigError(f"study trial {number}: retries {retries!r} names no earlier trial of this study")
+        if not 0 <= retries < number or retries not in trials or trials[retries].params != t.params:
+            raise ConfigError(f"study trial {number}: retries {retries!r} names no earlier trial of this study with "
+                              "the same config")
         number, current = retries, trials[retries]
     return config_folder(number)
 

@@ -69,7 +69,7 @@ class RunLock:
 
     def _owner(self) -> tuple[int, str, str] | None:
         try:
-            pid, host, since = read_text(self.path, limit=4096).split()[:3]
+            pid, host, since = read_text(self.path, self.path.parent, limit=4096).split()[:3]
             return int(pid), host, since
         except (OSError, ValueError):
             return None

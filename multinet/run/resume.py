@@ -143,7 +143,7 @@ def trackers_left(ckpt: dict[str, Any], cfg: Any) -> list[str]:
     saved = train.get("trackers") if isinstance(train, dict) else None
     if not isinstance(saved, list):
         return []
-    return [str(t)[:20] for t in saved if isinstance(t, str) and t not in cfg.train.trackers]
+    return [t for t in ("mlflow", "wandb") if t in saved and t not in cfg.train.trackers]  # known names only
 
 
 def lr_changes(saved: Any, new: Any) -> dict[str, tuple[float, float]]:

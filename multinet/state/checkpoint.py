@@ -201,18 +201,20 @@ def _count(value: Any, low: int = 0, high: int = MAX_STEPS) -> bool:
 
 
 def _check_counters(engine: dict[str, Any], path: str | Path) -> None:
-    """The engine's counters, before anything uses them: whole numbers from 0 to ``MAX_STEPS``
-    (a resume "finishing" at step 10^30 is a crafted file, not a run)."""
-    steps, plan = engine.get("phase_steps", {}), engine.get("plan") or {}
-    for what, ok in (("iteration", _count(engine.get("iteration"))),
-                     ("phase_steps", isinstance(steps, dict) and all(_count(v, high=1 << 62) for v in steps.values())),
-                     ("world_size", _count(engine.get("world_size", 1), 1, 1 << 20)),
-                     ("total_steps", engine.get("total_steps") is None or _count(engine["total_steps"])),
-                     ("plan", isinstance(plan, dict) and all(isinstance(b, (list, tuple)) and len(b) == 2 and _count(b[0])
-                                                            and (b[1] is None or _count(b[1])) for b in plan.values()))):
+    """The engine's counters, before anything uses them: whole numbers in their ranges (a resume
+    "finishing" at step 10^30 is a crafted file, not a run), and a plan whose phases end after they start."""
+    steps, plan, phase = engine.get("phase_steps", {}), engine.get("plan") or {}, engine.get("phase", [])
+    for what, ok, bound in (
+            ("iteration", _count(engine.get("iteration")), f"0 to {MAX_STEPS:.0e}"),
+            ("phase_steps", isinstance(steps, dict) and all(_count(v, high=1 << 62) for v in steps.values()), "counts"),
+            ("world_size", _count(engine.get("world_size", 1), 1, 1 << 20), "1 to 2^20"),
+            ("total_steps", engine.get("total_steps") is None or _count(engine["total_steps"]), f"0 to {MAX_STEPS:.0e}"),
+            ("plan", isinstance(plan, dict) and all(isinstance(b, (list, tuple)) and len(b) == 2 and _count(b[0])
+                                                   and (b[1] is None or _count(b[1], b[0])) for b in plan.values()),
+             "[start, stop] steps, stop after start"),
+            ("phase", isinstance(phase, list) and all(isinstance(p, str) for p in phase), "phase names")):
         if not ok:
-            raise ValueError(f"{path}: broken checkpoint: engine {what} {engine.get(what)!r:.60} is not a step count "
-                             f"(0 to {MAX_STEPS:.0e})")
+            raise ValueError(f"{path}: broken checkpoint: engine {what} {engine.get(what)!r:.60} is not valid ({bound})")
 
 
 class CheckpointManager:

@@ -28,7 +28,7 @@ from torch import nn
 from ..config import error_line
 from .checkpoint import atomic_path, file_sha256, write_text_atomic
 from .imports import import_class, object_path, saved_file
-from .runfiles import regular_file
+from .runfiles import parse_json, read_json, regular_file
 
 __all__ = ["export_module", "load_exported", "read_export", "FORMAT"]
 
@@ -60,6 +60,8 @@ def export_module(module: nn.Module, folder: str | Path, name: str, meta: dict[s
 _KEYS = {"class_path": str, "init_args": dict, "weights": str, "sha256": str, "meta": dict}
 _MAX_JSON = 16 << 20  # an export's JSON is a few hundred bytes; a larger one is not an export
 _MAX_HEADER = 100 << 20  # safetensors' own limit on its JSON header
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+             "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # safetensors' dtypes, in bytes
 
 
 def _regular(path: Path, what: str) -> int:
@@ -72,12 +74,10 @@ def _regular(path: Path, what: str) -> int:
 def read_export(path: str | Path) -> dict[str, Any]:
     """The JSON of an export (``path`` is the .json file), its keys and their types checked."""
     path = Path(path)
-    if _regular(path, "no such export") > _MAX_JSON:
-        raise ValueError(f"{path}: not a multinet export (over {_MAX_JSON >> 20} MiB)")
     try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"{path}: not a readable export ({error_line(e, 160)})") from None
+        info = read_json(path, kind=object, limit=_MAX_JSON, what="an export")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing (no such export)") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ValueError(f"{path}: not a multinet export (format {FORMAT})")
     for key, kind in _KEYS.items():
@@ -98,10 +98,17 @@ def _header(weights: Path) -> dict[str, Any]:
         if not 0 < n <= min(_MAX_HEADER, size - 8):
             raise ValueError(f"{weights}: not a safetensors file (header size {n} in a {size}-byte file)")
         try:
-            header = json.loads(f.read(n))
-            end = max([0, *(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")])
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+            header = parse_json(f.read(n).decode("utf-8"), str(weights))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            spans = [(int(v["data_offsets"][0]), int(v["data_offsets"][1]),
+                      math.prod(int(d) for d in v["shape"]) * _ITEMSIZE[v["dtype"]]) for v in tensors.values()]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             raise ValueError(f"{weights}: not a safetensors file (unreadable header)") from None
+    # Each tensor's bytes are what its shape and dtype say: the shapes (which bound the sizes an
+    # export may ask for) cannot claim more than the file holds.
+    if any(not 0 <= a <= b or b - a != need for a, b, need in spans):
+        raise ValueError(f"{weights}: not a safetensors file (a tensor's shape and dtype disagree with its bytes)")
+    end = max([0, *(b for _, b, _ in spans)])
     if size != 8 + n + end:
         raise ValueError(f"{weights}: {size} bytes, but its header describes {8 + n + end}; refused (truncated "
                          "or padded)")

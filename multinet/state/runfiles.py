@@ -5,14 +5,16 @@ A run folder may come from anyone (a colleague's sweep, an archive) and a file i
 anything: a FIFO (opening it for reading waits for a writer forever), a device (``/dev/zero``
 never ends), a link to a file outside the folder, a JSON document nested 200,000 deep (the
 parser's recursion overflows) or gigabytes long. Every reader of a run folder goes through this
-module, which accepts a regular file only (opened without blocking, then checked on the open
-descriptor, so a file swapped in between is still checked), inside its folder when one is named,
-of at most ``limit`` bytes, with JSON nested at most ``MAX_DEPTH`` deep. A refusal is one
-``ValueError`` line naming the file.
+module, which accepts a regular file only (opened without blocking; its type and size are checked
+on the open descriptor, so a FIFO swapped in after a check is still refused), inside its folder
+when one is named (checked on the path with every link followed, before opening), of at most
+``limit`` bytes, with JSON nested at most ``MAX_DEPTH`` deep and numbers that fit a float64 or
+an int64. A refusal is one ``ValueError`` line naming the file.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from pathlib import Path
@@ -95,7 +97,7 @@ def read_json(path: str | Path, folder: str | Path | None = None, kind: type = d
 def parse_json(text: str, source: str) -> Any:
     """``text`` as JSON nested at most ``MAX_DEPTH`` deep; one ``ValueError`` line naming ``source``."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_whole, parse_float=_real, parse_constant=_constant)
     except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than the parser goes
         raise ValueError(f"{source}: not valid JSON ({error_line(e, 120)})") from None
     level, depth = [value], 0
@@ -105,6 +107,23 @@ def parse_json(text: str, source: str) -> Any:
             raise ValueError(f"{source}: JSON nested over {MAX_DEPTH} deep; refused")
         level = [x for v in level for x in (v.values() if isinstance(v, dict) else v if isinstance(v, list) else ())]
     return value
+
+
+def _whole(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or abs(value := int(text)) >= 1 << 63:  # what a float64 or an int64 holds
+        raise ValueError(f"the number {text[:24]}{'...' if len(text) > 24 else ''} is out of range")
+    return value
+
+
+def _real(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a run writes a non-finite figure as null, never as a number
+        raise ValueError(f"the number {text[:24]} is out of range")
+    return value
+
+
+def _constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number JSON knows (a run writes non-finite figures as null)")
 
 
 def _json_name(kind: type) -> str:
