@@ -5,8 +5,8 @@ imports of the wrong role, bad run folders, crafted counters and timers, and ove
 Each attack is one command run in this process under a 60 s watchdog. It is tallied as:
 "refused" (exit code 2, one line, no traceback), "safe" (it finished without using what was
 planted), "traceback", "hang" (the watchdog fired), or "silent" (it accepted a bad value and went
-on: a resume finishing at step 10^30, a run's time reported as inf); a storage on a FIFO runs in a
-process of its own, also stopped as "memory" past 4 GiB. Besides, each group counts
+on: a resume finishing at step 10^30, a run's time reported as inf); a storage on a FIFO and the
+bad run folders run in a process of their own, also stopped as "memory" past 4 GiB. Besides, each group counts
 code that ran (a marker folder), files written outside the sweep folder, and TCP connections to
 a loopback server that a crafted file names.
 """
@@ -297,7 +297,8 @@ def bad_run_folders(cli: Callable[..., tuple[int, str]], work: Path) -> dict:
     for name, (file, plant) in plants.items():
         run = folder(str(len(results)))
         plant(run / file)
-        results[name] = {"compare --out": run_cli(cli, "compare", run, "--out", run.parent / "c.png")[0]}
+        # In a process of its own: reading /dev/zero has taken all memory here.
+        results[name] = {"compare --out": run_spawned("compare", run, "--out", run.parent / "c.png")}
     return _group("bad run folders", results)
 
 
