@@ -9,6 +9,7 @@
     python -m multinet sweep SYSTEM [RECIPE] [key=value | key=v1,v2 ...] --out DIR [--seeds 0-4]
                              [--search key=loguniform:1e-5:1e-3 --trials N] [--objective FIG] [--jobs N]
     python -m multinet compare RUN... [--out FILE.png]
+    python -m multinet keys SYSTEM [RECIPE] [key=value ...]
 
 SYSTEM is ``gan``, ``autoencoder`` or the import path of your own ``System`` subclass
 (``my_pkg.systems:InfoGAN``); ``evaluate`` / ``sample`` / ``export`` read the system from the
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed, startup
-from .config import ConfigError, error_line, list_recipes
+from .config import ConfigError, error_line, list_recipes, to_dict, to_toml
 from .run.system import NotOffered, System, notes_shown
 from .state.imports import import_class
 
@@ -107,17 +108,21 @@ _COMMANDS = {"train": "train a system on a recipe", "evaluate": "score a checkpo
              "sample": "draw samples from a checkpoint into FILE.npy (+ FILE.png for images)",
              "export": "write the trained networks for use outside a run",
              "sweep": "seeds, a grid or a search over recipe keys (Optuna); resumable",
-             "compare": "runs of one system side by side: their figures, and curves with --out"}
+             "compare": "runs of one system side by side: their figures, and curves with --out",
+             "keys": "print every key of a system's config with its value (a recipe's, with overrides) as TOML"}
 
 
 def _parser(command: str, fixed: str | None = None) -> argparse.ArgumentParser:
     prog = f"python -m multinet.{fixed} {command}" if fixed else f"python -m multinet {command}"
     recipes = list_recipes(fixed)
     p = argparse.ArgumentParser(prog=prog, description=_COMMANDS[command], epilog="named recipes: " + ", ".join(recipes))
-    if command in ("train", "sweep"):
+    if command in ("train", "sweep", "keys"):
         if not fixed:
             p.add_argument("system", help="gan, autoencoder, or module:Class of your own System")
-        _train_args(p) if command == "train" else _sweep_args(p)
+        if command == "keys":
+            p.add_argument("items", nargs="*", metavar="RECIPE | key=value", help="a recipe, then key=value overrides")
+        else:
+            _train_args(p) if command == "train" else _sweep_args(p)
         return p
     if command == "compare":
         p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
@@ -173,6 +178,10 @@ def _main(argv: list[str] | None, fixed: str | None) -> int:
             if args.command == "sweep":
                 from .experiments import run_sweep
                 return run_sweep(system, name, args, ([fixed] if fixed else []) + argv[1:])
+            if args.command == "keys":  # what recipe.toml would hold: every key, typed and checked
+                from .run.resume import resolve
+                print(to_toml(to_dict(resolve(system, args.items).cfg)), end="")
+                return 0
             if args.command == "compare":
                 from .experiments import compare_runs
                 print(compare_runs(args.runs, args.out), end="")
@@ -260,41 +269,13 @@ def _sample(system: System, args: argparse.Namespace) -> int:
 
 def _sample_export(args: argparse.Namespace) -> int:
     """``sample EXPORT.json``: only the exported generator is read, no training run."""
-    import torch
-    from .state.export import load_exported, read_export
+    from .run.saved import sample_exported
     if args.n <= 0:
         raise ConfigError("--n must be positive")
-    path = Path(args.checkpoint)
-    spec = path / "generator.json" if path.is_dir() else path
-    meta = read_export(spec)["meta"]
-    if meta.get("kind") != "generator" or not isinstance(meta.get("latent_dim"), int):
-        raise ValueError(f"{spec}: not an exported generator (sample needs one; its meta names kind and latent_dim)")
-    classes = meta.get("classes") or 0
-    for key, value, low, top in (("latent_dim", meta["latent_dim"], 1, 1 << 16), ("classes", classes, 0, 1 << 20)):
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
-            raise ValueError(f"{spec}: meta.{key} must be an integer from {low} to {top}, got {value!r}")
-    G = load_exported(spec, args.device, trust_code=args.trust_code)
-    z = torch.randn(args.n, meta["latent_dim"], generator=torch.Generator().manual_seed(args.seed)).to(args.device)
-    with torch.no_grad():  # a class-conditional generator draws every class in turn
-        x = G(z) if not classes else G(z, torch.arange(args.n, device=z.device) % classes)
-    return _save_samples(x, args)
+    return _save_samples(sample_exported(args.checkpoint, args.n, args.seed, args.device, args.trust_code), args)
 
 
 def _save_samples(x: Any, args: argparse.Namespace) -> int:
-    import numpy as np
-    from .tracking.tracker import viewable
-    from .state.checkpoint import atomic_path
-    x = x.cpu()
-    out = Path(args.out)
-    out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")  # the name numpy writes
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        np.save(tmp, x.numpy().astype(np.float32))
-    also = ""
-    if x.ndim == 4:
-        import torchvision
-        with atomic_path(out.with_suffix(".png")) as tmp:
-            torchvision.utils.save_image(viewable(x), tmp, nrow=int(args.n ** 0.5) or 1, normalize=True, value_range=(-1, 1))
-        also = f" and {out.with_suffix('.png')}"
-    print(f"wrote {args.n} samples to {out}{also}")
+    from .run.saved import save_samples
+    print(save_samples(x, Path(args.out)))
     return 0

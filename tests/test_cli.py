@@ -482,3 +482,17 @@ def test_a_run_that_finished_during_setup_is_not_appended_to(tmp_path, monkeypat
     r = run("multinet.gan", FAST_GAN + ["--steps", "4", "--out", str(out)])
     assert r.returncode == 2 and "holds an earlier run's files (metrics.jsonl)" in r.stderr, r.stderr
     assert (out / "metrics.jsonl").read_text() == '{"step": 5}\n' and not (out / ".lock").exists()
+
+
+def test_keys_prints_every_key_of_a_system_as_a_recipe_that_loads_back(tmp_path):
+    from multinet.config import load_recipe, to_dict
+    from multinet.gan import GanRecipe
+    r = run("multinet", ["keys", "gan", "gan_digits", "networks.generator.lr=1e-4"])
+    assert r.returncode == 0 and "[networks.generator]" in r.stdout and "lr = 0.0001" in r.stdout, r.stderr
+    (tmp_path / "mine.toml").write_text(r.stdout)
+    expected = load_recipe(GanRecipe, "gan_digits", ["networks.generator.lr=1e-4"])
+    assert to_dict(load_recipe(GanRecipe, str(tmp_path / "mine.toml"), [])) == to_dict(expected)
+    r = run("multinet", ["keys", "examples.bigan_digits:BiGan"])  # a system of one's own, its defaults
+    assert r.returncode == 0 and "[networks.encoder]" in r.stdout, r.stderr
+    r = run("multinet.autoencoder", ["keys", "ae_7_4", "channel.dbb=3"])
+    assert r.returncode == 2 and "unknown key 'channel.dbb'" in r.stderr

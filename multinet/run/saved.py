@@ -18,7 +18,7 @@ from ..state.streams import seed_everything
 from .resume import saved_config
 from .system import System
 
-__all__ = ["load_system", "system_of"]
+__all__ = ["load_system", "system_of", "sample_exported", "save_samples"]
 
 
 def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:
@@ -77,3 +77,42 @@ def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], d
 def _takes_saved(system: type[System]) -> bool:
     params = inspect.signature(system.__init__).parameters.values()
     return any(p.name == "saved" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def sample_exported(path: str | Path, n: int, seed: int = 0, device: str = "cpu", trust_code: bool = False) -> Any:
+    """``n`` samples of an exported generator (``path``: its ``.json`` or the export folder), drawn
+    from latents seeded by ``seed``; a class-conditional one draws every class in turn. The export's
+    ``meta`` must name a generator with a bounded latent size and class count."""
+    import torch
+    from ..state.export import load_exported, read_export
+    spec = Path(path) / "generator.json" if Path(path).is_dir() else Path(path)
+    meta = read_export(spec)["meta"]
+    if meta.get("kind") != "generator" or not isinstance(meta.get("latent_dim"), int):
+        raise ValueError(f"{spec}: not an exported generator (sample needs one; its meta names kind and latent_dim)")
+    classes = meta.get("classes") or 0
+    for key, value, low, top in (("latent_dim", meta["latent_dim"], 1, 1 << 16), ("classes", classes, 0, 1 << 20)):
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= top:
+            raise ValueError(f"{spec}: meta.{key} must be an integer from {low} to {top}, got {value!r}")
+    G = load_exported(spec, device, trust_code=trust_code)
+    z = torch.randn(n, meta["latent_dim"], generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        return G(z) if not classes else G(z, torch.arange(n, device=z.device) % classes)
+
+
+def save_samples(x: Any, out: Path) -> str:
+    """Write samples ``x`` to ``out`` (``.npy``, float32) and, for images, a grid beside it (``.png``,
+    tiny images enlarged); returns what was written, as one line."""
+    import numpy as np
+    from ..state.checkpoint import atomic_path
+    from ..tracking.tracker import viewable
+    x = x.cpu()
+    out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")  # the name numpy writes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        np.save(tmp, x.numpy().astype(np.float32))
+    if x.ndim != 4:
+        return f"wrote {len(x)} samples to {out}"
+    import torchvision
+    with atomic_path(out.with_suffix(".png")) as tmp:
+        torchvision.utils.save_image(viewable(x), tmp, nrow=int(len(x) ** 0.5) or 1, normalize=True, value_range=(-1, 1))
+    return f"wrote {len(x)} samples to {out} and {out.with_suffix('.png')}"
