@@ -65,8 +65,10 @@ def run_spawned(*args: Any, max_rss: int = 4 << 30) -> str:
     ``WATCHDOG`` seconds ("hang") or at ``max_rss`` bytes of memory ("memory")."""
     import subprocess
     import sys
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's multinet, not an installed one
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.Popen([sys.executable, "-m", "multinet", *map(str, args)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=env)
     start, outcome = time.monotonic(), None
     while p.poll() is None and outcome is None:
         time.sleep(0.2)
@@ -84,6 +86,8 @@ def run_spawned(*args: Any, max_rss: int = 4 << 30) -> str:
         p.wait()
         return outcome
     err = p.stderr.read()
+    if p.returncode < 0:  # killed by a signal of its own making: a segmentation fault
+        return "crash"
     lines = [x for x in err.strip().splitlines() if not x.startswith(("warning:", "note:", "[I ", "[W "))]
     if "Traceback" in err:
         return "traceback"
@@ -192,18 +196,28 @@ def crafted_studies(cli: Callable[..., tuple[int, str]], work: Path, payload: Ca
         os.mkfifo(out / "trials/0000/seed-0/summary.json")
     attack("summary.json a FIFO", fifo_summary, ("report",))
 
-    # A CMA-ES search whose study holds a pickle in a completed trial's sampler state.
-    out = work / "studies" / "cma"
-    out.mkdir(parents=True)
-    study = optuna.create_study(study_name="cma", storage=f"sqlite:///{out}/sweep.db")
+    # A CMA-ES search whose study holds crafted sampler state in a completed trial (each in a
+    # process of its own: a chosen pointer crashes it, a chosen size may take all memory).
+    search = ["--search", "networks.decoder.lr=loguniform:1e-4:1e-2", "--objective", FIG, "--direction", "minimize"]
     dist = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
-    study.add_trial(optuna.trial.create_trial(params={"networks.decoder.lr": 1e-3}, value=0.5,
-                                              distributions={"networks.decoder.lr": dist},
-                                              system_attrs={"cma:optimizer:0": pickle.dumps(payload(marker)).hex()}))
-    outcome, _, _ = run_cli(cli, "sweep", "autoencoder", *AE, "--search", "networks.decoder.lr=loguniform:1e-4:1e-2",
-                            "--trials", "2", "--sampler", "cmaes", "--objective", FIG, "--direction", "minimize",
-                            "--out", out)
-    results["CMA-ES state: a pickle payload"] = {"sweep --sampler cmaes": outcome}
+    for name, state in (("a pickle payload", pickle.dumps(payload(marker))),
+                        ("an object-dtype array holding a chosen pointer", _cma_with(_object_array())),
+                        ("an array of 200 million numbers", _cma_with(_sized_array(200_000_000)))):
+        out = work / "studies" / f"cma{len(results)}"
+        out.mkdir(parents=True)
+        study = optuna.create_study(study_name=out.name, storage=f"sqlite:///{out}/sweep.db")
+        study.add_trial(optuna.trial.create_trial(params={"networks.decoder.lr": 1e-3}, value=0.5,
+                                                  distributions={"networks.decoder.lr": dist},
+                                                  system_attrs={"cma:optimizer:0": state.hex()}))
+        outcome = run_spawned("sweep", "autoencoder", *AE, *search, "--trials", "2", "--sampler", "cmaes", "--out", out)
+        results[f"CMA-ES state: {name}"] = {"sweep --sampler cmaes": outcome}
+    # A search config fixed in the study outside the search's range: trained, or refused?
+    out = work / "studies" / "fixed"
+    assert cli("sweep", "autoencoder", *AE, *search, "--trials", "1", "--out", out)[0] == 0
+    optuna.load_study(study_name="fixed", storage=f"sqlite:///{out}/sweep.db").enqueue_trial({"networks.decoder.lr": 50.0})
+    outcome, _, _ = run_cli(cli, "sweep", "autoencoder", *AE, *search, "--trials", "2", "--out", out)
+    results["a search config fixed at lr=50 (range 1e-4..1e-2)"] = {
+        "sweep": "silent" if (out / "trials" / "0001").exists() else outcome}
     for kind, url in (("journal", "journal:{}"), ("sqlite", "sqlite:///{}")):
         fifo = work / "studies" / f"{kind}.fifo"
         os.mkfifo(fifo)  # in a process of its own: reading a FIFO has taken all memory (23 GB) here
@@ -212,9 +226,29 @@ def crafted_studies(cli: Callable[..., tuple[int, str]], work: Path, payload: Ca
     return _group("crafted studies and sweep folders", results, marker)
 
 
+def _cma_with(array: bytes) -> bytes:
+    """A pickle of a ``cmaes.CMA`` whose covariance is ``array`` (pickle opcodes)."""
+    import struct
+    key = b"_c_1d"
+    return b"\x80\x04ccmaes._cma\nCMA\n)\x81}X" + struct.pack("<I", len(key)) + key + array + b"sb."
+
+
+def _object_array(pointer: int = 0x4141414141414141) -> bytes:
+    """``numpy.ndarray((1,), dtype('O'), buffer=<8 bytes>)``: an array of one object at ``pointer``."""
+    import struct
+    return (b"cnumpy\nndarray\n(K\x01\x85cnumpy\ndtype\nX\x01\x00\x00\x00O\x85RC\x08" + struct.pack("<Q", pointer)
+            + b"t\x81")
+
+
+def _sized_array(n: int) -> bytes:
+    """``numpy.ndarray.__new__(ndarray, (n,))``: n float64 numbers from a few bytes of pickle."""
+    import struct
+    return b"cnumpy\nndarray\n(J" + struct.pack("<i", n) + b"\x85t\x81"
+
+
 def _group(name: str, results: dict[str, dict[str, str]], marker: Path | None = None, **extra: Any) -> dict:
     outcomes = [o for r in results.values() for o in r.values()]
-    kinds = ("refused", "safe", "traceback", "hang", "memory", "silent")
+    kinds = ("refused", "safe", "traceback", "hang", "memory", "crash", "silent")
     return {"group": name, "attacks": len(results), "commands": len(outcomes),
             **{k: sum(o.split(" + ")[0] == k for o in outcomes) for k in kinds},
             "wrote_outside": sum("wrote outside" in o for o in outcomes),
@@ -292,7 +326,8 @@ def bad_run_folders(cli: Callable[..., tuple[int, str]], work: Path) -> dict:
               "summary.json a FIFO": ("summary.json", lambda p: (p.unlink(), os.mkfifo(p))),
               "metrics.jsonl a link to /dev/zero": ("metrics.jsonl", link("/dev/zero")),
               "metrics.jsonl a FIFO": ("metrics.jsonl", lambda p: (p.unlink(), os.mkfifo(p))),
-              "recipe.toml a FIFO": ("recipe.toml", lambda p: (p.unlink(), os.mkfifo(p)))}
+              "recipe.toml a FIFO": ("recipe.toml", lambda p: (p.unlink(), os.mkfifo(p))),
+              "summary.json with a 400-digit number": ("summary.json", lambda p: p.write_text('{"fid": 1' + "0" * 400 + "}"))}
     results = {}
     for name, (file, plant) in plants.items():
         run = folder(str(len(results)))
@@ -315,7 +350,8 @@ def counters(cli: Callable[..., tuple[int, str]], work: Path, trained: Path, cra
             return (result.code if not bad else 0), ("" if not bad else "silent")
         outcome, _, err = run_cli(lambda *_: _as_cli(fit), None)
         results[f"timer state {state!r}"] = {"resume": "silent" if err == "silent" else outcome}
-    for name, change in (("iteration 10^30", {"iteration": 10 ** 30}), ("world_size 0", {"world_size": 0})):
+    for name, change in (("iteration 10^30", {"iteration": 10 ** 30}), ("world_size 0", {"world_size": 0}),
+                         ("a phase planned to stop before it starts", {"plan": {"discriminator": [5, 3]}})):
         path = craft(trained, work / "counters" / str(len(results)), lambda c, ch=change: c["engine"].update(ch))
         outcome, code, err = run_cli(cli, "train", "gan", "--resume", path, "--steps", "4", "--no-progress")
         results[name] = {"resume": "silent" if outcome == "safe" else outcome,

@@ -245,14 +245,15 @@ def main() -> None:
         print(json.dumps(g), flush=True)
     total["new_surfaces"] = {"attacks": sum(g["attacks"] for g in new), "commands": sum(g["commands"] for g in new),
                              **{k: sum(g[k] for g in new) for k in ("refused", "safe", "traceback", "hang", "memory",
-                                                                     "silent", "wrote_outside")},
+                                                                     "crash", "silent", "wrote_outside")},
                              "code_ran": any(g["code_ran"] for g in new),
                              "connections": sum(g.get("connections", 0) for g in new)}
     total["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps(total))
     bad = total["new_surfaces"]
     if total["code_ran"] or total["unexpected"] or groups[2]["one_line"] < groups[2]["inputs"] or bad["code_ran"] \
-            or any(bad[k] for k in ("traceback", "hang", "memory", "silent", "wrote_outside", "connections")):
+            or any(bad[k] for k in ("traceback", "hang", "memory", "crash", "silent", "wrote_outside",
+                                    "connections")):
         raise SystemExit(1)
 
 

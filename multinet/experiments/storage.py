@@ -41,10 +41,14 @@ _MAX_STATE = 64 << 20  # hex characters: an optimizer over a few hundred dimensi
 _NDARRAY = object()  # what the pickle gets for numpy.ndarray: a token for _reconstruct, never called
 
 
+class _Refused(pickle.UnpicklingError):
+    """Something the restricted unpickler will not build (named in the message)."""
+
+
 def _dtype(code: Any, align: Any = False, copy: Any = True) -> Any:
     import numpy as np
     if not isinstance(code, str) or code not in NUMERIC:
-        raise pickle.UnpicklingError(f"numpy.dtype({code!r})")
+        raise _Refused(f"numpy.dtype({code!r})")
     return np.dtype(code, bool(align), bool(copy))
 
 
@@ -53,7 +57,7 @@ def _reconstruct(cls: Any, shape: Any, dtype: Any) -> Any:
     the pickle's own bytes (so its size is the pickle's), of a numeric dtype."""
     import numpy as np
     if cls is not _NDARRAY or tuple(shape) != (0,) or dtype != b"b":
-        raise pickle.UnpicklingError("numpy _reconstruct with other arguments than a pickled array's")
+        raise _Refused("numpy _reconstruct with other arguments than a pickled array's")
     return np.ndarray.__new__(np.ndarray, (0,), "b")
 
 
@@ -61,7 +65,7 @@ def _scalar(dtype: Any, data: Any = b"") -> Any:
     import numpy as np
     if not isinstance(dtype, np.dtype) or dtype.str[1:] not in NUMERIC or not isinstance(data, bytes) \
             or len(data) != dtype.itemsize:
-        raise pickle.UnpicklingError("numpy scalar of another dtype or size")
+        raise _Refused("a numpy scalar of another dtype or size")
     return np.frombuffer(data, dtype)[0]
 
 
@@ -98,13 +102,13 @@ class _Restricted(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in STATE_GLOBALS:
-            raise pickle.UnpicklingError(f"{module}.{name}")
+            raise _Refused(f"{module}.{name}")
         if module.startswith("numpy"):
             return {"ndarray": _NDARRAY, "dtype": _dtype, "_reconstruct": _reconstruct, "scalar": _scalar}[name]
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("a persistent id")
+        raise _Refused("a persistent id")
 
 
 def sampler_state(hex_text: str, source: str) -> Any:
@@ -115,7 +119,7 @@ def sampler_state(hex_text: str, source: str) -> Any:
         raise ConfigError(f"{source}: not a CMA-ES state (text of at most {_MAX_STATE:,} characters)")
     try:
         state = _Restricted(io.BytesIO(bytes.fromhex(hex_text))).load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise ConfigError(f"{source}: holds {error_line(e, 120)}, not only the CMA-ES optimizer's numbers; "
                           f"refused, since a study is data: continue with another --sampler or a new --study, or "
                           f"{TRUST_STORAGE_HINT}") from None
