@@ -130,3 +130,12 @@ def test_a_tracker_failing_mid_run_stops_it_in_one_line_and_keeps_the_checkpoint
     assert result.code == 1 and "tracker MlflowTracker: scalars failed (API request to http://tracking:5000" in err
     assert err.count("\n") == 1 and "(during step 7)" in err, err
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["engine"]["iteration"] == 4  # kept
+
+
+def test_a_tracker_run_id_file_is_checked_as_data(tmp_path):
+    cfg = load_recipe(GanRecipe, "gan_digits", [*ITEMS, "train.trackers=['mlflow']"])
+    out = tmp_path / "run"
+    assert Runner(GanSystem, cfg, out, progress=False, echo=False, stop_at=4).fit().code == 0
+    (out / "mlflow_run_id").write_text("../../elsewhere\n")
+    with pytest.raises(ValueError, match=r"mlflow_run_id: '../../elsewhere' is not a tracker run id"):
+        Runner(GanSystem, cfg, out=out, resume=True, progress=False, echo=False).fit()

@@ -143,10 +143,10 @@ def make_trackers(train: Any, out: Path, config: dict[str, Any]) -> list[Any]:
                 made.append(MlflowTracker(out, config, train.mlflow_uri, train.mlflow_experiment))
             elif name == "wandb":
                 made.append(WandbTracker(out, config, train.wandb_project, train.wandb_mode))
-        except (ValueError, OSError):  # our own checks of the run folder: one line already
-            raise
         except Exception as e:  # noqa: BLE001 - MLflow's and W&B's many exception types, network errors among them
             for tracker in made:
                 tracker.close()
+            if isinstance(e, ValueError) and str(e).startswith(str(out)):  # our own check of a run file
+                raise
             raise ValueError(f"train.trackers {name}: cannot start ({where}: {error_line(e, 200)})") from None
     return made
