@@ -119,3 +119,68 @@ def test_eval_mode_restores_the_earlier_mode_even_on_error():
     with eval_mode(m):
         pass
     assert not m.training
+
+
+class Block(torch.nn.Module):
+    """A user's own module class, named in an init rule's and a group rule's ``types``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def _user_types_system():
+    from dataclasses import dataclass, field
+
+    from multinet import GroupRule, InitRule, NetConfig, Phase, RunConfig, System
+
+    @dataclass
+    class Nets:
+        net: NetConfig = field(default_factory=lambda: NetConfig(
+            lr=1e-2, init_rules=[InitRule("normal", types=[Block], std=0.5)],
+            groups=[GroupRule("**", types=[Block], lr_mult=0.5)]))
+
+    @dataclass
+    class Cfg(RunConfig):
+        networks: Nets = field(default_factory=Nets)
+
+    class Sys(System):
+        Config = Cfg
+
+        def __init__(self, cfg, device, **build):
+            super().__init__(cfg, device, **build)
+            self.net("net", torch.nn.Sequential(Block(), torch.nn.Linear(2, 1)))
+            self.g = self.streams.get("x")
+
+        def phases(self):
+            return [Phase("fit", "net", lambda e: {"loss": e.model("net")(torch.randn(8, 2, generator=self.g)).pow(2).mean()})]
+    return Sys, Cfg
+
+
+def test_a_users_class_in_rule_types_saves_as_a_path_and_resumes(tmp_path):
+    import tomllib
+
+    from multinet import Runner, load_checkpoint
+    from multinet.config import from_dict
+    Sys, Cfg = _user_types_system()
+    assert Cfg().networks.net.init_rules[0].types == ["tests.test_weights_freeze:Block"]
+    cfg = Cfg(device="cpu")
+    cfg.train.steps, cfg.train.tensorboard, cfg.train.checkpoint_every = 6, False, 3
+    assert Runner(Sys, cfg, tmp_path / "r", progress=False, echo=False, stop_at=3).fit().code == 0
+    result = Runner(Sys, out=tmp_path / "r", resume=True, progress=False, echo=False).fit()  # refused before
+    assert result.code == 0 and result.step == 6, result.error
+    saved = tomllib.loads((tmp_path / "r" / "recipe.toml").read_text())  # unreadable before
+    assert from_dict(Cfg, saved).networks.net.groups[0].types == ["tests.test_weights_freeze:Block"]
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["engine"]["iteration"] == 6
+
+
+def test_a_class_defined_inside_a_function_cannot_be_named_by_a_rule():
+    from multinet import InitRule
+
+    class Local(torch.nn.Module):
+        pass
+    with pytest.raises(ValueError, match="Local is defined inside a function, so a saved run cannot name it"):
+        InitRule("normal", types=[Local])

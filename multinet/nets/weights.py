@@ -30,8 +30,9 @@ class InitRule:
     values, so a recipe's ``[[networks.<name>.init_rules]]`` table is one of these as it is.
 
     ``method`` fills ``weight`` (``keep`` leaves it); ``bias`` is the constant written into the
-    bias, or ``None`` to leave it as it is. ``types``: ``torch.nn`` class names or, from Python,
-    classes (empty: any). The ``torch.nn.init`` function of ``method`` reads the arguments it
+    bias, or ``None`` to leave it as it is. ``types``: ``torch.nn`` class names, import paths of
+    your own (``"my_pkg.blocks:ResBlock"``) or, from Python, classes, kept as those names so the
+    rule saves to a recipe and a checkpoint (empty: any). The ``torch.nn.init`` function of ``method`` reads the arguments it
     takes: ``mean``/``std`` (normal), ``a``/``b`` (uniform; ``a`` is kaiming's slope too), ``val``
     (constant), ``gain`` (xavier, orthogonal), ``mode``/``nonlinearity`` (kaiming).
     """
