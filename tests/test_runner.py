@@ -1,6 +1,7 @@
 """The runner and the System contract from Python: the three example systems train, checkpoint and
 resume bit-exactly; extra trackers, best checkpoints, networks named by class path, the trust boundary."""
 import copy
+import importlib.util
 import json
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def _rows(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("path", EXAMPLES)
+@pytest.mark.parametrize("path", [*EXAMPLES, pytest.param(
+    "examples.ae_sionna_channel:SionnaAutoencoder", marks=pytest.mark.skipif(
+        importlib.util.find_spec("sionna") is None, reason="the Sionna example needs pip install multinet[sionna]"))])
 def test_example_system_trains_checkpoints_and_resumes_exactly(tmp_path, path):
     system = import_class(path, System)
     full = Runner(system, _cfg(system), tmp_path / "full", progress=False, echo=False).fit()
