@@ -447,7 +447,7 @@ def test_user_system_runs_under_the_same_command_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == "error: CondGan offers no export()"
     for args, msg in [(["train", "subprocess:run"], "SYSTEM: 'subprocess:run' is refused"),
                       (["train", "examples.cond_gan_digits:CondGan", "latent_dims=3"], "unknown key 'latent_dims'"),
-                      (["fit"], "usage: python -m multinet {train,evaluate,sample,export,sweep,compare}")]:
+                      (["fit"], "usage: python -m multinet {train,evaluate,sample,export,sweep,compare,keys}")]:
         r = run("multinet", args, cwd=tmp_path if args[0] == "fit" else ROOT)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
 
