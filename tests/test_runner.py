@@ -172,15 +172,18 @@ def test_non_finite_weights_with_a_finite_loss_stop_before_any_checkpoint(tmp_pa
     assert not (tmp_path / "r/checkpoints/last.pt").exists()
 
 
-def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
-    base = import_class(EXAMPLES[1], System)
-
-    class Overflowing(base):
+def _failing_at_step_7(message):
+    """The BiGAN example whose discriminator step raises ``RuntimeError(message)`` at step 7."""
+    class Failing(import_class(EXAMPLES[1], System)):
         def d_step(self, e):
             if e.iteration == 6:
-                raise RuntimeError("value cannot be converted to type float without overflow\nmore detail")
+                raise RuntimeError(message)
             return super().d_step(e)
-    line = Overflowing.d_step.__code__.co_firstlineno + 2  # the raise: the user's line, named in the error
+    return Failing, Failing.d_step.__code__.co_firstlineno + 2  # the raise: the user's line, named in errors
+
+
+def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    Overflowing, line = _failing_at_step_7("value cannot be converted to type float without overflow\nmore detail")
     r = Runner(Overflowing, _cfg(Overflowing), tmp_path / "r", progress=False, echo=False).fit()
     assert r.code == 1 and r.error == ("phase 'discriminator', step 7: RuntimeError: value cannot be converted to "
                                        f"type float without overflow [tests/test_runner.py:{line}]"), r.error
@@ -188,13 +191,7 @@ def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_pat
 
 
 def test_an_error_line_starts_a_line_of_its_own_after_the_progress_bar(tmp_path, capsys):
-    base = import_class(EXAMPLES[1], System)
-
-    class Failing(base):
-        def d_step(self, e):
-            if e.iteration == 6:
-                raise RuntimeError("boom")
-            return super().d_step(e)
+    Failing, _ = _failing_at_step_7("boom")
     assert Runner(Failing, _cfg(Failing), tmp_path / "r", progress=True).fit().code == 1
     err = capsys.readouterr().err
     assert "\nerror: phase 'discriminator', step 7: RuntimeError: boom" in err, err
