@@ -110,9 +110,9 @@ def check_loss(phase: Phase, terms: Any) -> torch.Tensor:
         raise ValueError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
                          "(.mean() or .sum())")
     if not loss.requires_grad:
+        trained = " or ".join(f"engine.model({n!r})" for n in phase.nets)
         raise ValueError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
-                         f"torch.no_grad(), or from frozen networks only); compute it from the output of "
-                         f"engine.model({phase.nets[0]!r})" if phase.nets else f"{where}: its 'loss' has no gradient")
+                         f"torch.no_grad(), or from frozen networks only); compute it from the output of {trained}")
     return loss
 
 
