@@ -51,3 +51,23 @@ def run(module, args, cwd=None):
         os.chdir(here)
         torch.set_num_threads(threads)
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+class Deadline(BaseException):
+    """A command run by ``run_within`` outlived its deadline."""
+
+
+def run_within(seconds, module, args, cwd=None):
+    """``run`` in this process under a deadline: a command that blocks (a FIFO opened for reading
+    waits for a writer forever) fails the test after ``seconds`` instead of hanging the suite."""
+    import signal as _signal
+
+    def expired(*_):  # a BaseException: the command line's own handlers (OSError included) cannot swallow it
+        raise Deadline(f"{module} {' '.join(map(str, args))}: still running after {seconds} s")
+    previous = _signal.signal(_signal.SIGALRM, expired)
+    _signal.alarm(seconds)
+    try:
+        return run(module, [str(a) for a in args], cwd)
+    finally:
+        _signal.alarm(0)
+        _signal.signal(_signal.SIGALRM, previous)

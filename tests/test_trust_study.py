@@ -5,15 +5,13 @@ import os
 import pickle
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from multinet.config import ConfigError
 
-from .cli_run import ENV, run
+from .cli_run import run, run_within
 from .test_sweep import AE, FIG, sweep
 from .test_trust import _Payload
 
@@ -152,9 +150,9 @@ def test_a_trials_folder_that_links_out_of_the_sweep_is_refused(grid, tmp_path):
 
 
 def _spawned_sweep(out, *extra):
+    """The sweep command under a deadline (a reader blocked on a FIFO fails the test, never hangs it)."""
     args = ["sweep", "autoencoder", *AE, "--objective", FIG, "--direction", "minimize", "--out", str(out), *extra]
-    return subprocess.run([sys.executable, "-m", "multinet", *args], capture_output=True, text=True, timeout=120,
-                          env=ENV)
+    return run_within(120, "multinet", args)
 
 
 def test_a_fifo_in_a_sweep_folder_never_hangs(grid, tmp_path):
