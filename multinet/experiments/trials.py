@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import MAX_SEED, ConfigError, error_line
+from ..handlers.timer import MAX_SECONDS
 from ..state.runfiles import inside
 from .plan import SweepPlan
 
@@ -41,7 +42,7 @@ def trial_attr(t: Any, key: str, kind: type | tuple[type, ...], default: Any = N
 def trial_seconds(t: Any, seed: int) -> float | str:
     """A run's training time as the trial recorded it ("" when it has none): finite, non-negative."""
     value = trial_attr(t, f"seconds/seed-{seed}", (int, float), "")
-    if value != "" and not (math.isfinite(value) and 0 <= value <= 1e9):
+    if value != "" and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
         raise ConfigError(f"study trial {t.number}: its seconds/seed-{seed} {value!r} is not a run's time")
     return value
 
@@ -52,21 +53,22 @@ def params_of(t: Any, plan: SweepPlan) -> dict[str, Any]:
     queued = trial_attr(t, "params", dict, {})
     params = {**queued, **t.params}
     for key, value in [*queued.items(), *t.params.items()]:  # each source checked, not only what wins
-        if key == "seed" and not plan.search:
-            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
-        elif key in plan.grid:
-            ok = isinstance(value, str) and value in plan.grid[key]
-        elif key in plan.search:
-            ok = plan.search[key].holds(value)
-        else:
-            ok = False
-        if not ok:
+        if not _of_sweep(plan, key, value):
             raise ConfigError(f"study trial {t.number}: {key}={_shown(value)} is not a value of this sweep; the study "
                               "was written by something other than it (name a new one with --study or a new --out)")
     if not plan.search and "seed" not in params:
         raise ConfigError(f"study trial {t.number}: has no seed; the study was written by something other than this "
                           "sweep (name a new one with --study or a new --out)")
     return params
+
+
+def _of_sweep(plan: SweepPlan, key: str, value: Any) -> bool:
+    """Whether ``key=value`` is one this sweep can run: a grid's value, a search's, or a grid's seed."""
+    if key == "seed" and not plan.search:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+    if key in plan.grid:
+        return isinstance(value, str) and value in plan.grid[key]
+    return key in plan.search and plan.search[key].holds(value)
 
 
 def live_trials(study: Any) -> list[Any]:
@@ -90,8 +92,7 @@ def drawn(trial: Any, plan: SweepPlan) -> dict[str, Any]:
                           f"({error_line(e, 160)})") from None
     queued = trial_attr(trial, "params", dict, {})
     for key, value in params.items():
-        ok = plan.search[key].holds(value) if plan.search else value in plan.grid[key]
-        if not ok or (key in queued and queued[key] != value):
+        if not _of_sweep(plan, key, value) or (key in queued and queued[key] != value):
             raise ConfigError(f"study trial {trial.number}: {key}={_shown(value)} is not a value of this sweep or not "
                               "the config it was queued as; the study was written by something other than it")
     return params
