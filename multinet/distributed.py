@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistInfo", "info", "launched", "local_rank", "init", "shutdown", "local_rows", "randn", "rand",
-           "randint", "all_reduce", "agree_max", "agree_stop", "STOP_REASONS", "barrier"]
+           "randint", "all_reduce", "agree_max", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -128,17 +128,6 @@ def agree_max(value: int, device: torch.device) -> int:
     if info().world == 1:
         return value
     return int(all_reduce(torch.tensor([value], dtype=torch.long, device=device), "max").item())
-
-
-STOP_REASONS = ("stop requested", "SIGTERM", "SIGINT")  # agreed over ranks by index: the largest wins
-
-
-def agree_stop(requested: str | None, device: torch.device) -> str | None:
-    """The reason every rank stops for (None: go on) when ``requested`` is this rank's own request:
-    the most serious request of any rank (a signal over a plain request); a collective."""
-    mine = 0 if requested is None else 1 + (STOP_REASONS.index(requested) if requested in STOP_REASONS else 0)
-    code = agree_max(mine, device)
-    return None if not code else requested if mine == code else STOP_REASONS[code - 1]
 
 
 def barrier() -> None:

@@ -148,23 +148,32 @@ class _InfGrad(torch.autograd.Function):
         return g * float("inf")
 
 
-def test_fp16_skipped_step_does_not_advance_the_schedule():
+@pytest.mark.parametrize("fused", [False, True])
+def test_fp16_skips_an_overflowing_step_on_the_device_and_the_schedule_still_advances(fused):
     from multinet import ScheduleSpec
-    net = Net("n", nn.Linear(3, 1), NetConfig(optimizer="sgd", lr=0.1, schedule=ScheduleSpec("exponential", gamma=0.5)), "cpu")
-    before = net.module.weight.detach().clone()
+    net = Net("n", nn.Linear(3, 1), NetConfig(optimizer="adam", lr=0.1, fused=fused,
+                                              schedule=ScheduleSpec("exponential", gamma=0.5)), "cpu")
+    seen = []
 
     def step(e):
+        seen.append(net.module.weight.detach().clone())
         out = net.module(torch.ones(4, 3)).float()
         if e.iteration == 0:  # gradients overflow: the scaler must skip this optimizer step
             out = _InfGrad.apply(out)
         return {"loss": out.mean()}
 
-    with pytest.warns(UserWarning, match="fp16.* on the CPU"):
+    with pytest.warns(UserWarning) as said:
         e = Engine({"n": net}, [Phase("p", ("n",), step)], total_steps=3, amp="fp16")
+    assert any("on the CPU" in str(w.message) for w in said)
+    # Only a non-fused optimizer reads the skip flag back: said at start, with the fix.
+    assert any("networks.n.fused = true" in str(w.message) for w in said) == (not fused)
     e.run()
-    assert net.scheduler.t == 2  # three iterations, one skipped step
-    assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.25)
-    assert not torch.equal(before, net.module.weight)
+    assert torch.equal(seen[0], seen[1])  # the overflowing step left the weights as they were
+    assert not torch.equal(seen[1], net.module.weight)  # the next ones stepped
+    assert e.scalers["p"].get_scale() == 65536.0 * 0.5  # the scale backed off once
+    # As in Lightning and Ignite, the schedule counts optimizer steps, skipped or not: deciding
+    # otherwise would read the skip flag back every step.
+    assert net.scheduler.t == 3 and net.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.125)
 
 
 def _conv_run(channels_last, steps=3):
@@ -337,7 +346,7 @@ def test_the_progress_bar_shows_the_logged_losses():
 
 
 def test_finiteness_is_checked_once_per_step_unless_a_weight_changed(monkeypatch):
-    import multinet.engine.loop as engine_module
+    import multinet.engine.divergence as engine_module
     calls = []
     real = engine_module.non_finite
     monkeypatch.setattr(engine_module, "non_finite", lambda *a: calls.append(a[-1]) or real(*a))

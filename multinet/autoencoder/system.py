@@ -82,7 +82,7 @@ class AeSystem(System):
         enc, dec = self.networks(outs.pop())
         self.net("encoder", enc)
         self.net("decoder", dec)
-        self.bounds = phase_bounds(cfg.phases, cfg.train.steps)
+        self.stages: list[Phase] = []  # the engine's phase of each configured phase (its plan, kept on resume)
         self.names = [f"{i}_{p.name}" if len(cfg.phases) > 1 else p.name for i, p in enumerate(cfg.phases)]
         self.results: list[dict[str, Any]] = []  # rows evaluated at each phase's end
 
@@ -126,45 +126,40 @@ class AeSystem(System):
         return {}
 
     # -- phases --------------------------------------------------------------------------------
-    def resume_from(self, saved: AeRecipe) -> None:
-        """A resumed run of another length keeps the phase boundaries it was trained with; only the
-        last phase moves its end (a run extended after its switch never goes back to joint training)."""
-        old = phase_bounds(saved.phases, saved.train.steps)
-        if old == self.bounds:
-            return
-        total = self.cfg.train.steps
-        if total <= old[-1][0]:
-            raise ValueError(f"train.steps={total} would end before phase {self.names[-1]!r} starts (step "
-                             f"{old[-1][0]}); the phase boundaries of a resumed run do not move")
-        self.bounds = old[:-1] + [(old[-1][0], total)]
-        note(f"{saved.train.steps} -> {total} steps: phase {self.names[-1]!r} now ends at step {total} "
-             f"(was {old[-1][1]}); earlier phase boundaries stay where they were")
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        """Where each configured phase starts and ends: the engine's plan once the phases are built
+        (a resumed run keeps the boundaries it was trained with: ``multinet.engine.keep_plan``)."""
+        if not self.stages:
+            return phase_bounds(self.cfg.phases, self.cfg.train.steps)
+        return [(p.start, self.cfg.train.steps if p.stop is None else p.stop) for p in self.stages]
 
     def phases(self) -> list[Phase]:
         cfg = self.cfg
-        spans = {c: [ab for p, ab in zip(cfg.phases, self.bounds) if p.channel == c] for c in ("train", "finetune")}
-        out = []
+        out, self.stages = [], []
         for name, p, (a, b) in zip(self.names, cfg.phases, self.bounds):
-            step = self.step_fn(p.channel, spans[p.channel])
+            step = self.step_fn(p.channel, [i for i, q in enumerate(cfg.phases) if q.channel == p.channel])
             if cfg.system.training == "gradient" or p.name == "decoder":
                 out.append(Phase(name, _NETS[p.name], step(p.name), start=a, stop=b))
-                continue
-            if p.name == "joint":  # the receiver learns what arrives, then the transmitter is rated by it
-                out.append(Phase(f"{name}.receiver", "decoder", step("decoder"), start=a, stop=b))
-            out.append(Phase(f"{name}.transmitter", "encoder", step("policy"), start=a, stop=b))
+            else:
+                if p.name == "joint":  # the receiver learns what arrives, then the transmitter is rated by it
+                    out.append(Phase(f"{name}.receiver", "decoder", step("decoder"), start=a, stop=b))
+                out.append(Phase(f"{name}.transmitter", "encoder", step("policy"), start=a, stop=b))
+            self.stages.append(out[-1])
         return out
 
-    def step_fn(self, channel: str, spans: list[tuple[int, int]]):
-        """The steps of phases on ``channel``; ``spans`` are all phase ranges on that channel
-        (a scheduled channel level moves across them). ``step(role)`` gives the engine's step for
-        a gradient phase (``joint`` / ``decoder`` / ``encoder``) or the policy-gradient one."""
+    def step_fn(self, channel: str, on_channel: list[int]):
+        """The steps of phases on ``channel``; ``on_channel``: the indices of all configured phases on
+        that channel (a scheduled channel level moves across their spans, as planned now).
+        ``step(role)`` gives the engine's step for a gradient phase (``joint`` / ``decoder`` /
+        ``encoder``) or the policy-gradient one."""
         ch, s = self.channels[channel], self.cfg.system
-        total = sum(b - a for a, b in spans)
 
         def send(e: Engine, policy: bool = False):
             """(targets, channel input, perturbed input or None, received) for one batch."""
+            spans = [self.bounds[i] for i in on_channel]
             done = sum(min(max(e.iteration - a, 0), b - a) for a, b in spans)
-            ch.progress = done / max(1, total - 1)
+            ch.progress = done / max(1, sum(b - a for a, b in spans) - 1)
             target, x = self.batch(e.model("encoder"), ch)
             if not policy:
                 return target, x, None, ch(x)

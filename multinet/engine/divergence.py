@@ -1,8 +1,11 @@
 """Divergence: losses or weights that went NaN/Inf, and how close kept weights are to overflow.
 
-The engine checks for it itself every ``check_every`` iterations and before every checkpoint
-(``Engine.check_finite``), so a plain ``Engine.run()`` never trains on with NaN weights and the
-last good checkpoint is never overwritten; ``handlers.NanGuard`` adds checks at another cadence.
+The one home of the NaN check: ``NanRecord`` keeps each phase's losses on the device as the steps
+run (no read per step) and ``check`` reads them and the weights in one go. The engine owns one
+record and calls ``check`` every ``check_every`` iterations and at the end (``Engine.check_finite``);
+a handler that writes the state out (a logged row, a checkpoint) asks ``Engine.check_finite`` first,
+which checks a step once however many ask. So a plain ``Engine.run()`` never trains on with NaN
+weights and the last good checkpoint is never overwritten.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import torch
 
 from .. import distributed
 
-__all__ = ["NonFiniteLoss", "non_finite", "weight_headroom", "NEAR_OVERFLOW"]
+__all__ = ["NonFiniteLoss", "NanRecord", "non_finite", "weight_headroom", "NEAR_OVERFLOW"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -53,6 +56,50 @@ def non_finite(phases: list[Any], first_bad: dict[str, torch.Tensor], nets: dict
             parts.append(f"non-finite weights in network '{name}' (trained by phase(s) {', '.join(by) or 'none'}) "
                          f"by step {iteration}")
     return "; ".join(parts)
+
+
+class NanRecord:
+    """The first non-finite loss step of each phase, kept on ``device`` (``-1``: none so far).
+
+    ``keep`` stores a step's loss (no operator at all); ``check`` folds what was kept into the
+    record and raises ``NonFiniteLoss`` for a bad loss or weight. A check that finds the same
+    iteration and the same weights (tensor ids and in-place versions) as the last one that passed
+    reads nothing."""
+
+    def __init__(self, phases: list[Any], device: torch.device) -> None:
+        self.phases, self.device = phases, device
+        self.first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=device) for p in phases}
+        self.kept: dict[str, list[tuple[int, torch.Tensor]]] = {p.name: [] for p in phases}
+        self.passed: Any = None  # (iteration, weight versions) of the last check that passed
+
+    def keep(self, phase: str, iteration: int, loss: torch.Tensor) -> None:
+        kept = self.kept[phase]
+        kept.append((iteration, loss))
+        if len(kept) >= 256:  # checks far apart (or none): memory stays bounded
+            self._fold(phase)
+
+    def _fold(self, phase: str) -> None:
+        kept = self.kept[phase]
+        if not kept:
+            return
+        steps = torch.tensor([i for i, _ in kept], device=self.device)
+        never = torch.iinfo(torch.long).max
+        first = torch.where(torch.isfinite(torch.stack([v for _, v in kept])), never, steps).min()
+        bad = self.first_bad[phase]
+        bad.copy_(torch.where((bad < 0) & (first < never), first, bad))
+        kept.clear()
+
+    def check(self, nets: dict[str, Any], iteration: int, world: int) -> None:
+        """Raise ``NonFiniteLoss`` naming what went NaN/Inf; syncs (a collective with ``world`` > 1)."""
+        key = (iteration, tuple((id(p), p._version) for n in nets.values() for p in n.module.parameters()))
+        if key == self.passed:
+            return
+        for name in self.kept:
+            self._fold(name)
+        problem = non_finite(self.phases, self.first_bad, nets, world, iteration)
+        if problem:
+            raise NonFiniteLoss(problem)
+        self.passed = key
 
 
 # Weights above this are reported as close to overflow: float16's largest value is 65,504, and a

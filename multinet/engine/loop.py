@@ -1,47 +1,40 @@
 """The phase engine: a list of named phases over a dict of networks, and events for handlers.
 
-A phase names the networks it trains and a step function returning its loss terms. In a phase
-step only that phase's networks require grad: every other network is frozen for the step
-(``frozen`` restores each parameter's own flag after), so no weight gradients are computed for
-them and their ``.grad`` stays ``None``. Then: backward → optional clipping (unscaled first
-under fp16) → step → zero_grad(set_to_none) → scheduler (only if the optimizer stepped) → EMA.
+Each iteration runs every active phase through its update function (``multinet.engine.update``:
+the default backpropagates the step's loss and steps the phase's optimizers; a phase may name
+another). The loop itself does little else: it fires the ``Event``s handlers listen to (logging,
+samples, checkpoints, evaluation: ``multinet.handlers``), checks for NaN/Inf every
+``check_every`` iterations (``divergence.NanRecord``), unfreezes what a network's config
+unfreezes at its iteration, and steps epoch schedules at an epoch's end.
 
-The loop does little else: it checks losses for NaN/Inf every ``check_every`` iterations (a
-diverged run stops with ``NonFiniteLoss`` naming the phase and step, under the plain API too),
-re-applies each network's frozen-norm mode, and fires the ``Event``s that handlers listen to
-(logging, samples, checkpoints, evaluation: ``multinet.handlers``), each with ``every=``.
-
-Under torch.distributed a step calls the networks through ``engine.model(name)``: the DDP
-wrapper for the networks the phase trains, the raw module for the frozen rest (so no reducer
-waits for gradients that never come). Stop requests (signals) are agreed over the ranks every
-``sync_every`` iterations, NaN checks and logged scalars are reduced over the ranks, so every
-rank stops at the same iteration.
+While a phase runs only its networks require grad: the others are frozen for the step
+(``training``), so no weight gradients are computed for them. Under torch.distributed a step calls
+the networks through ``engine.model(name)``: the DDP wrapper for the networks the phase trains, the
+raw module for the frozen rest. Stop requests (signals) are agreed over the ranks every
+``sync_every`` iterations, so every rank stops at the same iteration.
 """
 from __future__ import annotations
 
 import contextlib
-import os
-import warnings
 from collections import defaultdict
 from typing import Any, Callable
 
 import torch
 
 from .. import distributed
-from ..config import error_line
 from ..nets import Net, advance, frozen_tensors
-from .divergence import NonFiniteLoss, non_finite
-from .events import Event
-from .phase import Phase, StepError, check_loss, check_phases, step_term, user_line
+from .divergence import NanRecord, NonFiniteLoss
+from .events import Event, Registration, StopReason
+from .phase import Phase, StepError, check_phases, check_start, step_term, warn_idle
 from .readout import Readout
-from .snapshot import Snapshot
+from .snapshot import engine_state, load_engine_state
 
 __all__ = ["Phase", "Engine", "Event", "NonFiniteLoss", "StepError", "AMP_MODES"]
 
 AMP_MODES = ("none", "bf16", "fp16")
 
 
-class Engine(Readout, Snapshot):
+class Engine:
     """Runs ``phases`` over ``nets`` for ``total_steps`` iterations.
 
     Everything is given here: ``generators`` (named random streams) and ``stateful`` objects
@@ -60,46 +53,35 @@ class Engine(Readout, Snapshot):
         check_phases(phases, nets)
         self.nets, self.phases, self.total_steps = nets, phases, total_steps
         self.device = next(iter(nets.values())).device
-        if amp == "fp16" and self.device.type == "cpu":
-            warnings.warn("amp = 'fp16' on the CPU runs in emulation, several times slower than fp32; use "
-                          "'bf16' (fast on CPUs with AMX / AVX512-BF16) or 'none'", stacklevel=2)
         self.amp, self.steps_per_epoch, self.log_every = amp, steps_per_epoch, log_every
         self.check_every = (log_every or 50) if check_every is None else check_every
-        self.generators = generators or {}
-        self.stateful = stateful or {}
-        self.config = config or {}
-        self.meta = meta or {}  # saved beside the config (e.g. which system wrote the checkpoint)
+        self.generators, self.stateful = generators or {}, stateful or {}
+        self.config, self.meta = config or {}, meta or {}  # meta: beside the config (which system wrote it)
         self.iteration = 0
         self.phase_steps = {p.name: 0 for p in phases}
+        self.scalers = {p.name: torch.amp.GradScaler(self.device.type, enabled=amp == "fp16") for p in phases}
+        self.readout = Readout()
+        self.nan = NanRecord(phases, self.device)
+        self.dist = distributed.info()
+        self.sync_every = max(1, sync_every)
+        self.handlers: dict[Event, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
+        self.stop_reason: StopReason | None = None
+        self.phase: Phase | None = None  # the phase running now, for the update's building blocks
+        self.stepped: set[str] = set()  # the networks the running phase has stepped
+        self.evaluation: dict[str, Any] = {}  # the figures of the latest evaluation (Event.EVALUATED)
+        self.exception: BaseException | None = None  # what left the loop (Event.EXCEPTION_RAISED)
+        self._requested: StopReason | None = None
+        self._training: tuple[str, ...] = ()
+        self._through: set[str] = set()
+        self._own_flags: list[tuple[torch.nn.Parameter, bool]] = []
         # What each phase freezes, listed once (a module's parameter list walks its module tree).
         self._others = {p.name: [t for k, n in nets.items() if k not in p.nets for t in n.module.parameters()]
                         for p in phases}
-        self.scalers = {p.name: torch.amp.GradScaler(self.device.type, enabled=amp == "fp16") for p in phases}
         for name, net in nets.items():
             net.plan_steps(sum(p.count(total_steps) * p.repeat for p in phases if name in p.nets))
-        self.handlers: dict[Event, list[tuple[Callable[["Engine"], None], int]]] = defaultdict(list)
-        self.terms: dict[str, dict[str, torch.Tensor]] = {}
-        self.grad_norms: dict[str, torch.Tensor] = {}
-        self.made_at: dict[str, int] = {}  # phase or grad_norm/<net> -> the iteration that produced it
-        # First non-finite step per phase, kept on the device so checking costs no sync per step: each
-        # step only keeps its loss (no operator at all); a check folds them in (``_fold``).
-        self._first_bad = {p.name: torch.full((), -1, dtype=torch.long, device=self.device) for p in phases}
-        self._losses: dict[str, list[tuple[int, torch.Tensor]]] = {p.name: [] for p in phases}
-        self._checked: Any = None  # (iteration, weight versions) of the last check that passed
-        self.stop_reason: str | None = None
-        self._requested: str | None = None
-        self.dist = distributed.info()
-        if self.dist.world > 1:  # networks built before the process group joined: wrap them now
-            for net in nets.values():
-                if net.wrapped is net.module:
-                    net.rewrap()
-        self.sync_every = max(1, sync_every)
-        self._training: tuple[str, ...] = ()
-        self._through: set[str] = set()
-        # Timed unfreezing is part of a network's config: the loop does it after iteration unfreeze_at.
-        self._unfreeze: dict[int, list[Net]] = defaultdict(list)
-        for net in (n for n in nets.values() if n.config.unfreeze):
-            self._unfreeze[net.config.unfreeze_at].append(net)
+            if self.dist.world > 1 and net.wrapped is net.module:  # built before the process group joined
+                net.rewrap()
+        check_start(nets, amp, self.device, steps_per_epoch)
         for handler in handlers:
             handler.attach(self)
 
@@ -108,95 +90,78 @@ class Engine(Readout, Snapshot):
         """The averaged copies (``multinet.nets.Ema``; ``.module`` is the network) of the networks with an EMA."""
         return {k: n.ema for k, n in self.nets.items() if n.ema is not None}
 
+    @property
+    def log_now(self) -> bool:
+        """Whether the iteration running now is a log step (gradient norms are measured on it)."""
+        return bool(self.log_every) and (self.iteration + 1) % self.log_every == 0
+
+    @property
+    def terms(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Each phase's latest loss terms, on the device."""
+        return self.readout.terms
+
     # -- events ------------------------------------------------------------------------------
-    def on(self, event: Event | str, fn: Callable[["Engine"], None], every: int = 1) -> None:
-        """Call ``fn(engine)`` on ``event`` every ``every`` times it fires; ``every=0`` registers
-        nothing (the handler is off). An unknown event name raises."""
+    def on(self, event: Event | str, fn: Callable[["Engine"], None], every: int = 1) -> Registration:
+        """Call ``fn(engine)`` on ``event`` every ``every`` times it fires (``every=0``: off); the
+        returned registration's ``remove()`` takes it off. An unknown event name raises."""
         event = Event.parse(event)
         if not isinstance(every, int) or every < 0:
             raise ValueError(f"every must be an integer >= 0 (0 turns the handler off), got {every!r}")
+        entry = (fn, every)
         if every:
-            self.handlers[event].append((fn, every))
+            self.handlers[event].append(entry)
+        return Registration(self.handlers[event], entry)
 
     def fire(self, event: Event | str, count: int | None = None) -> None:
         event = Event.parse(event)
         count = self.iteration if count is None else count
-        for fn, every in self.handlers[event]:
-            if event in (Event.STARTED, Event.COMPLETED) or count % every == 0:
+        once = event in (Event.STARTED, Event.COMPLETED, Event.EXCEPTION_RAISED, Event.EVALUATED)
+        for fn, every in list(self.handlers[event]):
+            if every == 1 or once or count % every == 0:
                 fn(self)
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason | str) -> None:
         """Stop at the next iteration boundary (signal handlers call this); under torch.distributed
         at the next agreement point, on every rank."""
-        self._requested = self._requested or reason
+        self._requested = self._requested or StopReason(reason)
         if self.dist.world == 1:
             self.stop_reason = self._requested
 
+    # -- what a phase's update uses ------------------------------------------------------------
     def model(self, name: str) -> torch.nn.Module:
         """The network ``name`` as a step should call it: through its DDP wrapper when this
         phase trains it (or ``grad_through`` lets its graph build), else the module itself."""
         net = self.nets[name]
         return net.wrapped if name in self._training or name in self._through else net.module
 
-    # -- one phase step ----------------------------------------------------------------------
     def autocast(self):
         if self.amp == "none":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
 
-    def _run_phase(self, phase: Phase, log_now: bool) -> None:
-        nets = [self.nets[n] for n in phase.nets]
-        scaler = self.scalers[phase.name]
-        self._training = phase.nets
-        with frozen_tensors(self._others[phase.name]) as self._own_flags:
+    @contextlib.contextmanager
+    def training(self, phase: Phase, sync: bool = True):
+        """Inside: ``phase``'s networks train, every other network is frozen, autocast is on, and
+        under torch.distributed the gradients are averaged over the ranks only if ``sync``."""
+        trained = [self.nets[n] for n in phase.nets]
+        with contextlib.ExitStack() as stack:
+            if not sync:
+                for net in trained:
+                    if net.wrapped is not net.module:
+                        stack.enter_context(net.wrapped.no_sync())
+            self._own_flags = stack.enter_context(frozen_tensors(self._others[phase.name]))
+            stack.enter_context(self.autocast())
+            self._training = phase.nets
             try:
-                with self.autocast():
-                    terms = phase.step(self)
-            except Exception as e:  # the user's step code: say where, in one line
-                if os.environ.get("MULTINET_TRACEBACK"):
-                    raise
-                raise StepError(f"phase {phase.name!r}, step {self.iteration + 1}: {type(e).__name__}: "
-                                f"{error_line(e, 200)} [{user_line(e)}]") from e
-            loss = check_loss(phase, terms)
-            scaler.scale(loss).backward()
-        self._training = ()
-        for net in nets:
+                yield
+            finally:
+                self._training = ()
+        for net in trained:
             if net.wrapped is not net.module:
                 if not net.ddp_called:
                     raise RuntimeError(f"phase '{phase.name}' trains '{net.name}' but its step called the bare "
                                        f"module: call engine.model('{net.name}') so gradients are averaged over ranks")
                 net.ddp_called = False
-        scale_before = scaler.get_scale() if scaler.is_enabled() else None
-        for net in nets:
-            if net.config.clip_grad_norm > 0:
-                scaler.unscale_(net.optimizer)
-                self.grad_norms[net.name] = torch.nn.utils.clip_grad_norm_(net.parameters(), net.config.clip_grad_norm)
-                self.made_at[f"grad_norm/{net.name}"] = self.iteration
-            elif log_now:
-                grads = [p.grad for p in net.parameters() if p.grad is not None]
-                self.grad_norms[net.name] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                                             if grads else torch.zeros((), device=self.device))
-                self.made_at[f"grad_norm/{net.name}"] = self.iteration
-            scaler.step(net.optimizer)
-            # Between phase steps every .grad is None: nothing stale is left for a later phase.
-            net.optimizer.zero_grad(set_to_none=True)
-        scaler.update()
-        # Under fp16 a step with inf/NaN gradients is skipped; its scheduler must not advance.
-        stepped = scale_before is None or scaler.get_scale() >= scale_before
-        for net in nets:
-            advance(net.scheduler, net.config.schedule, "step", stepped)
-            net.stepped_this_epoch = net.stepped_this_epoch or stepped
-            if net.ema is not None:
-                net.ema.update_parameters(net.module)
-        detached = {k: step_term(phase.name, k, v, self.device) for k, v in terms.items()}
-        self.terms[phase.name] = detached
-        self.made_at[phase.name] = self.iteration
-        kept = self._losses[phase.name]
-        kept.append((self.iteration, detached["loss"]))
-        if len(kept) >= 256:  # checks far apart (or none): memory stays bounded
-            self._fold(phase.name)
-        self.phase_steps[phase.name] += 1
 
     @contextlib.contextmanager
     def grad_through(self, name: str):
@@ -214,33 +179,30 @@ class Engine(Readout, Snapshot):
             for p, _ in mine:
                 p.requires_grad_(False)
 
+    # -- read-outs and state -------------------------------------------------------------------
     def check_finite(self) -> None:
-        """Raise ``NonFiniteLoss`` if a loss went NaN/Inf (naming the phase, its networks and the
-        first bad step) or a network's weights did (``divergence.non_finite``). Syncs;
-        a collective under torch.distributed: every rank must call it at the same iteration."""
-        # The loop, the logger and the checkpointer all ask at one step: check once unless a weight
-        # changed in between (any in-place write bumps a tensor's version; a new tensor has a new id).
-        key = (self.iteration, tuple((id(p), p._version) for n in self.nets.values() for p in n.module.parameters()))
-        if key == self._checked:
-            return
-        for name in self._losses:
-            self._fold(name)
-        problem = non_finite(self.phases, self._first_bad, self.nets, self.dist.world, self.iteration)
-        if problem:
-            raise NonFiniteLoss(problem)
-        self._checked = key
+        """Raise ``NonFiniteLoss`` if a loss or a network's weights went NaN/Inf (naming the phase,
+        its networks and the first bad step). Syncs, once per step however many ask; a collective
+        under torch.distributed: every rank must call it at the same iteration."""
+        self.nan.check(self.nets, self.iteration, self.dist.world)
 
-    def _fold(self, phase: str) -> None:
-        """Record the first non-finite loss among the steps kept since the last fold (on the device)."""
-        kept = self._losses[phase]
-        if not kept:
-            return
-        steps = torch.tensor([i for i, _ in kept], device=self.device)
-        never = torch.iinfo(torch.long).max
-        first = torch.where(torch.isfinite(torch.stack([v for _, v in kept])), never, steps).min()
-        bad = self._first_bad[phase]
-        bad.copy_(torch.where((bad < 0) & (first < never), first, bad))
-        kept.clear()
+    def scalars(self, window: int | None = None) -> dict[str, float]:
+        """Loss terms, LRs and grad norms of the last ``window`` iterations (default ``log_every``),
+        under stable names: one host sync (``Readout.scalars``)."""
+        return self.readout.scalars(self.nets, self.iteration, window or self.log_every or 1, self.dist.world)
+
+    def metric(self, key: str) -> float:
+        return self.readout.metric(key)
+
+    def default_monitor(self, net: str) -> str:
+        """The loss of the latest phase that trained ``net``."""
+        return f"loss/{[p.name for p in self.phases if net in p.nets and p.name in self.terms][-1]}"
+
+    def state_dict(self) -> dict[str, Any]:
+        return engine_state(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_engine_state(self, state)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop_at: int | None = None, handlers: Any = ()) -> None:
@@ -250,43 +212,65 @@ class Engine(Readout, Snapshot):
         ``NonFiniteLoss`` at the first check after a loss went NaN/Inf (every ``check_every``
         iterations and at the end), before any handler sees that iteration.
         """
-        self.stop_reason, self._requested = None, None
+        self.stop_reason, self._requested, self.exception = None, None, None
         kept = {k: list(v) for k, v in self.handlers.items()}
         for handler in handlers:
             handler.attach(self)
         try:
             self._loop(stop_at)
+        except BaseException as e:
+            self.exception = e
+            self.fire(Event.EXCEPTION_RAISED)
+            raise
         finally:
             self.handlers = defaultdict(list, kept)
 
     def _loop(self, stop_at: int | None) -> None:
+        warn_idle(self.phases, self.nets, self.iteration, self.total_steps)
         for net in self.nets.values():
             net.train()
         self.fire(Event.STARTED)
+        unfreeze = defaultdict(list)  # timed unfreezing is part of a network's config
+        for net in (n for n in self.nets.values() if n.config.unfreeze):
+            unfreeze[net.config.unfreeze_at].append(net)
         while self.iteration < self.total_steps and self.stop_reason is None and \
                 (stop_at is None or self.iteration < stop_at):
+            self.fire(Event.ITERATION_STARTED)
             for net in self.nets.values():  # a handler's own eval()/train() must not wake frozen norms
                 net.enforce_norm_mode()
-            log_now = bool(self.log_every) and (self.iteration + 1) % self.log_every == 0
             for phase in self.phases:
                 if phase.active(self.iteration):
                     for _ in range(phase.repeat):
-                        self._run_phase(phase, log_now)
+                        self._run_phase(phase)
             self.iteration += 1
             if self.check_every and self.iteration % self.check_every == 0:
                 self.check_finite()
-            for net in self._unfreeze.get(self.iteration, ()):  # before any handler sees the step
+            for net in unfreeze.get(self.iteration, ()):  # before any handler sees the step
                 net.unfreeze(net.config.unfreeze)
             self.fire(Event.ITERATION_COMPLETED)
             if self.dist.world > 1 and self.iteration % self.sync_every == 0:
-                self.stop_reason = distributed.agree_stop(self._requested, self.device) or self.stop_reason
+                order = list(StopReason)  # the most serious request of any rank wins
+                agreed = distributed.agree_max(0 if self._requested is None else 1 + order.index(self._requested),
+                                               self.device)
+                self.stop_reason = order[agreed - 1] if agreed else self.stop_reason
             if self.steps_per_epoch and self.iteration % self.steps_per_epoch == 0:
                 self._epoch_end()
         if self.stop_reason is None and stop_at is not None and self.iteration < self.total_steps:
-            self.stop_reason = "step limit"
+            self.stop_reason = StopReason.STEP_LIMIT
         if self.check_every:
             self.check_finite()
         self.fire(Event.COMPLETED)
+
+    def _run_phase(self, phase: Phase) -> None:
+        self.phase, self.stepped = phase, set()
+        try:
+            terms = phase.update(self, phase)
+        finally:
+            self.phase = None
+        detached = {k: step_term(phase.name, k, v, self.device) for k, v in terms.items()}
+        self.readout.record(phase.name, detached, self.iteration)
+        self.nan.keep(phase.name, self.iteration, detached["loss"])
+        self.phase_steps[phase.name] += 1
 
     def _epoch_end(self) -> None:
         for net in self.nets.values():

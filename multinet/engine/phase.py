@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["Phase", "StepError", "keep_plan", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
+from ..notes import note
+
+__all__ = ["Phase", "StepError", "keep_plan", "check_start", "warn_idle", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
 
 
 @dataclass
@@ -24,6 +26,12 @@ class Phase:
     ``nets``: the names of the networks this phase trains (one name alone is fine). Schedule:
     the phase runs ``repeat`` times on iterations ``start <= it < stop`` with
     ``(it - start) % every == 0`` (k:1 ratios, every-n, or N steps then the next phase).
+
+    ``update``: how the phase updates its networks, ``"standard"`` (backward and an optimizer step
+    per network, ``multinet.engine.update.standard``), ``"manual"`` (the step function does its own
+    backward and steps) or a function ``fn(engine, phase) -> terms`` of your own. ``accumulate``:
+    micro-batches per optimizer step in the standard update (the step function is called that many
+    times per run of the phase, each on its own batch; the loss is divided by it).
     """
 
     name: str
@@ -33,6 +41,8 @@ class Phase:
     repeat: int = 1
     start: int = 0
     stop: int | None = None
+    update: str | Callable[[Any, "Phase"], dict[str, Any]] = "standard"
+    accumulate: int = 1
 
     def __post_init__(self) -> None:
         # A bare string would otherwise be iterated letter by letter.
@@ -41,7 +51,19 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: nets must name one or more networks, got {self.nets!r}")
         if not callable(self.step):
             raise ValueError(f"phase {self.name!r}: step must be a function of the engine, got {self.step!r}")
-        for key, low in (("every", 1), ("repeat", 1), ("start", 0)):
+        from .update import UPDATES  # the update functions are written against Phase
+        if isinstance(self.update, str):
+            if self.update not in UPDATES:
+                raise ValueError(f"phase {self.name!r}: update {self.update!r} unknown (valid: {', '.join(UPDATES)}, "
+                                 "or a function of (engine, phase))")
+            self.update = UPDATES[self.update]
+        elif not callable(self.update):
+            raise ValueError(f"phase {self.name!r}: update must be a name or a function of (engine, phase), "
+                             f"got {self.update!r}")
+        if self.accumulate != 1 and self.update is not UPDATES["standard"]:
+            raise ValueError(f"phase {self.name!r}: accumulate is the standard update's; an update of its own "
+                             "accumulates as it likes")
+        for key, low in (("every", 1), ("repeat", 1), ("start", 0), ("accumulate", 1)):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < low:
                 raise ValueError(f"phase {self.name!r}: {key} must be an integer >= {low}, got {getattr(self, key)!r}")
         if self.stop is not None and self.stop <= self.start:
@@ -56,12 +78,13 @@ class Phase:
         return 0 if end <= self.start else -(-(end - self.start) // self.every)
 
 
-def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None) -> None:
-    """On resume, the phase plan a run was trained with stays: a system that computes its phase
-    boundaries from ``train.steps`` would otherwise move them when a run is extended
-    (``--resume --steps M``), re-running a stage that has ended. Each phase keeps its saved start
-    and stop; a phase that ran to the end of the saved run runs to the end of the new one. Phases
-    the checkpoint does not name (or a checkpoint from before plans were saved) keep the new plan."""
+def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None, total: int) -> None:
+    """The one home of the phase plan on resume: the plan a run was trained with stays. A system
+    that computes its phase boundaries from ``train.steps`` would otherwise move them when a run is
+    extended (``--resume --steps M``), re-running a stage that has ended. Each phase keeps its saved
+    start and stop; a phase that ran to the end of the saved run runs to the end of the new one
+    (``total``), said in a note. Phases the checkpoint does not name (or a checkpoint from before
+    plans were saved) keep the new plan."""
     if not isinstance(saved, dict) or not isinstance(saved_total, int):
         return
     for p in phases:
@@ -69,8 +92,13 @@ def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: in
         if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
             continue
         start, stop = bounds
-        to_the_end = stop is None or stop >= saved_total
-        p.start, p.stop = int(start), (p.stop if p.stop is None or p.stop > start else None) if to_the_end else stop
+        if stop is not None and stop < saved_total:  # ended before the saved run did: stays ended
+            p.start, p.stop = int(start), int(stop)
+            continue
+        p.start, p.stop = int(start), None if total <= int(start) or p.stop is None or p.stop <= start else p.stop
+        if stop is not None and total != saved_total and total > int(start):
+            note(f"{saved_total} -> {total} steps: phase {p.name!r} now ends at step {p.stop or total} (was {stop}); "
+                 "earlier phase boundaries stay where they were")
 
 
 class StepError(RuntimeError):
@@ -94,10 +122,10 @@ def user_line(e: BaseException) -> str:
     return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
 
 
-def check_loss(phase: Phase, terms: Any) -> torch.Tensor:
-    """The ``loss`` a step returned, which must be a one-number tensor in the trained networks'
-    graph; anything else is one line naming the phase and the fix. Reads only what the host knows
-    (type, shape, ``requires_grad``): nothing comes back from the device."""
+def check_loss(phase: Phase, terms: Any, backward: bool = True) -> torch.Tensor:
+    """The ``loss`` a step returned, which must be a one-number tensor, in the trained networks'
+    graph when the update will ``backward`` it; anything else is one line naming the phase and the
+    fix. Reads only what the host knows (type, shape, ``requires_grad``): nothing comes back."""
     where = f"phase {phase.name!r}"
     if not isinstance(terms, dict) or "loss" not in terms:
         got = f"a dict of {sorted(map(str, terms))}" if isinstance(terms, dict) else f"a {type(terms).__name__}"
@@ -109,7 +137,7 @@ def check_loss(phase: Phase, terms: Any) -> torch.Tensor:
     if loss.numel() != 1:
         raise ValueError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
                          "(.mean() or .sum())")
-    if not loss.requires_grad:
+    if backward and not loss.requires_grad:
         trained = " or ".join(f"engine.model({n!r})" for n in phase.nets)
         raise ValueError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
                          f"torch.no_grad(), or from frozen networks only); compute it from the output of {trained}")
@@ -131,6 +159,40 @@ def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.
                       "bit_error_rate stay on the device)", stacklevel=4)
         return torch.tensor(float(value), device=device)
     raise ValueError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
+
+
+def check_start(nets: dict[str, Any], amp: str, device: torch.device, steps_per_epoch: int) -> None:
+    """What would fail silently in a run: an epoch schedule without epochs (an error), an fp16
+    optimizer that reads back every step, fp16 on the CPU (warnings)."""
+    for net in nets.values():
+        spec = net.config.schedule
+        if net.scheduler is not None and (spec.interval == "epoch" or spec.name == "plateau") and not steps_per_epoch:
+            raise ValueError(f"networks.{net.name}.schedule: {spec.name!r} steps at the end of an epoch, and this "
+                             "engine has no epoch length: give steps_per_epoch (a system: EngineOptions("
+                             "steps_per_epoch=...)) or use interval = 'step'")
+        if amp == "fp16" and net.optimizer is not None and not getattr(net.optimizer, "_step_supports_amp_scaling", 0):
+            warnings.warn(f"{net.name}: under amp = 'fp16' its optimizer reads one flag back from the device per step "
+                          f"(to skip an overflowing step); networks.{net.name}.fused = true skips it on the device "
+                          "instead", stacklevel=3)
+    if amp == "fp16" and device.type == "cpu":
+        warnings.warn("amp = 'fp16' on the CPU runs in emulation, several times slower than fp32; use "
+                      "'bf16' (fast on CPUs with AMX / AVX512-BF16) or 'none'", stacklevel=3)
+
+
+def warn_idle(phases: list[Phase], nets: Any, done: int, total: int) -> None:
+    """Phases that will never run in iterations ``done .. total-1``, and networks that no phase
+    trains: warned when a run starts."""
+    if done >= total:
+        return
+    for p in phases:
+        if p.count(total) == p.count(done):
+            warnings.warn(f"phase {p.name!r} never runs in steps {done + 1}..{total} (start {p.start}, stop {p.stop}, "
+                          f"every {p.every})", stacklevel=4)
+        elif p.every > total:
+            warnings.warn(f"phase {p.name!r}: every = {p.every} is longer than the run ({total} steps): it runs once",
+                          stacklevel=4)
+    for name in sorted(set(nets) - {n for p in phases for n in p.nets}):
+        warnings.warn(f"network {name!r} is in no phase: it never trains", stacklevel=4)
 
 
 def check_phases(phases: list[Phase], nets: Any) -> None:

@@ -9,7 +9,7 @@ from ..config import error_line
 from ..state.checkpoint import rng_state, set_rng_state
 from .phase import keep_plan
 
-__all__ = ["Snapshot", "load_problem"]
+__all__ = ["engine_state", "load_engine_state", "load_problem"]
 
 
 def load_problem(e: Exception) -> str:
@@ -19,45 +19,45 @@ def load_problem(e: Exception) -> str:
     return detail[0][:300] if detail else error_line(e)
 
 
-class Snapshot:
-    """An engine's checkpointed state (a part of ``Engine``, kept here)."""
+def engine_state(engine: Any) -> dict[str, Any]:
+    """Everything a checkpoint holds of ``engine``'s run."""
+    return {
+        "networks": {k: n.state_dict() for k, n in engine.nets.items()},
+        "ema": {k: m.state_dict() for k, m in engine.ema.items()},
+        "scalers": {k: s.state_dict() for k, s in engine.scalers.items()},
+        "stateful": {k: s.state_dict() for k, s in engine.stateful.items()},
+        "engine": {"iteration": engine.iteration, "phase_steps": dict(engine.phase_steps),
+                   "world_size": engine.dist.world, "phase": [p.name for p in engine.phases if p.active(engine.iteration)],
+                   "total_steps": engine.total_steps, "plan": {p.name: [p.start, p.stop] for p in engine.phases}},
+        "rng": rng_state(engine.generators),
+        "config": engine.config,
+        "meta": engine.meta,
+    }
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a checkpoint holds of this run."""
-        return {
-            "networks": {k: n.state_dict() for k, n in self.nets.items()},
-            "ema": {k: m.state_dict() for k, m in self.ema.items()},
-            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-            "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
-            "engine": {"iteration": self.iteration, "phase_steps": dict(self.phase_steps), "world_size": self.dist.world,
-                       "phase": [p.name for p in self.phases if p.active(self.iteration)],
-                       "total_steps": self.total_steps, "plan": {p.name: [p.start, p.stop] for p in self.phases}},
-            "rng": rng_state(self.generators),
-            "config": self.config,
-            "meta": self.meta,
-        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Put a checkpoint's state back (into an engine built for the same networks and phases)."""
-        for k, net in self.nets.items():
-            if k not in state["networks"]:
-                raise ValueError(f"checkpoint has no network {k!r} (has: {', '.join(state['networks'])})")
-            try:
-                net.load_state_dict(state["networks"][k])
-            except (RuntimeError, KeyError, TypeError) as e:  # another architecture, or a broken entry
-                raise ValueError(f"network {k!r} does not fit this run's: {load_problem(e)}") from None
-        for k, m in self.ema.items():
-            if k in state["ema"]:
-                m.load_state_dict(state["ema"][k])
-        for k, s in self.scalers.items():
-            if state["scalers"].get(k):
-                s.load_state_dict(state["scalers"][k])
-        for k, s in self.stateful.items():
-            if k in state["stateful"]:
-                s.load_state_dict(state["stateful"][k])
-            elif not getattr(s, "optional_state", False):
-                raise ValueError(f"checkpoint has no state for {k!r} (has: {', '.join(state['stateful']) or 'none'})")
-        self.iteration = int(state["engine"]["iteration"])
-        self.phase_steps.update(state["engine"]["phase_steps"])
-        keep_plan(self.phases, state["engine"].get("plan"), state["engine"].get("total_steps"))
-        set_rng_state(state["rng"], self.generators)
+def load_engine_state(engine: Any, state: dict[str, Any]) -> None:
+    """Put a checkpoint's state back into ``engine`` (built for the same networks and phases); the
+    phase plan that has run stays (``keep_plan``)."""
+    for k, net in engine.nets.items():
+        if k not in state["networks"]:
+            raise ValueError(f"checkpoint has no network {k!r} (has: {', '.join(state['networks'])})")
+        try:
+            net.load_state_dict(state["networks"][k])
+        except (RuntimeError, KeyError, TypeError) as e:  # another architecture, or a broken entry
+            raise ValueError(f"network {k!r} does not fit this run's: {load_problem(e)}") from None
+    for k, m in engine.ema.items():
+        if k in state["ema"]:
+            m.load_state_dict(state["ema"][k])
+    for k, s in engine.scalers.items():
+        if state["scalers"].get(k):
+            s.load_state_dict(state["scalers"][k])
+    engine.iteration = int(state["engine"]["iteration"])
+    engine.phase_steps.update(state["engine"]["phase_steps"])
+    # Before the stateful objects: a system reads its plan when its state loads.
+    keep_plan(engine.phases, state["engine"].get("plan"), state["engine"].get("total_steps"), engine.total_steps)
+    for k, s in engine.stateful.items():
+        if k in state["stateful"]:
+            s.load_state_dict(state["stateful"][k])
+        elif not getattr(s, "optional_state", False):
+            raise ValueError(f"checkpoint has no state for {k!r} (has: {', '.join(state['stateful']) or 'none'})")
+    set_rng_state(state["rng"], engine.generators)

@@ -2,14 +2,14 @@
 
 Write your own as any object with ``attach(engine)`` that calls ``engine.on(Event..., fn, every)``.
 """
+from ..engine.divergence import NonFiniteLoss
+from ..engine.events import EXIT_CODES
 from .checkpointer import Checkpointer
-from .nan_guard import NanGuard, NonFiniteLoss
 from .periodic import AtSteps, EvaluateEvery, SampleEvery
 from .progress import ProgressBar
 from .scalars import LogScalars
-from .signals import EXIT_CODES, StopOnSignal
+from .signals import StopOnSignal
 from .timer import Timer
-from .unfreeze import UnfreezeAt
 
-__all__ = ["AtSteps", "Checkpointer", "EvaluateEvery", "LogScalars", "NanGuard", "NonFiniteLoss", "ProgressBar",
-           "SampleEvery", "StopOnSignal", "Timer", "UnfreezeAt", "EXIT_CODES"]
+__all__ = ["AtSteps", "Checkpointer", "EvaluateEvery", "LogScalars", "NonFiniteLoss", "ProgressBar",
+           "SampleEvery", "StopOnSignal", "Timer", "EXIT_CODES"]

@@ -20,7 +20,7 @@ __all__ = ["Checkpointer"]
 class Checkpointer:
     """Saves the engine to ``folder`` every ``every`` iterations (``step_<N>.pt`` and ``last.pt``,
     atomically), keeps the newest ``keep_last`` step files, and with ``best`` (a figure of the
-    evaluations it is handed through ``consider``) also ``best.pt`` by ``mode`` (max / min).
+    evaluations, ``Event.EVALUATED``) also ``best.pt`` by ``mode`` (max / min).
     ``enabled=False`` (ranks other than 0) saves nothing. The last handler of a step."""
     # A checkpoint written before this handler kept state (or without ``best``) resumes fine.
     optional_state = True
@@ -37,6 +37,8 @@ class Checkpointer:
     def attach(self, engine: Any) -> None:
         engine.on(Event.ITERATION_COMPLETED, self.save, self.every)
         engine.on(Event.COMPLETED, self._final)
+        if self.best:
+            engine.on(Event.EVALUATED, lambda e: self.consider(e, e.evaluation))
 
     @property
     def last(self) -> Path:

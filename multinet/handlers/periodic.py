@@ -15,12 +15,11 @@ __all__ = ["EvaluateEvery", "SampleEvery", "AtSteps"]
 
 class EvaluateEvery:
     """Calls ``evaluate()`` (a dict of figures) every ``every`` iterations, logs them as ``eval/<key>``
-    to ``tracker`` and hands them to each listener (e.g. ``Checkpointer.consider`` for best-of)."""
+    to ``tracker``, puts them in ``engine.evaluation`` and fires ``Event.EVALUATED`` (the
+    checkpointer keeps the best by them; a sweep prunes on them)."""
 
-    def __init__(self, evaluate: Callable[[], dict[str, Any]], every: int, tracker: Any = None,
-                 listeners: list[Callable[[Any, dict[str, Any]], None]] = ()) -> None:
-        self.evaluate, self.every, self.tracker, self.listeners = evaluate, every, tracker, list(listeners)
-        self.latest: dict[str, Any] = {}
+    def __init__(self, evaluate: Callable[[], dict[str, Any]], every: int, tracker: Any = None) -> None:
+        self.evaluate, self.every, self.tracker = evaluate, every, tracker
 
     def attach(self, engine: Any) -> None:
         engine.on(Event.ITERATION_COMPLETED, self, self.every)
@@ -28,13 +27,12 @@ class EvaluateEvery:
     def __call__(self, engine: Any) -> None:
         with forked_rng():
             results = self.evaluate()
-        self.latest = flatten(results, "/")  # nested results as "curves/<curve>/<point>"
-        numbers = {f"eval/{k}": float(v) for k, v in self.latest.items()
+        engine.evaluation = flatten(results, "/")  # nested results as "curves/<curve>/<point>"
+        numbers = {f"eval/{k}": float(v) for k, v in engine.evaluation.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tracker is not None and numbers:
             self.tracker.scalars(engine.iteration, numbers)
-        for listen in self.listeners:
-            listen(engine, self.latest)
+        engine.fire(Event.EVALUATED)
 
 
 class SampleEvery:

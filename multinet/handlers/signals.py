@@ -14,14 +14,12 @@ from typing import Any
 
 from ..engine.events import Event
 
-__all__ = ["StopOnSignal", "EXIT_CODES"]
-
-EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+__all__ = ["StopOnSignal"]
 
 
 class StopOnSignal:
     """On SIGINT / SIGTERM, asks the engine to stop at the next iteration boundary (the run then
-    saves a checkpoint and exits 130 / 143); a second Ctrl-C interrupts at once. ``restore()``
+    saves a checkpoint and exits 130 / 143: ``multinet.engine.EXIT_CODES``); a second Ctrl-C interrupts at once. ``restore()``
     puts the previous handlers back."""
 
     def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:

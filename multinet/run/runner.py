@@ -26,12 +26,10 @@ import torch
 
 from .. import distributed
 from ..config import ConfigError, error_line, flatten, to_dict, to_toml
-from ..engine import Engine, StepError
-from ..engine.divergence import weight_headroom
-from ..handlers import (EXIT_CODES, Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal,
-                        Timer)
+from ..engine import EXIT_CODES, Engine, Event, StopReason
+from ..handlers import Checkpointer, EvaluateEvery, LogScalars, NonFiniteLoss, ProgressBar, StopOnSignal, Timer
 from ..nets import resolve_device
-from ..startup import Terminated, setup_done
+from ..startup import setup_done
 from ..state.checkpoint import write_text_atomic
 from ..state.imports import saved_file
 from ..state.runfiles import read_json
@@ -40,6 +38,7 @@ from ..tracking import NullTracker, Tracker
 from ..tracking.backends import make_trackers
 from ..tracking.tracker import json_safe
 from .lock import RunLock, clear_run_folder, earlier_run
+from .outcomes import ended
 from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume, trackers_left
 from .saved import load_system  # for `from multinet.run.runner import load_system`
 from .system import RunContext, System, engine_for, notes_shown
@@ -49,13 +48,14 @@ __all__ = ["Runner", "RunResult", "json_safe", "load_system", "seed_everything"]
 
 @dataclass
 class RunResult:
-    """``code``: 0 done (or stopped at ``stop_at``), 1 diverged, 130 / 143 stopped by SIGINT / SIGTERM."""
+    """``code``: 0 done (or stopped at ``stop_at``), 1 diverged or failed, 130 / 143 stopped by SIGINT /
+    SIGTERM (``multinet.engine.EXIT_CODES``); ``stop_reason``: why it ended before its end (None: it did not)."""
 
     code: int
     step: int
     out: Path
     summary: dict[str, Any] = field(default_factory=dict)
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     checkpoint: Path | None = None
     error: str = ""
     seconds: float = 0.0  # training time, across the run's resumes (``handlers.Timer``)
@@ -246,8 +246,9 @@ class Runner:
         handlers: list[Any] = [timer, bar, scalars, signals]
         if main:  # samples and evaluation: rank 0 only, and free of collectives
             if cfg.train.eval_every and system.offers("evaluate"):
-                listen = [checkpointer.consider, *self.on_evaluation]
-                handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker, listen))
+                handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker))
+                for fn in self.on_evaluation:
+                    engine.on(Event.EVALUATED, lambda e, fn=fn: fn(e, e.evaluation))
             handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
         # The checkpointer runs after every other handler of a step: a checkpoint at step N holds
         # what step N's evaluations produced, so a run stopped during one resumes from the
@@ -262,10 +263,10 @@ class Runner:
             result.step, result.checkpoint = engine.iteration, checkpointer.last if main else None
             if engine.stop_reason is not None:
                 if main:
-                    self._say(f"stopped by {engine.stop_reason} at step {engine.iteration}; checkpoint "
+                    self._say(f"stopped by {engine.stop_reason.value} at step {engine.iteration}; checkpoint "
                               f"{checkpointer.step_file(engine.iteration)} "
                               f"(resume: --resume {checkpointer.last})")
-                result.stop_reason, result.code = engine.stop_reason, EXIT_CODES.get(engine.stop_reason, 0)
+                result.stop_reason, result.code = engine.stop_reason, EXIT_CODES[engine.stop_reason]
             elif main:
                 summary = system.finish(RunContext(self.out, tracker, resumed, engine.iteration))
                 summary.update({"steps": engine.iteration, "resumed": resumed, "world_size": engine.dist.world})
@@ -274,25 +275,13 @@ class Runner:
                 tracker.summary(engine.iteration, flatten(result.summary, sep="/"))
                 self._say(json.dumps(result.summary), err=False)
             distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
-        except NonFiniteLoss as e:
-            last = f"{checkpointer.last}{weight_headroom(checkpointer.last)}" if checkpointer.last.exists() else "none"
-            result.code, result.error = 1, f"{e}; last good checkpoint kept: {last}"
-            if main:
-                self._say(f"error: {result.error}")
-        except KeyboardInterrupt as e:  # a second Ctrl-C, or a signal after training (final evaluation)
-            how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted twice"
-            result.code, result.error = (143 if isinstance(e, Terminated) else 130), f"{how} at step {engine.iteration}"
-            self._say(f"{result.error}; last checkpoint kept: {checkpointer.last} (--resume continues, and finishes "
-                      "what the run had left)")
-        except RuntimeError as e:  # torch failed mid-run (an overflow, out of memory, a rank that died)
-            if os.environ.get("MULTINET_TRACEBACK"):
+        except (KeyboardInterrupt, RuntimeError) as e:  # NonFiniteLoss and StepError are RuntimeErrors
+            if os.environ.get("MULTINET_TRACEBACK") and not isinstance(e, (KeyboardInterrupt, NonFiniteLoss)):
                 raise
-            where = f" [rank {engine.dist.rank}]" if engine.dist.world > 1 else ""
-            last = checkpointer.last if checkpointer.last.exists() else "none"
-            said = str(e) if isinstance(e, StepError) else f"{error_line(e)} (during step {engine.iteration + 1})"
-            result.code, result.error = 1, said
-            self._say(f"error{where}: {result.error}; last good checkpoint kept: {last} "
-                      f"(MULTINET_TRACEBACK=1 shows where)")
+            result.stop_reason, result.error, said = ended(e, engine, checkpointer.last)
+            result.code = EXIT_CODES[result.stop_reason]
+            if main or result.stop_reason is not StopReason.DIVERGED:  # every rank diverges alike: rank 0 says it
+                self._say(said)
         finally:
             result.seconds = timer.seconds
             signals.restore()

@@ -122,8 +122,9 @@ class System:
 
     def resume_from(self, saved: Any) -> None:
         """Called on resume, before ``phases()``, with the config the checkpoint was trained with
-        (the run's may differ in what a resume may change, e.g. ``train.steps``): a system whose
-        phase plan depends on the run's length keeps the boundaries already passed here."""
+        (the run's may differ in what a resume may change, e.g. ``train.steps``). The phase plan
+        needs nothing here: the engine keeps the boundaries a run was trained with
+        (``multinet.engine.keep_plan``); a step that reads its phase's span reads the ``Phase``."""
 
     def engine_options(self) -> EngineOptions:
         """The epoch length and stateful objects (data samplers) of this system's engine."""

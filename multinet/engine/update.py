@@ -1,0 +1,123 @@
+"""The update rule: what one phase does on one iteration, as a plain function of the engine and the
+phase (as Ignite's process function), which a phase can replace (``Phase(..., update=fn)``).
+
+``standard`` is the default and reads top to bottom; ``manual`` leaves the backward pass and the
+optimizer steps to the phase's step function. Both are written from the building blocks below,
+from which an update of your own is written the same way:
+
+- ``engine.training(phase, sync)``: the other networks frozen, autocast, and under
+  torch.distributed the gradient all-reduce only when ``sync`` (``no_sync`` otherwise);
+- ``call_step(engine, phase)``: the phase's step function, its errors said in one line;
+- ``backward(engine, loss)``: backward through the running phase's fp16 loss scaler;
+- ``optimizer_step(engine, name)``: unscale and clip (or measure the gradient norm on a log
+  step), the optimizer step, ``zero_grad``, the network's step schedule and its EMA;
+- ``end_update(engine)``: the loss scaler's update, once, after the optimizer steps.
+
+None of them reads anything back from the device: under ``amp = "fp16"`` a step with inf/NaN
+gradients is skipped on the device (fused optimizers take the scaler's ``found_inf``), so the
+schedule and the EMA advance on every optimizer step, skipped or not, as in Lightning and Ignite.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+
+from ..config import error_line
+from ..nets import advance
+from .phase import Phase, StepError, check_loss, step_term, user_line
+
+__all__ = ["standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "UPDATES"]
+
+
+def standard(engine: Any, phase: Phase) -> dict[str, Any]:
+    """The default update: ``phase.accumulate`` micro-batches, one optimizer step per network.
+
+    Each micro-batch: the others frozen → autocast → the step function → its loss (divided by the
+    number of micro-batches) backpropagated through the loss scaler, the gradients summing up in
+    ``.grad``. Then, per network of the phase: unscale and clip → optimizer step → ``zero_grad`` →
+    its step schedule → its EMA; last, the scaler's update. The terms returned are the mean over
+    the micro-batches."""
+    k = phase.accumulate
+    micro = []
+    for i in range(k):
+        with engine.training(phase, sync=i == k - 1):  # DDP averages over ranks on the last one only
+            terms = call_step(engine, phase)
+            loss = check_loss(phase, terms)
+            backward(engine, loss / k if k > 1 else loss)
+        micro.append(terms)
+    for name in phase.nets:
+        optimizer_step(engine, name)
+    end_update(engine)
+    if k == 1:
+        return micro[0]
+    return {t: torch.stack([step_term(phase.name, t, m[t], engine.device) for m in micro]).mean() for t in micro[0]}
+
+
+def manual(engine: Any, phase: Phase) -> dict[str, Any]:
+    """``update="manual"``: the step function does its own backward and steps, with
+    ``backward(engine, loss)`` and ``optimizer_step(engine, name)`` (or anything else: a closure
+    optimizer, an update outside any optimizer). It still runs with the other networks frozen
+    and under autocast; its ``"loss"`` is logged and checked for NaN but not backpropagated."""
+    with engine.training(phase):
+        terms = call_step(engine, phase)
+    check_loss(phase, terms, backward=False)
+    end_update(engine)
+    return terms
+
+
+UPDATES: dict[str, Callable[[Any, Phase], dict[str, Any]]] = {"standard": standard, "manual": manual}
+
+
+# -- building blocks ----------------------------------------------------------------------------
+def call_step(engine: Any, phase: Phase) -> Any:
+    """The phase's step function; an exception in it becomes one ``StepError`` line naming the
+    phase, the step and the line of the user's code (``MULTINET_TRACEBACK=1`` raises the original)."""
+    try:
+        return phase.step(engine)
+    except Exception as e:
+        if os.environ.get("MULTINET_TRACEBACK") or isinstance(e, StepError):
+            raise
+        raise StepError(f"phase {phase.name!r}, step {engine.iteration + 1}: {type(e).__name__}: "
+                        f"{error_line(e, 200)} [{user_line(e)}]") from e
+
+
+def backward(engine: Any, loss: torch.Tensor) -> None:
+    """``loss.backward()`` through the running phase's loss scaler (a no-op scaler but under fp16)."""
+    engine.scalers[engine.phase.name].scale(loss).backward()
+
+
+def optimizer_step(engine: Any, name: str, closure: Callable[[], torch.Tensor] | None = None) -> None:
+    """Step network ``name``'s optimizer on the gradients its ``.grad`` holds: unscale and clip to
+    its ``clip_grad_norm`` (else, on a log step, measure the norm), step (``closure`` for LBFGS and
+    the like; not under fp16), ``zero_grad(set_to_none)``, then its step schedule and its EMA."""
+    net, scaler = engine.nets[name], engine.scalers[engine.phase.name]
+    if net.config.clip_grad_norm > 0:
+        scaler.unscale_(net.optimizer)
+        engine.readout.record_grad_norm(name, torch.nn.utils.clip_grad_norm_(net.parameters(), net.config.clip_grad_norm),
+                                        engine.iteration)
+    elif engine.log_now:
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        engine.readout.record_grad_norm(name, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                                        if grads else torch.zeros((), device=engine.device), engine.iteration)
+    if closure is not None:
+        if scaler.is_enabled():
+            raise ValueError(f"phase {engine.phase.name!r}: an optimizer closure cannot run under amp = 'fp16' (the "
+                             "loss scaler cannot step it); use amp = 'bf16' or 'none'")
+        net.optimizer.step(closure)
+    else:
+        scaler.step(net.optimizer)
+    net.optimizer.zero_grad(set_to_none=True)  # between phase steps every .grad is None
+    advance(net.scheduler, net.config.schedule, "step", True)
+    net.stepped_this_epoch = True
+    if net.ema is not None:
+        net.ema.update_parameters(net.module)
+    engine.stepped.add(name)
+
+
+def end_update(engine: Any) -> None:
+    """After the optimizer steps of a phase: the fp16 scaler's update (once, if any stepped)."""
+    scaler = engine.scalers[engine.phase.name]
+    if scaler.is_enabled() and engine.stepped:
+        scaler.update()
