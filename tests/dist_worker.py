@@ -7,7 +7,7 @@ built without find_unused_parameters, that the frozen network's .grad stays None
 and that the weights are equal on every rank. ``bare``: a step calls a trained network's bare
 module (the error must say so). ``nan``: rank 1 alone has a NaN loss at step 4; both ranks
 must report that step. ``fail``: through the CLI, rank 1 dies at step 3 (the other rank
-must not hang).
+must not hang). ``accumulate``: micro-batches under DDP match one batch, with one all-reduce per step.
 """
 import sys
 
@@ -86,6 +86,39 @@ def nan_mode() -> None:
         print(f"rank {dist.get_rank()}: {err}")
 
 
+def accumulate_mode() -> None:
+    """Two micro-batches of 4 per step on each rank give the update of one batch of 8 per rank,
+    and the gradients are all-reduced once per optimizer step (DDP's no_sync on the first)."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    def train(batch, k):
+        nets = two_nets()
+        gen = torch.Generator().manual_seed(7 + dist.get_rank())
+        data = torch.randn(64, 4, generator=gen)
+        taken = {"i": 0}
+        reductions = []
+
+        def count(state, bucket):
+            reductions.append(1)
+            return default_hooks.allreduce_hook(state, bucket)
+
+        def g_step(e):
+            i = taken["i"]
+            taken["i"] += batch
+            return {"loss": e.model("g")(data[i:i + batch]).pow(2).mean()}
+
+        nets["g"].wrapped.register_comm_hook(dist.group.WORLD, count)
+        multinet.Engine(nets, [multinet.Phase("g", ("g",), g_step, accumulate=k)], 3).run()
+        return [p.detach().clone() for p in nets["g"].module.parameters()], len(reductions)
+
+    whole, once = train(8, 1)
+    parts, reduced = train(4, 2)
+    for a, b in zip(whole, parts):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert reduced == once, (reduced, once)
+    print(f"rank {dist.get_rank()}: accumulate OK, {reduced} reductions")
+
+
 def fail_mode(out: str) -> None:
     from multinet.cli import main
 
@@ -114,5 +147,5 @@ if __name__ == "__main__":
     if mode == "fail":
         fail_mode(sys.argv[2])
     else:
-        {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode}[mode]()
+        {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode, "accumulate": accumulate_mode}[mode]()
         distributed.shutdown()

@@ -38,10 +38,16 @@ SYSTEMS = [  # (task, recipe, overrides): every shipped system, each kind and tr
     ("autoencoder", "ae_7_4_model_free", []),  # policy-gradient transmitter
     ("autoencoder", "ae_bits_ldpc", []),  # constellation + demapper
     ("autoencoder", "ae_images_awgn", []),
+    # every amp mode, gradient accumulation: fp16 skips overflowing steps on the device
+    ("gan", "gan_digits", ["train.amp=bf16"]),
+    ("gan", "gan_digits", ["train.amp=fp16"]),
+    ("gan", "gan_digits", ["train.accumulate=3"]),
+    ("autoencoder", "ae_bits_ldpc", ["train.amp=fp16", "train.accumulate=2"]),
 ]
 
 
-@pytest.mark.parametrize("task,recipe,extra", SYSTEMS, ids=[r for _, r, _ in SYSTEMS])
+@pytest.mark.filterwarnings("ignore:amp = 'fp16' on the CPU")
+@pytest.mark.parametrize("task,recipe,extra", SYSTEMS, ids=[" ".join([r, *x]) for _, r, x in SYSTEMS])
 def test_no_host_read_between_log_steps(task, recipe, extra):
     if task == "gan":
         from multinet.gan import GanRecipe as Recipe, GanSystem as System
@@ -64,6 +70,32 @@ def test_no_host_read_between_log_steps(task, recipe, extra):
     engine.on(Event.ITERATION_COMPLETED, between_log_steps)
     engine.run(stop_at=20)
     assert not reads.where, dict(reads.where)
+
+
+@pytest.mark.filterwarnings("ignore:amp = 'fp16' on the CPU")
+@pytest.mark.parametrize("amp", ["none", "bf16", "fp16"])
+def test_a_manual_phase_that_follows_the_rule_reads_nothing_back(amp):
+    """The documented rule: backward(engine, loss) and optimizer_step(engine, name), terms as tensors."""
+    from multinet import Engine, Net, NetConfig, Phase
+    from multinet.engine import backward, optimizer_step
+    torch.manual_seed(0)
+    nets = {k: Net(k, torch.nn.Linear(4, 4), NetConfig(fused=True, ema=0.5, clip_grad_norm=1.0 if k == "a" else 0.0),
+                   "cpu") for k in ("a", "b")}
+
+    def step(e):
+        out = e.model("b")(e.model("a")(torch.randn(8, 4)))
+        loss = out.pow(2).mean()
+        backward(e, loss)
+        optimizer_step(e, "b")
+        optimizer_step(e, "a")
+        return {"loss": loss.detach(), "mean": out.detach().mean()}
+    engine = Engine(nets, [Phase("ab", ("a", "b"), step, update="manual")], total_steps=20, amp=amp, log_every=10)
+    reads = HostReads()
+    engine.on(Event.ITERATION_COMPLETED, lambda e: reads.__enter__() if e.iteration == 10 else
+              reads.__exit__(None, None, None) if e.iteration == 19 else None)
+    engine.run()
+    assert not reads.where, dict(reads.where)
+    assert engine.phase_steps == {"ab": 20}
 
 
 def test_the_ema_is_torchs_average_bit_for_bit_and_loads_either_way():

@@ -9,7 +9,7 @@ import torch
 from multinet.autoencoder import AeSystem, evaluation
 from multinet.state.checkpoint import load_checkpoint, save_checkpoint
 from multinet.gan import GanSystem
-from multinet.handlers.nan_guard import weight_headroom
+from multinet.engine.divergence import weight_headroom
 
 from .cli_run import run
 

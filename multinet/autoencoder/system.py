@@ -135,16 +135,16 @@ class AeSystem(System):
         return [(p.start, self.cfg.train.steps if p.stop is None else p.stop) for p in self.stages]
 
     def phases(self) -> list[Phase]:
-        cfg = self.cfg
+        cfg, k = self.cfg, self.cfg.train.accumulate
         out, self.stages = [], []
         for name, p, (a, b) in zip(self.names, cfg.phases, self.bounds):
             step = self.step_fn(p.channel, [i for i, q in enumerate(cfg.phases) if q.channel == p.channel])
             if cfg.system.training == "gradient" or p.name == "decoder":
-                out.append(Phase(name, _NETS[p.name], step(p.name), start=a, stop=b))
+                out.append(Phase(name, _NETS[p.name], step(p.name), start=a, stop=b, accumulate=k))
             else:
                 if p.name == "joint":  # the receiver learns what arrives, then the transmitter is rated by it
-                    out.append(Phase(f"{name}.receiver", "decoder", step("decoder"), start=a, stop=b))
-                out.append(Phase(f"{name}.transmitter", "encoder", step("policy"), start=a, stop=b))
+                    out.append(Phase(f"{name}.receiver", "decoder", step("decoder"), start=a, stop=b, accumulate=k))
+                out.append(Phase(f"{name}.transmitter", "encoder", step("policy"), start=a, stop=b, accumulate=k))
             self.stages.append(out[-1])
         return out
 

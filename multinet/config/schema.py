@@ -23,6 +23,9 @@ class TrainConfig:
     steps: int = 2000  # total training iterations (--steps)
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 (GPUs, AMX CPUs) or fp16 (GPUs)
     log_every: int = 50  # iterations between logged scalars (and NaN / Inf checks); 0 = off
+    # Gradient accumulation: micro-batches per optimizer step. Each micro-batch is one batch of the
+    # system's batch size; the optimizer steps on their mean (effective batch = batch size x accumulate).
+    accumulate: int = 1
     checkpoint_every: int = 1000  # iterations between checkpoints (the final one is always written); 0 = only the final
     keep_last: int = 3  # step checkpoints kept besides last.pt (and best.pt); 0 = all
     tensorboard: bool = True  # write TensorBoard event files under tb/ (metrics.jsonl is always written)
@@ -69,7 +72,7 @@ class TrainConfig:
         if self.best_metric and not self.eval_every:
             raise FieldError("best_metric", "needs train.eval_every > 0 (how often to evaluate)")
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")
-        at_least(self, 1, "dist_sync_every")
+        at_least(self, 1, "dist_sync_every", "accumulate")
         within(self, "dist_timeout", low=0, open_low=True)
         if self.compile_mode != "default" and not self.compile:
             raise FieldError("compile_mode", f"{self.compile_mode!r} needs train.compile = true")

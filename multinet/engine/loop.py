@@ -213,7 +213,7 @@ class Engine:
         iterations and at the end), before any handler sees that iteration.
         """
         self.stop_reason, self._requested, self.exception = None, None, None
-        kept = {k: list(v) for k, v in self.handlers.items()}
+        before = {event: list(entries) for event, entries in self.handlers.items()}
         for handler in handlers:
             handler.attach(self)
         try:
@@ -222,8 +222,9 @@ class Engine:
             self.exception = e
             self.fire(Event.EXCEPTION_RAISED)
             raise
-        finally:
-            self.handlers = defaultdict(list, kept)
+        finally:  # what attached for this run goes; a registration removed during it stays removed
+            for event, entries in self.handlers.items():
+                entries[:] = [x for x in entries if any(x is y for y in before.get(event, ()))]
 
     def _loop(self, stop_at: int | None) -> None:
         warn_idle(self.phases, self.nets, self.iteration, self.total_steps)

@@ -180,13 +180,13 @@ def check_start(nets: dict[str, Any], amp: str, device: torch.device, steps_per_
 
 
 def warn_idle(phases: list[Phase], nets: Any, done: int, total: int) -> None:
-    """Phases that will never run in iterations ``done .. total-1``, and networks that no phase
-    trains: warned when a run starts."""
+    """Phases that never run in a run of ``total`` iterations, and networks that no phase trains:
+    warned when a run starts (``done`` < ``total`` iterations in; a phase that has ended is fine)."""
     if done >= total:
         return
     for p in phases:
-        if p.count(total) == p.count(done):
-            warnings.warn(f"phase {p.name!r} never runs in steps {done + 1}..{total} (start {p.start}, stop {p.stop}, "
+        if p.count(total) == 0:
+            warnings.warn(f"phase {p.name!r} never runs in a run of {total} steps (start {p.start}, stop {p.stop}, "
                           f"every {p.every})", stacklevel=4)
         elif p.every > total:
             warnings.warn(f"phase {p.name!r}: every = {p.every} is longer than the run ({total} steps): it runs once",

@@ -101,6 +101,9 @@ def optimizer_step(engine: Any, name: str, closure: Callable[[], torch.Tensor] |
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         engine.readout.record_grad_norm(name, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                                         if grads else torch.zeros((), device=engine.device), engine.iteration)
+    if closure is None and isinstance(net.optimizer, torch.optim.LBFGS):
+        raise StepError(f"phase {engine.phase.name!r}: {name}'s LBFGS steps with a closure: make the phase manual "
+                        f"(Phase(..., update='manual')) and call optimizer_step(engine, {name!r}, closure) in its step")
     if closure is not None:
         if scaler.is_enabled():
             raise ValueError(f"phase {engine.phase.name!r}: an optimizer closure cannot run under amp = 'fp16' (the "

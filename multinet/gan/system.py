@@ -75,12 +75,18 @@ class GanSystem(System):
         return self.dataset.get()
 
     def phases(self) -> list[Phase]:
-        g = self.cfg.gan
-        return [Phase("discriminator", "discriminator", self.d_step, repeat=g.d_steps),
-                Phase("generator", "generator", self.g_step, repeat=g.g_steps)]
+        g, k = self.cfg.gan, self.cfg.train.accumulate
+        return [Phase("discriminator", "discriminator", self.d_step, repeat=g.d_steps, accumulate=k),
+                Phase("generator", "generator", self.g_step, repeat=g.g_steps, accumulate=k)]
 
     def engine_options(self) -> EngineOptions:
-        return EngineOptions(self.data.sampler.steps_per_epoch, {"data": self.data.sampler})
+        return EngineOptions(self.epoch_length, {"data": self.data.sampler})
+
+    @property
+    def epoch_length(self) -> int:
+        """Iterations per pass over the data (0: no epochs); an iteration takes ``accumulate`` batches."""
+        batches = self.data.sampler.steps_per_epoch
+        return batches and max(1, batches // self.cfg.train.accumulate)
 
     # -- the two phase steps -----------------------------------------------------------------
     def z(self, n: int) -> torch.Tensor:
@@ -148,7 +154,7 @@ class GanSystem(System):
         g = self.cfg.gan
         if g.topk >= 1:
             return n
-        every = g.topk_every or self.data.sampler.steps_per_epoch or 1000
+        every = g.topk_every or self.epoch_length or 1000
         return max(1, math.ceil(n * max(g.topk, g.topk_decay ** (iteration // every))))
 
     # -- sampling and evaluation (the EMA generator when there is one) ------------------------

@@ -32,9 +32,9 @@ from .device import compile_options, resolve_device
 from .ema import Ema
 from .freeze import NORM_TYPES, apply_norm_mode, is_frozen_norm, set_trainable
 from .groups import GroupPlan, ParamRow, audit_groups, named_trainable, plan_groups
-from .optimizers import build_optimizer, load_named_state_dict, named_state_dict
+from .optimizers import build_optimizer, carry_state, load_named_state_dict, named_state_dict
 from .pretrained import LoadReport, load_partial
-from .schedules import FactorScheduler, attach_group, build_scheduler
+from .schedules import FactorScheduler, PlateauScheduler, build_scheduler
 from .spec import NetConfig
 from .weights import InitReport, init_weights, preset_rule_names
 
@@ -189,47 +189,39 @@ class Net:
     # -- freezing ----------------------------------------------------------------------------
     def freeze(self, patterns: str | list[str] | None = None, modules: list[nn.Module] = (),
                first_n: int | None = None) -> list[str]:
-        """Freeze the selected parameters and take them out of the optimizer (their state too)."""
-        names = set(set_trainable(self.module, False, patterns, modules, first_n))
-        for g in self.optimizer.param_groups:
-            keep = [(n, p) for n, p in zip(g["names"], g["params"]) if n not in names]
-            for n, p in zip(g["names"], g["params"]):
-                if n in names:
-                    self.optimizer.state.pop(p, None)
-            g["names"], g["params"] = [n for n, _ in keep], [p for _, p in keep]
-        self.optimizer.param_groups[:] = [g for g in self.optimizer.param_groups if g["params"]]
-        audit_groups(self.module, self.optimizer.param_groups)
-        self.train(self.module.training)  # a norm layer frozen now stops updating its statistics
-        self.rewrap()
+        """Freeze the selected parameters: the groups are planned again from the rules for what
+        trains now, and the optimizer state of what still trains carries over by name."""
+        names = set_trainable(self.module, False, patterns, modules, first_n)
+        self._regroup()
         return sorted(names)
 
     def unfreeze(self, patterns: str | list[str] | None = None, modules: list[nn.Module] = (),
                  first_n: int | None = None) -> list[str]:
-        """Unfreeze and add the parameters to the optimizer with their rule-derived settings.
-
-        A parameter joins the existing group its rules lead to, or a new group
-        (``add_param_group``) that the schedule takes over at its current step.
-        """
+        """Unfreeze the selected parameters: they join the groups their rules lead to (planned again
+        from the rules) with fresh optimizer state, under the schedule at its current step."""
         before = {n for n, _, _ in named_trainable(self.module)}
         set_trainable(self.module, True, patterns, modules, first_n)
         new = [n for n, _, _ in named_trainable(self.module) if n not in before]
-        if not new:
-            return []
-        existing = {g["name"]: g for g in self.optimizer.param_groups}
-        plan = self._plan(only=new)
-        fired = {r.name: r for r in plan.rows}
-        self.plan.rows = [fired.get(r.name, r) for r in self.plan.rows]  # explain() shows their rules
-        for g in plan.groups:
-            if g["name"] in existing:
-                existing[g["name"]]["params"].extend(g["params"])
-                existing[g["name"]]["names"].extend(g["names"])
-            else:
-                self.optimizer.add_param_group(g)
-                attach_group(self.scheduler, self.optimizer.param_groups[-1])
-        audit_groups(self.module, self.optimizer.param_groups)
-        self.train(self.module.training)  # a norm layer unfrozen now trains, as after a resume
-        self.rewrap()
+        if new:
+            self._regroup()
         return new
+
+    def _regroup(self) -> None:
+        """A new optimizer and schedule over the groups the rules give for what trains now: each
+        parameter's state and each group's settings carried over by name, the schedule's position kept."""
+        saved = named_state_dict(self.optimizer)
+        schedule = self.scheduler.state_dict() if self.scheduler is not None else None
+        self.plan = self._plan()
+        audit_groups(self.module, self.plan.groups)
+        self.optimizer = build_optimizer(self.config.optimizer, self.plan.groups, **self.config.optimizer_options())
+        carry_state(self.optimizer, saved)  # before the schedule, which sets each new group's base LR
+        self.scheduler = build_scheduler(self.optimizer, self.config.schedule, self.total_steps)
+        if schedule is not None:
+            self.scheduler.load_state_dict(schedule)
+            if isinstance(self.scheduler, PlateauScheduler):
+                self.scheduler.group_added()
+        self.train(self.module.training)  # a norm layer (un)frozen now follows its mode, as after a resume
+        self.rewrap()
 
     # -- modes, explain, state ---------------------------------------------------------------
     def train(self, mode: bool = True) -> "Net":

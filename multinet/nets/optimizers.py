@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "named_state_dict", "load_named_state_dict"]
+__all__ = ["OPTIMIZERS", "build_optimizer", "named_state_dict", "load_named_state_dict", "carry_state"]
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
+    "lbfgs": torch.optim.LBFGS,  # a closure optimizer: for a manual phase (Phase(update="manual"))
 }
 
 
@@ -57,13 +58,22 @@ def load_named_state_dict(optimizer: torch.optim.Optimizer, saved: dict[str, Any
     saved_groups = {g["name"]: g for g in saved["groups"]}
     if set(current) != set(saved_groups):
         raise ValueError(f"optimizer groups differ: saved {sorted(saved_groups)}, now {sorted(current)}")
+    for g in optimizer.param_groups:
+        if sorted(g["names"]) != sorted(saved_groups[g["name"]]["names"]):
+            raise ValueError(f"optimizer group {g['name']!r} holds other parameters than when saved")
+    carry_state(optimizer, saved)
+
+
+def carry_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Put ``saved`` (``named_state_dict``) into ``optimizer`` by name: the state of each parameter
+    it holds and the hyper-parameters of each group it has; what ``saved`` lacks starts fresh and
+    what ``optimizer`` lacks is left out (re-planned groups after a freeze or an unfreeze)."""
+    saved_groups = {g["name"]: g for g in saved["groups"]}
     # Rebuild torch's positional format from names, then let torch cast state to each parameter.
     positional = optimizer.state_dict()
     index = {}
     for pg, g in zip(positional["param_groups"], optimizer.param_groups):
-        if sorted(g["names"]) != sorted(saved_groups[g["name"]]["names"]):
-            raise ValueError(f"optimizer group {g['name']!r} holds other parameters than when saved")
         index.update(zip(g["names"], pg["params"]))
-        pg.update({k: v for k, v in saved_groups[g["name"]].items() if k not in ("names", "name")})
-    positional["state"] = {index[n]: st for n, st in saved["state"].items()}
+        pg.update({k: v for k, v in saved_groups.get(g["name"], {}).items() if k not in ("names", "name", "params")})
+    positional["state"] = {index[n]: st for n, st in saved["state"].items() if n in index}
     optimizer.load_state_dict(positional)

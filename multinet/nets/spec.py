@@ -32,7 +32,7 @@ from .weights import InitRule, init_preset
 
 __all__ = ["NetConfig", "OPTIMIZER_NAMES"]
 
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "lbfgs")
 
 
 @dataclass(kw_only=True)
@@ -55,7 +55,7 @@ class NetConfig:
 
     class_path: str = ""
     init_args: dict[str, Any] = field(default_factory=dict)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "lbfgs"] = "adam"
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     momentum: float = 0.0
@@ -116,7 +116,7 @@ class NetConfig:
     def optimizer_options(self) -> dict[str, Any]:
         """The keyword arguments of this optimizer beyond lr and weight decay."""
         opts: dict[str, Any] = {}
-        if self.optimizer != "sgd":
+        if self.optimizer not in ("sgd", "lbfgs"):
             opts["eps"] = self.eps
         if self.optimizer in ("adam", "adamw"):
             opts["betas"] = tuple(self.betas)

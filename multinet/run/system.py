@@ -201,7 +201,12 @@ def engine_for(system: System, steps: int | None = None, **options: Any) -> Engi
                       "multinet.EngineOptions(steps_per_epoch=..., stateful=...)", FutureWarning, stacklevel=2)
         opts = EngineOptions(**opts)
     stateful = {"system": system, **opts.stateful, **options.pop("stateful", {})}
-    return Engine(system.nets, system.phases(), cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
+    phases = system.phases()
+    k = cfg.train.accumulate
+    if k != 1 and not any(p.accumulate == k for p in phases):  # a key the system's phases would ignore
+        raise ValueError(f"train.accumulate = {k}: {type(system).__name__}'s phases do not take it; give "
+                         "Phase(..., accumulate=cfg.train.accumulate) where the system builds them")
+    return Engine(system.nets, phases, cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
                   steps_per_epoch=opts.steps_per_epoch, generators=system.streams, stateful=stateful,
                   config=to_dict(cfg), log_every=cfg.train.log_every, sync_every=cfg.train.dist_sync_every,
                   meta={"system": object_path(type(system))}, **options)
