@@ -30,7 +30,8 @@ runs() {  # TREE OUT
   run ex_cond examples.cond_gan_digits:CondGan --steps 60
   (cd "$out" && find . -name summary.json -o -name bler.csv -o -name psnr.csv | sort | xargs md5sum >hashes.txt)
 }
-runs "$OLD" "$WORK/old"
+# REUSE_OLD=1 keeps the results of an earlier call's OLD tree in the same WORK folder.
+if [ -z "${REUSE_OLD:-}" ] || [ ! -f "$WORK/old/hashes.txt" ]; then runs "$OLD" "$WORK/old"; fi
 runs "$NEW" "$WORK/new"
 grep -hv "rc=0" "$WORK/old/rc.txt" "$WORK/new/rc.txt" && echo "some runs failed (see the logs in $WORK)"
 if diff "$WORK/old/hashes.txt" "$WORK/new/hashes.txt"; then

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from multinet import GroupRule, Net, NetConfig, ScheduleSpec, load_named_state_dict, named_state_dict
-from multinet.nets.schedules import FactorScheduler, attach_group
+from multinet.nets.schedules import FactorScheduler
 
 from nets_zoo import LeNet
 
@@ -116,14 +116,6 @@ def test_unfreeze_mid_training_joins_schedule_at_rule_lr():
     assert g["convs"]["lr"] == pytest.approx(0.1 * 0.1 * 0.25)  # rule LR, at the schedule's step 2
     net.freeze("conv1")
     assert {g["name"] for g in net.optimizer.param_groups} == {"default"}
-
-
-def test_unfreeze_with_torch_lambdalr_fails_clearly():
-    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-    opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))], "lr": 1.0})
-    with pytest.raises(ValueError, match="LambdaLR cannot take a parameter group added mid-training"):
-        attach_group(sch, opt.param_groups[-1])
 
 
 def test_unknown_optimizer_and_option():

@@ -200,3 +200,46 @@ def test_phases_that_can_never_run_are_said_at_start_and_epoch_schedules_need_ep
     with pytest.raises(ValueError, match=r"networks.f.schedule: 'exponential' steps at the end of an epoch, and this "
                                          r"engine has no epoch length: give steps_per_epoch"):
         Engine({"f": epochly}, [Phase("p", "f", step)], total_steps=5)
+
+
+def test_a_closure_step_logs_the_norm_it_made_and_refuses_a_clip_it_cannot_apply():
+    from multinet.engine import StepError
+    from multinet.engine.phase import LossError
+    x, y = _regression()
+    for clip in (0.0, 1.0):
+        net = _mlp("lbfgs", clip_grad_norm=clip)
+
+        def step(e):
+            def closure():
+                net.optimizer.zero_grad()
+                loss = nn.functional.mse_loss(e.model("f")(x), y)
+                loss.backward()
+                return loss
+            optimizer_step(e, "f", closure)
+            return {"loss": torch.zeros(())}
+        e = Engine({"f": net}, [Phase("fit", "f", step, update="manual")], total_steps=2, log_every=1)
+        if clip:
+            with pytest.raises(StepError, match="cannot run under amp = 'fp16' or with networks.f.clip_grad_norm"):
+                e.run()
+        else:
+            e.run()
+            assert e.scalars()["grad_norm/f"] > 0
+    # What a step returns that cannot be trained on ends a run as a failure (a RuntimeError), and
+    # is still the ValueError it always was.
+    e = Engine({"f": _mlp()}, [Phase("p", "f", lambda e: {"x": torch.zeros(())}, update="manual")], total_steps=1)
+    with pytest.raises(LossError, match="its step must return a dict with a 'loss' tensor") as raised:
+        e.run()
+    assert isinstance(raised.value, RuntimeError) and isinstance(raised.value, ValueError)
+
+
+def test_a_resume_that_would_end_before_a_planned_phase_is_refused(tmp_path):
+    from multinet.autoencoder import AeRecipe, AeSystem
+    from multinet.config import load_recipe
+    from multinet.run.runner import Runner
+    cfg = load_recipe(AeRecipe, "ae_7_4_rx_finetune", ["device='cpu'", "train.steps=40", "train.tensorboard=false",
+                                                       "system.batch_size=32", "eval.max_blocks=2000", "eval.batch=2000",
+                                                       "eval.baselines=false"])
+    assert Runner(AeSystem, cfg, tmp_path / "r", progress=False, echo=False, stop_at=8).fit().code == 0
+    cfg.train.steps = 12  # the decoder phase starts at step 24
+    with pytest.raises(ValueError, match=r"train.steps=12 would end before phase '1_decoder' starts \(step 24\)"):
+        Runner(AeSystem, cfg, tmp_path / "r", resume=True, progress=False, echo=False).fit()

@@ -78,7 +78,8 @@ class Engine:
         self._others = {p.name: [t for k, n in nets.items() if k not in p.nets for t in n.module.parameters()]
                         for p in phases}
         for name, net in nets.items():
-            net.plan_steps(sum(p.count(total_steps) * p.repeat for p in phases if name in p.nets))
+            net.plan_steps(sum(p.count(total_steps) * p.repeat for p in phases if name in p.nets),
+                           total_steps // steps_per_epoch if steps_per_epoch else 0)
             if self.dist.world > 1 and net.wrapped is net.module:  # built before the process group joined
                 net.rewrap()
         check_start(nets, amp, self.device, steps_per_epoch)

@@ -16,7 +16,7 @@ import torch
 
 from ..notes import note
 
-__all__ = ["Phase", "StepError", "keep_plan", "check_start", "warn_idle", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
+__all__ = ["Phase", "StepError", "LossError", "keep_plan", "check_start", "warn_idle", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
 
 
 @dataclass
@@ -78,12 +78,14 @@ class Phase:
         return 0 if end <= self.start else -(-(end - self.start) // self.every)
 
 
-def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None, total: int) -> None:
+def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None, total: int,
+              done: int = 0) -> None:
     """The one home of the phase plan on resume: the plan a run was trained with stays. A system
     that computes its phase boundaries from ``train.steps`` would otherwise move them when a run is
     extended (``--resume --steps M``), re-running a stage that has ended. Each phase keeps its saved
     start and stop; a phase that ran to the end of the saved run runs to the end of the new one
-    (``total``), said in a note. Phases the checkpoint does not name (or a checkpoint from before
+    (``total``), said in a note. A resume at iteration ``done`` that would end before a planned
+    phase starts is an error. Phases the checkpoint does not name (or a checkpoint from before
     plans were saved) keep the new plan."""
     if not isinstance(saved, dict) or not isinstance(saved_total, int):
         return
@@ -95,8 +97,11 @@ def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: in
         if stop is not None and stop < saved_total:  # ended before the saved run did: stays ended
             p.start, p.stop = int(start), int(stop)
             continue
-        p.start, p.stop = int(start), None if total <= int(start) or p.stop is None or p.stop <= start else p.stop
-        if stop is not None and total != saved_total and total > int(start):
+        if done < total <= int(start):  # a phase boundary cannot move: the stage it starts would be skipped
+            raise ValueError(f"train.steps={total} would end before phase {p.name!r} starts (step {start}); the phase "
+                             "boundaries of a resumed run do not move")
+        p.start, p.stop = int(start), None if p.stop is None or p.stop <= start else p.stop
+        if stop is not None and total != saved_total:
             note(f"{saved_total} -> {total} steps: phase {p.name!r} now ends at step {p.stop or total} (was {stop}); "
                  "earlier phase boundaries stay where they were")
 
@@ -104,6 +109,11 @@ def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: in
 class StepError(RuntimeError):
     """An exception inside a phase's step function; the message names the phase, the step and the
     line of the user's code that raised it (``MULTINET_TRACEBACK=1`` re-raises the original)."""
+
+
+class LossError(StepError, ValueError):
+    """What a step returned cannot be trained on or logged (no ``loss``, a loss that is not one
+    number in the trained networks' graph, a term that is not a number): one line with the fix."""
 
 
 # Where a traceback leaves the user's code: multinet's own files and torch's.
@@ -129,17 +139,18 @@ def check_loss(phase: Phase, terms: Any, backward: bool = True) -> torch.Tensor:
     where = f"phase {phase.name!r}"
     if not isinstance(terms, dict) or "loss" not in terms:
         got = f"a dict of {sorted(map(str, terms))}" if isinstance(terms, dict) else f"a {type(terms).__name__}"
-        raise ValueError(f"{where}: its step must return a dict with a 'loss' tensor, got {got}")
+        raise LossError(f"{where}: its step must return a dict with a 'loss' tensor, got {got}")
     loss = terms["loss"]
     if not isinstance(loss, torch.Tensor):
-        raise ValueError(f"{where}: its 'loss' is a {type(loss).__name__}, not a tensor: return the loss tensor itself "
-                         "(not loss.item() or float(loss)), so that it can be backpropagated")
+        why = "so that it can be backpropagated" if backward else "so that it is logged and checked without a read"
+        raise LossError(f"{where}: its 'loss' is a {type(loss).__name__}, not a tensor: return the loss tensor itself "
+                        f"(not loss.item() or float(loss)), {why}")
     if loss.numel() != 1:
-        raise ValueError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
-                         "(.mean() or .sum())")
+        raise LossError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
+                        "(.mean() or .sum())")
     if backward and not loss.requires_grad:
         trained = " or ".join(f"engine.model({n!r})" for n in phase.nets)
-        raise ValueError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
+        raise LossError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
                          f"torch.no_grad(), or from frozen networks only); compute it from the output of {trained}")
     return loss
 
@@ -148,7 +159,7 @@ def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.
     """A logged term as a detached float tensor: tensors as they are, Python numbers (``acc.item()``) too."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"phase {phase!r}: term {name!r} has shape {tuple(value.shape)}; a logged term is one "
+            raise LossError(f"phase {phase!r}: term {name!r} has shape {tuple(value.shape)}; a logged term is one "
                              "number: reduce it (.mean()) or log each value under its own name")
         return value.detach().float()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -158,7 +169,7 @@ def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.
                       "tensor instead (reading it stalls every step; multinet.engine.error_rate and "
                       "bit_error_rate stay on the device)", stacklevel=4)
         return torch.tensor(float(value), device=device)
-    raise ValueError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
+    raise LossError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
 
 
 def check_start(nets: dict[str, Any], amp: str, device: torch.device, steps_per_epoch: int) -> None:
@@ -167,9 +178,10 @@ def check_start(nets: dict[str, Any], amp: str, device: torch.device, steps_per_
     for net in nets.values():
         spec = net.config.schedule
         if net.scheduler is not None and (spec.interval == "epoch" or spec.name == "plateau") and not steps_per_epoch:
+            other = "" if spec.name == "plateau" else " or use interval = 'step'"
             raise ValueError(f"networks.{net.name}.schedule: {spec.name!r} steps at the end of an epoch, and this "
                              "engine has no epoch length: give steps_per_epoch (a system: EngineOptions("
-                             "steps_per_epoch=...)) or use interval = 'step'")
+                             f"steps_per_epoch=...)){other}")
         if amp == "fp16" and net.optimizer is not None and not getattr(net.optimizer, "_step_supports_amp_scaling", 0):
             warnings.warn(f"{net.name}: under amp = 'fp16' its optimizer reads one flag back from the device per step "
                           f"(to skip an overflowing step); networks.{net.name}.fused = true skips it on the device "

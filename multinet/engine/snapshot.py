@@ -54,7 +54,8 @@ def load_engine_state(engine: Any, state: dict[str, Any]) -> None:
     engine.iteration = int(state["engine"]["iteration"])
     engine.phase_steps.update(state["engine"]["phase_steps"])
     # Before the stateful objects: a system reads its plan when its state loads.
-    keep_plan(engine.phases, state["engine"].get("plan"), state["engine"].get("total_steps"), engine.total_steps)
+    keep_plan(engine.phases, state["engine"].get("plan"), state["engine"].get("total_steps"), engine.total_steps,
+              engine.iteration)
     for k, s in engine.stateful.items():
         if k in state["stateful"]:
             s.load_state_dict(state["stateful"][k])

@@ -84,7 +84,8 @@ class GanSystem(System):
 
     @property
     def epoch_length(self) -> int:
-        """Iterations per pass over the data (0: no epochs); an iteration takes ``accumulate`` batches."""
+        """Batches per pass over the data / ``accumulate`` (0: no epochs): an epoch in iterations, counting
+        one real batch per micro-batch of one discriminator step (``gan.d_steps`` repeats are not counted)."""
         batches = self.data.sampler.steps_per_epoch
         return batches and max(1, batches // self.cfg.train.accumulate)
 

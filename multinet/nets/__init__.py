@@ -10,14 +10,14 @@ from .net import Net
 from .optimizers import OPTIMIZERS, build_optimizer, load_named_state_dict, named_state_dict
 from .patterns import name_matches, resolve_types, type_names
 from .pretrained import LoadReport, PretrainedSpec, load_partial
-from .schedules import (SCHEDULES, FactorScheduler, PlateauScheduler, ScheduleSpec, advance, attach_group,
+from .schedules import (SCHEDULES, FactorScheduler, PlateauScheduler, ScheduleSpec, advance,
                         build_scheduler, schedule_function)
 from .spec import OPTIMIZER_NAMES, NetConfig
 from .weights import INIT_METHODS, PRESETS, InitReport, InitRule, bilinear_kernel, init_preset, init_weights
 
 __all__ = ["Net", "NetConfig", "Ema", "resolve_device", "GroupRule", "GroupPlan", "plan_groups", "group_preset",
            "audit_groups", "named_trainable", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel",
-           "ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group", "advance",
+           "ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "advance",
            "schedule_function",
            "PretrainedSpec", "LoadReport", "load_partial", "OPTIMIZERS", "OPTIMIZER_NAMES", "build_optimizer",
            "named_state_dict", "load_named_state_dict", "set_trainable", "frozen", "frozen_tensors", "eval_mode", "apply_norm_mode",

@@ -148,21 +148,24 @@ class Net:
         """The tensors the optimizer updates."""
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def _plan(self, only: list[str] | None = None) -> GroupPlan:
-        return plan_groups(self.module, self.rules, self.config.lr, self.config.weight_decay, only=only)
-
-    def _build_optimizer(self) -> None:
-        self.plan = self._plan()
+    def _build_optimizer(self, state: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None) -> None:
+        """The one place an optimizer is built: groups planned from the rules for what trains now →
+        optimizer (``state``, a ``named_state_dict``, carried over by name) → schedule (at the
+        position ``schedule`` saved)."""
+        self.plan = plan_groups(self.module, self.rules, self.config.lr, self.config.weight_decay)
         audit_groups(self.module, self.plan.groups)
         self.optimizer = build_optimizer(self.config.optimizer, self.plan.groups, **self.config.optimizer_options())
+        if state is not None:
+            carry_state(self.optimizer, state)  # before the schedule, which sets each new group's base LR
         self.scheduler = build_scheduler(self.optimizer, self.config.schedule, self.total_steps)
+        if schedule is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(schedule)
+            if isinstance(self.scheduler, PlateauScheduler):
+                self.scheduler.group_added()
 
     def rebuild_optimizer(self) -> None:
         """A new optimizer from the rules (moments and momentum cleared); the schedule keeps its step."""
-        t = self.scheduler.t if isinstance(self.scheduler, FactorScheduler) else 0
-        self._build_optimizer()
-        if isinstance(self.scheduler, FactorScheduler):
-            self.scheduler.load_state_dict({"t": t})
+        self._build_optimizer(schedule=self.scheduler.state_dict() if self.scheduler is not None else None)
 
     def set_lr(self, lr: float, group: str | None = None) -> None:
         """Change the LR in place, keeping optimizer state (momentum, Adam moments) untouched.
@@ -209,17 +212,8 @@ class Net:
     def _regroup(self) -> None:
         """A new optimizer and schedule over the groups the rules give for what trains now: each
         parameter's state and each group's settings carried over by name, the schedule's position kept."""
-        saved = named_state_dict(self.optimizer)
-        schedule = self.scheduler.state_dict() if self.scheduler is not None else None
-        self.plan = self._plan()
-        audit_groups(self.module, self.plan.groups)
-        self.optimizer = build_optimizer(self.config.optimizer, self.plan.groups, **self.config.optimizer_options())
-        carry_state(self.optimizer, saved)  # before the schedule, which sets each new group's base LR
-        self.scheduler = build_scheduler(self.optimizer, self.config.schedule, self.total_steps)
-        if schedule is not None:
-            self.scheduler.load_state_dict(schedule)
-            if isinstance(self.scheduler, PlateauScheduler):
-                self.scheduler.group_added()
+        self._build_optimizer(named_state_dict(self.optimizer),
+                              self.scheduler.state_dict() if self.scheduler is not None else None)
         self.train(self.module.training)  # a norm layer (un)frozen now follows its mode, as after a resume
         self.rewrap()
 
@@ -275,9 +269,7 @@ class Net:
         if trainable != current:  # frozen/unfrozen since build: replay, then regroup from the rules
             for n, p, _ in named_trainable(self.module, include_frozen=True):
                 p.requires_grad_(n in trainable)
-            self._build_optimizer()
-            self.train(self.module.training)
-            self.rewrap()
+            self._regroup()
         load_named_state_dict(self.optimizer, state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler", "attach_group",
+__all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler",
            "advance", "SCHEDULES", "schedule_function", "SCHEDULE_FUNCTIONS"]
 
 SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "linear",
@@ -194,22 +194,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: ScheduleSpec | None,
     if spec.name == "plateau":
         return PlateauScheduler(optimizer, spec)
     return FactorScheduler(optimizer, spec, total)
-
-
-def attach_group(scheduler: Any, group: dict[str, Any]) -> None:
-    """Bring a group added to the optimizer under ``scheduler``, or fail with a clear reason."""
-    if scheduler is None:
-        return
-    if isinstance(scheduler, FactorScheduler):
-        group["initial_lr"] = group["lr"]
-        scheduler.apply()
-    elif isinstance(scheduler, PlateauScheduler):
-        scheduler.group_added()
-    else:
-        raise ValueError(
-            f"{type(scheduler).__name__} cannot take a parameter group added mid-training (torch's "
-            "LambdaLR/SequentialLR/OneCycleLR raise and LinearLR re-warms it); use a multinet schedule "
-            "or rebuild the optimizer")
 
 
 def advance(scheduler: Any, spec: ScheduleSpec | None, event: str, stepped: bool,
