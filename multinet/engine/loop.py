@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from .. import distributed
-from ..nets import Net, advance, frozen_tensors
+from ..nets import Net, advance
 from .divergence import NanRecord, NonFiniteLoss
 from .events import Event, Registration, StopReason
 from .phase import Phase, StepError, check_phases, check_start, step_term, warn_idle
@@ -70,6 +70,7 @@ class Engine:
         self.stepped: set[str] = set()  # the networks the running phase has stepped
         self.evaluation: dict[str, Any] = {}  # the figures of the latest evaluation (Event.EVALUATED)
         self.exception: BaseException | None = None  # what left the loop (Event.EXCEPTION_RAISED)
+        self.log_now = False  # whether the iteration running now is a log step (grad norms are measured)
         self._requested: StopReason | None = None
         self._training: tuple[str, ...] = ()
         self._through: set[str] = set()
@@ -92,11 +93,6 @@ class Engine:
         return {k: n.ema for k, n in self.nets.items() if n.ema is not None}
 
     @property
-    def log_now(self) -> bool:
-        """Whether the iteration running now is a log step (gradient norms are measured on it)."""
-        return bool(self.log_every) and (self.iteration + 1) % self.log_every == 0
-
-    @property
     def terms(self) -> dict[str, dict[str, torch.Tensor]]:
         """Each phase's latest loss terms, on the device."""
         return self.readout.terms
@@ -114,10 +110,12 @@ class Engine:
         return Registration(self.handlers[event], entry)
 
     def fire(self, event: Event | str, count: int | None = None) -> None:
-        event = Event.parse(event)
+        entries = self.handlers.get(event if type(event) is Event else Event.parse(event))
+        if not entries:
+            return
         count = self.iteration if count is None else count
         once = event in (Event.STARTED, Event.COMPLETED, Event.EXCEPTION_RAISED, Event.EVALUATED)
-        for fn, every in list(self.handlers[event]):
+        for fn, every in list(entries):
             if every == 1 or once or count % every == 0:
                 fn(self)
 
@@ -144,25 +142,31 @@ class Engine:
     def training(self, phase: Phase, sync: bool = True):
         """Inside: ``phase``'s networks train, every other network is frozen, autocast is on, and
         under torch.distributed the gradients are averaged over the ranks only if ``sync``."""
-        trained = [self.nets[n] for n in phase.nets]
-        with contextlib.ExitStack() as stack:
-            if not sync:
-                for net in trained:
-                    if net.wrapped is not net.module:
-                        stack.enter_context(net.wrapped.no_sync())
-            self._own_flags = stack.enter_context(frozen_tensors(self._others[phase.name]))
-            stack.enter_context(self.autocast())
-            self._training = phase.nets
-            try:
+        parallel = [n for n in (self.nets[name] for name in phase.nets) if n.wrapped is not n.module]
+        if not sync and parallel:
+            with contextlib.ExitStack() as stack:
+                for net in parallel:
+                    stack.enter_context(net.wrapped.no_sync())
+                with self.training(phase):
+                    yield
+            return
+        others = self._others[phase.name]  # frozen for the step, each parameter's own flag restored after
+        self._own_flags = [(p, p.requires_grad) for p in others]
+        for p in others:
+            p.requires_grad_(False)
+        self._training = phase.nets
+        try:
+            with self.autocast():
                 yield
-            finally:
-                self._training = ()
-        for net in trained:
-            if net.wrapped is not net.module:
-                if not net.ddp_called:
-                    raise RuntimeError(f"phase '{phase.name}' trains '{net.name}' but its step called the bare "
-                                       f"module: call engine.model('{net.name}') so gradients are averaged over ranks")
-                net.ddp_called = False
+        finally:
+            self._training = ()
+            for p, flag in self._own_flags:
+                p.requires_grad_(flag)
+        for net in parallel:
+            if not net.ddp_called:
+                raise RuntimeError(f"phase '{phase.name}' trains '{net.name}' but its step called the bare "
+                                   f"module: call engine.model('{net.name}') so gradients are averaged over ranks")
+            net.ddp_called = False
 
     @contextlib.contextmanager
     def grad_through(self, name: str):
@@ -237,6 +241,7 @@ class Engine:
             unfreeze[net.config.unfreeze_at].append(net)
         while self.iteration < self.total_steps and self.stop_reason is None and \
                 (stop_at is None or self.iteration < stop_at):
+            self.log_now = bool(self.log_every) and (self.iteration + 1) % self.log_every == 0
             self.fire(Event.ITERATION_STARTED)
             for net in self.nets.values():  # a handler's own eval()/train() must not wake frozen norms
                 net.enforce_norm_mode()

@@ -92,22 +92,23 @@ def optimizer_step(engine: Any, name: str, closure: Callable[[], torch.Tensor] |
     """Step network ``name``'s optimizer on the gradients its ``.grad`` holds: unscale and clip to
     its ``clip_grad_norm`` (else, on a log step, measure the norm), step (``closure`` for LBFGS and
     the like; not under fp16), ``zero_grad(set_to_none)``, then its step schedule and its EMA."""
-    net, scaler, where = engine.nets[name], engine.scalers[engine.phase.name], f"phase {engine.phase.name!r}"
+    net, scaler = engine.nets[name], engine.scalers[engine.phase.name]
     if closure is not None:  # the closure makes the gradients: measured after it, never clipped inside it
         if scaler.is_enabled() or net.config.clip_grad_norm > 0:
-            raise StepError(f"{where}: an optimizer closure cannot run under amp = 'fp16' or with networks.{name}."
+            raise StepError(f"phase {engine.phase.name!r}: an optimizer closure cannot run under amp = 'fp16' or with networks.{name}."
                             "clip_grad_norm (neither the loss scaler nor the clip reaches inside it)")
         net.optimizer.step(closure)
-        grad_norm(engine, net)
+        if engine.log_now:
+            grad_norm(engine, net)
     elif isinstance(net.optimizer, torch.optim.LBFGS):
-        raise StepError(f"{where}: {name}'s LBFGS steps with a closure: make the phase manual "
+        raise StepError(f"phase {engine.phase.name!r}: {name}'s LBFGS steps with a closure: make the phase manual "
                         f"(Phase(..., update='manual')) and call optimizer_step(engine, {name!r}, closure) in its step")
     else:
         if net.config.clip_grad_norm > 0:
             scaler.unscale_(net.optimizer)
             engine.readout.record_grad_norm(name, torch.nn.utils.clip_grad_norm_(net.parameters(),
                                                                                  net.config.clip_grad_norm), engine.iteration)
-        else:
+        elif engine.log_now:
             grad_norm(engine, net)
         scaler.step(net.optimizer)
     net.optimizer.zero_grad(set_to_none=True)  # between phase steps every .grad is None
@@ -119,11 +120,10 @@ def optimizer_step(engine: Any, name: str, closure: Callable[[], torch.Tensor] |
 
 
 def grad_norm(engine: Any, net: Any) -> None:
-    """On a log step, record the norm of ``net``'s gradients (still scaled under fp16)."""
-    if engine.log_now:
-        grads = [p.grad for p in net.parameters() if p.grad is not None]
-        engine.readout.record_grad_norm(net.name, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                                        if grads else torch.zeros((), device=engine.device), engine.iteration)
+    """Record the norm of ``net``'s gradients (still scaled under fp16): on log steps."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    engine.readout.record_grad_norm(net.name, torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                                    if grads else torch.zeros((), device=engine.device), engine.iteration)
 
 
 def end_update(engine: Any) -> None:
