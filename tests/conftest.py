@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import torch
 # The helpers beside the tests (nets_zoo) import by their plain names too.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-torch.set_num_threads(2)
+# Two test processes (pytest -n 2, the README's command) share the two cores: one thread each.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(autouse=True)

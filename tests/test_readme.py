@@ -19,8 +19,8 @@ def test_readme_top_has_exactly_two_commands():
     top = text[: text.index("## ")]
     cmds = re.findall(r"```bash\n(.*?)```", top, flags=re.S)
     assert [c.strip() for c in cmds] == ['pip install . && python -m multinet.gan',
-                                         'pip install ".[test]" && python -m pytest']
-    assert 'pip install ".[test]" && python -m pytest' in (README.parent / ".ci" / "run").read_text()
+                                         'pip install ".[test]" && python -m pytest -n 2']
+    assert 'pip install ".[test]" && python -m pytest -n 2' in (README.parent / ".ci" / "run").read_text()
 
 
 def test_every_package_is_installed():
