@@ -62,18 +62,23 @@ def test_accumulation_is_a_positive_integer_of_the_standard_update_only():
         Phase("p", "f", lambda e: {}, update="handmade")
 
 
+def _lbfgs_step(e, net, x, y):
+    """One LBFGS step of ``net`` (network "f") on the regression, through a closure."""
+    def closure():
+        net.optimizer.zero_grad()
+        loss = nn.functional.mse_loss(e.model("f")(x), y)
+        loss.backward()
+        return loss
+    optimizer_step(e, "f", closure)
+
+
 def test_an_lbfgs_closure_phase():
     x, y = _regression()
     net = _mlp("lbfgs")
     losses = []
 
     def step(e):
-        def closure():
-            net.optimizer.zero_grad()
-            loss = nn.functional.mse_loss(e.model("f")(x), y)
-            loss.backward()
-            return loss
-        optimizer_step(e, "f", closure)
+        _lbfgs_step(e, net, x, y)
         loss = nn.functional.mse_loss(e.model("f")(x), y).detach()
         losses.append(float(loss))
         return {"loss": loss}
@@ -209,13 +214,8 @@ def test_a_closure_step_logs_the_norm_it_made_and_refuses_a_clip_it_cannot_apply
     for clip in (0.0, 1.0):
         net = _mlp("lbfgs", clip_grad_norm=clip)
 
-        def step(e):
-            def closure():
-                net.optimizer.zero_grad()
-                loss = nn.functional.mse_loss(e.model("f")(x), y)
-                loss.backward()
-                return loss
-            optimizer_step(e, "f", closure)
+        def step(e, net=net):
+            _lbfgs_step(e, net, x, y)
             return {"loss": torch.zeros(())}
         e = Engine({"f": net}, [Phase("fit", "f", step, update="manual")], total_steps=2, log_every=1)
         if clip:
