@@ -243,3 +243,23 @@ def test_a_resume_that_would_end_before_a_planned_phase_is_refused(tmp_path):
     cfg.train.steps = 12  # the decoder phase starts at step 24
     with pytest.raises(ValueError, match=r"train.steps=12 would end before phase '1_decoder' starts \(step 24\)"):
         Runner(AeSystem, cfg, tmp_path / "r", resume=True, progress=False, echo=False).fit()
+
+
+def test_a_run_with_accumulation_resumes_bit_exactly_between_optimizer_steps():
+    def build():
+        net = _mlp(clip_grad_norm=1.0)
+        gen = torch.Generator().manual_seed(9)
+
+        def step(e):
+            x = torch.randn(4, 5, generator=gen)
+            return {"loss": e.model("f")(x).pow(2).mean()}
+        return Engine({"f": net}, [Phase("fit", "f", step, accumulate=3)], total_steps=6, generators={"data": gen})
+    straight, first = build(), build()
+    straight.run()
+    first.run(stop_at=3)
+    again = build()
+    again.load_state_dict(copy.deepcopy(first.state_dict()))
+    again.run()
+    for a, b in zip(straight.nets["f"].module.parameters(), again.nets["f"].module.parameters()):
+        assert torch.equal(a, b)
+    assert again.phase_steps == {"fit": 6}
