@@ -86,6 +86,7 @@ def open_storage(url: str, folder: Path | None = None) -> Any:
             regular_file(path, folder)
         except ValueError as e:
             raise ConfigError(f"--storage {url}: {e}") from None
+    url = _with_driver(url)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
@@ -94,6 +95,19 @@ def open_storage(url: str, folder: Path | None = None) -> Any:
                                           if url.startswith("sqlite") else {})
     except Exception as e:  # a driver missing, a host unreachable, a path not writable
         raise ConfigError(f"--storage {url}: cannot open it ({error_line(e, 160)})") from None
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://...`` names no driver, and SQLAlchemy's default (psycopg2) is not the one the
+    ``postgres`` extra installs: use psycopg 3 when psycopg2 is absent, or say what to install."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+    if importlib.util.find_spec("psycopg2") is not None:
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    raise ConfigError(f'--storage {url}: no PostgreSQL driver is installed: pip install "multinet[postgres]"')
 
 
 class _Restricted(pickle.Unpickler):
