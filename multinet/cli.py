@@ -78,6 +78,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="SQLAlchemy URL or journal:FILE shared by workers (default: DIR/sweep.db)")
     p.add_argument("--study", help="study name (default: the --out folder's name)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
+                   help="on a database storage, each worker's running trial beats every SECONDS; one silent for "
+                        "4 x SECONDS (its worker died, on any machine) is queued again (default 30; 0: off)")
     p.add_argument("--nproc", type=int, default=1,
                    help="run each trial's runs as torchrun jobs of N processes (GPUs); such runs are not pruned")
     p.add_argument("--trust-storage", action="store_true",

@@ -63,7 +63,9 @@ def test_three_workers_share_one_study_with_no_config_run_twice_and_a_report_whi
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     lrs = sorted(t.params["networks.decoder.lr"] for t in done)
     assert lrs == ["1e-3", "2e-3", "3e-3", "4e-3", "5e-3", "6e-3"], lrs  # each config once
-    assert len(study.trials) == 6  # no config was started twice
+    # No config was started twice: a copy queued by a worker that started at the same moment is
+    # set aside when taken (surplus), never run.
+    assert len([t for t in study.trials if not t.user_attrs.get("surplus")]) == 6
     assert len({t.user_attrs["pid"] for t in done}) >= 2  # the work was shared
     said = [line.split(" (trial")[0] for out, _ in outs for line in out.splitlines() if line.startswith("trials/")]
     assert len(said) == len(set(said)) == 6, said  # each run trained by one worker

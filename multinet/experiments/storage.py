@@ -16,13 +16,14 @@ import importlib.util
 import inspect
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, error_line
 from ..state.runfiles import regular_file
 
-__all__ = ["open_storage", "make_sampler", "sampler_state", "STATE_GLOBALS", "TRUST_STORAGE_HINT"]
+__all__ = ["open_storage", "heartbeat_of", "make_sampler", "sampler_state", "STATE_GLOBALS", "TRUST_STORAGE_HINT"]
 
 TRUST_STORAGE_HINT = "pass --trust-storage only if you trust everyone who can write to this storage"
 
@@ -69,10 +70,12 @@ def _scalar(dtype: Any, data: Any = b"") -> Any:
     return np.frombuffer(data, dtype)[0]
 
 
-def open_storage(url: str, folder: Path | None = None) -> Any:
+def open_storage(url: str, folder: Path | None = None, heartbeat: int = 0) -> Any:
     """The Optuna storage at ``url``: an SQLAlchemy URL, or ``journal:FILE``. A file-backed one
     (journal, SQLite) must be a regular file or not exist yet, a FIFO or a device there would
-    block or never end; inside ``folder`` when given (the sweep folder's own ``sweep.db``)."""
+    block or never end; inside ``folder`` when given (the sweep folder's own ``sweep.db``).
+    ``heartbeat`` (seconds, 0: off): a database storage takes a running trial whose heartbeat is
+    older than 4 x ``heartbeat`` as stale (Optuna's heartbeat; a journal file has none)."""
     import optuna
     path = url[len("journal:"):] if url.startswith("journal:") else None
     if url.startswith("sqlite"):
@@ -86,15 +89,18 @@ def open_storage(url: str, folder: Path | None = None) -> Any:
             regular_file(path, folder)
         except ValueError as e:
             raise ConfigError(f"--storage {url}: {e}") from None
-    url = _with_driver(url)
+    given, url = url, _with_driver(url)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
-                                          if url.startswith("sqlite") else {})
+        beat = {"heartbeat_interval": heartbeat, "grace_period": 4 * heartbeat} if heartbeat > 0 else {}
+        with warnings.catch_warnings():  # Optuna calls its heartbeat experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                              if url.startswith("sqlite") else {}, **beat)
     except Exception as e:  # a driver missing, a host unreachable, a path not writable
-        raise ConfigError(f"--storage {url}: cannot open it ({error_line(e, 160)})") from None
+        raise ConfigError(f"--storage {given}: cannot open it ({error_line(e, 160)})") from None
 
 
 def _with_driver(url: str) -> str:
@@ -202,6 +208,12 @@ def _checked_cmaes(optuna: Any) -> Any:
             return None
 
     return CheckedCmaEsSampler()
+
+
+def heartbeat_of(storage: Any) -> int:
+    """Seconds between a running trial's heartbeats on ``storage`` (0: it keeps none)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()  # a journal file has no heartbeat
+    return int(interval or 0)
 
 
 def default_storage(out: Path) -> str:

@@ -14,13 +14,17 @@ with its folder, and its runs resume from their checkpoints, exactly as ``--resu
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
 import socket
 import statistics
+import threading
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..config import ConfigError, error_line, flatten
 from ..handlers.timer import saved_seconds
@@ -30,7 +34,7 @@ from ..run.runner import Runner
 from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
-from .storage import default_storage, make_sampler, open_storage
+from .storage import default_storage, heartbeat_of, make_sampler, open_storage
 from .trials import drawn, folder_of, live_trials, params_of, run_folder, trial_attr
 
 __all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted"]
@@ -54,11 +58,12 @@ def _optuna() -> Any:
 
 
 def open_study(plan: SweepPlan, out: Path, storage: str | None, name: str | None,
-               trust_storage: bool = False) -> Any:
+               trust_storage: bool = False, heartbeat: int = 0) -> Any:
     """The study of this sweep, created or joined; a study made by a different sweep is refused.
-    ``trust_storage``: a CMA-ES search may unpickle its state with Optuna's own reader (``storage``)."""
+    ``trust_storage``: a CMA-ES search may unpickle its state with Optuna's own reader (``storage``).
+    ``heartbeat``: seconds between a running trial's heartbeats on a database storage (0: none)."""
     optuna = _optuna()
-    store = open_storage(storage, None) if storage else open_storage(default_storage(out), out)
+    store = open_storage(storage, None, heartbeat) if storage else open_storage(default_storage(out), out, heartbeat)
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
               "hyperband": lambda: optuna.pruners.HyperbandPruner(),
               "none": lambda: optuna.pruners.NopPruner()}
@@ -92,14 +97,22 @@ def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
     """Queue again every trial this host's dead workers left running and every interrupted one not
     yet queued again (its runs resume in its folder). Returns how many."""
     optuna, n = _optuna(), 0
+    if heartbeat_of(study._storage):  # a worker silent past the grace period, on any machine
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = trial_attr(t, "pid", int)
-        mine = trial_attr(t, "host", str) == socket.gethostname() and not process_alive(pid or 0)
+        # A worker names its host, then its process: a trial with a host but no process yet is alive.
+        mine = pid is not None and trial_attr(t, "host", str) == socket.gethostname() and not process_alive(pid)
         # Killed between taking the trial and naming its process: unnamed for a minute means gone.
         unnamed = pid is None and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
         if mine or unnamed:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+                pass
     trials = live_trials(study)
     retried = {trial_attr(t, "retries", int) for t in trials}
     for t in trials:
@@ -127,12 +140,25 @@ def queue_grid(study: Any, plan: SweepPlan) -> None:
 
 
 def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[str], None]) -> None:
-    """Run trials until none is left for this worker."""
+    """Run trials until none is left for this worker (on a storage with heartbeats: until no trial
+    runs anywhere, so that one whose worker died is finished here)."""
+    with warnings.catch_warnings():  # the heartbeats are ours (``heartbeats``), with ask and tell
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        _work_loop(study, plan, system, out, say)
+
+
+def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[str], None]) -> None:
     from optuna.trial import TrialState
+    beating = heartbeat_of(study._storage)  # Optuna keeps a study's storage there
     while True:
+        if beating:  # a trial another worker left (killed, on any machine) is this one's to finish
+            requeue_interrupted(study, plan)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
+            if beating and any(t.state == TrialState.RUNNING for t in trials):
+                time.sleep(beating)  # finished by its worker, or stale in time
+                continue
             if not plan.search:
                 return
             finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in trials)
@@ -143,6 +169,10 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             return
+        if not plan.search and _queued_before(trial, plan, study):  # two workers queued the grid at once
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            continue
         if plan.search:  # a study continued with another sampler shows which proposed each trial
             trial.set_user_attr("sampler", plan.chosen_sampler)
         trial.set_user_attr("host", socket.gethostname())
@@ -152,7 +182,8 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             folder = folder_of(trial, plan, {t.number: t for t in live_trials(study)})
             trial.set_user_attr("folder", folder)  # for people reading the study; never read back
             seeds = plan.seeds if plan.search else [params_of(trial, plan)["seed"]]
-            value, state = run_trial(trial, plan, system, params, seeds, out, folder, say)
+            with heartbeats(trial):
+                value, state = run_trial(trial, plan, system, params, seeds, out, folder, say)
         except Interrupted:
             study.tell(trial, state=TrialState.FAIL)  # queued again at the next start, with its folder
             raise
@@ -166,6 +197,44 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
             study.tell(trial, state=TrialState.FAIL)
         else:
             study.tell(trial, value)
+
+
+def _queued_before(trial: Any, plan: SweepPlan, study: Any) -> bool:
+    """Whether a trial with a smaller number was queued as the same work (config, seed, and which
+    dead trial it retries): workers that start together may each queue the grid, or each queue a
+    retry; the first copy is the one that runs."""
+    def key(t: Any) -> tuple[Any, Any]:
+        return params_of(t, plan), trial_attr(t, "retries", int)
+    mine = key(trial)
+    return any(t.number < trial.number and trial_attr(t, "queued", bool, False) and key(t) == mine
+               for t in live_trials(study))
+
+
+@contextlib.contextmanager
+def heartbeats(trial: Any) -> Iterator[None]:
+    """While inside, ``trial``'s heartbeat is recorded every heartbeat interval (a database storage
+    with heartbeats on; otherwise nothing), so that workers elsewhere see it alive."""
+    storage, every = trial.storage, heartbeat_of(trial.storage)
+    if not every:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                pass
+            if stop.wait(every):
+                return
+    thread = threading.Thread(target=beat, name="multinet-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], seeds: list[int], out: Path,

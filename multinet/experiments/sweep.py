@@ -34,7 +34,9 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
     if args.report and not args.storage and not (out / "sweep.db").is_file():
         raise ConfigError(f"--report: {out} holds no sweep (no sweep.db; name its --storage)")
     out.mkdir(parents=True, exist_ok=True)
-    study = open_study(plan, out, args.storage, args.study, args.trust_storage)
+    if args.heartbeat < 0:
+        raise ConfigError(f"--heartbeat {args.heartbeat}: seconds >= 0 (0 turns it off)")
+    study = open_study(plan, out, args.storage, args.study, args.trust_storage, args.heartbeat)
     say = (lambda text: print(text, flush=True))
     if args.report:  # while workers run, or after: what is on disk now
         _report(study, plan, out, say)
