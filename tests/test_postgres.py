@@ -80,3 +80,38 @@ def test_a_postgresql_url_without_a_driver_name_uses_the_installed_driver(tmp_pa
                          "minimize", "--out", str(tmp_path), "--storage", plain, "--study", "plain"])
     assert r.returncode == 0, r.stderr
     assert [t.state.name for t in optuna.load_study(study_name="plain", storage=pg_url).trials] == ["COMPLETE"]
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_a_trial_whose_worker_died_on_another_machine_is_finished_after_the_grace_period(tmp_path, where, request):
+    """A worker elsewhere took a config, beat once and went silent (its machine died): a worker
+    here, with heartbeats every second, finishes the rest, waits out the 4 s grace period, queues
+    the silent trial again and trains it, with the figures an uninterrupted sweep gets."""
+    from multinet.experiments.plan import SweepPlan
+    from multinet.experiments.study import open_study, queue_grid
+    url = request.getfixturevalue("pg_url") if where == "postgresql" else f"sqlite:///{tmp_path}/shared.db"
+    grid = {"networks.decoder.lr": ["1e-3", "2e-3"]}
+    plan = SweepPlan("autoencoder", AE[:4], [0], grid, objective=FIG, direction="minimize", steps=20)  # AE's items
+    study = open_study(plan, tmp_path / "cut", url, "died", heartbeat=1)
+    queue_grid(study, plan)
+    elsewhere = study.ask()  # the other machine's worker: named, one heartbeat, then nothing
+    elsewhere.set_user_attr("host", "another-machine")
+    elsewhere.set_user_attr("pid", 4242)
+    elsewhere.storage.record_heartbeat(elsewhere._trial_id)
+    args = ["sweep", "autoencoder", *AE, "networks.decoder.lr=1e-3,2e-3", "--objective", FIG, "--direction",
+            "minimize", "--storage", url, "--heartbeat", "1"]
+    start = time.monotonic()
+    r = run("multinet", [*args, "--out", str(tmp_path / "cut"), "--study", "died"])
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - start > 4  # it waited for the grace period
+    trials = optuna.load_study(study_name="died", storage=url).trials
+    assert trials[elsewhere.number].state.name == "FAIL"
+    retry = [t for t in trials if t.user_attrs.get("retries") == elsewhere.number]
+    assert [t.state.name for t in retry] == ["COMPLETE"]
+    whole = run("multinet", [*args, "--out", str(tmp_path / "whole"), "--study", "whole"])
+    assert whole.returncode == 0, whole.stderr
+
+    def figures(out):
+        with open(out / "sweep.csv", newline="") as f:
+            return sorted((x["param/networks.decoder.lr"], x[FIG]) for x in csv.DictReader(f))
+    assert figures(tmp_path / "cut") == figures(tmp_path / "whole")
