@@ -157,7 +157,7 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting:
             if beating and any(t.state == TrialState.RUNNING for t in trials):
-                time.sleep(beating)  # finished by its worker, or stale in time
+                time.sleep(min(beating, 2))  # until finished by its worker, or stale (a short poll: no lingering)
                 continue
             if not plan.search:
                 return
