@@ -115,3 +115,37 @@ def test_a_trial_whose_worker_died_on_another_machine_is_finished_after_the_grac
         with open(out / "sweep.csv", newline="") as f:
             return sorted((x["param/networks.decoder.lr"], x[FIG]) for x in csv.DictReader(f))
     assert figures(tmp_path / "cut") == figures(tmp_path / "whole")
+
+
+def test_a_worker_killed_mid_trial_is_finished_by_another_from_its_checkpoint(tmp_path, pg_url):
+    """Two workers on one study; one is killed with SIGKILL (its whole process group) once its run
+    has a checkpoint: the other queues its trial again, resumes the run from that checkpoint, and
+    the sweep's figures are those of an uninterrupted one."""
+    import os
+    import signal
+    long = [a if a != "20" else "400" for a in AE] + ["train.checkpoint_every=50"]
+
+    def command(out, study):
+        return ["sweep", "autoencoder", *long, "networks.decoder.lr=1e-3,2e-3", "--objective", FIG, "--direction",
+                "minimize", "--out", str(out), "--storage", pg_url, "--study", study, "--heartbeat", "1"]
+    cut = tmp_path / "cut"
+    victim = subprocess.Popen([sys.executable, "-m", "multinet", *command(cut, "killed")], env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(cut.glob("trials/*/seed-0/checkpoints/step_*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivor = subprocess.Popen([sys.executable, "-m", "multinet", *command(cut, "killed")], env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    out, err = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, err[-2000:]
+    assert "resuming" in out or any(t.user_attrs.get("retries") is not None
+                                    for t in optuna.load_study(study_name="killed", storage=pg_url).trials), out
+    whole = run("multinet", command(tmp_path / "whole", "killed-whole"))  # one server for the module: own names
+    assert whole.returncode == 0, whole.stderr
+
+    def figures(folder):
+        with open(folder / "sweep.csv", newline="") as f:
+            return sorted((x["param/networks.decoder.lr"], x[FIG]) for x in csv.DictReader(f))
+    assert figures(cut) == figures(tmp_path / "whole")

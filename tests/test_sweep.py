@@ -211,7 +211,8 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_
 
 def test_a_config_still_queued_is_not_queued_again(tmp_path):
     from multinet.experiments.plan import SweepPlan
-    from multinet.experiments.study import open_study, queue_grid, requeue_interrupted
+    from multinet.experiments.study import open_study, queue_grid
+    from multinet.experiments.workers import requeue_interrupted
     plan = SweepPlan("autoencoder", ["ae_2_2"], [0], {"networks.decoder.lr": ["1e-3", "3e-3"]}, objective=FIG)
     study = open_study(plan, tmp_path, None, None)
     queue_grid(study, plan)

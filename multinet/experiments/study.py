@@ -14,30 +14,27 @@ with its folder, and its runs resume from their checkpoints, exactly as ``--resu
 """
 from __future__ import annotations
 
-import contextlib
-import datetime
 import math
 import os
 import socket
 import statistics
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ..config import ConfigError, error_line, flatten
 from ..handlers.timer import saved_seconds
-from ..run.lock import process_alive
 from ..run.resume import resolve
 from ..run.runner import Runner
 from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
 from .storage import default_storage, heartbeat_of, make_sampler, open_storage
+from .workers import heartbeats, queued_before, requeue_interrupted
 from .trials import drawn, folder_of, live_trials, params_of, run_folder, trial_attr
 
-__all__ = ["open_study", "queue_grid", "requeue_interrupted", "work", "Interrupted"]
+__all__ = ["open_study", "queue_grid", "work", "Interrupted"]
 
 
 class Interrupted(Exception):
@@ -93,37 +90,6 @@ def _definition(saved: Any, study: str) -> dict[str, Any]:
     return value
 
 
-def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
-    """Queue again every trial this host's dead workers left running and every interrupted one not
-    yet queued again (its runs resume in its folder). Returns how many."""
-    optuna, n = _optuna(), 0
-    if heartbeat_of(study._storage):  # a worker silent past the grace period, on any machine
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-    now = datetime.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        pid = trial_attr(t, "pid", int)
-        # A worker names its host, then its process: a trial with a host but no process yet is alive.
-        mine = pid is not None and trial_attr(t, "host", str) == socket.gethostname() and not process_alive(pid)
-        # Killed between taking the trial and naming its process: unnamed for a minute means gone.
-        unnamed = pid is None and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
-        if mine or unnamed:
-            try:
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
-            except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
-                pass
-    trials = live_trials(study)
-    retried = {trial_attr(t, "retries", int) for t in trials}
-    for t in trials:
-        dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
-        if dead and t.number not in retried:
-            params = params_of(t, plan)
-            study.enqueue_trial(params, user_attrs={"retries": t.number, "queued": True, "params": params})
-            n += 1
-    return n
-
-
 def queue_grid(study: Any, plan: SweepPlan) -> None:
     """Queue every (config, seed) of a grid (or of a seeds-only sweep) not queued before. The grid's
     keys are the trial's Optuna parameters; its seed is an attribute, so that more seeds can join the
@@ -169,7 +135,7 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             return
-        if not plan.search and _queued_before(trial, plan, study):  # two workers queued the grid at once
+        if not plan.search and queued_before(trial, plan, study):  # two workers queued the grid at once
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
@@ -197,44 +163,6 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
             study.tell(trial, state=TrialState.FAIL)
         else:
             study.tell(trial, value)
-
-
-def _queued_before(trial: Any, plan: SweepPlan, study: Any) -> bool:
-    """Whether a trial with a smaller number was queued as the same work (config, seed, and which
-    dead trial it retries): workers that start together may each queue the grid, or each queue a
-    retry; the first copy is the one that runs."""
-    def key(t: Any) -> tuple[Any, Any]:
-        return params_of(t, plan), trial_attr(t, "retries", int)
-    mine = key(trial)
-    return any(t.number < trial.number and trial_attr(t, "queued", bool, False) and key(t) == mine
-               for t in live_trials(study))
-
-
-@contextlib.contextmanager
-def heartbeats(trial: Any) -> Iterator[None]:
-    """While inside, ``trial``'s heartbeat is recorded every heartbeat interval (a database storage
-    with heartbeats on; otherwise nothing), so that workers elsewhere see it alive."""
-    storage, every = trial.storage, heartbeat_of(trial.storage)
-    if not every:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            try:
-                storage.record_heartbeat(trial._trial_id)
-            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
-                pass
-            if stop.wait(every):
-                return
-    thread = threading.Thread(target=beat, name="multinet-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], seeds: list[int], out: Path,

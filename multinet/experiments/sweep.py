@@ -11,7 +11,8 @@ from typing import Any
 from ..config import ConfigError
 from .plan import SweepPlan, parse_dist, parse_seeds, split_items
 from .report import write_report
-from .study import Interrupted, open_study, queue_grid, requeue_interrupted, work
+from .study import Interrupted, open_study, queue_grid, work
+from .workers import requeue_interrupted
 
 __all__ = ["run_sweep", "plan_from_args"]
 

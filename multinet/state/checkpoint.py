@@ -122,9 +122,8 @@ def write_limit() -> str:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends
     without error, removed otherwise. A full disk or a kill leaves the old file, never an empty
-    or half-written one. The temporary name keeps the suffix (``.bler.png.<pid>.tmp.png``), since
-    writers such as matplotlib and numpy choose the format by it, and holds the process id, so
-    that processes writing one file at once (sweep workers writing the report) never share it."""
+    or half-written one. The temporary name keeps the suffix (``.bler.png.<pid>.tmp.png``): writers
+    such as matplotlib choose the format by it; its process id keeps concurrent writers apart."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:

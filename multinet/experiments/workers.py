@@ -1,0 +1,93 @@
+"""Workers that share one study: whose trial is whose, and what happens when a worker dies.
+
+A worker names its host and process on each trial it takes. A trial left running by a dead worker
+of this host (its process is gone), or, on a database storage with heartbeats, by one whose
+heartbeat stopped on any machine, is failed and queued again, and its runs resume from their
+checkpoints. Workers that start at the same moment may each queue the grid, or each queue a retry:
+the first copy of each runs, a copy taken second is set aside (``surplus``).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import socket
+import threading
+import warnings
+from typing import Any, Iterator
+
+from ..run.lock import process_alive
+from .plan import SweepPlan
+from .storage import heartbeat_of
+from .trials import live_trials, params_of, trial_attr
+
+__all__ = ["requeue_interrupted", "queued_before", "heartbeats"]
+
+
+def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
+    """Queue again every trial this host's dead workers left running and every interrupted one not
+    yet queued again (its runs resume in its folder). Returns how many."""
+    import optuna
+    n = 0
+    if heartbeat_of(study._storage):  # a worker silent past the grace period, on any machine
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        pid = trial_attr(t, "pid", int)
+        # A worker names its host, then its process: a trial with a host but no process yet is alive.
+        mine = pid is not None and trial_attr(t, "host", str) == socket.gethostname() and not process_alive(pid)
+        # Killed between taking the trial and naming its process: unnamed for a minute means gone.
+        unnamed = pid is None and t.datetime_start and (now - t.datetime_start).total_seconds() > 60
+        if mine or unnamed:
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # its worker is gone (kill -9)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+                pass
+    trials = live_trials(study)
+    retried = {trial_attr(t, "retries", int) for t in trials}
+    for t in trials:
+        dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
+        if dead and t.number not in retried:
+            params = params_of(t, plan)
+            study.enqueue_trial(params, user_attrs={"retries": t.number, "queued": True, "params": params})
+            n += 1
+    return n
+
+
+def queued_before(trial: Any, plan: SweepPlan, study: Any) -> bool:
+    """Whether a trial with a smaller number was queued as the same work (config, seed, and which
+    dead trial it retries): workers that start together may each queue the grid, or each queue a
+    retry; the first copy is the one that runs."""
+    def key(t: Any) -> tuple[Any, Any]:
+        return params_of(t, plan), trial_attr(t, "retries", int)
+    mine = key(trial)
+    return any(t.number < trial.number and trial_attr(t, "queued", bool, False) and key(t) == mine
+               for t in live_trials(study))
+
+
+@contextlib.contextmanager
+def heartbeats(trial: Any) -> Iterator[None]:
+    """While inside, ``trial``'s heartbeat is recorded every heartbeat interval (a database storage
+    with heartbeats on; otherwise nothing), so that workers elsewhere see it alive."""
+    storage, every = trial.storage, heartbeat_of(trial.storage)
+    if not every:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                pass
+            if stop.wait(every):
+                return
+    thread = threading.Thread(target=beat, name="multinet-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
