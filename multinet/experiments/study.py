@@ -121,15 +121,13 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
             requeue_interrupted(study, plan)
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting:
+        # Nothing left to take: a grid with no queued trial, a search with every config asked for.
+        if not waiting and (not plan.search or sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                               TrialState.RUNNING) for t in trials) >= plan.trials):
             if beating and any(t.state == TrialState.RUNNING for t in trials):
                 time.sleep(min(beating, 2))  # until finished by its worker, or stale (a short poll: no lingering)
                 continue
-            if not plan.search:
-                return
-            finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in trials)
-            if finished >= plan.trials:
-                return
+            return
         trial = study.ask()
         if not plan.search and not trial_attr(trial, "queued", bool, False):  # another worker took the last one
             trial.set_user_attr("surplus", True)
