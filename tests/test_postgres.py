@@ -97,7 +97,11 @@ def test_a_trial_whose_worker_died_on_another_machine_is_finished_after_the_grac
     elsewhere = study.ask()  # the other machine's worker: named, one heartbeat, then nothing
     elsewhere.set_user_attr("host", "another-machine")
     elsewhere.set_user_attr("pid", 4242)
+    elsewhere.set_user_attr("heartbeat", 1)
     elsewhere.storage.record_heartbeat(elsewhere._trial_id)
+    run_dir = tmp_path / "cut" / "trials" / "0000" / "seed-0"  # its run folder, locked by the dead worker
+    run_dir.mkdir(parents=True)
+    (run_dir / ".lock").write_text("4242 another-machine 2026-12-07T00:00:00\n")
     args = ["sweep", "autoencoder", *AE, "networks.decoder.lr=1e-3,2e-3", "--objective", FIG, "--direction",
             "minimize", "--storage", url, "--heartbeat", "1"]
     start = time.monotonic()

@@ -48,6 +48,12 @@ class StopReason(str, enum.Enum):
     DIVERGED = "diverged"        # a NaN / Inf loss or weight (NonFiniteLoss)
     FAILED = "failed"            # an error in a step or in torch (out of memory, a rank that died)
 
+    def __str__(self) -> str:  # printed as its value ("SIGINT"), not "StopReason.SIGINT"
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 # The exit code of each way of ending (the shell's 128 + signal number for the signals).
 EXIT_CODES = {StopReason.FINISHED: 0, StopReason.STEP_LIMIT: 0, StopReason.PRUNED: 0, StopReason.SIGTERM: 143,

@@ -106,6 +106,8 @@ def open_storage(url: str, folder: Path | None = None, heartbeat: int = 0) -> An
 def _with_driver(url: str) -> str:
     """``postgresql://...`` names no driver, and SQLAlchemy's default (psycopg2) is not the one the
     ``postgres`` extra installs: use psycopg 3 when psycopg2 is absent, or say what to install."""
+    if url.startswith("postgres://"):  # Heroku's and libpq's spelling; SQLAlchemy knows only postgresql
+        url = "postgresql://" + url[len("postgres://"):]
     if not url.startswith("postgresql://"):
         return url
     import importlib.util

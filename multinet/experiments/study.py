@@ -116,6 +116,7 @@ def work(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[st
 def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callable[[str], None]) -> None:
     from optuna.trial import TrialState
     beating = heartbeat_of(study._storage)  # Optuna keeps a study's storage there
+    said_waiting = False
     while True:
         if beating:  # a trial another worker left (killed, on any machine) is this one's to finish
             requeue_interrupted(study, plan)
@@ -124,8 +125,15 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
         # Nothing left to take: a grid with no queued trial, a search with every config asked for.
         if not waiting and (not plan.search or sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED,
                                                                TrialState.RUNNING) for t in trials) >= plan.trials):
-            if beating and any(t.state == TrialState.RUNNING for t in trials):
-                time.sleep(min(beating, 2))  # until finished by its worker, or stale (a short poll: no lingering)
+            # Wait for running trials that beat: each ends, or goes stale and is queued again. One
+            # that never beat (a worker without heartbeats) may never end: it is not waited for.
+            running = [t for t in trials if t.state == TrialState.RUNNING and trial_attr(t, "heartbeat", int)]
+            if beating and running:
+                if not said_waiting:
+                    say(f"waiting for {len(running)} trial(s) running in other workers (a worker that dies is "
+                        "replaced here; Ctrl-C leaves)")
+                    said_waiting = True
+                time.sleep(min(beating, 2))  # a short poll: no lingering once they end
                 continue
             return
         trial = study.ask()
@@ -133,7 +141,7 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             return
-        if not plan.search and queued_before(trial, plan, study):  # two workers queued the grid at once
+        if trial_attr(trial, "queued", bool, False) and queued_before(trial, plan, study):  # queued twice at once
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
@@ -155,12 +163,12 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
             trial.set_user_attr("error", error_line(e, 300))
             study.tell(trial, state=TrialState.FAIL)
             raise
-        if state == "pruned":
-            study.tell(trial, state=TrialState.PRUNED)
-        elif state == "failed":
-            study.tell(trial, state=TrialState.FAIL)
-        else:
-            study.tell(trial, value)
+        try:
+            study.tell(trial, **({"state": TrialState.PRUNED} if state == "pruned" else
+                                 {"state": TrialState.FAIL} if state == "failed" else {"values": value}))
+        except _optuna().exceptions.UpdateFinishedTrialError:  # taken for dead (a stall, a partition) and retried
+            say(f"trial {trial.number}: already ended by another worker, which took it over when its heartbeat "
+                "stopped; this worker's result for it is not recorded")
 
 
 def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any], seeds: list[int], out: Path,
@@ -191,8 +199,10 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
                 # and their addresses among them), as ``train --resume`` with them would.
                 resume = "" if (run / "checkpoints" / "last.pt").exists() else None
                 launch = resolve(system, plan.overrides(params, seed), out=str(run), resume=resume)
+                dead = (trial_attr(trial, "dead_pid", int), trial_attr(trial, "dead_host", str))
                 runner = Runner(system, launch.cfg, run, resume=launch.resume, progress=False, echo=False,
-                                overwrite=resume is None, on_evaluation=(report,) if plan.search else ())
+                                overwrite=resume is None, on_evaluation=(report,) if plan.search else (),
+                                takes_over=dead if None not in dead else None)  # its dead worker's lock
                 result = runner.fit()
                 code, summary, seconds = result.code, result.summary, result.seconds
                 error = result.error or f"{result.stop_reason or 'interrupted'} at step {result.step}"

@@ -50,7 +50,9 @@ def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
         dead = t.state == optuna.trial.TrialState.FAIL and "error" not in t.user_attrs
         if dead and t.number not in retried:
             params = params_of(t, plan)
-            study.enqueue_trial(params, user_attrs={"retries": t.number, "queued": True, "params": params})
+            dead = {"dead_pid": trial_attr(t, "pid", int), "dead_host": trial_attr(t, "host", str)}
+            study.enqueue_trial(params, user_attrs={"retries": t.number, "queued": True, "params": params,
+                                                    **{k: v for k, v in dead.items() if v is not None}})
             n += 1
     return n
 
@@ -74,6 +76,7 @@ def heartbeats(trial: Any) -> Iterator[None]:
     if not every:
         yield
         return
+    trial.set_user_attr("heartbeat", every)  # other workers wait for a trial that beats, and for no other
     stop = threading.Event()
 
     def beat() -> None:

@@ -39,9 +39,12 @@ def process_alive(pid: int) -> bool:
 
 
 class RunLock:
-    def __init__(self, folder: str | Path) -> None:
+    """``.lock`` in a run folder: one run at a time. A lock whose process is gone from this host is
+    taken over; so is one held by ``dead`` (pid, host), a worker a sweep knows to be dead elsewhere."""
+
+    def __init__(self, folder: str | Path, dead: tuple[int, str] | None = None) -> None:
         self.path = Path(folder) / ".lock"
-        self.held = False
+        self.held, self.dead = False, dead
 
     def acquire(self) -> None:
         try:
@@ -79,7 +82,7 @@ class RunLock:
         if owner is None:  # unreadable or half-written: its writer died while writing it
             return time.time() - self.path.stat().st_mtime > 10 if self.path.exists() else True
         pid, host, _ = owner
-        return host == socket.gethostname() and not process_alive(pid)
+        return (host == socket.gethostname() and not process_alive(pid)) or (pid, host) == self.dead
 
     def _message(self) -> str:
         owner = self._owner()

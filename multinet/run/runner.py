@@ -76,8 +76,10 @@ class Runner:
                  resume: bool | str | Path | Resume | None = None,
                  progress: bool = True, stop_at: int | None = None, trackers: tuple[Any, ...] = (),
                  echo: bool = True, overwrite: bool = False, trust_code: bool = False,
-                 allow_no_checksum: bool = False, on_evaluation: tuple[Any, ...] = ()) -> None:
+                 allow_no_checksum: bool = False, on_evaluation: tuple[Any, ...] = (),
+                 takes_over: tuple[int, str] | None = None) -> None:
         self.system_cls, self.progress, self.stop_at, self.trackers, self.echo = system, progress, stop_at, trackers, echo
+        self.takes_over = takes_over  # (pid, host) of a dead worker whose run folder lock may be taken
         self.overwrite, self.trust_code, self.on_evaluation = overwrite, trust_code, on_evaluation
         if isinstance(out, str) and not out.strip():
             raise ConfigError("out: empty; name the run folder")
@@ -163,7 +165,7 @@ class Runner:
     def fit(self) -> RunResult:
         """Set up and train; setup errors raise ``ValueError`` (``ConfigError``) or ``OSError`` with
         one line, a diverged run returns code 1 with its error, signals return 130 / 143 after saving."""
-        self.lock = RunLock(self.out)
+        self.lock = RunLock(self.out, self.takes_over)
         try:
             with notes_shown(self.echo):  # the system's notes: on stderr, unless echo=False
                 try:

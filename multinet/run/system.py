@@ -18,7 +18,6 @@ resume, signal handling, NaN stop, progress bar and summary.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
 from dataclasses import dataclass, field, replace

@@ -15,6 +15,7 @@ import os
 import pickle
 import random
 import re
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -122,10 +123,9 @@ def write_limit() -> str:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends
     without error, removed otherwise. A full disk or a kill leaves the old file, never an empty
-    or half-written one. The temporary name keeps the suffix (``.bler.png.<pid>.tmp.png``): writers
-    such as matplotlib choose the format by it; its process id keeps concurrent writers apart."""
+    or half-written one. The name keeps the suffix (matplotlib reads it) and the host and process."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
