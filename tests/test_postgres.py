@@ -153,3 +153,26 @@ def test_a_worker_killed_mid_trial_is_finished_by_another_from_its_checkpoint(tm
         with open(folder / "sweep.csv", newline="") as f:
             return sorted((x["param/networks.decoder.lr"], x[FIG]) for x in csv.DictReader(f))
     assert figures(cut) == figures(tmp_path / "whole")
+
+
+def test_a_trial_that_never_beat_is_not_waited_for(tmp_path):
+    """A running trial from a worker without heartbeats (``--heartbeat 0``, or an older multinet)
+    may never end: a worker with nothing left to take leaves instead of waiting on it forever."""
+    from multinet.experiments.plan import SweepPlan
+    from multinet.experiments.study import open_study, queue_grid
+    url = f"sqlite:///{tmp_path}/shared.db"
+    plan = SweepPlan("autoencoder", AE[:4], [0], {"networks.decoder.lr": ["1e-3", "2e-3"]}, objective=FIG,
+                     direction="minimize", steps=20)
+    study = open_study(plan, tmp_path, url, "silent")
+    queue_grid(study, plan)
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("host", "another-machine")
+    elsewhere.set_user_attr("pid", 4242)
+    start = time.monotonic()
+    r = run("multinet", ["sweep", "autoencoder", *AE, "networks.decoder.lr=1e-3,2e-3", "--objective", FIG,
+                         "--direction", "minimize", "--storage", url, "--heartbeat", "1", "--out", str(tmp_path),
+                         "--study", "silent"])
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - start < 60 and "waiting for" not in r.stdout
+    states = [t.state.name for t in optuna.load_study(study_name="silent", storage=url).trials]
+    assert states == ["RUNNING", "COMPLETE"]

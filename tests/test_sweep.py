@@ -263,3 +263,16 @@ def test_a_seeds_sweep_needs_no_objective_and_can_be_ranked_by_any_figure_afterw
     r = run("multinet", ["sweep", "autoencoder", *AE, "--search", "networks.encoder.lr=loguniform:1e-4:1e-2", "--trials",
                          "1", "--out", str(tmp_path / "search")])
     assert r.returncode == 2 and "--objective: a search needs the evaluation figure" in r.stderr, r.stderr
+
+
+def test_a_trial_whose_run_had_finished_reads_the_run_and_keeps_its_training_time(tmp_path):
+    """A trial taken over after its run finished (its worker died before telling the study) reads
+    the run's summary instead of training again, and reports the run's training time: here a
+    second study over the same folder takes the same run folder."""
+    assert sweep(tmp_path, "networks.decoder.lr=1e-3").returncode == 0
+    trained = float(rows(tmp_path)[0]["seconds"])
+    r = sweep(tmp_path, "networks.decoder.lr=1e-3", "--study", "again")
+    assert r.returncode == 0, r.stderr
+    row = rows(tmp_path)[0]
+    # The checkpoint's time: training up to the final checkpoint, without the final evaluation.
+    assert row["state"] == "complete" and 0 < float(row["seconds"]) <= trained

@@ -182,6 +182,7 @@ def run_trial(trial: Any, plan: SweepPlan, system: type, params: dict[str, Any],
         summary_file = run / "summary.json"
         if summary_file.exists():  # finished before an interruption: read, not re-run
             summary = read_json(summary_file, run, what="a run's summary")
+            trial.set_user_attr(f"seconds/seed-{seed}", round(_trained_seconds(run), 2))  # as it trained
         else:
             pruned: list[int] = []
 
