@@ -209,7 +209,7 @@ def test_phases_that_can_never_run_are_said_at_start_and_epoch_schedules_need_ep
 
 def test_a_closure_step_logs_the_norm_it_made_and_refuses_a_clip_it_cannot_apply():
     from multinet.engine import StepError
-    from multinet.engine.phase import LossError
+    from multinet.engine.update import LossError
     x, y = _regression()
     for clip in (0.0, 1.0):
         net = _mlp("lbfgs", clip_grad_norm=clip)

@@ -25,7 +25,8 @@ from .. import distributed
 from ..nets import Net, advance
 from .divergence import NanRecord, NonFiniteLoss
 from .events import Event, Registration, StopReason
-from .phase import Phase, StepError, check_phases, check_start, step_term, warn_idle
+from .phase import Phase, check_phases, check_start, warn_idle
+from .update import StepError, step_term
 from .readout import Readout
 from .snapshot import engine_state, load_engine_state
 

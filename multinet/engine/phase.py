@@ -6,8 +6,6 @@ step) and a step function of the engine that returns its loss terms; ``every`` /
 """
 from __future__ import annotations
 
-import os
-import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -15,8 +13,9 @@ from typing import Any, Callable
 import torch
 
 from ..notes import note
+from .update import UPDATES
 
-__all__ = ["Phase", "StepError", "LossError", "keep_plan", "check_start", "warn_idle", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
+__all__ = ["Phase", "keep_plan", "check_start", "warn_idle", "check_phases", "error_rate", "bit_error_rate"]
 
 
 @dataclass
@@ -51,7 +50,6 @@ class Phase:
             raise ValueError(f"phase {self.name!r}: nets must name one or more networks, got {self.nets!r}")
         if not callable(self.step):
             raise ValueError(f"phase {self.name!r}: step must be a function of the engine, got {self.step!r}")
-        from .update import UPDATES  # the update functions are written against Phase
         if isinstance(self.update, str):
             if self.update not in UPDATES:
                 raise ValueError(f"phase {self.name!r}: update {self.update!r} unknown (valid: {', '.join(UPDATES)}, "
@@ -104,72 +102,6 @@ def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: in
         if stop is not None and total != saved_total:
             note(f"{saved_total} -> {total} steps: phase {p.name!r} now ends at step {p.stop or total} (was {stop}); "
                  "earlier phase boundaries stay where they were")
-
-
-class StepError(RuntimeError):
-    """An exception inside a phase's step function; the message names the phase, the step and the
-    line of the user's code that raised it (``MULTINET_TRACEBACK=1`` re-raises the original)."""
-
-
-class LossError(StepError, ValueError):
-    """What a step returned cannot be trained on or logged (no ``loss``, a loss that is not one
-    number in the trained networks' graph, a term that is not a number): one line with the fix."""
-
-
-# Where a traceback leaves the user's code: multinet's own files and torch's.
-_LIBRARIES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(torch.__file__) + os.sep)
-
-
-def user_line(e: BaseException) -> str:
-    """``file:line`` of the innermost frame outside multinet and torch (else the innermost frame)."""
-    frames = traceback.extract_tb(e.__traceback__)
-    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LIBRARIES)]
-    frame = (own or frames)[-1] if frames else None
-    if frame is None:
-        return "unknown line"
-    path = os.path.abspath(frame.filename)
-    here = os.getcwd() + os.sep
-    return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
-
-
-def check_loss(phase: Phase, terms: Any, backward: bool = True) -> torch.Tensor:
-    """The ``loss`` a step returned, which must be a one-number tensor, in the trained networks'
-    graph when the update will ``backward`` it; anything else is one line naming the phase and the
-    fix. Reads only what the host knows (type, shape, ``requires_grad``): nothing comes back."""
-    where = f"phase {phase.name!r}"
-    if not isinstance(terms, dict) or "loss" not in terms:
-        got = f"a dict of {sorted(map(str, terms))}" if isinstance(terms, dict) else f"a {type(terms).__name__}"
-        raise LossError(f"{where}: its step must return a dict with a 'loss' tensor, got {got}")
-    loss = terms["loss"]
-    if not isinstance(loss, torch.Tensor):
-        why = "so that it can be backpropagated" if backward else "so that it is logged and checked without a read"
-        raise LossError(f"{where}: its 'loss' is a {type(loss).__name__}, not a tensor: return the loss tensor itself "
-                        f"(not loss.item() or float(loss)), {why}")
-    if loss.numel() != 1:
-        raise LossError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
-                        "(.mean() or .sum())")
-    if backward and not loss.requires_grad:
-        trained = " or ".join(f"engine.model({n!r})" for n in phase.nets)
-        raise LossError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
-                         f"torch.no_grad(), or from frozen networks only); compute it from the output of {trained}")
-    return loss
-
-
-def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.Tensor:
-    """A logged term as a detached float tensor: tensors as they are, Python numbers (``acc.item()``) too."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise LossError(f"phase {phase!r}: term {name!r} has shape {tuple(value.shape)}; a logged term is one "
-                             "number: reduce it (.mean()) or log each value under its own name")
-        return value.detach().float()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # Shown once per process (the default filter): a number made from a tensor (``.item()``,
-        # ``float(t)``) read it back from the device, a stall per step on a GPU.
-        warnings.warn(f"phase {phase!r}: term {name!r} is a Python number; if it came from a tensor, return the "
-                      "tensor instead (reading it stalls every step; multinet.engine.error_rate and "
-                      "bit_error_rate stay on the device)", stacklevel=4)
-        return torch.tensor(float(value), device=device)
-    raise LossError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
 
 
 def check_start(nets: dict[str, Any], amp: str, device: torch.device, steps_per_epoch: int) -> None:

@@ -20,18 +20,20 @@ schedule and the EMA advance on every optimizer step, skipped or not, as in Ligh
 from __future__ import annotations
 
 import os
+import traceback
+import warnings
 from typing import Any, Callable
 
 import torch
 
 from ..config import error_line
 from ..nets import advance
-from .phase import Phase, StepError, check_loss, step_term, user_line
 
-__all__ = ["standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "UPDATES"]
+__all__ = ["standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "UPDATES", "StepError",
+           "LossError", "check_loss", "step_term", "user_line"]
 
 
-def standard(engine: Any, phase: Phase) -> dict[str, Any]:
+def standard(engine: Any, phase: Any) -> dict[str, Any]:
     """The default update: ``phase.accumulate`` micro-batches, one optimizer step per network.
 
     Each micro-batch: the others frozen → autocast → the step function → its loss (divided by the
@@ -55,7 +57,7 @@ def standard(engine: Any, phase: Phase) -> dict[str, Any]:
     return {t: torch.stack([step_term(phase.name, t, m[t], engine.device) for m in micro]).mean() for t in micro[0]}
 
 
-def manual(engine: Any, phase: Phase) -> dict[str, Any]:
+def manual(engine: Any, phase: Any) -> dict[str, Any]:
     """``update="manual"``: the step function does its own backward and steps, with
     ``backward(engine, loss)`` and ``optimizer_step(engine, name)`` (or anything else: a closure
     optimizer, an update outside any optimizer). It still runs with the other networks frozen
@@ -67,11 +69,78 @@ def manual(engine: Any, phase: Phase) -> dict[str, Any]:
     return terms
 
 
-UPDATES: dict[str, Callable[[Any, Phase], dict[str, Any]]] = {"standard": standard, "manual": manual}
+UPDATES: dict[str, Callable[[Any, Any], dict[str, Any]]] = {"standard": standard, "manual": manual}
+
+
+# -- what a step returns, and its errors --------------------------------------------------------
+class StepError(RuntimeError):
+    """An exception inside a phase's step function; the message names the phase, the step and the
+    line of the user's code that raised it (``MULTINET_TRACEBACK=1`` re-raises the original)."""
+
+
+class LossError(StepError, ValueError):
+    """What a step returned cannot be trained on or logged (no ``loss``, a loss that is not one
+    number in the trained networks' graph, a term that is not a number): one line with the fix."""
+
+
+# Where a traceback leaves the user's code: multinet's own files and torch's.
+_LIBRARIES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(torch.__file__) + os.sep)
+
+
+def user_line(e: BaseException) -> str:
+    """``file:line`` of the innermost frame outside multinet and torch (else the innermost frame)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LIBRARIES)]
+    frame = (own or frames)[-1] if frames else None
+    if frame is None:
+        return "unknown line"
+    path = os.path.abspath(frame.filename)
+    here = os.getcwd() + os.sep
+    return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
+
+
+def check_loss(phase: Any, terms: Any, backward: bool = True) -> torch.Tensor:
+    """The ``loss`` a step returned, which must be a one-number tensor, in the trained networks'
+    graph when the update will ``backward`` it; anything else is one line naming the phase and the
+    fix. Reads only what the host knows (type, shape, ``requires_grad``): nothing comes back."""
+    where = f"phase {phase.name!r}"
+    if not isinstance(terms, dict) or "loss" not in terms:
+        got = f"a dict of {sorted(map(str, terms))}" if isinstance(terms, dict) else f"a {type(terms).__name__}"
+        raise LossError(f"{where}: its step must return a dict with a 'loss' tensor, got {got}")
+    loss = terms["loss"]
+    if not isinstance(loss, torch.Tensor):
+        why = "so that it can be backpropagated" if backward else "so that it is logged and checked without a read"
+        raise LossError(f"{where}: its 'loss' is a {type(loss).__name__}, not a tensor: return the loss tensor itself "
+                        f"(not loss.item() or float(loss)), {why}")
+    if loss.numel() != 1:
+        raise LossError(f"{where}: its 'loss' has shape {tuple(loss.shape)}; it must be one number: reduce it "
+                        "(.mean() or .sum())")
+    if backward and not loss.requires_grad:
+        trained = " or ".join(f"engine.model({n!r})" for n in phase.nets)
+        raise LossError(f"{where}: its 'loss' does not depend on any trainable parameter (detached, computed under "
+                         f"torch.no_grad(), or from frozen networks only); compute it from the output of {trained}")
+    return loss
+
+
+def step_term(phase: str, name: str, value: Any, device: torch.device) -> torch.Tensor:
+    """A logged term as a detached float tensor: tensors as they are, Python numbers (``acc.item()``) too."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise LossError(f"phase {phase!r}: term {name!r} has shape {tuple(value.shape)}; a logged term is one "
+                             "number: reduce it (.mean()) or log each value under its own name")
+        return value.detach().float()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Shown once per process (the default filter): a number made from a tensor (``.item()``,
+        # ``float(t)``) read it back from the device, a stall per step on a GPU.
+        warnings.warn(f"phase {phase!r}: term {name!r} is a Python number; if it came from a tensor, return the "
+                      "tensor instead (reading it stalls every step; multinet.engine.error_rate and "
+                      "bit_error_rate stay on the device)", stacklevel=4)
+        return torch.tensor(float(value), device=device)
+    raise LossError(f"phase {phase!r}: term {name!r} is a {type(value).__name__}; a step returns tensors or numbers")
 
 
 # -- building blocks ----------------------------------------------------------------------------
-def call_step(engine: Any, phase: Phase) -> Any:
+def call_step(engine: Any, phase: Any) -> Any:
     """The phase's step function; an exception in it becomes one ``StepError`` line naming the
     phase, the step and the line of the user's code (``MULTINET_TRACEBACK=1`` raises the original)."""
     try:
