@@ -88,7 +88,23 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
                         "(which runs any code in it); only for a storage that no one you do not trust can write")
     p.add_argument("--report", action="store_true",
                    help="run nothing: write sweep.csv / .md / .png from what the study and its folders hold now")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--launcher", choices=("here", "slurm", "local"), default="here",
+                   help="here: run the workers now on this machine (default); slurm: submit --jobs worker jobs "
+                        "(one array job, through submitit) and return; local: the same jobs, detached, here")
+    p.add_argument("--slurm-time", default="60", metavar="TIME",
+                   help="each worker job's time limit: MINUTES, HH:MM:SS or D-HH:MM:SS (default 60); near it the "
+                        "job saves, is requeued, and its trial resumes")
+    p.add_argument("--slurm-partition", default="", metavar="P")
+    p.add_argument("--slurm-gpus-per-job", type=int, default=0, metavar="G", help="GPUs of each worker job's node")
+    p.add_argument("--slurm-cpus-per-job", type=int, default=0, metavar="C")
+    p.add_argument("--slurm-mem", default="", metavar="MEM", help="e.g. 32G")
+    p.add_argument("--slurm-account", default="")
+    p.add_argument("--slurm-qos", default="")
+    p.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                   help="a shell line each job runs first (module load ..., source venv/bin/activate); repeatable")
+    p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another sbatch option, e.g. constraint=a100 or exclusive= ; repeatable")
+    p.add_argument("--worker", nargs="?", const="spawned", choices=("spawned", "job"), help=argparse.SUPPRESS)
 
 
 def _trust_args(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from ..config import ConfigError
 from .plan import SweepPlan, parse_dist, parse_seeds, split_items
 from .report import write_report
 from .study import Interrupted, open_study, queue_grid, work
+from .launchers import SlurmOptions, submit_workers
 from .workers import requeue_interrupted
 
 __all__ = ["run_sweep", "plan_from_args"]
@@ -37,21 +38,32 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.heartbeat < 0:
         raise ConfigError(f"--heartbeat {args.heartbeat}: seconds >= 0 (0 turns it off)")
+    launch = _launch_options(args)
     study = open_study(plan, out, args.storage, args.study, args.trust_storage, args.heartbeat)
     say = (lambda text: print(text, flush=True))
     if args.report:  # while workers run, or after: what is on disk now
         _report(study, plan, out, say)
         return 0
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    if args.worker:  # started by another sweep process: its share of the trials, nothing else
+    if args.worker == "spawned":  # started by another sweep process: its share of the trials, nothing else
         return _work(study, plan, system, out, say)
-    again = requeue_interrupted(study, plan)
+    again = requeue_interrupted(study, plan)  # a job worker too: its trial, if a time limit cut it
+    if args.worker == "job":
+        return _work(study, plan, system, out, say)
     if again:
         say(f"resuming {again} interrupted trial(s) from their checkpoints")
     if not plan.search:
         queue_grid(study, plan)
     say(f"sweep: {plan.configs} config(s) × {len(plan.seeds)} seed(s) in {out} "
         f"(study {study.study_name!r}; {args.jobs} worker(s))")
+    if args.launcher != "here":
+        if args.launcher == "slurm" and not args.storage:
+            say(f"note: the worker jobs share {out / 'sweep.db'} (SQLite) through the filesystem; on a network "
+                "filesystem use --storage postgresql://... (or journal:FILE)")
+        ids = submit_workers(args.launcher, launch, args.jobs, argv, out, f"multinet-{study.study_name}")
+        say(f"submitted {len(ids)} worker job(s) ({args.launcher}): {' '.join(ids)}; logs in {out / 'jobs'}\n"
+            f"figures so far: python -m multinet sweep {' '.join(argv)} --report")
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     workers = [subprocess.Popen([sys.executable, "-m", "multinet", "sweep", *argv, "--worker"], env=env)
                for _ in range(args.jobs - 1)]
@@ -64,6 +76,25 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
         codes = [w.wait() for w in workers]
     _report(study, plan, out, say)
     return code or next((c for c in codes if c), 0)
+
+
+def _launch_options(args: Any) -> SlurmOptions:
+    """The ``--slurm-*`` options, which only a launcher takes (``--slurm-time`` also bounds local jobs)."""
+    slurm_only = {"partition": "", "gpus_per_job": 0, "cpus_per_job": 0, "mem": "", "account": "", "qos": "",
+                  "setup": [], "option": []}
+    given = [k for k, empty in slurm_only.items() if getattr(args, f"slurm_{k}") != empty]
+    if given and args.launcher != "slurm":
+        raise ConfigError(f"--slurm-{given[0].replace('_', '-')}: only with --launcher slurm")
+    if args.slurm_time != "60" and args.launcher == "here":
+        raise ConfigError("--slurm-time: only with --launcher slurm or local")
+    if args.slurm_gpus_per_job < 0 or args.slurm_cpus_per_job < 0:
+        raise ConfigError("--slurm-gpus-per-job / --slurm-cpus-per-job: 0 or more")
+    options = SlurmOptions(args.slurm_time, args.slurm_partition, args.slurm_gpus_per_job, args.slurm_cpus_per_job,
+                           args.slurm_mem, args.slurm_account, args.slurm_qos, tuple(args.slurm_setup),
+                           tuple(args.slurm_option))
+    if args.launcher != "here":
+        options.executor_parameters(args.launcher, "check", args.jobs)  # a bad time or option: now, in one line
+    return options
 
 
 def _report(study: Any, plan: SweepPlan, out: Path, say: Any) -> None:
