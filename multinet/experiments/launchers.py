@@ -10,6 +10,7 @@ checkpoint), and the job is requeued, so its trial resumes from that checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..config import ConfigError
 
@@ -129,10 +130,32 @@ def submit_workers(launcher: str, options: SlurmOptions, jobs: int, argv: list[s
     executor.update_parameters(**options.executor_parameters(launcher, name, jobs))
     job = SweepJob(argv, os.getcwd())
     try:
-        with executor.batch():
+        with _detached(launcher == "local"), executor.batch():
             submitted = [executor.submit(job) for _ in range(jobs)]
     except Exception as e:  # noqa: BLE001 - sbatch refused the job: its own words, in one line
         first = str(e).strip().splitlines()
         raise ConfigError(f"--launcher {launcher}: the jobs were not submitted: "
                           f"{first[-1] if first else type(e).__name__}") from None
     return [j.job_id for j in submitted]
+
+
+@contextlib.contextmanager
+def _detached(local: bool) -> Iterator[None]:
+    """Jobs started here by submitit's local executor inherit this process's standard streams; they
+    get /dev/null instead, so a caller reading this command's output is not held until they end."""
+    if not local:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        yield
+    finally:
+        for fd, copy in zip((0, 1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(null)
