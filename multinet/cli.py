@@ -46,8 +46,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="total number of training iterations")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
-                   help="continue a run (default: OUT/checkpoints/last.pt) up to the total steps")
+    p.add_argument("--resume", nargs="?", const="", metavar="CKPT|auto",
+                   help="continue a run (default: OUT/checkpoints/last.pt) up to the total steps; auto: continue "
+                        "OUT's run if it has a checkpoint, else start it (for restarts: torchrun, Slurm requeue)")
     p.add_argument("--stop-at", type=int, metavar="N",
                    help="save a checkpoint and stop after iteration N (resume later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -216,7 +217,10 @@ def _main(argv: list[str] | None, fixed: str | None) -> int:
             print("interrupted during setup, before training started", file=sys.stderr)
             return 130
         finally:
-            distributed.shutdown()
+            try:
+                distributed.shutdown()
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a launcher ending the other ranks) while closing:
+                pass  # what the command did is already said and saved
 
 
 def system_main(name: str, argv: list[str] | None = None) -> int:
@@ -240,6 +244,8 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
     if args.resume and "=" in args.resume and not Path(args.resume).exists():
         # argparse gives --resume the next word: "--resume train.steps=90" is an override, not a path
         args.items, args.resume = [*args.items, args.resume], ""
+    if args.resume == "auto" and not Path("auto").is_file():
+        _resume_auto(args)
     extra = [f"train.steps={args.steps}"] if args.steps is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     extra += [f'device="{args.device}"'] if args.device is not None else []
@@ -249,6 +255,18 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
                     progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite,
                     trust_code=args.trust_code)
     return runner.fit().code  # errors during training are reported by the runner, with the rank
+
+
+def _resume_auto(args: argparse.Namespace) -> None:
+    """``--resume auto``: the same command starts a run and continues it after a restart. A folder
+    with no checkpoint holds no result but a start that died early (unless it has a summary)."""
+    if not args.out:
+        raise ConfigError("--resume auto needs --out DIR: the run folder to continue, or to start")
+    out = Path(args.out)
+    if (out / "checkpoints" / "last.pt").exists():
+        args.resume = ""
+    else:
+        args.resume, args.overwrite = None, args.overwrite or not (out / "summary.json").exists()
 
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:

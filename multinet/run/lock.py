@@ -4,7 +4,11 @@ Two runs writing one folder interleave their ``metrics.jsonl`` rows and overwrit
 checkpoints and summary; the second run must stop instead. The lock is ``<out>/.lock`` created
 with ``O_EXCL`` (atomic on local and NFSv3+ filesystems) and holding ``pid host start-time``. A
 lock whose process is gone (same host, no such pid) is stale: a run killed with ``kill -9``
-left it, and the next run takes it over. Under torchrun rank 0 alone takes it.
+left it, and the next run takes it over. Under torchrun rank 0 alone takes it, and names its
+elastic run (the rendezvous id): after torchrun's agents restart the job (a lost node,
+``--max-restarts``), the new rank 0 takes over a lock of the same elastic run held on another
+machine, or by a process gone from this one, since the agents stop every worker of a round before
+the next round starts, and a lost machine's workers are gone with it.
 
 The folder's other rule lives here too: which files mean an earlier run left results there
 (``earlier_run``; a run that died before any result left none), and clearing them for a new run.
@@ -61,7 +65,8 @@ class RunLock:
                 continue
             try:
                 with os.fdopen(fd, "w") as f:
-                    f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+                    f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}"
+                            f"{' ' + elastic if (elastic := _elastic_run()) else ''}\n")
             except OSError as e:  # a full disk: no empty lock left behind for the next run to puzzle over
                 self.path.unlink(missing_ok=True)
                 raise OSError(f"--out {self.path.parent}: cannot write {self.path.name} "
@@ -70,10 +75,10 @@ class RunLock:
             return
         raise LockedError(self._message())
 
-    def _owner(self) -> tuple[int, str, str] | None:
+    def _owner(self) -> tuple[int, str, str, str] | None:
         try:
-            pid, host, since = read_text(self.path, self.path.parent, limit=4096).split()[:3]
-            return int(pid), host, since
+            pid, host, since, *rest = read_text(self.path, self.path.parent, limit=4096).split()
+            return int(pid), host, since, (rest[0] if rest else "")
         except (OSError, ValueError):
             return None
 
@@ -81,8 +86,11 @@ class RunLock:
         owner = self._owner()
         if owner is None:  # unreadable or half-written: its writer died while writing it
             return time.time() - self.path.stat().st_mtime > 10 if self.path.exists() else True
-        pid, host, _ = owner
-        return (host == socket.gethostname() and not process_alive(pid)) or (pid, host) == self.dead
+        pid, host, _, elastic = owner
+        here = host == socket.gethostname()
+        if elastic and elastic == _elastic_run() and not (here and process_alive(pid)):
+            return True  # an earlier round of this elastic job, on a machine that may be gone
+        return (here and not process_alive(pid)) or (pid, host) == self.dead
 
     def _message(self) -> str:
         owner = self._owner()
@@ -94,6 +102,12 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+
+def _elastic_run() -> str:
+    """``elastic=RUN_ID`` under torchrun's elastic agent (its rendezvous id), else ""."""
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    return f"elastic={run}" if run and not any(c.isspace() for c in run) else ""
 
 
 # What a run writes that a new run in the same folder would append to, mix with, or prune.
