@@ -45,7 +45,7 @@ def postgres(folder: Path) -> Iterator[str]:
         import psycopg  # noqa: F401
     except ImportError:
         raise Unavailable('no PostgreSQL driver (pip install "multinet[postgres]")') from None
-    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+    initdb, _ = _binary("initdb"), _binary("pg_ctl")
     as_user: list[str] = []
     if os.geteuid() == 0:
         try:
@@ -64,10 +64,22 @@ def postgres(folder: Path) -> Iterator[str]:
         if r.returncode:
             raise Unavailable(f"{Path(args[0]).name} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
     call(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    call(pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
-         f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
+    with open(data / "postgresql.conf", "a") as conf:  # the server's own file: a start again keeps them
+        conf.write(f"port = {port}\nunix_socket_directories = '{folder}'\nlisten_addresses = '127.0.0.1'\n"
+                   "fsync = off\nmax_connections = 200\n")
+    server(folder, "start")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True,
-                       timeout=120)
+        server(folder, "stop")
+
+
+def server(folder: Path, action: str) -> None:
+    """Stop (as a crash would: immediate) or start again the server that ``postgres(folder)`` started."""
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    args = ["-m", "immediate", "-w", "stop"] if action == "stop" else ["-l", str(Path(folder) / "server.log"), "-w",
+                                                                        "start"]
+    r = subprocess.run([*as_user, _binary("pg_ctl"), "-D", str(Path(folder) / "data"), *args], capture_output=True,
+                       text=True, timeout=120)
+    if r.returncode and action == "start":
+        raise Unavailable(f"pg_ctl start failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .cli_run import ENV, run
-from .pg_server import Unavailable, postgres
+from .pg_server import Unavailable, postgres, server
 from .test_sweep import AE, FIG
 
 optuna = pytest.importorskip("optuna")
@@ -176,3 +176,41 @@ def test_a_trial_that_never_beat_is_not_waited_for(tmp_path):
     assert time.monotonic() - start < 60 and "waiting for" not in r.stdout
     states = [t.state.name for t in optuna.load_study(study_name="silent", storage=url).trials]
     assert states == ["RUNNING", "COMPLETE"]
+
+
+def test_a_database_that_goes_down_mid_sweep_stops_it_in_one_line_and_the_same_command_resumes(tmp_path):
+    """The server is stopped (as a crash) while a run trains: the sweep ends with one line and exit
+    status 75; with the server back, the same command finishes with the figures of a sweep that
+    never lost its database."""
+    import glob
+    folder = Path(tempfile.mkdtemp(prefix="multinet-pg-"))
+    try:
+        with postgres(folder) as url:
+            long = [a if a != "20" else "2000" for a in AE] + ["train.checkpoint_every=100"]
+            command = [sys.executable, "-m", "multinet", "sweep", "autoencoder", *long, "networks.decoder.lr=1e-3,2e-3",
+                       "--objective", FIG, "--direction", "minimize", "--out", str(tmp_path / "cut"), "--storage", url]
+            p = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+            deadline = time.monotonic() + 120
+            while not glob.glob(f"{tmp_path}/cut/trials/*/seed-0/checkpoints/step_*.pt") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            server(folder, "stop")
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 75, err[-3000:]
+            lines = err.strip().splitlines()
+            assert lines[-1].startswith("error: the sweep's storage stopped answering (") and "Traceback" not in err
+            assert lines[-1].endswith("the same command resumes the sweep once the storage is back")
+            server(folder, "start")
+            again = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+            assert again.returncode == 0, again.stderr[-3000:]
+        whole = run("multinet", ["sweep", "autoencoder", *long, "networks.decoder.lr=1e-3,2e-3", "--objective", FIG,
+                                 "--direction", "minimize", "--out", str(tmp_path / "whole")])
+        assert whole.returncode == 0, whole.stderr
+
+        def figures(out):
+            with open(out / "sweep.csv", newline="") as f:
+                return sorted((x["param/networks.decoder.lr"], x[FIG]) for x in csv.DictReader(f))
+        assert figures(tmp_path / "cut") == figures(tmp_path / "whole")
+    except Unavailable as e:
+        pytest.skip(f"no PostgreSQL server: {e}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -23,7 +23,7 @@ from typing import Any
 from ..config import ConfigError, error_line
 from ..state.runfiles import regular_file
 
-__all__ = ["open_storage", "heartbeat_of", "make_sampler", "sampler_state", "STATE_GLOBALS", "TRUST_STORAGE_HINT"]
+__all__ = ["open_storage", "storage_errors", "heartbeat_of", "make_sampler", "sampler_state", "STATE_GLOBALS", "TRUST_STORAGE_HINT"]
 
 TRUST_STORAGE_HINT = "pass --trust-storage only if you trust everyone who can write to this storage"
 
@@ -221,3 +221,15 @@ def heartbeat_of(storage: Any) -> int:
 def default_storage(out: Path) -> str:
     """The study's URL when no ``--storage`` is given: ``OUT/sweep.db``."""
     return f"sqlite:///{(out / 'sweep.db').absolute()}"
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a storage that stops answering raises mid-sweep (a database server down or unreachable)."""
+    import optuna
+    errors: list[type[BaseException]] = [optuna.exceptions.StorageInternalError]
+    try:
+        import sqlalchemy.exc
+        errors.append(sqlalchemy.exc.SQLAlchemyError)
+    except ImportError:  # a journal storage only
+        pass
+    return tuple(errors)

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, error_line
 from .plan import SweepPlan, parse_dist, parse_seeds, split_items
 from .report import write_report
+from .storage import storage_errors
 from .study import Interrupted, open_study, queue_grid, work
 from .launchers import SlurmOptions, submit_workers
 from .workers import requeue_interrupted
@@ -74,6 +75,8 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
         code = _work(study, plan, system, out, say)
     finally:
         codes = [w.wait() for w in workers]
+    if STORAGE_DOWN in (code, *codes):
+        return STORAGE_DOWN
     _report(study, plan, out, say)
     return code or next((c for c in codes if c), 0)
 
@@ -101,10 +104,18 @@ def _report(study: Any, plan: SweepPlan, out: Path, say: Any) -> None:
     say(write_report(study, plan, out) + f"written: {out / 'sweep.csv'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
 
 
+STORAGE_DOWN = 75  # sysexits' EX_TEMPFAIL: run the same command again once the storage answers
+
+
 def _work(study: Any, plan: SweepPlan, system: type, out: Path, say: Any) -> int:
     try:
         work(study, plan, system, out, say)
     except Interrupted as e:
         print(str(e), file=sys.stderr)
         return e.code
+    except storage_errors() as e:
+        cause = e.__cause__ or e.__context__ or e
+        print(f"error: the sweep's storage stopped answering ({error_line(cause, 200)}); every run keeps its "
+              "checkpoints, and the same command resumes the sweep once the storage is back", file=sys.stderr)
+        return STORAGE_DOWN
     return 0
