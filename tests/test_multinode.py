@@ -122,3 +122,35 @@ def test_a_lost_node_is_restarted_by_the_elastic_agent_and_the_run_resumes_from_
     cut, ref = weights(tmp_path / "cut"), weights(tmp_path / "whole")
     # The same weights to float rounding (measured: at most 1.8e-7 apart, none by more than 1e-6).
     assert max_diff(cut, ref) < 1e-5 and share_differing(cut, ref) == 0
+
+
+def test_resume_auto_starts_a_run_then_continues_it_with_the_same_command(tmp_path):
+    """What a restarted job runs (torchrun's agent, a Slurm requeue): one command for both."""
+    from .cli_run import run
+    out = tmp_path / "run"
+    command = [*AE, "--steps", "6", "train.checkpoint_every=2", "--out", str(out), "--resume", "auto"]
+    first = run("multinet.autoencoder", [*command, "--stop-at", "4"])
+    assert first.returncode == 0, first.stderr
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["engine"]["iteration"] == 4
+    second = run("multinet.autoencoder", command)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout.splitlines()[-1])["resumed"] is True
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["engine"]["iteration"] == 6
+    no_out = run("multinet.autoencoder", [*AE, "--steps", "6", "--resume", "auto"])
+    assert no_out.returncode == 2 and no_out.stderr.strip().endswith(
+        "--resume auto needs --out DIR: the run folder to continue, or to start")
+
+
+def test_a_lock_of_an_earlier_round_of_the_same_elastic_job_is_taken_over_and_no_other(tmp_path, monkeypatch):
+    from multinet.run.lock import LockedError, RunLock
+    lock = tmp_path / ".lock"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-7")
+    lock.write_text("4242 a-lost-machine 2026-12-07T00:00:00 elastic=job-7\n")  # the lost node's rank 0
+    RunLock(tmp_path).acquire()
+    assert lock.read_text().split()[3] == "elastic=job-7" and lock.read_text().split()[0] == str(os.getpid())
+    lock.write_text("4242 another-machine 2026-12-07T00:00:00 elastic=job-8\n")  # another job's live run
+    with pytest.raises(LockedError):
+        RunLock(tmp_path).acquire()
+    lock.write_text(f"{os.getpid()} {socket.gethostname()} 2026-12-07T00:00:00 elastic=job-7\n")  # alive, here
+    with pytest.raises(LockedError):
+        RunLock(tmp_path).acquire()
