@@ -77,6 +77,9 @@ for _ in $(seq 300); do ls "$OUT"/trials/*/seed-*/checkpoints/step_*.pt >/dev/nu
 job=$(squeue -h -t R -o %i | head -n1)
 echo "signalling job $job (USR2, as at its time limit)"
 scancel --signal=USR2 "$job"
+sleep 5
+echo "after the signal (job, state, reason, earliest start):"
+squeue -h -o "%i %T %r %S"
 for _ in $(seq 600); do [ -z "$(squeue -h)" ] && break; sleep 1; done
 end=$(date +%s.%N)
 sacct 2>/dev/null | head -5 || true
