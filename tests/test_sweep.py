@@ -276,3 +276,22 @@ def test_a_trial_whose_run_had_finished_reads_the_run_and_keeps_its_training_tim
     row = rows(tmp_path)[0]
     # The checkpoint's time: training up to the final checkpoint, without the final evaluation.
     assert row["state"] == "complete" and 0 < float(row["seconds"]) <= trained
+
+
+def test_search_trials_asked_beyond_the_budget_at_the_same_moment_are_set_aside(tmp_path):
+    """Three workers count two trials left of a budget of 2 at the same moment and each asks for one:
+    the storage numbers them in turn, and the third is beyond the budget (set aside, never run)."""
+    from multinet.experiments.plan import SweepPlan, parse_dist
+    from multinet.experiments.study import open_study
+    from multinet.experiments.workers import over_budget
+    plan = SweepPlan("autoencoder", AE[:4], [0], {}, dict([parse_dist("networks.decoder.lr=loguniform:1e-4:1e-2")]),
+                     2, FIG, "minimize", 20)
+    study = open_study(plan, tmp_path, None, "budget")
+    asked = [study.ask() for _ in range(3)]
+    assert [over_budget(t, plan, study) for t in asked] == [False, False, True]
+    asked[2].set_user_attr("surplus", True)
+    study.tell(asked[2], state=optuna.trial.TrialState.FAIL)
+    study.tell(asked[0], state=optuna.trial.TrialState.FAIL)  # its worker died: a retry is queued
+    study.enqueue_trial(asked[0].params, user_attrs={"retries": asked[0].number, "queued": True})
+    retry = study.ask()
+    assert not over_budget(retry, plan, study)  # a retry replaces a trial, never one more

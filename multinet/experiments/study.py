@@ -31,7 +31,7 @@ from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
 from .storage import default_storage, heartbeat_of, make_sampler, open_storage
-from .workers import heartbeats, queued_before, requeue_interrupted
+from .workers import heartbeats, over_budget, queued_before, requeue_interrupted
 from .trials import drawn, folder_of, live_trials, params_of, run_folder, trial_attr
 
 __all__ = ["open_study", "queue_grid", "work", "Interrupted"]
@@ -145,6 +145,10 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
+        if over_budget(trial, plan, study):  # another worker asked for the search's last trial at the same time
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            return
         if plan.search:  # a study continued with another sampler shows which proposed each trial
             trial.set_user_attr("sampler", plan.chosen_sampler)
         trial.set_user_attr("host", socket.gethostname())

@@ -20,7 +20,7 @@ from .plan import SweepPlan
 from .storage import heartbeat_of
 from .trials import live_trials, params_of, trial_attr
 
-__all__ = ["requeue_interrupted", "queued_before", "heartbeats"]
+__all__ = ["requeue_interrupted", "queued_before", "over_budget", "heartbeats"]
 
 
 def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
@@ -66,6 +66,18 @@ def queued_before(trial: Any, plan: SweepPlan, study: Any) -> bool:
     mine = key(trial)
     return any(t.number < trial.number and trial_attr(t, "queued", bool, False) and key(t) == mine
                for t in live_trials(study))
+
+
+def over_budget(trial: Any, plan: SweepPlan, study: Any) -> bool:
+    """Whether a search trial just asked for is one more than ``--trials``: workers that count the
+    trials at the same moment may each ask for the last one; the storage numbers them in turn, and
+    those beyond the budget by number are set aside. A retry of a dead trial is never beyond it."""
+    from optuna.trial import TrialState
+    if not plan.search or trial_attr(trial, "queued", bool, False):
+        return False
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(t.number < trial.number and t.state in counted and not trial_attr(t, "surplus", bool, False)
+               for t in study.get_trials(deepcopy=False)) >= plan.trials
 
 
 @contextlib.contextmanager
