@@ -258,15 +258,12 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
 
 
 def _resume_auto(args: argparse.Namespace) -> None:
-    """``--resume auto``: the same command starts a run and continues it after a restart. A folder
-    with no checkpoint holds no result but a start that died early (unless it has a summary)."""
+    """``--resume auto``: the same command starts a run and continues it after a restart. With no
+    checkpoint in ``--out`` it is a new run, under a new run's rules (a folder holding results is
+    refused unless ``--overwrite``)."""
     if not args.out:
         raise ConfigError("--resume auto needs --out DIR: the run folder to continue, or to start")
-    out = Path(args.out)
-    if (out / "checkpoints" / "last.pt").exists():
-        args.resume = ""
-    else:
-        args.resume, args.overwrite = None, args.overwrite or not (out / "summary.json").exists()
+    args.resume = "" if (Path(args.out) / "checkpoints" / "last.pt").exists() else None
 
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:

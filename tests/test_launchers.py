@@ -105,15 +105,20 @@ def test_slurm_is_given_one_array_job_with_the_options_asked_for(tmp_path):
                              str(tmp_path / "s"), "--launcher", "slurm", "--jobs", "3", "--slurm-time", "1-02:00:00",
                              "--slurm-partition", "gpu", "--slurm-gpus-per-job", "2", "--slurm-cpus-per-job", "8",
                              "--slurm-mem", "32G", "--slurm-setup", "source /opt/venv/bin/activate",
-                             "--slurm-option", "constraint=a100", "--storage", f"sqlite:///{tmp_path}/s.db"])
+                             "--slurm-option", "constraint=a100", "--slurm-option", "exclusive",
+                             "--storage", f"sqlite:///{tmp_path}/s.db"])
     finally:
         os.environ["PATH"] = env_path
     assert r.returncode == 0, r.stderr
     assert "4242_0 4242_1 4242_2" in r.stdout
+    hint = r.stdout.split("figures so far: ")[1].strip()  # pasted back, it reports: quoted, no launcher words
+    assert "--launcher" not in hint and "--slurm" not in hint and "'source /opt/venv/bin/activate'" not in hint
+    assert hint.endswith("--storage sqlite:///" + f"{tmp_path}/s.db --report") and "'channel.eval_db=[4.0]'" in hint
     script = (tmp_path / "script.sh").read_text()
     for line in ("#SBATCH --array=0-2%3", "#SBATCH --partition=gpu", "#SBATCH --time=1560",
                  "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32G",
-                 "#SBATCH --constraint=a100", "source /opt/venv/bin/activate", "#SBATCH --signal=USR2@"):
+                 "#SBATCH --constraint=a100", "#SBATCH --exclusive\n", "source /opt/venv/bin/activate",
+                 "#SBATCH --signal=USR2@180"):
         assert line in script, (line, script)
     assert [t.state.name for t in optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db").trials] \
         == ["WAITING", "WAITING"]  # the grid is queued for the jobs, nothing ran here
@@ -123,17 +128,36 @@ def test_slurm_is_given_one_array_job_with_the_options_asked_for(tmp_path):
     (["--slurm-partition", "gpu"], "--slurm-partition: only with --launcher slurm"),
     (["--slurm-time", "30"], "--slurm-time: only with --launcher slurm or local"),
     (["--launcher", "local", "--slurm-time", "soon"], "--slurm-time 'soon': MINUTES, HH:MM:SS or D-HH:MM:SS"),
-    (["--launcher", "slurm", "--slurm-option", "exclusive"], "--slurm-option 'exclusive': KEY=VALUE"),
+    (["--launcher", "local", "--slurm-option", "exclusive"], "--slurm-option: only with --launcher slurm"),
+    (["--launcher", "slurm", "--slurm-option=--exclusive"],
+     "--slurm-option '--exclusive': KEY=VALUE or KEY (an sbatch option without its dashes)"),
     (["--launcher", "bsub"], "invalid choice: 'bsub'"),
 ])
 def test_launcher_options_that_cannot_work_stop_in_one_line(tmp_path, extra, says):
-    r = run("multinet", ["sweep", "autoencoder", *AE, "--out", str(tmp_path), *extra])
+    r = run("multinet", ["sweep", "autoencoder", *AE, "--out", str(tmp_path / "s"), *extra])
     assert r.returncode == 2 and says in r.stderr.strip().splitlines()[-1], r.stderr  # one line (after a usage)
+    assert not (tmp_path / "s").exists()  # checked before anything is written
 
 
 def test_slurm_without_sbatch_here_says_where_to_submit_from(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
     r = run("multinet", ["sweep", "autoencoder", *AE, "--out", str(tmp_path / "s"), "--launcher", "slurm"])
+    assert not (tmp_path / "s").exists()  # no study opened, no grid queued
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
         "--launcher slurm: no sbatch command here; submit from a machine of the cluster (a login node), "
         "or use --launcher local to run the jobs on this machine"), r.stderr
+
+
+def test_sbatch_refusing_the_jobs_is_one_line_with_its_reason(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpux' >&2\n"
+                      "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\nexit 1\n")
+    sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    r = run("multinet", ["sweep", "autoencoder", *AE, "--out", str(tmp_path / "s"), "--launcher", "slurm",
+                         "--slurm-partition", "gpux"])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: --launcher slurm: the jobs were not submitted: sbatch: error: invalid partition specified: gpux"]

@@ -145,12 +145,21 @@ def test_a_lock_of_an_earlier_round_of_the_same_elastic_job_is_taken_over_and_no
     from multinet.run.lock import LockedError, RunLock
     lock = tmp_path / ".lock"
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-7")
-    lock.write_text("4242 a-lost-machine 2026-12-07T00:00:00 elastic=job-7\n")  # the lost node's rank 0
+    lock.write_text("4242 a-lost-machine 2026-12-07T00:00:00 job=elastic:job-7\n")  # the lost node's rank 0
     RunLock(tmp_path).acquire()
-    assert lock.read_text().split()[3] == "elastic=job-7" and lock.read_text().split()[0] == str(os.getpid())
-    lock.write_text("4242 another-machine 2026-12-07T00:00:00 elastic=job-8\n")  # another job's live run
+    assert lock.read_text().split()[3] == "job=elastic:job-7" and lock.read_text().split()[0] == str(os.getpid())
+    lock.write_text("4242 another-machine 2026-12-07T00:00:00 job=elastic:job-8\n")  # another job's live run
     with pytest.raises(LockedError):
         RunLock(tmp_path).acquire()
-    lock.write_text(f"{os.getpid()} {socket.gethostname()} 2026-12-07T00:00:00 elastic=job-7\n")  # alive, here
+    lock.write_text(f"{os.getpid()} {socket.gethostname()} 2026-12-07T00:00:00 job=elastic:job-7\n")  # alive, here
     with pytest.raises(LockedError):
         RunLock(tmp_path).acquire()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun's default id names no job
+    lock.write_text("4242 another-machine 2026-12-07T00:00:00\n")
+    assert "job=" not in RunLock(tmp_path)._owner()[3]
+    with pytest.raises(LockedError):
+        RunLock(tmp_path).acquire()
+    monkeypatch.setenv("SLURM_JOB_ID", "9001")  # a requeued Slurm job keeps its id; its old node may be gone
+    lock.write_text("4242 a-failed-node 2026-12-07T00:00:00 job=slurm:9001\n")
+    RunLock(tmp_path).acquire()
+    assert lock.read_text().split()[3] == "job=slurm:9001"

@@ -11,12 +11,14 @@ checkpoint), and the job is requeued, so its trial resumes from that checkpoint.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,16 @@ from typing import Any, Iterator
 
 from ..config import ConfigError
 
-__all__ = ["SlurmOptions", "SweepJob", "submit_workers", "parse_minutes"]
+__all__ = ["SlurmOptions", "SweepJob", "submit_workers", "check_launcher", "worker_command", "parse_minutes"]
 
-LAUNCHERS = ("here", "slurm", "local")
+# submitit asks the scheduler for a signal this long before a job's time limit; the worker then has
+# all but SAVE_MARGIN of it to save and stop before the job is requeued.
+SIGNAL_LEAD_S, SAVE_MARGIN_S = 180, 30
+
+
+def worker_command(argv: list[str], kind: str) -> list[str]:
+    """The command of a sweep worker: ``spawned`` by a sweep here, or a scheduler's ``job``."""
+    return [sys.executable, "-m", "multinet", "sweep", *argv, "--worker", kind]
 
 
 def parse_minutes(text: str) -> int:
@@ -57,23 +66,26 @@ class SlurmOptions:
     account: str = ""
     qos: str = ""
     setup: tuple[str, ...] = ()  # shell lines before the worker starts (module load, source a venv)
-    options: tuple[str, ...] = ()  # more sbatch options, KEY=VALUE
+    options: tuple[str, ...] = ()  # more sbatch options: KEY=VALUE, or KEY for a flag
 
     def executor_parameters(self, launcher: str, name: str, jobs: int) -> dict[str, Any]:
-        """The parameters of submitit's ``AutoExecutor`` (``slurm_``-prefixed ones apply to Slurm only)."""
-        params: dict[str, Any] = {"timeout_min": parse_minutes(self.time), "name": name, "tasks_per_node": 1,
-                                  "nodes": 1, "gpus_per_node": self.gpus_per_job}
+        """The parameters of submitit's ``AutoExecutor`` (``slurm_``-prefixed ones apply to Slurm only).
+        Each job is one task on one node, so its GPUs are the node's."""
+        minutes = parse_minutes(self.time)
+        params: dict[str, Any] = {"timeout_min": minutes, "name": name, "tasks_per_node": 1, "nodes": 1,
+                                  "gpus_per_node": self.gpus_per_job}
         if self.cpus_per_job:
             params["cpus_per_task"] = self.cpus_per_job
         if launcher == "local":
-            return params
-        extra = {}
+            return {**params, "signal_delay_s": min(SIGNAL_LEAD_S, minutes * 30)}  # submitit's LocalExecutor
+        extra: dict[str, Any] = {}
         for option in self.options:
             key, eq, value = option.partition("=")
-            if not eq or not key.strip():
-                raise ConfigError(f"--slurm-option {option!r}: KEY=VALUE (an sbatch option without its dashes)")
-            extra[key.strip().replace("-", "_")] = value
+            if not key.strip() or key.strip().startswith("-"):
+                raise ConfigError(f"--slurm-option {option!r}: KEY=VALUE or KEY (an sbatch option without its dashes)")
+            extra[key.strip().replace("-", "_")] = value if value else True  # a bare KEY (or KEY=) is a flag
         params.update(slurm_array_parallelism=jobs, slurm_additional_parameters=extra,
+                      slurm_signal_delay_s=SIGNAL_LEAD_S,
                       **{f"slurm_{k}": v for k, v in (("partition", self.partition), ("mem", self.mem),
                                                        ("account", self.account), ("qos", self.qos)) if v},
                       **({"slurm_setup": list(self.setup)} if self.setup else {}))
@@ -82,80 +94,112 @@ class SlurmOptions:
 
 @dataclass
 class SweepJob:
-    """What one submitted job runs: a sweep worker (``python -m multinet sweep ARGV --worker job``) in
-    the folder the sweep was submitted from. submitit calls ``checkpoint`` on the job's timeout or
-    preemption signal: the worker is stopped cleanly and the same job is requeued."""
+    """What one submitted job runs: a sweep worker (``worker_command(argv, "job")``) in the folder the
+    sweep was submitted from, with ``threads`` threads (0: torch's default). submitit calls
+    ``checkpoint`` on the job's time-limit or preemption signal: the worker is stopped as Ctrl-C stops
+    it (its run saves), and the same job is requeued."""
     argv: list[str]
     cwd: str
-    grace: float = 120.0  # seconds the worker has to save its checkpoint
+    threads: int = 0
+    grace: float = SIGNAL_LEAD_S - SAVE_MARGIN_S  # seconds the worker has to save and stop
     _child: Any = field(default=None, repr=False, compare=False)
 
     def __call__(self) -> int:
         def ignore_usr2() -> None:  # the scheduler signals every process of the job: submitit handles it
             signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-        self._child = subprocess.Popen([sys.executable, "-m", "multinet", "sweep", *self.argv, "--worker", "job"],
-                                       cwd=self.cwd, start_new_session=True, preexec_fn=ignore_usr2)
-        while (code := self._child.poll()) is None:
-            time.sleep(1.0)
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(self.threads)} if self.threads else {})}
+        # Its own session: a torchrun job of the worker's is stopped with it (os.killpg).
+        self._child = subprocess.Popen(worker_command(self.argv, "job"), cwd=self.cwd, env=env,
+                                       start_new_session=True, preexec_fn=ignore_usr2)
+        try:
+            while (code := self._child.poll()) is None:
+                time.sleep(1.0)
+        except BaseException:  # the job cancelled (SIGINT) or ended by submitit: the worker goes with it
+            self._stop()
+            raise
         if code not in (0, 130, 143):
             raise RuntimeError(f"the sweep worker exited with code {code}; its lines are in this job's log")
         return code
 
     def checkpoint(self) -> Any:
+        """Called by submitit inside its signal handler: stop the worker, then requeue this job."""
         import submitit
+        self._stop()
+        return submitit.helpers.DelayedSubmission(SweepJob(self.argv, self.cwd, self.threads, self.grace))
+
+    def _stop(self) -> None:
+        """SIGTERM to the worker's session, then wait up to ``grace`` for it to save and leave. Waited
+        for with ``os.waitpid``: inside a signal handler ``Popen.poll`` may find its lock taken."""
         child, self._child = self._child, None
-        if child is not None and child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)  # the worker and a torchrun job of its own save and stop
-            deadline = time.monotonic() + self.grace
-            while child.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.5)
-        return submitit.helpers.DelayedSubmission(SweepJob(self.argv, self.cwd, self.grace))
+        if child is None:
+            return
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(child.pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:  # already reaped
+                return
+            time.sleep(0.5)
 
     def __getstate__(self) -> dict[str, Any]:  # the process is this job's own, never pickled
-        return {"argv": self.argv, "cwd": self.cwd, "grace": self.grace, "_child": None}
+        return {"argv": self.argv, "cwd": self.cwd, "threads": self.threads, "grace": self.grace, "_child": None}
 
 
-def submit_workers(launcher: str, options: SlurmOptions, jobs: int, argv: list[str], out: Path,
-                   name: str) -> list[str]:
-    """Submit ``jobs`` sweep workers (one array job on Slurm) and return their job ids. Their logs go
-    to ``out/jobs/``."""
-    try:
-        import submitit
-    except ImportError:
-        raise ConfigError(f"--launcher {launcher} needs submitit: pip install 'multinet[slurm]'") from None
+def check_launcher(launcher: str) -> None:
+    """What submitting needs, checked before anything is written: submitit, and for Slurm ``sbatch``."""
+    if importlib.util.find_spec("submitit") is None:
+        raise ConfigError(f"--launcher {launcher} needs submitit: pip install 'multinet[slurm]'")
     if launcher == "slurm" and not shutil.which("sbatch"):
         raise ConfigError("--launcher slurm: no sbatch command here; submit from a machine of the cluster "
                           "(a login node), or use --launcher local to run the jobs on this machine")
-    executor = submitit.AutoExecutor(folder=out / "jobs" / "%j", cluster=launcher)
-    executor.update_parameters(**options.executor_parameters(launcher, name, jobs))
-    job = SweepJob(argv, os.getcwd())
-    try:
-        with _detached(launcher == "local"), executor.batch():
-            submitted = [executor.submit(job) for _ in range(jobs)]
-    except Exception as e:  # noqa: BLE001 - sbatch refused the job: its own words, in one line
-        first = str(e).strip().splitlines()
-        raise ConfigError(f"--launcher {launcher}: the jobs were not submitted: "
-                          f"{first[-1] if first else type(e).__name__}") from None
+
+
+def submit_workers(launcher: str, options: SlurmOptions, jobs: int, argv: list[str], out: Path, name: str,
+                   threads: int = 0) -> list[str]:
+    """Submit ``jobs`` sweep workers (one array job on Slurm) and return their job ids. Their logs go
+    to ``out/jobs/``; what ``sbatch`` says when it refuses ends the one-line error."""
+    import submitit
+    folder = out / "jobs" / "%j"
+    executor = submitit.LocalExecutor(folder) if launcher == "local" else submitit.AutoExecutor(folder, cluster="slurm")
+    params = options.executor_parameters(launcher, name, jobs)
+    executor.update_parameters(**params)
+    lead = params.get("signal_delay_s") or params["slurm_signal_delay_s"]
+    job = SweepJob(argv, os.getcwd(), threads, grace=max(lead - SAVE_MARGIN_S, lead / 2))
+    with tempfile.TemporaryFile("w+") as said:
+        try:
+            # Local jobs must not hold this command's output open; sbatch's complaints go in the error.
+            with _streams_to(said), executor.batch():
+                submitted = [executor.submit(job) for _ in range(jobs)]
+        except Exception as e:  # noqa: BLE001 - sbatch refused the job: its own words, in one line
+            said.seek(0)
+            lines = [line.strip() for line in said.read().splitlines() + str(e).splitlines() if line.strip()]
+            raise ConfigError(f"--launcher {launcher}: the jobs were not submitted: "
+                              f"{lines[0] if lines else type(e).__name__}") from None
     return [j.job_id for j in submitted]
 
 
 @contextlib.contextmanager
-def _detached(local: bool) -> Iterator[None]:
-    """Jobs started here by submitit's local executor inherit this process's standard streams; they
-    get /dev/null instead, so a caller reading this command's output is not held until they end."""
-    if not local:
-        yield
-        return
+def _streams_to(file: Any) -> Iterator[None]:
+    """Standard input from /dev/null and output to ``file`` while jobs are submitted: jobs that
+    submitit's local executor starts inherit them, and sbatch (through submitit) writes its errors
+    there."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(fd) for fd in (0, 1, 2)]
-    null = os.open(os.devnull, os.O_RDWR)
+    saved = [os.dup(n) for n in (0, 1, 2)]
+    null = os.open(os.devnull, os.O_RDONLY)
     try:
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        yield
+        os.dup2(null, 0)
+        os.dup2(file.fileno(), 1)
+        os.dup2(file.fileno(), 2)
+        with contextlib.redirect_stdout(file), contextlib.redirect_stderr(file):
+            yield
     finally:
-        for fd, copy in zip((0, 1, 2), saved):
-            os.dup2(copy, fd)
+        for n, copy in zip((0, 1, 2), saved):
+            os.dup2(copy, n)
             os.close(copy)
         os.close(null)

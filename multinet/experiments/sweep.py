@@ -3,6 +3,7 @@ processes), write the report. The same command run again continues a sweep where
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from .plan import SweepPlan, parse_dist, parse_seeds, split_items
 from .report import write_report
 from .storage import storage_errors
 from .study import Interrupted, open_study, queue_grid, work
-from .launchers import SlurmOptions, submit_workers
+from .launchers import SlurmOptions, check_launcher, submit_workers, worker_command
 from .workers import requeue_interrupted
 
 __all__ = ["run_sweep", "plan_from_args"]
@@ -36,10 +37,10 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
     out = Path(args.out)
     if args.report and not args.storage and not (out / "sweep.db").is_file():
         raise ConfigError(f"--report: {out} holds no sweep (no sweep.db; name its --storage)")
-    out.mkdir(parents=True, exist_ok=True)
     if args.heartbeat < 0:
         raise ConfigError(f"--heartbeat {args.heartbeat}: seconds >= 0 (0 turns it off)")
-    launch = _launch_options(args)
+    launch = _launch_options(args)  # every option checked before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     study = open_study(plan, out, args.storage, args.study, args.trust_storage, args.heartbeat)
     say = (lambda text: print(text, flush=True))
     if args.report:  # while workers run, or after: what is on disk now
@@ -56,21 +57,21 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
         queue_grid(study, plan)
     say(f"sweep: {plan.configs} config(s) × {len(plan.seeds)} seed(s) in {out} "
         f"(study {study.study_name!r}; {args.jobs} worker(s))")
+    threads_per_job = max(1, (os.cpu_count() or 1) // args.jobs)  # this machine's cores, shared
     if args.launcher != "here":
         if args.launcher == "slurm" and not args.storage:
             say(f"note: the worker jobs share {out / 'sweep.db'} (SQLite) through the filesystem; on a network "
                 "filesystem use --storage postgresql://... (or journal:FILE)")
-        ids = submit_workers(args.launcher, launch, args.jobs, argv, out, f"multinet-{study.study_name}")
+        threads = threads_per_job if args.launcher == "local" else args.slurm_cpus_per_job
+        ids = submit_workers(args.launcher, launch, args.jobs, argv, out, f"multinet-{study.study_name}", threads)
         say(f"submitted {len(ids)} worker job(s) ({args.launcher}): {' '.join(ids)}; logs in {out / 'jobs'}\n"
-            f"figures so far: python -m multinet sweep {' '.join(argv)} --report")
+            f"figures so far: python -m multinet sweep {shlex.join(_without_launcher(argv))} --report")
         return 0
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    workers = [subprocess.Popen([sys.executable, "-m", "multinet", "sweep", *argv, "--worker"], env=env)
-               for _ in range(args.jobs - 1)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_job)}
+    workers = [subprocess.Popen(worker_command(argv, "spawned"), env=env) for _ in range(args.jobs - 1)]
     if workers:  # the cores shared between this process and its workers
         import torch
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads_per_job)
     try:
         code = _work(study, plan, system, out, say)
     finally:
@@ -97,7 +98,23 @@ def _launch_options(args: Any) -> SlurmOptions:
                            tuple(args.slurm_option))
     if args.launcher != "here":
         options.executor_parameters(args.launcher, "check", args.jobs)  # a bad time or option: now, in one line
+        if not args.report and not args.worker:
+            check_launcher(args.launcher)
     return options
+
+
+def _without_launcher(argv: list[str]) -> list[str]:
+    """The sweep's words without those that only submitting takes (``--launcher``, ``--slurm-*``,
+    ``--jobs``): what ``--report`` is given."""
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word.startswith(("--launcher", "--slurm-", "--jobs")):
+            skip = "=" not in word
+        else:
+            kept.append(word)
+    return kept
 
 
 def _report(study: Any, plan: SweepPlan, out: Path, say: Any) -> None:

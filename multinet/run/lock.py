@@ -4,11 +4,13 @@ Two runs writing one folder interleave their ``metrics.jsonl`` rows and overwrit
 checkpoints and summary; the second run must stop instead. The lock is ``<out>/.lock`` created
 with ``O_EXCL`` (atomic on local and NFSv3+ filesystems) and holding ``pid host start-time``. A
 lock whose process is gone (same host, no such pid) is stale: a run killed with ``kill -9``
-left it, and the next run takes it over. Under torchrun rank 0 alone takes it, and names its
-elastic run (the rendezvous id): after torchrun's agents restart the job (a lost node,
-``--max-restarts``), the new rank 0 takes over a lock of the same elastic run held on another
-machine, or by a process gone from this one, since the agents stop every worker of a round before
-the next round starts, and a lost machine's workers are gone with it.
+left it, and the next run takes it over. Under torchrun rank 0 alone takes it. The lock
+also names the job that restarts it: torchrun's elastic run (the rendezvous id), else a Slurm job.
+After torchrun's agents restart the job (a lost node, ``--max-restarts``), or Slurm requeues it,
+the new process takes over a lock of the same job held on another machine, or by a process gone
+from this one: the agents stop every worker of a round before the next round starts, Slurm ends a
+job's processes before requeueing it, and a lost machine's processes are gone with it. So a job id
+must name one run: give each torchrun job its own ``--rdzv-id`` (``$SLURM_JOB_ID``).
 
 The folder's other rule lives here too: which files mean an earlier run left results there
 (``earlier_run``; a run that died before any result left none), and clearing them for a new run.
@@ -66,7 +68,7 @@ class RunLock:
             try:
                 with os.fdopen(fd, "w") as f:
                     f.write(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}"
-                            f"{' ' + elastic if (elastic := _elastic_run()) else ''}\n")
+                            f"{' ' + job if (job := _job()) else ''}\n")
             except OSError as e:  # a full disk: no empty lock left behind for the next run to puzzle over
                 self.path.unlink(missing_ok=True)
                 raise OSError(f"--out {self.path.parent}: cannot write {self.path.name} "
@@ -86,10 +88,10 @@ class RunLock:
         owner = self._owner()
         if owner is None:  # unreadable or half-written: its writer died while writing it
             return time.time() - self.path.stat().st_mtime > 10 if self.path.exists() else True
-        pid, host, _, elastic = owner
+        pid, host, _, job = owner
         here = host == socket.gethostname()
-        if elastic and elastic == _elastic_run() and not (here and process_alive(pid)):
-            return True  # an earlier round of this elastic job, on a machine that may be gone
+        if job and job == _job() and not (here and process_alive(pid)):
+            return True  # an earlier round or run of this job (restarted, requeued), on a machine that may be gone
         return (here and not process_alive(pid)) or (pid, host) == self.dead
 
     def _message(self) -> str:
@@ -104,10 +106,15 @@ class RunLock:
             self.held = False
 
 
-def _elastic_run() -> str:
-    """``elastic=RUN_ID`` under torchrun's elastic agent (its rendezvous id), else ""."""
-    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
-    return f"elastic={run}" if run and not any(c.isspace() for c in run) else ""
+def _job() -> str:
+    """The restartable job this process is part of, as the lock names it: torchrun's elastic run
+    (``job=elastic:ID``, its rendezvous id, unless torchrun's default ``none``), else a Slurm job
+    (``job=slurm:ID``: a requeued job keeps its id); "" for neither."""
+    for kind, name in (("elastic", "TORCHELASTIC_RUN_ID"), ("slurm", "SLURM_JOB_ID")):
+        value = os.environ.get(name, "")
+        if value and value != "none" and not any(c.isspace() for c in value):
+            return f"job={kind}:{value}"
+    return ""
 
 
 # What a run writes that a new run in the same folder would append to, mix with, or prune.
