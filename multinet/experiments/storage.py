@@ -12,18 +12,19 @@ JSON; the journal file backend used here keeps no pickled snapshot (only its Red
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import io
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..config import ConfigError, error_line
 from ..state.runfiles import regular_file
 
-__all__ = ["open_storage", "storage_errors", "heartbeat_of", "make_sampler", "sampler_state", "STATE_GLOBALS", "TRUST_STORAGE_HINT"]
+__all__ = ["open_storage", "storage_errors", "asking_alone", "heartbeat_of", "make_sampler", "sampler_state", "STATE_GLOBALS", "TRUST_STORAGE_HINT"]
 
 TRUST_STORAGE_HINT = "pass --trust-storage only if you trust everyone who can write to this storage"
 
@@ -233,3 +234,22 @@ def storage_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # a journal storage only
         pass
     return tuple(errors)
+
+
+@contextlib.contextmanager
+def asking_alone(storage: Any) -> Iterator[None]:
+    """Workers on one SQLite file take a trial in turn. SQLite has no ``SELECT ... FOR UPDATE``, which
+    Optuna relies on to hand a queued trial to one worker only, and two workers asking at the same
+    moment were seen to take the same one (both then ran it into one run folder). The turn is a lock
+    on a file beside the database (``DB.ask-lock``); other storages need none."""
+    url = str(getattr(getattr(storage, "_backend", storage), "url", ""))
+    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+        yield
+        return
+    import fcntl
+    with open(url[len("sqlite:///"):] + ".ask-lock", "a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)

@@ -30,7 +30,7 @@ from ..run.runner import Runner
 from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
-from .storage import default_storage, heartbeat_of, make_sampler, open_storage
+from .storage import asking_alone, default_storage, heartbeat_of, make_sampler, open_storage
 from .workers import heartbeats, over_budget, queued_before, requeue_interrupted
 from .trials import drawn, folder_of, live_trials, params_of, run_folder, trial_attr
 
@@ -136,7 +136,8 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
                 time.sleep(min(beating, 2))  # a short poll: no lingering once they end
                 continue
             return
-        trial = study.ask()
+        with asking_alone(study._storage):  # one queued trial to one worker, on SQLite too
+            trial = study.ask()
         if not plan.search and not trial_attr(trial, "queued", bool, False):  # another worker took the last one
             trial.set_user_attr("surplus", True)
             study.tell(trial, state=TrialState.FAIL)
