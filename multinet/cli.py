@@ -57,57 +57,6 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _trust_args(p)
 
 
-def _sweep_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("items", nargs="*", metavar="RECIPE | key=value | key=v1,v2",
-                   help="a recipe, fixed overrides, and grid keys (every combination of their values)")
-    p.add_argument("--out", required=True, help="sweep folder: trials/, sweep.db, sweep.csv, sweep.md, sweep.png")
-    p.add_argument("--seeds", default="0", help="0-4, 0,3,7 or 5: every config runs once per seed")
-    p.add_argument("--search", action="append", default=[], metavar="key=KIND:...",
-                   help="loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or categorical:a,b,c")
-    p.add_argument("--trials", type=int, help="how many configs a search tries")
-    p.add_argument("--objective", metavar="FIGURE",
-                   help="the evaluation figure each trial is scored by (a config's: its mean over seeds); "
-                        "nested ones by path, curves/<curve>/<dB>")
-    p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"),
-                   help="whether a better objective is higher (default) or lower")
-    p.add_argument("--sampler", choices=("tpe", "random", "gp", "qmc", "cmaes"),
-                   help="how a search proposes configs: Optuna's TPE (default), random, Gaussian process, "
-                        "quasi-Monte Carlo (Sobol) or CMA-ES")
-    p.add_argument("--pruner", choices=("median", "hyperband", "none"),
-                   help="a search's trials stopped early on their train.eval_every evaluations (default: median)")
-    p.add_argument("--steps", type=int, help="training iterations of every run")
-    p.add_argument("--storage", help="SQLAlchemy URL or journal:FILE shared by workers (default: DIR/sweep.db)")
-    p.add_argument("--study", help="study name (default: the --out folder's name)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
-    p.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
-                   help="on a database storage, each worker's running trial beats every SECONDS; one silent for "
-                        "4 x SECONDS (its worker died, on any machine) is queued again (default 30; 0: off)")
-    p.add_argument("--nproc", type=int, default=1,
-                   help="run each trial's runs as torchrun jobs of N processes (GPUs); such runs are not pruned")
-    p.add_argument("--trust-storage", action="store_true",
-                   help="a CMA-ES search may unpickle the sampler state the study holds with Optuna's own reader "
-                        "(which runs any code in it); only for a storage that no one you do not trust can write")
-    p.add_argument("--report", action="store_true",
-                   help="run nothing: write sweep.csv / .md / .png from what the study and its folders hold now")
-    p.add_argument("--launcher", choices=("here", "slurm", "local"), default="here",
-                   help="here: run the workers now on this machine (default); slurm: submit --jobs worker jobs "
-                        "(one array job, through submitit) and return; local: the same jobs, detached, here")
-    p.add_argument("--slurm-time", default="60", metavar="TIME",
-                   help="each worker job's time limit: MINUTES, HH:MM:SS or D-HH:MM:SS (default 60); near it the "
-                        "job saves, is requeued, and its trial resumes")
-    p.add_argument("--slurm-partition", default="", metavar="P")
-    p.add_argument("--slurm-gpus-per-job", type=int, default=0, metavar="G", help="GPUs of each worker job's node")
-    p.add_argument("--slurm-cpus-per-job", type=int, default=0, metavar="C")
-    p.add_argument("--slurm-mem", default="", metavar="MEM", help="e.g. 32G")
-    p.add_argument("--slurm-account", default="")
-    p.add_argument("--slurm-qos", default="")
-    p.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
-                   help="a shell line each job runs first (module load ..., source venv/bin/activate); repeatable")
-    p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="another sbatch option, e.g. constraint=a100 or exclusive= ; repeatable")
-    p.add_argument("--worker", nargs="?", const="spawned", choices=("spawned", "job"), help=argparse.SUPPRESS)
-
-
 def _trust_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-code", action="store_true",
                    help="a saved file (checkpoint, export) may name code outside multinet to import; only for "
@@ -141,8 +90,11 @@ def _parser(command: str, fixed: str | None = None) -> argparse.ArgumentParser:
             p.add_argument("system", help="gan, autoencoder, or module:Class of your own System")
         if command == "keys":
             p.add_argument("items", nargs="*", metavar="RECIPE | key=value", help="a recipe, then key=value overrides")
+        elif command == "train":
+            _train_args(p)
         else:
-            _train_args(p) if command == "train" else _sweep_args(p)
+            from .experiments.sweep import sweep_arguments
+            sweep_arguments(p)
         return p
     if command == "compare":
         p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
@@ -237,15 +189,15 @@ def _one_line_warning(message: Warning | str, category: type, filename: str, lin
 
 
 def _train(system: type[System], args: argparse.Namespace) -> int:
-    from .run.resume import resolve
+    from .run.resume import auto_resume, resolve
     from .run.runner import Runner
     if args.out is not None and not args.out.strip():
         raise ConfigError("--out: empty; name the run folder")
     if args.resume and "=" in args.resume and not Path(args.resume).exists():
         # argparse gives --resume the next word: "--resume train.steps=90" is an override, not a path
         args.items, args.resume = [*args.items, args.resume], ""
-    if args.resume == "auto" and not Path("auto").is_file():
-        _resume_auto(args)
+    if args.resume == "auto" and not Path("auto").is_file():  # a start, or a restart's continuation
+        args.resume = auto_resume(args.out)
     extra = [f"train.steps={args.steps}"] if args.steps is not None else []
     extra += [f"seed={args.seed}"] if args.seed is not None else []
     extra += [f'device="{args.device}"'] if args.device is not None else []
@@ -255,15 +207,6 @@ def _train(system: type[System], args: argparse.Namespace) -> int:
                     progress=not args.no_progress, stop_at=args.stop_at, overwrite=args.overwrite,
                     trust_code=args.trust_code)
     return runner.fit().code  # errors during training are reported by the runner, with the rank
-
-
-def _resume_auto(args: argparse.Namespace) -> None:
-    """``--resume auto``: the same command starts a run and continues it after a restart. With no
-    checkpoint in ``--out`` it is a new run, under a new run's rules (a folder holding results is
-    refused unless ``--overwrite``)."""
-    if not args.out:
-        raise ConfigError("--resume auto needs --out DIR: the run folder to continue, or to start")
-    args.resume = "" if (Path(args.out) / "checkpoints" / "last.pt").exists() else None
 
 
 def _use(system: type[System] | None, args: argparse.Namespace) -> int:

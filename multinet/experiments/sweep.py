@@ -2,6 +2,7 @@
 processes), write the report. The same command run again continues a sweep where it stopped."""
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -17,7 +18,57 @@ from .study import Interrupted, open_study, queue_grid, work
 from .launchers import SlurmOptions, check_launcher, submit_workers, worker_command
 from .workers import requeue_interrupted
 
-__all__ = ["run_sweep", "plan_from_args"]
+__all__ = ["run_sweep", "plan_from_args", "sweep_arguments"]
+
+
+def sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``sweep`` command's options (after its system), on the command line's parser."""
+    p.add_argument("items", nargs="*", metavar="RECIPE | key=value | key=v1,v2",
+                   help="a recipe, fixed overrides, and grid keys (every combination of their values)")
+    p.add_argument("--out", required=True, help="sweep folder: trials/, sweep.db, sweep.csv, sweep.md, sweep.png")
+    p.add_argument("--seeds", default="0", help="0-4, 0,3,7 or 5: every config runs once per seed")
+    p.add_argument("--search", action="append", default=[], metavar="key=KIND:...",
+                   help="loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or categorical:a,b,c")
+    p.add_argument("--trials", type=int, help="how many configs a search tries")
+    p.add_argument("--objective", metavar="FIGURE",
+                   help="the evaluation figure each trial is scored by (a config's: its mean over seeds); "
+                        "nested ones by path, curves/<curve>/<dB>")
+    p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"),
+                   help="whether a better objective is higher (default) or lower")
+    p.add_argument("--sampler", choices=("tpe", "random", "gp", "qmc", "cmaes"),
+                   help="how a search proposes configs: Optuna's TPE (default), random, Gaussian process, "
+                        "quasi-Monte Carlo (Sobol) or CMA-ES")
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"),
+                   help="a search's trials stopped early on their train.eval_every evaluations (default: median)")
+    p.add_argument("--steps", type=int, help="training iterations of every run")
+    p.add_argument("--storage", help="SQLAlchemy URL or journal:FILE shared by workers (default: DIR/sweep.db)")
+    p.add_argument("--study", help="study name (default: the --out folder's name)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
+                   help="on a database storage, each worker's running trial beats every SECONDS; one silent for "
+                        "4 x SECONDS (its worker died, on any machine) is queued again (default 30; 0: off)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="run each trial's runs as torchrun jobs of N processes (GPUs); such runs are not pruned")
+    p.add_argument("--trust-storage", action="store_true",
+                   help="a CMA-ES search may unpickle the sampler state the study holds with Optuna's own reader "
+                        "(which runs any code in it); only for a storage that no one you do not trust can write")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: write sweep.csv / .md / .png from what the study and its folders hold now")
+    p.add_argument("--launcher", choices=("here", "slurm", "local"), default="here",
+                   help="here: run the workers now on this machine (default); slurm: submit --jobs worker jobs "
+                        "(one array job, through submitit) and return; local: the same jobs, detached, here")
+    p.add_argument("--slurm-time", default="60", metavar="TIME",
+                   help="each worker job's time limit: MINUTES, HH:MM:SS or D-HH:MM:SS (default 60); near it the "
+                        "job saves, is requeued, and its trial resumes")
+    for name, kind, meta, text in (("partition", str, "P", None), ("gpus-per-job", int, "G", "GPUs of each job"),
+                                   ("cpus-per-job", int, "C", None), ("mem", str, "MEM", "e.g. 32G"),
+                                   ("account", str, "A", None), ("qos", str, "Q", None)):
+        p.add_argument(f"--slurm-{name}", type=kind, default=kind(), metavar=meta, help=text)
+    p.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                   help="a shell line each job runs first (module load ..., source venv/bin/activate); repeatable")
+    p.add_argument("--slurm-option", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="another sbatch option: constraint=a100, exclusive; repeatable")
+    p.add_argument("--worker", nargs="?", const="spawned", choices=("spawned", "job"), help=argparse.SUPPRESS)
 
 
 def plan_from_args(name: str, args: Any) -> SweepPlan:

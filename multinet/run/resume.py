@@ -16,7 +16,7 @@ from typing import Any
 from ..config import ConfigError, flatten, from_dict, load_recipe, merge, parse_overrides, to_dict
 from ..state.checkpoint import load_checkpoint
 
-__all__ = ["Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes",
+__all__ = ["auto_resume", "Launch", "Resume", "open_resume", "resolve", "resume_paths", "checkpoint_run", "check_resume_overrides", "saved_config", "APPLIED_ON_RESUME", "lr_changes",
            "trackers_left", "FROM_NOW"]
 
 
@@ -100,6 +100,15 @@ def resume_paths(resume: str | Path | bool, out: str | Path | None) -> tuple[Pat
     else:
         path = Path(resume)
     return path, Path(out) if out is not None else checkpoint_run(path)
+
+
+def auto_resume(out: str | None) -> str | None:
+    """``--resume auto``: ``""`` (continue ``OUT/checkpoints/last.pt``) when the run folder has a
+    checkpoint, else ``None``, a new run under a new run's rules (a folder holding results is refused
+    unless ``--overwrite``). One command starts a job and continues it after a restart or requeue."""
+    if out is None or not str(out).strip():
+        raise ConfigError("--resume auto needs --out DIR: the run folder to continue, or to start")
+    return "" if (Path(out) / "checkpoints" / "last.pt").exists() else None
 
 
 def checkpoint_run(path: str | Path) -> Path:
