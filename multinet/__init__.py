@@ -17,7 +17,6 @@ if _sys.argv[:1] == ["-m"] and any(a == "-m" and b.split(".")[0] == "multinet"
 # next, which changes float summation order: exact resume on CPU needs the same order every time.
 _os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 
-from . import moved as _moved  # noqa: E402  (the module paths from before the layered packages)
 from .config import ConfigError, RunConfig, TrainConfig, load_recipe  # noqa: E402
 from .engine import Engine, Event, NonFiniteLoss, Phase  # noqa: E402
 from .nets import (OPTIMIZERS, GroupRule, InitRule, LoadReport, Net, NetConfig, PretrainedSpec,  # noqa: E402
@@ -28,7 +27,6 @@ from .run import EngineOptions, NotOffered, RunContext, Runner, RunResult, Syste
 from .state import CheckpointManager, RandomStreams, load_checkpoint, save_checkpoint  # noqa: E402
 from .tracking import Tracker  # noqa: E402
 
-_moved.install()
 
 __all__ = ["ConfigError", "RunConfig", "TrainConfig", "load_recipe", "Engine", "Event", "NonFiniteLoss", "Phase",
            "OPTIMIZERS", "GroupRule", "InitRule", "LoadReport", "Net", "NetConfig", "PretrainedSpec", "ScheduleSpec",

@@ -117,20 +117,15 @@ def test_drs_through_a_discriminator_not_trained_with_bce_warns():
         load_recipe(GanRecipe, "gan_ring8", ["gan.loss='hinge'", "eval.drs_refit=100"])  # its own critic
 
 
-def test_module_paths_from_before_the_layered_packages_still_import():
-    """``multinet.runner`` and the other flat paths give the module at its new home (one object,
-    not a copy) with a FutureWarning naming it; the package paths users import stay as they were."""
+def test_the_flat_module_paths_from_before_the_layered_packages_are_gone():
+    """``multinet.runner`` and the other flat paths were removed before 1.0 (CHANGELOG's migration
+    table gives each new home); the package paths users import stay as they are."""
     import importlib
-    import sys
-
-    from multinet.moved import MOVED
-    for old, new in MOVED.items():
-        sys.modules.pop(old, None)
-        with pytest.warns(FutureWarning, match=f"{old} is now {new}"):
-            module = importlib.import_module(old)
-        assert module is importlib.import_module(new)
+    for old in ("multinet.runner", "multinet.checkpoint", "multinet.moved", "multinet.optimizers"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
     import multinet
-    from multinet.data import load_data  # kept paths: no warning, the same objects
+    from multinet.data import load_data  # kept paths: the same objects
     from multinet.engine import Engine, Phase
     from multinet.handlers import Checkpointer
     from multinet.nets import Net, resolve_device

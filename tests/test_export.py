@@ -11,7 +11,7 @@ from multinet.autoencoder import AeRecipe, AeSystem
 from multinet.config import load_recipe
 from multinet.state.export import export_module, load_exported, read_export
 from multinet.gan import GanRecipe, GanSystem
-from multinet.run.runner import load_system
+from multinet.run.saved import load_system
 
 from .cli_run import run
 

@@ -15,7 +15,7 @@ LAYERS = [
     {"multinet.run"},
     {"multinet.experiments"},
     {"multinet.cli", "multinet.gan", "multinet.autoencoder"},
-    {"multinet", "multinet.__main__", "multinet.moved"},
+    {"multinet", "multinet.__main__"},
 ]
 
 
@@ -72,7 +72,7 @@ GRAPH = {_name(p): _imports(p) for p in ROOT.rglob("*.py") if "_recipes" not in 
 
 def test_no_module_imports_from_a_layer_above_its_own():
     upward = [f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
-              if _layer(t) > _layer(m) and not (m == "multinet" or m.startswith("multinet.moved"))]
+              if _layer(t) > _layer(m) and m != "multinet"]
     assert not upward, "upward imports: " + ", ".join(sorted(upward))
 
 

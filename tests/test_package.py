@@ -44,7 +44,8 @@ def test_the_sdist_and_wheel_build_pass_twine_check_and_the_wheel_trains_the_def
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel[0])],
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
+                              str(wheel[0])],
                              capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr[-2000:]
     away = tmp_path / "elsewhere"  # not the repository: only the installed wheel can be imported

@@ -153,22 +153,16 @@ def test_a_folder_left_by_a_run_that_died_before_any_result_does_not_block_a_rer
 
 
 def test_the_generators_ema_has_one_home(tmp_path):
-    import warnings
-
     import pytest
 
     from multinet.config import ConfigError, from_dict, load_recipe
     from multinet.gan import GanRecipe, GanSystem
     cfg = load_recipe(GanRecipe, "gan_digits", ["networks.generator.ema=0.9", "device='cpu'"])
-    assert cfg.networks.generator.ema == 0.9 and cfg.gan.ema is None
+    assert cfg.networks.generator.ema == 0.9 and not hasattr(cfg.gan, "ema")
     system = GanSystem(cfg, torch.device("cpu"))
     assert system.nets["generator"].ema is not None  # the recipe's value is the one used
-    with pytest.warns(FutureWarning, match="gan.ema is now networks.generator.ema"):
-        old = from_dict(GanRecipe, {"gan": {"ema": 0.5}})  # an older recipe or checkpoint
-    assert old.networks.generator.ema == 0.5 and old.gan.ema is None
-    with warnings.catch_warnings(), pytest.raises(ConfigError, match="gan.ema: 0.5 conflicts with networks.generator"):
-        warnings.simplefilter("ignore")
-        from_dict(GanRecipe, {"gan": {"ema": 0.5}, "networks": {"generator": {"ema": 0.9}}})
+    with pytest.raises(ConfigError, match="gan.ema"):  # the old home is gone: an unknown key, in one line
+        from_dict(GanRecipe, {"gan": {"ema": 0.5}})
 
     class Overriding(DropoutSystem):  # a system that sets a value the recipe also sets
         def __init__(self, cfg, device):
@@ -216,9 +210,8 @@ def test_engine_options_are_typed_and_the_old_dict_still_reads():
             return {"steps_per_epoch": 5, "stateful": {"data": Sampler()}}
     e = engine_for(Typed(_cfg(), torch.device("cpu")))
     assert e.steps_per_epoch == 5 and e.state_dict()["stateful"]["data"] == {"pos": 3}
-    with pytest.warns(FutureWarning, match="return multinet.EngineOptions"):
-        e = engine_for(Old(_cfg(), torch.device("cpu")))
-    assert e.steps_per_epoch == 5 and e.state_dict()["stateful"]["data"] == {"pos": 3}
+    with pytest.raises(TypeError, match="engine_options\\(\\) returned dict; return multinet.EngineOptions"):
+        engine_for(Old(_cfg(), torch.device("cpu")))
 
 
 def test_a_systems_notes_go_through_the_runner(tmp_path, capfd):

@@ -64,10 +64,7 @@ class GanConfig:
     g_steps: int = 1  # generator steps per iteration
     gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty (loss = wgan-gp)
     r1: float = 0.0  # weight γ of the R1 penalty γ/2 ‖∇D(real)‖² (Mescheder et al. 2018); 0 = off
-    # Deprecated: the generator's EMA is networks.generator.ema. A recipe or checkpoint that still
-    # says gan.ema is moved there when it is read (a conflict between the two stops).
-    ema: float | None = None
-    reuse_fake: bool = False
+    reuse_fake: bool = False  # the G step reuses the last D step's fake batch (its graph through G) instead of drawing its own
     # One D forward over [real; fake] instead of two: the same per-sample math and loss, fewer
     # kernels and no gradient accumulation. "auto" uses it when D has no batch-norm layer
     # (batch statistics would then mix real and fake samples).
@@ -92,7 +89,6 @@ class GanConfig:
                              f"(valid: {', '.join(POLICIES)}, comma-separated)")
         at_least(self, 1, "d_steps", "g_steps")
         at_least(self, 0, "gp_weight", "r1", "topk_every")
-        within(self, "ema", low=0, high=1, open_high=True, note=" (0 turns it off)")
         within(self, "topk", "topk_decay", low=0, high=1, open_low=True)
 
     @property
@@ -169,13 +165,6 @@ class GanRecipe(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gan.ema is not None:  # the old home of the generator's EMA: one value, one place
-            ours = self.networks.generator.ema
-            if ours not in (0.0, self.gan.ema):
-                raise FieldError("gan.ema", f"{self.gan.ema} conflicts with networks.generator.ema = {ours}; "
-                                 "set networks.generator.ema only")
-            self.networks.generator.ema, self.gan.ema = self.gan.ema, None
-            warnings.warn("gan.ema is now networks.generator.ema (read as such)", FutureWarning, stacklevel=2)
         if self.model.conditional and self.eval.rejection != "none":
             raise FieldError("eval.rejection", "rejection sampling is for unconditional generators "
                              "(model.conditional = true)")

@@ -40,10 +40,9 @@ from ..tracking.tracker import json_safe
 from .lock import RunLock, clear_run_folder, earlier_run
 from .outcomes import ended
 from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume, trackers_left
-from .saved import load_system  # for `from multinet.run.runner import load_system`
 from .system import RunContext, System, engine_for, notes_shown
 
-__all__ = ["Runner", "RunResult", "json_safe", "load_system", "seed_everything"]  # the last three: old paths
+__all__ = ["Runner", "RunResult"]
 
 
 @dataclass

@@ -19,7 +19,6 @@ resume, signal handling, NaN stop, progress bar and summary.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -195,10 +194,9 @@ def engine_for(system: System, steps: int | None = None, **options: Any) -> Engi
     stateful objects, the ``[train]`` settings), without the run's handlers: for tests, notebooks
     and loops of your own. ``options`` go to ``Engine`` (more ``stateful`` objects, ``handlers``)."""
     cfg, opts = system.cfg, system.engine_options()
-    if isinstance(opts, dict):  # the form before EngineOptions: read it, and say what to write instead
-        warnings.warn(f"{type(system).__name__}.engine_options() returns a dict; return "
-                      "multinet.EngineOptions(steps_per_epoch=..., stateful=...)", FutureWarning, stacklevel=2)
-        opts = EngineOptions(**opts)
+    if not isinstance(opts, EngineOptions):
+        raise TypeError(f"{type(system).__name__}.engine_options() returned {type(opts).__name__}; return "
+                        "multinet.EngineOptions(steps_per_epoch=..., stateful=...)")
     stateful = {"system": system, **opts.stateful, **options.pop("stateful", {})}
     phases = system.phases()
     k = cfg.train.accumulate
