@@ -12,14 +12,14 @@ import importlib.util
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from ..config import FieldError, at_least, error_line, within
+from ..config import at_least, error_line, within
 from .files import celeba, image_folder
 from .samplers import LoaderSampler, MixtureSampler, TensorSampler
 
@@ -40,14 +40,11 @@ class DataConfig:
     workers: int = 2  # DataLoader worker processes for datasets read from disk batch by batch
     limit: int = 0  # use only the first N examples (0 = all)
     train_fraction: float = 1.0  # the rest is held out (real-vs-real floors)
-    extra: dict[str, Any] = field(default_factory=dict)  # unused, must stay empty (kept so saved runs load)
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size")
         at_least(self, 0, "image_size", "workers", "limit")
         within(self, "train_fraction", low=0, high=1, open_low=True)
-        if self.extra:  # no dataset ever read it: a value here would silently do nothing
-            raise FieldError("extra", f"no dataset reads data.extra; remove it (got {sorted(self.extra)})")
 
 
 def mixture_means(name: str) -> tuple[torch.Tensor, float]:
