@@ -150,14 +150,23 @@ def recipe_keys() -> str:
         parts.append("| key | type | default | allowed | meaning |\n|---|---|---|---|---|")
         for key, t, d, allowed, meaning in rows:
             cell = meaning.replace("|", "\\|")
-            parts.append(f"| `{key}` | {t} | {d.replace('|', '/')} | {allowed} | {cell} |")
+            anchor = key_anchor(title, key)  # each key linkable: its own id, the key a link to itself
+            parts.append(f'| <span id="{anchor}"></span>[`{key}`](#{anchor}) | {t} | {d.replace("|", "/")} | '
+                         f"{allowed} | {cell} |")
         parts.append("")
     return "\n".join(parts)
 
 
+def key_anchor(table: str, key: str) -> str:
+    """The id of a key's row: its table and key (``gan-train.steps``), ``<name>`` as ``name``."""
+    return f"{table}-{key}".replace("<", "").replace(">", "").replace("[]", "")
+
+
 def key_rows() -> list[tuple[str, str]]:
     """(key, meaning) of every row of the page, for the test that none lacks a meaning."""
-    return [(m.group(1), m.group(2)) for m in re.finditer(r"^\| `([^`]+)` \|.*\| ([^|]*) \|$", recipe_keys(), re.M)]
+    return [(m.group(1), m.group(2))
+            for m in re.finditer(r"^\| <span id=\"[^\"]+\"></span>\[`([^`]+)`\]\(#[^)]+\) \|.*\| ([^|]*) \|$",
+                                 recipe_keys(), re.M)]
 
 
 def benchmark_pages() -> dict[str, str]:

@@ -90,9 +90,19 @@ def test_the_site_builds_strict_with_every_public_name_and_recipe_key(tmp_path):
     sys.path.insert(0, str(DOCS))
     try:
         import hooks
-        assert all(meaning.strip() for _, meaning in hooks.key_rows())  # every key says what it means
+        rows = hooks.key_rows()
+        assert all(meaning.strip() for _, meaning in rows)  # every key says what it means
     finally:
         sys.path.remove(str(DOCS))
+    # Each key linkable (an id per row, the key a link to it) and on one line (a browser showed
+    # "train.chec / kpoint_eve / ry" in a narrow column): the site's stylesheet keeps it whole.
+    ids = re.findall(r'<span id="([^"]+)"></span><a href="#([^"]+)"><code>', keys)
+    assert len(ids) == len(rows) == len({i for i, _ in ids}) and all(i == h for i, h in ids)
+    css = (tmp_path / "site" / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"td:first-child code\s*{\s*white-space:\s*nowrap", css)
+    assert "stylesheets/extra.css" in keys
+    # No link to a repository that is not this project's.
+    assert not [p for p in (tmp_path / "site").rglob("*.html") if "github.com/multinet" in p.read_text()]
 
 
 def test_every_public_class_and_function_has_a_docstring():
