@@ -120,3 +120,29 @@ def test_every_public_class_and_function_has_a_docstring():
                 if not doc or doc.startswith(f"{o.__name__}("):
                     bare.append(f"multinet.{pkg}.{n}")
     assert not bare, bare
+
+
+def test_every_multinet_name_the_docs_and_readme_mention_imports():
+    """A dotted ``multinet.x.y`` name in a guide, the tutorial, the reference pages or the README is
+    a module, or a name in one, that exists now (a path that moved or went stays in the CHANGELOG)."""
+    import importlib
+    pages = [*DOCS.rglob("*.md"), DOCS.parent / "README.md"]
+    names = {m for p in pages for m in re.findall(r"\bmultinet(?:\.[A-Za-z_][A-Za-z0-9_]*)+", p.read_text())}
+    assert len(names) > 10
+    broken = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):  # the longest prefix that imports, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ModuleNotFoundError:
+                continue
+            try:
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                broken.append(name)
+            break
+        else:
+            broken.append(name)
+    assert not broken, broken
