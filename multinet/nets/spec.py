@@ -27,12 +27,13 @@ from typing import Any, Literal
 from ..config import FieldError, at_least, within
 from .groups import GroupRule, group_preset
 from .pretrained import PretrainedSpec
+from .optimizers import OPTIMIZERS
 from .schedules import ScheduleSpec
 from .weights import InitRule, init_preset
 
 __all__ = ["NetConfig", "OPTIMIZER_NAMES"]
 
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop", "lbfgs")
+OPTIMIZER_NAMES = tuple(OPTIMIZERS)  # one list: the optimizers OPTIMIZERS builds are the ones a config names
 
 
 @dataclass(kw_only=True)
@@ -55,7 +56,7 @@ class NetConfig:
 
     class_path: str = ""
     init_args: dict[str, Any] = field(default_factory=dict)
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "lbfgs"] = "adam"
+    optimizer: Literal[OPTIMIZER_NAMES] = "adam"
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     momentum: float = 0.0
