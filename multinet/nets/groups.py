@@ -16,7 +16,7 @@ from torch import nn
 from ..config import FieldError
 from .patterns import name_matches, resolve_types, type_names
 
-__all__ = ["GroupRule", "GroupPlan", "plan_groups", "group_preset", "audit_groups", "named_trainable",
+__all__ = ["GroupRule", "GroupPlan", "plan_groups", "group_preset", "PLAIN_PRESETS", "GROUP_PRESETS", "audit_groups", "named_trainable",
            "PARAM_KINDS"]
 
 PARAM_KINDS = ("weight", "bias", "norm", "1d")
@@ -197,6 +197,10 @@ def _unique_group_names(groups: list[dict[str, Any]]) -> None:
             seen[base] = 0
 
 
+PLAIN_PRESETS = ("caffe_bias", "no_decay_norm_bias")  # the presets that take no arguments (group_presets)
+GROUP_PRESETS = (*PLAIN_PRESETS, "submodule_mult", "layer_decay")
+
+
 def group_preset(name: str, **kw: Any) -> list[GroupRule]:
     """Common rule sets.
 
@@ -216,8 +220,7 @@ def group_preset(name: str, **kw: Any) -> list[GroupRule]:
         layers, decay = list(kw["layers"]), float(kw["decay"])
         return [GroupRule(name=f"layer{i}", pattern=pat, lr_mult=decay ** (len(layers) - 1 - i))
                 for i, pat in enumerate(layers)]
-    raise ValueError(f"group preset {name!r} unknown (valid: caffe_bias, no_decay_norm_bias, "
-                     "submodule_mult, layer_decay)")
+    raise ValueError(f"group preset {name!r} unknown (valid: {', '.join(GROUP_PRESETS)})")
 
 
 class AuditError(ValueError):

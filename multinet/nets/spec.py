@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import FieldError, at_least, within
-from .groups import GroupRule, group_preset
+from .groups import PLAIN_PRESETS, GroupRule, group_preset
 from .pretrained import PretrainedSpec
 from .optimizers import OPTIMIZERS
 from .schedules import ScheduleSpec
@@ -108,8 +108,8 @@ class NetConfig:
         if self.unfreeze and self.unfreeze_at < 1:
             raise FieldError("unfreeze_at", "must be >= 1 when unfreeze is set (the iteration after which it happens)")
         for preset in self.group_presets:
-            if preset not in ("caffe_bias", "no_decay_norm_bias"):  # the presets that take no arguments
-                raise FieldError("group_presets", f"{preset!r} is not caffe_bias or no_decay_norm_bias (layer "
+            if preset not in PLAIN_PRESETS:  # layer decay has its own keys; a pattern's multiplier is a rule
+                raise FieldError("group_presets", f"{preset!r} is not {' or '.join(PLAIN_PRESETS)} (layer "
                                  "decay has its own keys; a pattern's multiplier is a groups rule)")
         if self.init != "torch":
             init_preset(self.init)
