@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from ..config import FieldError
-from .patterns import name_matches, resolve_types, type_names
+from .patterns import NORM_LAYERS, name_matches, resolve_types, type_names
 
 __all__ = ["GroupRule", "GroupPlan", "plan_groups", "group_preset", "PLAIN_PRESETS", "GROUP_PRESETS", "audit_groups", "named_trainable",
            "PARAM_KINDS"]
 
 PARAM_KINDS = ("weight", "bias", "norm", "1d")
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 @dataclass
@@ -80,7 +79,7 @@ class GroupRule:
             return False
         if self.kind == "bias" and leaf != "bias":
             return False
-        if self.kind == "norm" and not isinstance(owner, _NORM_TYPES):
+        if self.kind == "norm" and not isinstance(owner, NORM_LAYERS):
             return False
         if self.kind == "1d" and param.ndim > 1:
             return False

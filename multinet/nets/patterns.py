@@ -8,7 +8,12 @@ from typing import Any, Iterable
 
 from torch import nn
 
-__all__ = ["name_matches", "resolve_types", "type_names"]
+__all__ = ["name_matches", "resolve_types", "type_names", "NORM_LAYERS"]
+
+# The normalization layers whose weight and bias are a norm's affine: what init rules and the "norm"
+# parameter kind of group rules mean by a norm (BatchNorm*, InstanceNorm*, GroupNorm, LayerNorm).
+# Not ``freeze.NORM_TYPES``: those are the layers with running statistics (``frozen_norm``).
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .patterns import name_matches, resolve_types, type_names
+from .patterns import NORM_LAYERS, name_matches, resolve_types, type_names
 
 __all__ = ["PRESETS", "preset_rule_names", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel", "INIT_METHODS"]
 
@@ -21,7 +21,6 @@ INIT_METHODS = (
     "normal", "uniform", "constant", "zeros", "ones", "xavier_normal", "xavier_uniform",
     "kaiming_normal", "kaiming_uniform", "orthogonal", "bilinear", "keep",
 )
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass
@@ -152,7 +151,7 @@ def init_preset(name: str) -> list[InitRule]:
     if name == "dcgan":
         return [
             InitRule("normal", conv_linear, std=0.02, name="dcgan.conv_linear"),
-            InitRule("normal", _NORM_TYPES, mean=1.0, std=0.02, name="dcgan.norm"),
+            InitRule("normal", NORM_LAYERS, mean=1.0, std=0.02, name="dcgan.norm"),
             # class embeddings (conditional BN gains start at 1, projection vectors small) are set
             # by the network that owns them
             InitRule("keep", [nn.Embedding], bias=None, name="dcgan.embedding"),
