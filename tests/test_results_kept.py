@@ -9,7 +9,7 @@ import torch
 from multinet.autoencoder import AeSystem, evaluation
 from multinet.state.checkpoint import load_checkpoint, save_checkpoint
 from multinet.gan import GanSystem
-from multinet.engine.divergence import weight_headroom
+from multinet.run.outcomes import weight_headroom
 
 from .cli_run import run
 

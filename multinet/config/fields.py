@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FieldError", "within", "at_least"]
+__all__ = ["FieldError", "within", "at_least", "error_line"]
 
 
 class FieldError(ValueError):
@@ -37,3 +37,9 @@ def within(obj: Any, *names: str, low: float, high: float | None = None, open_lo
 def at_least(obj: Any, minimum: float, *names: str, note: str = "") -> None:
     """Raise ``FieldError`` for the first of ``obj``'s fields ``names`` below ``minimum``."""
     within(obj, *names, low=minimum, note=note)
+
+
+def error_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line: its message's first non-empty line (or its type's name)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]

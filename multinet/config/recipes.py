@@ -16,7 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from .fields import FieldError
 
-__all__ = ["ConfigError", "from_dict", "flatten", "error_line", "to_dict", "to_toml", "parse_overrides", "merge",
+__all__ = ["ConfigError", "from_dict", "flatten", "to_dict", "to_toml", "parse_overrides", "merge",
            "find_recipe", "load_recipe", "list_recipes"]
 
 
@@ -216,12 +216,6 @@ def flatten(d: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, An
         else:
             flat[prefix + k] = v
     return flat
-
-
-def error_line(e: BaseException, limit: int = 300) -> str:
-    """An exception as one line: its message's first non-empty line (or its type's name)."""
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,13 @@ weights and the last good checkpoint is never overwritten.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import distributed
 
-__all__ = ["NonFiniteLoss", "NanRecord", "non_finite", "weight_headroom", "NEAR_OVERFLOW"]
+__all__ = ["NonFiniteLoss", "NanRecord", "non_finite"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -100,27 +99,3 @@ class NanRecord:
         if problem:
             raise NonFiniteLoss(problem)
         self.passed = key
-
-
-# Weights above this are reported as close to overflow: float16's largest value is 65,504, and a
-# float32 weight of 1e30 squared (in a norm or a variance) is already infinite.
-NEAR_OVERFLOW = 1e30
-
-
-def weight_headroom(path: Path) -> str:
-    """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
-    close to overflow (then resuming from it will likely diverge again)."""
-    try:
-        from ..state.checkpoint import load_checkpoint
-        nets = load_checkpoint(path)["networks"]
-    except (ValueError, OSError):
-        return ""
-    top = 0.0
-    for net in nets.values():
-        for v in (net.get("module") or {}).values() if isinstance(net, dict) else ():
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
-                top = max(top, float(v.detach().abs().max()))
-    if top > NEAR_OVERFLOW:
-        return (f" (but its largest |weight| is {top:.2g}, close to overflow: an earlier step_*.pt is likely the "
-                "better start)")
-    return f" (largest |weight| {top:.2g})"

@@ -12,10 +12,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..notes import note
 from .update import UPDATES
 
-__all__ = ["Phase", "keep_plan", "check_start", "warn_idle", "check_phases", "error_rate", "bit_error_rate"]
+__all__ = ["Phase", "check_start", "warn_idle", "check_phases"]
 
 
 @dataclass
@@ -76,34 +75,6 @@ class Phase:
         return 0 if end <= self.start else -(-(end - self.start) // self.every)
 
 
-def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None, total: int,
-              done: int = 0) -> None:
-    """The one home of the phase plan on resume: the plan a run was trained with stays. A system
-    that computes its phase boundaries from ``train.steps`` would otherwise move them when a run is
-    extended (``--resume --steps M``), re-running a stage that has ended. Each phase keeps its saved
-    start and stop; a phase that ran to the end of the saved run runs to the end of the new one
-    (``total``), said in a note. A resume at iteration ``done`` that would end before a planned
-    phase starts is an error. Phases the checkpoint does not name (or a checkpoint from before
-    plans were saved) keep the new plan."""
-    if not isinstance(saved, dict) or not isinstance(saved_total, int):
-        return
-    for p in phases:
-        bounds = saved.get(p.name)
-        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
-            continue
-        start, stop = bounds
-        if stop is not None and stop < saved_total:  # ended before the saved run did: stays ended
-            p.start, p.stop = int(start), int(stop)
-            continue
-        if done < total <= int(start):  # a phase boundary cannot move: the stage it starts would be skipped
-            raise ValueError(f"train.steps={total} would end before phase {p.name!r} starts (step {start}); the phase "
-                             "boundaries of a resumed run do not move")
-        p.start, p.stop = int(start), None if p.stop is None or p.stop <= start else p.stop
-        if stop is not None and total != saved_total:
-            note(f"{saved_total} -> {total} steps: phase {p.name!r} now ends at step {p.stop or total} (was {stop}); "
-                 "earlier phase boundaries stay where they were")
-
-
 def check_start(nets: dict[str, Any], amp: str, device: torch.device, steps_per_epoch: int) -> None:
     """What would fail silently in a run: an epoch schedule without epochs (an error), an fp16
     optimizer that reads back every step, fp16 on the CPU (warnings)."""
@@ -146,16 +117,3 @@ def check_phases(phases: list[Phase], nets: Any) -> None:
         raise ValueError(f"phases name unknown networks: {', '.join(sorted(unknown))} (networks: {', '.join(nets)})")
     if len({p.name for p in phases}) != len(phases):
         raise ValueError(f"phase names must be unique, got {[p.name for p in phases]}")
-
-
-# -- rates a step can return as terms without reading anything back --------------------------------
-def error_rate(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The fraction of rows whose largest logit is not ``target``'s class (1 - accuracy), as a
-    0-d tensor on the logits' device: a step term that costs no host read."""
-    return (logits.detach().argmax(-1) != target).float().mean()
-
-
-def bit_error_rate(logits: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """The fraction of bits whose logit (LLR, positive for 1) has the wrong sign, as a 0-d tensor
-    on the logits' device (``bits`` of 0/1, any dtype)."""
-    return ((logits.detach() > 0).float() != bits).float().mean()

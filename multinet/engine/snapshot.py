@@ -3,13 +3,16 @@ schedule state), EMA copies, AMP scalers, stateful objects (data samplers), the 
 phase counts, the phase plan that has run, the random streams, and the run's config and meta."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import error_line
 from ..state.checkpoint import rng_state, set_rng_state
-from .phase import keep_plan
+from ..notes import note
 
-__all__ = ["engine_state", "load_engine_state", "load_problem"]
+if TYPE_CHECKING:
+    from .phase import Phase
+
+__all__ = ["engine_state", "load_engine_state", "load_problem", "keep_plan"]
 
 
 def load_problem(e: Exception) -> str:
@@ -62,3 +65,31 @@ def load_engine_state(engine: Any, state: dict[str, Any]) -> None:
         elif not getattr(s, "optional_state", False):
             raise ValueError(f"checkpoint has no state for {k!r} (has: {', '.join(state['stateful']) or 'none'})")
     set_rng_state(state["rng"], engine.generators)
+
+
+def keep_plan(phases: list[Phase], saved: dict[str, Any] | None, saved_total: int | None, total: int,
+              done: int = 0) -> None:
+    """The one home of the phase plan on resume: the plan a run was trained with stays. A system
+    that computes its phase boundaries from ``train.steps`` would otherwise move them when a run is
+    extended (``--resume --steps M``), re-running a stage that has ended. Each phase keeps its saved
+    start and stop; a phase that ran to the end of the saved run runs to the end of the new one
+    (``total``), said in a note. A resume at iteration ``done`` that would end before a planned
+    phase starts is an error. Phases the checkpoint does not name (or a checkpoint from before
+    plans were saved) keep the new plan."""
+    if not isinstance(saved, dict) or not isinstance(saved_total, int):
+        return
+    for p in phases:
+        bounds = saved.get(p.name)
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            continue
+        start, stop = bounds
+        if stop is not None and stop < saved_total:  # ended before the saved run did: stays ended
+            p.start, p.stop = int(start), int(stop)
+            continue
+        if done < total <= int(start):  # a phase boundary cannot move: the stage it starts would be skipped
+            raise ValueError(f"train.steps={total} would end before phase {p.name!r} starts (step {start}); the phase "
+                             "boundaries of a resumed run do not move")
+        p.start, p.stop = int(start), None if p.stop is None or p.stop <= start else p.stop
+        if stop is not None and total != saved_total:
+            note(f"{saved_total} -> {total} steps: phase {p.name!r} now ends at step {p.stop or total} (was {stop}); "
+                 "earlier phase boundaries stay where they were")

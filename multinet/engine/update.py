@@ -30,7 +30,7 @@ from ..config import error_line
 from ..nets import advance
 
 __all__ = ["standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "UPDATES", "StepError",
-           "LossError", "check_loss", "step_term", "user_line"]
+           "LossError", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
 
 
 def standard(engine: Any, phase: Any) -> dict[str, Any]:
@@ -200,3 +200,16 @@ def end_update(engine: Any) -> None:
     scaler = engine.scalers[engine.phase.name]
     if scaler.is_enabled() and engine.stepped:
         scaler.update()
+
+
+# -- rates a step can return as terms without reading anything back --------------------------------
+def error_rate(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The fraction of rows whose largest logit is not ``target``'s class (1 - accuracy), as a
+    0-d tensor on the logits' device: a step term that costs no host read."""
+    return (logits.detach().argmax(-1) != target).float().mean()
+
+
+def bit_error_rate(logits: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """The fraction of bits whose logit (LLR, positive for 1) has the wrong sign, as a 0-d tensor
+    on the logits' device (``bits`` of 0/1, any dtype)."""
+    return ((logits.detach() > 0).float() != bits).float().mean()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import error_line
 from ..engine import NonFiniteLoss, StepError, StopReason
-from ..engine.divergence import weight_headroom
 from ..startup import Terminated
+from ..state.checkpoint import load_checkpoint
 
-__all__ = ["ended"]
+__all__ = ["ended", "weight_headroom", "NEAR_OVERFLOW"]
 
 
 def ended(e: BaseException, engine: Any, last: Path) -> tuple[StopReason, str, str]:
@@ -29,3 +31,26 @@ def ended(e: BaseException, engine: Any, last: Path) -> tuple[StopReason, str, s
     error = str(e) if isinstance(e, StepError) else f"{error_line(e)} (during step {engine.iteration + 1})"
     return StopReason.FAILED, error, f"error{where}: {error}; last good checkpoint kept: {kept} " \
                                      "(MULTINET_TRACEBACK=1 shows where)"
+
+
+# Weights above this are reported as close to overflow: float16's largest value is 65,504, and a
+# float32 weight of 1e30 squared (in a norm or a variance) is already infinite.
+NEAR_OVERFLOW = 1e30
+
+
+def weight_headroom(path: Path) -> str:
+    """For a NaN stop's line: the largest |weight| in the kept checkpoint, and whether it is
+    close to overflow (then resuming from it will likely diverge again)."""
+    try:
+        nets = load_checkpoint(path)["networks"]
+    except (ValueError, OSError):
+        return ""
+    top = 0.0
+    for net in nets.values():
+        for v in (net.get("module") or {}).values() if isinstance(net, dict) else ():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+                top = max(top, float(v.detach().abs().max()))
+    if top > NEAR_OVERFLOW:
+        return (f" (but its largest |weight| is {top:.2g}, close to overflow: an earlier step_*.pt is likely the "
+                "better start)")
+    return f" (largest |weight| {top:.2g})"
