@@ -18,7 +18,6 @@ checkpoint (or ``--system``). Errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import warnings
@@ -236,19 +235,13 @@ def _use_saved(system: type[System] | None, args: argparse.Namespace) -> int:
 
 
 def _sample(system: System, args: argparse.Namespace) -> int:
-    if args.n <= 0:
-        raise ConfigError("--n must be positive")
-    options = {"rejection": args.rejection} if args.rejection != "none" else {}
-    if options and "rejection" not in inspect.signature(system.sample).parameters:
-        raise NotOffered(f"{type(system).__name__} offers no rejection sampling")
-    return _save_samples(system.sample(args.n, **options), args)
+    from .run.saved import sample_saved
+    return _save_samples(sample_saved(system, args.n, args.rejection), args)
 
 
 def _sample_export(args: argparse.Namespace) -> int:
     """``sample EXPORT.json``: only the exported generator is read, no training run."""
     from .run.saved import sample_exported
-    if args.n <= 0:
-        raise ConfigError("--n must be positive")
     return _save_samples(sample_exported(args.checkpoint, args.n, args.seed, args.device, args.trust_code), args)
 
 

@@ -16,9 +16,9 @@ from ..state.checkpoint import load_checkpoint
 from ..state.imports import TRUST_HINT, CodeRefused, import_class, saved_file
 from ..state.streams import seed_everything
 from .resume import saved_config
-from .system import System
+from .system import NotOffered, System
 
-__all__ = ["load_system", "system_of", "sample_exported", "save_samples"]
+__all__ = ["load_system", "system_of", "sample_saved", "sample_exported", "save_samples"]
 
 
 def system_of(ckpt: dict[str, Any], path: str | Path) -> type[System]:
@@ -79,10 +79,23 @@ def _takes_saved(system: type[System]) -> bool:
     return any(p.name == "saved" or p.kind is p.VAR_KEYWORD for p in params)
 
 
+def sample_saved(system: System, n: int, rejection: str = "none") -> Any:
+    """``n`` samples from a saved run's system (``sample CKPT``), with the rejection scheme its
+    ``sample`` offers (``none``: plain draws)."""
+    if n <= 0:
+        raise ConfigError("--n must be positive")
+    options = {"rejection": rejection} if rejection != "none" else {}
+    if options and "rejection" not in inspect.signature(system.sample).parameters:
+        raise NotOffered(f"{type(system).__name__} offers no rejection sampling")
+    return system.sample(n, **options)
+
+
 def sample_exported(path: str | Path, n: int, seed: int = 0, device: str = "cpu", trust_code: bool = False) -> Any:
     """``n`` samples of an exported generator (``path``: its ``.json`` or the export folder), drawn
     from latents seeded by ``seed``; a class-conditional one draws every class in turn. The export's
     ``meta`` must name a generator with a bounded latent size and class count."""
+    if n <= 0:
+        raise ConfigError("--n must be positive")
     import torch
     from ..state.export import load_exported, read_export
     spec = Path(path) / "generator.json" if Path(path).is_dir() else Path(path)
