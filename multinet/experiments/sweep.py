@@ -3,6 +3,7 @@ processes), write the report. The same command run again continues a sweep where
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -57,13 +58,14 @@ def sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launcher", choices=("here", "slurm", "local"), default="here",
                    help="here: run the workers now on this machine (default); slurm: submit --jobs worker jobs "
                         "(one array job, through submitit) and return; local: the same jobs, detached, here")
-    p.add_argument("--slurm-time", default="60", metavar="TIME",
-                   help="each worker job's time limit: MINUTES, HH:MM:SS or D-HH:MM:SS (default 60); near it the "
-                        "job saves, is requeued, and its trial resumes")
+    p.add_argument("--slurm-time", default=SlurmOptions.time, metavar="TIME",
+                   help=f"each worker job's time limit: MINUTES, HH:MM:SS or D-HH:MM:SS (default {SlurmOptions.time}); "
+                        "near it the job saves, is requeued, and its trial resumes")
     for name, kind, meta, text in (("partition", str, "P", None), ("gpus-per-job", int, "G", "GPUs of each job"),
                                    ("cpus-per-job", int, "C", None), ("mem", str, "MEM", "e.g. 32G"),
                                    ("account", str, "A", None), ("qos", str, "Q", None)):
-        p.add_argument(f"--slurm-{name}", type=kind, default=kind(), metavar=meta, help=text)
+        p.add_argument(f"--slurm-{name}", type=kind, default=getattr(SlurmOptions, name.replace("-", "_")),
+                       metavar=meta, help=text)
     p.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
                    help="a shell line each job runs first (module load ..., source venv/bin/activate); repeatable")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY[=VALUE]",
@@ -135,18 +137,17 @@ def run_sweep(system: type, name: str, args: Any, argv: list[str]) -> int:
 
 def _launch_options(args: Any) -> SlurmOptions:
     """The ``--slurm-*`` options, which only a launcher takes (``--slurm-time`` also bounds local jobs)."""
-    slurm_only = {"partition": "", "gpus_per_job": 0, "cpus_per_job": 0, "mem": "", "account": "", "qos": "",
-                  "setup": [], "option": []}
-    given = [k for k, empty in slurm_only.items() if getattr(args, f"slurm_{k}") != empty]
-    if given and args.launcher != "slurm":
-        raise ConfigError(f"--slurm-{given[0].replace('_', '-')}: only with --launcher slurm")
-    if args.slurm_time != "60" and args.launcher == "here":
-        raise ConfigError("--slurm-time: only with --launcher slurm or local")
     if args.slurm_gpus_per_job < 0 or args.slurm_cpus_per_job < 0:
         raise ConfigError("--slurm-gpus-per-job / --slurm-cpus-per-job: 0 or more")
     options = SlurmOptions(args.slurm_time, args.slurm_partition, args.slurm_gpus_per_job, args.slurm_cpus_per_job,
                            args.slurm_mem, args.slurm_account, args.slurm_qos, tuple(args.slurm_setup),
                            tuple(args.slurm_option))
+    default = SlurmOptions()
+    given = [f.name for f in dataclasses.fields(SlurmOptions) if getattr(options, f.name) != getattr(default, f.name)]
+    for name in given:
+        flag = "--slurm-" + {"options": "option"}.get(name, name).replace("_", "-")
+        if args.launcher == "here" or (args.launcher == "local" and name != "time"):
+            raise ConfigError(f"{flag}: only with --launcher slurm" + (" or local" if name == "time" else ""))
     if args.launcher != "here":
         options.executor_parameters(args.launcher, "check", args.jobs)  # a bad time or option: now, in one line
         if not args.report and not args.worker:
