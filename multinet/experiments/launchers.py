@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -125,7 +126,7 @@ class SweepJob:
         """Called by submitit inside its signal handler: stop the worker, then requeue this job."""
         import submitit
         self._stop()
-        return submitit.helpers.DelayedSubmission(SweepJob(self.argv, self.cwd, self.threads, self.grace))
+        return submitit.helpers.DelayedSubmission(dataclasses.replace(self))  # the same job, no process
 
     def _stop(self) -> None:
         """SIGTERM to the worker's session, then wait up to ``grace`` for it to save and leave. Waited
@@ -147,7 +148,7 @@ class SweepJob:
             time.sleep(0.5)
 
     def __getstate__(self) -> dict[str, Any]:  # the process is this job's own, never pickled
-        return {"argv": self.argv, "cwd": self.cwd, "threads": self.threads, "grace": self.grace, "_child": None}
+        return {**self.__dict__, "_child": None}
 
 
 def check_launcher(launcher: str) -> None:

@@ -111,7 +111,6 @@ def _with_driver(url: str) -> str:
         url = "postgresql://" + url[len("postgres://"):]
     if not url.startswith("postgresql://"):
         return url
-    import importlib.util
     if importlib.util.find_spec("psycopg2") is not None:
         return url
     if importlib.util.find_spec("psycopg") is not None:
