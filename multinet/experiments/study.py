@@ -31,7 +31,7 @@ from ..state.checkpoint import load_checkpoint
 from ..state.runfiles import parse_json, read_json
 from .plan import SweepPlan
 from .storage import asking_alone, default_storage, heartbeat_of, make_sampler, open_storage
-from .workers import heartbeats, over_budget, queued_before, requeue_interrupted
+from .workers import asked_for, heartbeats, over_budget, queued_before, requeue_interrupted, set_aside
 from .trials import drawn, folder_of, live_trials, params_of, run_folder, trial_attr
 
 __all__ = ["open_study", "queue_grid", "work", "Interrupted"]
@@ -123,8 +123,7 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
         # Nothing left to take: a grid with no queued trial, a search with every config asked for.
-        if not waiting and (not plan.search or sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED,
-                                                               TrialState.RUNNING) for t in trials) >= plan.trials):
+        if not waiting and (not plan.search or asked_for(trials) >= plan.trials):
             # Wait for running trials that beat: each ends, or goes stale and is queued again. One
             # that never beat (a worker without heartbeats) may never end: it is not waited for.
             running = [t for t in trials if t.state == TrialState.RUNNING and trial_attr(t, "heartbeat", int)]
@@ -139,16 +138,13 @@ def _work_loop(study: Any, plan: SweepPlan, system: type, out: Path, say: Callab
         with asking_alone(study._storage):  # one queued trial to one worker, on SQLite too
             trial = study.ask()
         if not plan.search and not trial_attr(trial, "queued", bool, False):  # another worker took the last one
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
+            set_aside(study, trial)
             return
         if trial_attr(trial, "queued", bool, False) and queued_before(trial, plan, study):  # queued twice at once
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
+            set_aside(study, trial)
             continue
         if over_budget(trial, plan, study):  # another worker asked for the search's last trial at the same time
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
+            set_aside(study, trial)
             return
         if plan.search:  # a study continued with another sampler shows which proposed each trial
             trial.set_user_attr("sampler", plan.chosen_sampler)

@@ -20,7 +20,7 @@ from .plan import SweepPlan
 from .storage import heartbeat_of
 from .trials import live_trials, params_of, trial_attr
 
-__all__ = ["requeue_interrupted", "queued_before", "over_budget", "heartbeats"]
+__all__ = ["requeue_interrupted", "queued_before", "asked_for", "over_budget", "set_aside", "heartbeats"]
 
 
 def requeue_interrupted(study: Any, plan: SweepPlan) -> int:
@@ -68,16 +68,30 @@ def queued_before(trial: Any, plan: SweepPlan, study: Any) -> bool:
                for t in live_trials(study))
 
 
+def asked_for(trials: list[Any], before: int | None = None) -> int:
+    """How many trials count against a search's ``--trials``: asked for (running, complete or pruned)
+    and not set aside; with ``before``, only those numbered below it."""
+    from optuna.trial import TrialState
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(t.state in counted and (before is None or t.number < before)
+               and not trial_attr(t, "surplus", bool, False) for t in trials)
+
+
 def over_budget(trial: Any, plan: SweepPlan, study: Any) -> bool:
     """Whether a search trial just asked for is one more than ``--trials``: workers that count the
     trials at the same moment may each ask for the last one; the storage numbers them in turn, and
     those beyond the budget by number are set aside. A retry of a dead trial is never beyond it."""
-    from optuna.trial import TrialState
     if not plan.search or trial_attr(trial, "queued", bool, False):
         return False
-    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return sum(t.number < trial.number and t.state in counted and not trial_attr(t, "surplus", bool, False)
-               for t in study.get_trials(deepcopy=False)) >= plan.trials
+    return asked_for(study.get_trials(deepcopy=False), before=trial.number) >= plan.trials
+
+
+def set_aside(study: Any, trial: Any) -> None:
+    """A trial taken only to find its work done or taken (``surplus``): ended, never run, left out
+    of the report and of the count."""
+    from optuna.trial import TrialState
+    trial.set_user_attr("surplus", True)
+    study.tell(trial, state=TrialState.FAIL)
 
 
 @contextlib.contextmanager
