@@ -32,7 +32,7 @@ def worker(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     world = distributed.init(device.type)
     per_rank = args.global_batch // world.world
-    key = "system.batch_size" if args.recipe.startswith("ae_") else "data.batch_size"
+    key = "link.batch_size" if args.recipe.startswith("ae_") else "data.batch_size"
     from multinet.run import engine_for
     if args.recipe.startswith("ae_"):
         from multinet.autoencoder import AeSystem as System

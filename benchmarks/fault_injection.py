@@ -58,7 +58,7 @@ def rows(out: Path) -> list[dict]:
 
 EVAL_AE = [sys.executable, "-m", "multinet.autoencoder", "ae_7_4", "--device", "cpu", "--no-progress", "--steps", "8",
            "train.checkpoint_every=3", "train.log_every=1", "eval.max_blocks=20000000", "eval.batch=1000000",
-           "eval.min_errors=1000000000", "channel.eval_db=[0.0, 2.0, 4.0]", "system.batch_size=256",
+           "eval.min_errors=1000000000", "channel.eval_db=[0.0, 2.0, 4.0]", "link.batch_size=256",
            "train.tensorboard=false", "eval.ml_errors=20", "eval.osd_max_blocks=20000"]
 EVAL_GAN = [sys.executable, "-m", "multinet.gan", "gan_digits", "--device", "cpu", "--no-progress", "--steps", "20",
             "train.eval_every=10", "train.checkpoint_every=5", "train.log_every=1", "train.sample_every=0",

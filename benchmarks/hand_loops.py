@@ -139,7 +139,7 @@ def gan_workload(name: str) -> Callable[[int, int], dict[str, float]]:
 # -- the bit system's joint phase --------------------------------------------------------------
 def bits_workload(steps: int, warmup: int) -> dict[str, float]:
     cfg = load_recipe(AeRecipe, "ae_bits_ldpc", ["device='cpu'", "train.tensorboard=false"])
-    s, ch = cfg.system, cfg.channel
+    s, ch = cfg.link, cfg.channel
     torch.manual_seed(0)
     enc, dec = Constellation(s.bits_per_symbol, s.constellation_init), NeuralDemapper(2, s.bits_per_symbol, s.hidden)
     labels, gen = bit_labels(s.bits_per_symbol), torch.Generator().manual_seed(1)

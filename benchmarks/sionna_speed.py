@@ -39,7 +39,7 @@ def sweep(runs: list[str], target: int, batch: int, cap: int) -> None:
     import sionna.phy as sp
     for run in runs:
         system, _ = load_system(Path(run) / "checkpoints/last.pt", device="cpu")
-        s = system.cfg.system
+        s = system.cfg.link
         cb = system.codebook()
         m, n, k = cb.shape[0], s.n, s.k
         bits = ((torch.arange(m)[:, None] >> torch.arange(k - 1, -1, -1)) & 1).float()

@@ -5,7 +5,7 @@ import torch
 
 from multinet.autoencoder import (AeRecipe, AeSystem, Channel, ChannelConfig, hamming74_codebook,
                                   hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler)
-from multinet.autoencoder.config import PhaseConfig, phase_bounds
+from multinet.autoencoder.recipe import PhaseConfig, phase_bounds
 from multinet.run import engine_for
 from multinet.config import ConfigError, from_dict, load_recipe
 
@@ -142,12 +142,12 @@ def test_scheduled_channel_level():
 
 
 def test_each_kind_is_its_own_class_and_the_recipe_picks_it():
-    """AeSystem(cfg) builds the class system.kind names; a kind class refuses another kind's recipe."""
+    """AeSystem(cfg) builds the class link.kind names; a kind class refuses another kind's recipe."""
     from multinet.autoencoder import BitAutoencoder, ImageAutoencoder, MessageAutoencoder
     cpu = torch.device("cpu")
     for recipe, cls in (("ae_7_4", MessageAutoencoder), ("ae_images_awgn", ImageAutoencoder)):
         cfg = load_recipe(AeRecipe, recipe, ["device='cpu'", "train.steps=2", "train.tensorboard=false"])
         assert type(AeSystem(cfg, cpu)) is cls and type(cls(cfg, cpu)) is cls
     cfg = load_recipe(AeRecipe, "ae_7_4", ["device='cpu'"])
-    with pytest.raises(ValueError, match="system.kind = 'messages', but BitAutoencoder is the 'bits' system"):
+    with pytest.raises(ValueError, match="link.kind = 'messages', but BitAutoencoder is the 'bits' system"):
         BitAutoencoder(cfg, cpu)

@@ -23,9 +23,9 @@ GAN = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sam
 class SigtermWhileBuilt(GanSystem):
     """A SIGTERM arrives while the system is being built (setup, before training)."""
 
-    def __init__(self, cfg, device):
+    def __init__(self, cfg, device, **build):
         os.kill(os.getpid(), signal.SIGTERM)
-        super().__init__(cfg, device)
+        super().__init__(cfg, device, **build)
 
 
 class SwallowsCtrlC(GanSystem):

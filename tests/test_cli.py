@@ -127,7 +127,7 @@ def test_autoencoder_exact_resume_across_phase_switch(tmp_path):
     assert scored["step"] == 30 and set(scored["curves"]["autoencoder after 1_decoder"]) == {"1", "3"}
     faded = scored["curves"]["autoencoder after 1_decoder"]["3"]
     assert faded > curves["autoencoder after 1_decoder"]["2"]  # fading at 3 dB is worse than AWGN at 2 dB
-    r = run("multinet", ["evaluate", str(full / "checkpoints/last.pt"), "system.n=8"])
+    r = run("multinet", ["evaluate", str(full / "checkpoints/last.pt"), "link.n=8"])
     assert r.returncode == 2 and "only eval.*, channel.*, finetune_channel.* keys can change" in r.stderr
 
 
@@ -205,7 +205,7 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
      "eval.drs_refit: fits a critic to real examples held in memory; data.name='imagefolder' streams"),
     (["ae_7_4", "train.trackers=['neptune']"], "train.trackers[0]: must be 'mlflow' or 'wandb', got 'neptune'"),
     (["ae_7_4", "channel.model=sionna.Nope"], "channel.model: must be one of awgn, sionna.AWGN"),
-    (["ae_7_4", "system.policy_sigma=1.5"], "system.policy_sigma: must be in (0, 1), got 1.5"),
+    (["ae_7_4", "link.policy_sigma=1.5"], "link.policy_sigma: must be in (0, 1), got 1.5"),
     (["gan_digits", "--resume"], "--resume without a checkpoint path needs --out DIR"),
     (["no_such_recipe"], "recipe 'no_such_recipe' not found"),
     (["gan_digits", "--device", "cpu", "train.sync_batchnorm=true"], "SyncBatchNorm needs CUDA"),
@@ -218,15 +218,15 @@ def test_every_zero_turns_periodic_events_off(tmp_path):
     (["gan_digits", "networks.generator.betas=[0.5]"], "networks.generator.betas: must be two numbers in [0, 1)"),
     (["gan_digits", "networks.generator.ema=1.5"], "networks.generator.ema: must be in [0, 1) (0 turns it off), got 1.5"),
     (["gan_digits", "model.hidden=0"], "model.hidden: must be in [1, 65536], got 0"),
-    (["ae_7_4", "system.k=0"], "system.k: must be >= 1, got 0"),
+    (["ae_7_4", "link.k=0"], "link.k: must be >= 1, got 0"),
     (["gan_digits", "--device", "tpu"], "device 'tpu' is not a device"),
     (["gan_digits", "seed=-1"], "seed: must be in [0, "),
     (["gan_digits", "networks.generator.lr=1e308"], "networks.generator.lr: must be in [0, 1e+30] (larger steps"),
     (["gan_digits", "--stop-at", "-1"], "--stop-at: must be >= 1, got -1"),
     (["ae_7_4", "channel.eval_db=[nan]"], "channel.eval_db[0]: expected a finite number, got nan"),
     (["ae_7_4", "channel.db=1e4"], "channel.db: must be in [-60, 60] dB, got 10000.0"),
-    (["ae_7_4", "system.k=64"], "system.k: must be in [1, 16] (2^k messages), got 64"),
-    (["ae_7_4", "system.batch_size=10000000000000"], "system.batch_size: must be in [1, 16777216]"),
+    (["ae_7_4", "link.k=64"], "link.k: must be in [1, 16] (2^k messages), got 64"),
+    (["ae_7_4", "link.batch_size=10000000000000"], "link.batch_size: must be in [1, 16777216]"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, msg):
     module = "multinet.autoencoder" if args[0].startswith("ae_") else "multinet.gan"

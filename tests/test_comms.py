@@ -164,8 +164,8 @@ def test_channel_config_mistakes_are_named():
                      ({"quantize_bits": 13}, "channel.quantize_bits")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             from_dict(AeRecipe, {"channel": bad})
-    with pytest.raises(ConfigError, match="system.code_n"):
-        from_dict(AeRecipe, {"system": {"kind": "bits", "bits_per_symbol": 3, "code_n": 512}})
+    with pytest.raises(ConfigError, match="link.code_n"):
+        from_dict(AeRecipe, {"link": {"kind": "bits", "bits_per_symbol": 3, "code_n": 512}})
 
 
 # -- model-free training -----------------------------------------------------------------------
@@ -191,7 +191,7 @@ def test_quantised_receiver_blocks_gradients_and_only_model_free_trains_the_tran
     _fit(_cfg("ae_7_4", *items, "train.steps=2"), tmp_path / "short")  # same seed: the same initial networks
     start = _weights(tmp_path / "short/checkpoints/last.pt")
     for how in ("gradient", "model_free"):
-        _fit(_cfg("ae_7_4", *items, f"system.training='{how}'"), tmp_path / how)
+        _fit(_cfg("ae_7_4", *items, f"link.training='{how}'"), tmp_path / how)
         w = _weights(tmp_path / how / "checkpoints/last.pt")
         moved = any(not torch.equal(w[k], start[k]) for k in w if k.startswith("encoder."))
         assert moved == (how == "model_free"), how
@@ -224,8 +224,8 @@ def test_gray_qam_is_gray_labelled_with_unit_energy():
 @needs_sionna
 @pytest.mark.parametrize("training", ["gradient", "model_free"])
 def test_bit_system_trains_and_is_scored_inside_ldpc_against_qam(tmp_path, training):
-    cfg = _cfg("ae_bits_ldpc", "train.steps=30", f"system.training='{training}'", "system.code_k=64",
-               "system.code_n=128", "channel.eval_db=[3.0, 9.0]", "eval.min_errors=20", "eval.max_blocks=400",
+    cfg = _cfg("ae_bits_ldpc", "train.steps=30", f"link.training='{training}'", "link.code_k=64",
+               "link.code_n=128", "channel.eval_db=[3.0, 9.0]", "eval.min_errors=20", "eval.max_blocks=400",
                "eval.code_batch=200")
     r = _fit(cfg, tmp_path / "run")
     curves = r.summary["curves"]

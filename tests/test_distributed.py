@@ -115,8 +115,8 @@ def test_dcgan_with_batch_norm_on_two_ranks(tmp_path):
 def test_autoencoder_two_ranks_across_the_frozen_encoder_phase(tmp_path):
     """Joint phase, then decoder only (encoder frozen and called bare): same weights as 1 × 2b."""
     extra = ["--steps", "8", "train.log_every=4"]
-    launch("multinet.autoencoder", [*AE, *extra, "--out", str(tmp_path / "two"), "system.batch_size=64"])
-    launch("multinet.autoencoder", [*AE, *extra, "--out", str(tmp_path / "one"), "system.batch_size=128"], nproc=1)
+    launch("multinet.autoencoder", [*AE, *extra, "--out", str(tmp_path / "two"), "link.batch_size=64"])
+    launch("multinet.autoencoder", [*AE, *extra, "--out", str(tmp_path / "one"), "link.batch_size=128"], nproc=1)
     ck = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")
     assert ck["engine"]["phase_steps"] == {"0_joint": 6, "1_decoder": 2} and ck["engine"]["world_size"] == 2
     assert same_training(weights(tmp_path / "two"), weights(tmp_path / "one"))

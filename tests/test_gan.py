@@ -65,7 +65,7 @@ def test_pacgan_2d_networks_maxout_and_generator_batch_norm():
     from multinet.gan.networks import Maxout, build_pair
     x = torch.tensor([[1.0, 5.0, 2.0, 0.0, -1.0, -3.0]])
     assert Maxout(3)(x).tolist() == [[5.0, 0.0]]
-    from multinet.gan.config import ModelConfig
+    from multinet.gan.recipe import ModelConfig
     g, d = build_pair(ModelConfig(arch="mlp", latent_dim=2, hidden=40, layers=4, width=1, pack=2, d_hidden=20,
                                   d_layers=3, g_batch_norm=True, d_maxout=5), (2,))
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules()) == 4

@@ -86,7 +86,7 @@ def test_conditional_dcgan_pair_uses_labels_and_keeps_the_plain_pair(spectral):
 
 @pytest.mark.parametrize("spectral", [False, True])
 def test_conditional_mlp_pair_uses_labels_and_keeps_the_plain_pair(spectral):
-    from multinet.gan.config import ModelConfig
+    from multinet.gan.recipe import ModelConfig
     from multinet.gan.networks import build_pair
     shape = (1, 8, 8)
     model = ModelConfig(arch="mlp", latent_dim=16, hidden=32, layers=2, width=8, pack=1, spectral_norm=spectral)

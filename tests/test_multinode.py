@@ -75,15 +75,15 @@ def finish(*nodes, timeout=300):
 
 
 def test_two_nodes_of_two_processes_through_a_c10d_rendezvous_train_like_one_process(tmp_path):
-    args = [*AE, "--steps", "8", "train.log_every=4", "--out", str(tmp_path / "four"), "system.batch_size=32"]
+    args = [*AE, "--steps", "8", "train.log_every=4", "--out", str(tmp_path / "four"), "link.batch_size=32"]
     port = _port()
     finish(node(True, port, "two-nodes", args), node(False, port, "two-nodes", args))
     ck = load_checkpoint(tmp_path / "four" / "checkpoints" / "last.pt")
     assert ck["engine"]["world_size"] == 4
     launch("multinet.autoencoder", [*AE, "--steps", "8", "train.log_every=4", "--out", str(tmp_path / "one"),
-                                    "system.batch_size=128"], nproc=1)
+                                    "link.batch_size=128"], nproc=1)
     launch("multinet.autoencoder", [*AE, "--steps", "8", "train.log_every=4", "--out", str(tmp_path / "quarter"),
-                                    "system.batch_size=32"], nproc=1)
+                                    "link.batch_size=32"], nproc=1)
     four = weights(tmp_path / "four")
     assert same_training(four, weights(tmp_path / "one"))
     assert share_differing(four, weights(tmp_path / "quarter")) > 0.5  # control: the other ranks' rows counted
@@ -94,7 +94,7 @@ def test_a_lost_node_is_restarted_by_the_elastic_agent_and_the_run_resumes_from_
     workers fail on their next collective and its agent (``--max-restarts=2``) starts a new round;
     node B is started again (as a scheduler would), both rejoin, and the same command continues from
     the last checkpoint (``--resume auto``) to the weights of an uninterrupted run."""
-    steps = ["--steps", "200", "train.checkpoint_every=25", "train.log_every=25", "system.batch_size=32"]
+    steps = ["--steps", "200", "train.checkpoint_every=25", "train.log_every=25", "link.batch_size=32"]
     args = [*AE, *steps, "--out", str(tmp_path / "cut"), "--resume", "auto"]
     port = _port()
     a = node(True, port, "lost-node", args, max_restarts=2)

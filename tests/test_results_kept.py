@@ -16,7 +16,7 @@ from .cli_run import run
 # 8 steps: joint 6, decoder 2; a checkpoint falls on the phase switch (step 6), as ae_7_4's 2000 on 6000.
 AE = ["ae_7_4", "--device", "cpu", "--steps", "8", "train.checkpoint_every=3", "train.log_every=2",
       "eval.max_blocks=4000", "eval.batch=2000", "eval.baselines=false", "channel.eval_db=[2.0, 4.0]",
-      "system.batch_size=256", "train.tensorboard=false", "--no-progress"]
+      "link.batch_size=256", "train.tensorboard=false", "--no-progress"]
 GAN = ["gan_digits", "--device", "cpu", "--steps", "6", "train.checkpoint_every=2", "train.eval_every=2",
        "train.log_every=2", "train.sample_every=0", "eval.samples=100", "eval.classifier_epochs=1",
        "train.tensorboard=false", "--no-progress", "networks.generator.ema=0"]

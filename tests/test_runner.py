@@ -241,16 +241,18 @@ class _Saves(System):
 
 
 class _TrainsOnly(_Saves):
-    def __init__(self, cfg, device):  # written before inference builds existed
+    def __init__(self, cfg, device):  # takes no saved=: a saved run could not be rebuilt for inference
         super().__init__(cfg, device)
 
 
 def test_load_system_builds_for_inference_through_an_explicit_argument(tmp_path):
     """``saved=`` is how a system learns it is rebuilt from a checkpoint (no optimizers, its own
-    state given); a system whose __init__ takes only (cfg, device) is still rebuilt, as for training."""
+    state given); a system whose __init__ takes only (cfg, device) is refused in one line naming the
+    fix, when it would train and when it would be rebuilt (there is no second way to build one)."""
     from dataclasses import dataclass, field
 
     from multinet import NetConfig, RunConfig, load_system
+    from multinet.config import ConfigError
 
     @dataclass
     class Nets:
@@ -266,6 +268,9 @@ def test_load_system_builds_for_inference_through_an_explicit_argument(tmp_path)
     assert built.inference and built.built_with == {"note": "kept"} and built.nets["generator"].optimizer is None
     built = _Saves(_cfg(_Saves), torch.device("cpu"))
     assert not built.inference and built.nets["generator"].optimizer is not None
-    old, _ = load_system(tmp_path / "r/checkpoints/last.pt", _TrainsOnly)
-    assert not old.inference and torch.equal(old.nets["generator"].module.weight,
-                                             load_checkpoint(tmp_path / "r/checkpoints/last.pt")["networks"]["generator"]["module"]["weight"])
+    fix = r"_TrainsOnly.__init__ takes no saved=: write `def __init__\(self, cfg, device, \*\*build\)`"
+    with pytest.raises(ConfigError, match=fix):
+        load_system(tmp_path / "r/checkpoints/last.pt", _TrainsOnly)
+    with pytest.raises(ConfigError, match=fix):
+        Runner(_TrainsOnly, _cfg(_TrainsOnly, steps=4), tmp_path / "t", progress=False, echo=False).fit()
+    assert not (tmp_path / "t").exists()  # refused before anything is written

@@ -113,7 +113,7 @@ def test_two_worker_processes_share_one_study(tmp_path):
 
 @pytest.mark.parametrize("extra,says", [
     (["networks.decoder.lrr=1e-3,3e-3"], "lrr"),
-    (["--search", "system.kind=loguniform:1e-3:1", "--trials", "2"], "system.kind"),
+    (["--search", "link.kind=loguniform:1e-3:1", "--trials", "2"], "link.kind"),
     (["--search", "networks.decoder.lr=loguniform:0:1", "--trials", "2"], "LOW < HIGH"),
     (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "--storage"),
     (["--report"], "holds no sweep"),

@@ -237,7 +237,7 @@ def test_a_resume_that_would_end_before_a_planned_phase_is_refused(tmp_path):
     from multinet.config import load_recipe
     from multinet.run.runner import Runner
     cfg = load_recipe(AeRecipe, "ae_7_4_rx_finetune", ["device='cpu'", "train.steps=40", "train.tensorboard=false",
-                                                       "system.batch_size=32", "eval.max_blocks=2000", "eval.batch=2000",
+                                                       "link.batch_size=32", "eval.max_blocks=2000", "eval.batch=2000",
                                                        "eval.baselines=false"])
     assert Runner(AeSystem, cfg, tmp_path / "r", progress=False, echo=False, stop_at=8).fit().code == 0
     cfg.train.steps = 12  # the decoder phase starts at step 24

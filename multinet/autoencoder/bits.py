@@ -25,11 +25,11 @@ class BitAutoencoder(CodebookResults, AeSystem):
     kind = "bits"
 
     def channel_uses(self) -> tuple[int, dict[str, Any]]:
-        s = self.cfg.system  # one complex symbol carrying m bits at the code's rate
+        s = self.cfg.link  # one complex symbol carrying m bits at the code's rate
         return 2, {"rate": s.bits_per_symbol * s.code_rate / 2}
 
     def networks(self, received: int) -> tuple[nn.Module, nn.Module]:
-        s = self.cfg.system
+        s = self.cfg.link
         self.m = 2 ** s.bits_per_symbol
         enc, dec = Constellation(s.bits_per_symbol, s.constellation_init), NeuralDemapper(received, s.bits_per_symbol,
                                                                                          s.hidden)
@@ -52,26 +52,26 @@ class BitAutoencoder(CodebookResults, AeSystem):
             return enc.codebook()
 
     def point_labels(self) -> list[str]:
-        return [format(i, f"0{self.cfg.system.bits_per_symbol}b") for i in range(self.m)]
+        return [format(i, f"0{self.cfg.link.bits_per_symbol}b") for i in range(self.m)]
 
     def rows(self, label: str) -> list[dict[str, Any]]:
         return coded.learned_ldpc_rows(self.nets["encoder"].module, self.nets["decoder"].module, self.channels,
-                                       self.cfg.system, self.cfg.eval,
+                                       self.cfg.link, self.cfg.eval,
                                        lambda: self.streams.fresh("ae.eval", self.device), label)
 
     def baselines(self) -> list[dict[str, Any]]:
         if not (self.cfg.eval.sionna_baselines and sionna_available()):
             return []
-        return coded.qam_baselines(self.cfg.system, self.cfg.eval, self.channels["train"],
+        return coded.qam_baselines(self.cfg.link, self.cfg.eval, self.channels["train"],
                                    lambda: self.streams.fresh("ae.baselines", self.device), self.device)
 
     def summary_name(self) -> str:
-        return f"bits, m={self.cfg.system.bits_per_symbol}"
+        return f"bits, m={self.cfg.link.bits_per_symbol}"
 
     def describe(self) -> str:
-        s = self.cfg.system
+        s = self.cfg.link
         return f"learned {self.m}-point constellation, 5G LDPC ({s.code_n},{s.code_k}){self.how_trained()}"
 
     def export_meta(self) -> dict[str, Any]:
-        s = self.cfg.system
+        s = self.cfg.link
         return {"bits_per_symbol": s.bits_per_symbol, "code_k": s.code_k, "code_n": s.code_n}

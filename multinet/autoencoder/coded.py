@@ -21,7 +21,7 @@ from torch import nn
 from ..nets.freeze import eval_mode
 from .bler import learned_curve, result_row
 from .channels import Channel, require_sionna
-from .config import EvalConfig, SystemConfig
+from .recipe import AeEvalConfig, LinkConfig
 
 __all__ = ["coded_monte_carlo", "learned_ldpc_rows", "qam_baselines", "hamming_osd_rows"]
 
@@ -49,7 +49,7 @@ def _to_index(c: torch.Tensor, m: int) -> torch.Tensor:
     return (c.reshape(-1, m).long() * weights).sum(1)
 
 
-def _ldpc(s: SystemConfig, device: torch.device) -> tuple[Any, Any]:
+def _ldpc(s: LinkConfig, device: torch.device) -> tuple[Any, Any]:
     sp = require_sionna("an LDPC-coded evaluation of a bit system")
     dev = str(device)
     enc = sp.fec.ldpc.LDPC5GEncoder(s.code_k, s.code_n, device=dev)
@@ -57,7 +57,7 @@ def _ldpc(s: SystemConfig, device: torch.device) -> tuple[Any, Any]:
 
 
 def _sweep(curve: str, trial_at: Callable[[float], Trial], dbs: list[float], gen: torch.Generator, k: int,
-           ev: EvalConfig) -> list[dict[str, Any]]:
+           ev: AeEvalConfig) -> list[dict[str, Any]]:
     rows = []
     for db in dbs:
         blocks, errors, bit_errors = coded_monte_carlo(trial_at(db), k, ev.min_errors, ev.max_blocks, ev.code_batch,
@@ -67,8 +67,8 @@ def _sweep(curve: str, trial_at: Callable[[float], Trial], dbs: list[float], gen
 
 
 @torch.no_grad()
-def learned_ldpc_rows(constellation: nn.Module, demapper: nn.Module, channels: dict[str, Channel], s: SystemConfig,
-                      ev: EvalConfig, fresh: Callable[[], torch.Generator], label: str) -> list[dict[str, Any]]:
+def learned_ldpc_rows(constellation: nn.Module, demapper: nn.Module, channels: dict[str, Channel], s: LinkConfig,
+                      ev: AeEvalConfig, fresh: Callable[[], torch.Generator], label: str) -> list[dict[str, Any]]:
     """BLER / BER of the learned ``constellation`` and ``demapper`` inside the 5G LDPC code, per
     channel, each channel's Monte Carlo drawing from a ``fresh()`` generator."""
     ldpc_enc, ldpc_dec = _ldpc(s, next(constellation.parameters()).device)
@@ -90,7 +90,7 @@ def learned_ldpc_rows(constellation: nn.Module, demapper: nn.Module, channels: d
 
 
 @torch.no_grad()
-def qam_baselines(s: SystemConfig, ev: EvalConfig, ch: Channel, fresh: Callable[[], torch.Generator],
+def qam_baselines(s: LinkConfig, ev: AeEvalConfig, ch: Channel, fresh: Callable[[], torch.Generator],
                   device: torch.device) -> list[dict[str, Any]]:
     """Gray QAM (PAM for one bit per symbol) with the exact demapper, under 5G LDPC and 5G Polar
     (SCL) at the system's (n, k), over the training channel (an AWGN one: the demapper is
@@ -127,7 +127,7 @@ def qam_baselines(s: SystemConfig, ev: EvalConfig, ch: Channel, fresh: Callable[
 
 
 @torch.no_grad()
-def hamming_osd_rows(ev: EvalConfig, eval_db: list[float], gen: torch.Generator) -> list[dict[str, Any]]:
+def hamming_osd_rows(ev: AeEvalConfig, eval_db: list[float], gen: torch.Generator) -> list[dict[str, Any]]:
     """Hamming(7,4), BPSK, soft ordered-statistics decoding (ML at t = 4), by Sionna, over AWGN at
     ``eval_db``, drawing from ``gen`` (on the device it runs on)."""
     sp = require_sionna("the Sionna Hamming(7,4) baseline")

@@ -17,7 +17,7 @@ from . import coded
 from .bler import (hamming74_codebook, hamming74_hard_bler, learned_curve, ml_decoder, monte_carlo, result_row,
                    uncoded_bpsk_bler)
 from .channels import Channel, sionna_available
-from .config import EvalConfig, SystemConfig
+from .recipe import AeEvalConfig, LinkConfig
 
 __all__ = ["message_rows", "image_rows", "message_baselines", "write_rows", "plot", "plot_constellation", "table",
            "COLUMNS", "IMAGE_COLUMNS"]
@@ -28,7 +28,7 @@ IMAGE_COLUMNS = ["curve", "snr_db", "psnr"]
 
 @torch.no_grad()
 def message_rows(codebook: torch.Tensor, decoder: nn.Module, channels: dict[str, Channel], k: int,
-                 ev: EvalConfig, gen: torch.Generator, label: str) -> list[dict[str, Any]]:
+                 ev: AeEvalConfig, gen: torch.Generator, label: str) -> list[dict[str, Any]]:
     """BLER / BER of ``codebook`` (M × n) and ``decoder`` under every channel, at its ``eval_db``."""
     rows = []
     with eval_mode(decoder) as dec:
@@ -56,7 +56,7 @@ def image_rows(encoder: nn.Module, decoder: nn.Module, channels: dict[str, Chann
 
 
 @torch.no_grad()
-def message_baselines(codebook: torch.Tensor, s: SystemConfig, ev: EvalConfig, eval_db: list[float],
+def message_baselines(codebook: torch.Tensor, s: LinkConfig, ev: AeEvalConfig, eval_db: list[float],
                       gen: torch.Generator, osd_gen: torch.Generator) -> list[dict[str, Any]]:
     """Uncoded BPSK (exact), Hamming(7,4) hard (exact), soft-ML (Monte Carlo) and Sionna's OSD
     (``osd_gen``, when Sionna is installed and asked for), and ML decoding of the learned

@@ -27,7 +27,7 @@ class ImageAutoencoder(AeSystem):
 
     def networks(self, received: int) -> tuple[nn.Module, nn.Module]:
         # Training loads the images now; a saved run being evaluated loads them when asked.
-        cfg, s = self.cfg, self.cfg.system
+        cfg, s = self.cfg, self.cfg.link
         self.images = LazyData(cfg.data, self.device, cfg.seed, now=not self.inference, shape=self.saved.get("shape"))
         return ImageEncoder(self.images.shape, s.n, s.hidden), ImageDecoder(self.images.shape, s.n, s.hidden)
 

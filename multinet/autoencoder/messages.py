@@ -52,7 +52,7 @@ class MessageAutoencoder(CodebookResults, AeSystem):
     kind = "messages"
 
     def networks(self, received: int) -> tuple[nn.Module, nn.Module]:
-        s = self.cfg.system
+        s = self.cfg.link
         self.m = 2 ** s.k
         return MessageEncoder(self.m, s.n, s.hidden), MessageDecoder(self.m, received, s.hidden)
 
@@ -72,14 +72,14 @@ class MessageAutoencoder(CodebookResults, AeSystem):
 
     def rows(self, label: str) -> list[dict[str, Any]]:
         gen = self.streams.fresh("ae.eval", self.device)
-        return evaluation.message_rows(self.codebook(), self.nets["decoder"].module, self.channels, self.cfg.system.k,
+        return evaluation.message_rows(self.codebook(), self.nets["decoder"].module, self.channels, self.cfg.link.k,
                                        self.cfg.eval, gen, label)
 
     def baselines(self) -> list[dict[str, Any]]:
-        return evaluation.message_baselines(self.codebook(), self.cfg.system, self.cfg.eval, self.cfg.channel.eval_db,
+        return evaluation.message_baselines(self.codebook(), self.cfg.link, self.cfg.eval, self.cfg.channel.eval_db,
                                             self.streams.fresh("ae.baselines", self.device),
                                             self.streams.fresh("ae.baselines.osd", self.device))
 
     def describe(self) -> str:
-        s = self.cfg.system
+        s = self.cfg.link
         return f"({s.n},{s.k}) autoencoder{self.how_trained()}"

@@ -2,7 +2,7 @@
 
 ``AeSystem`` is what the three kinds share; each kind is its own class (``MessageAutoencoder``,
 ``BitAutoencoder``, ``ImageAutoencoder``) and says what it sends, how it scores a batch and how
-it is evaluated. ``AeSystem(cfg, device)`` builds the class that ``system.kind`` names, so a recipe
+it is evaluated. ``AeSystem(cfg, device)`` builds the class that ``link.kind`` names, so a recipe
 picks the kind and the command line needs to know none of them.
 
 Setup order: channels and data → networks (each through ``Net``'s build order) → phases, their
@@ -23,10 +23,10 @@ from torch import nn
 from .. import distributed
 from ..engine import Engine, Phase
 from ..handlers import AtSteps
-from ..run.system import RunContext, System, note
+from ..run.system import RunContext, System
 from . import evaluation
 from .channels import Channel, make_channel
-from .config import AeRecipe, phase_bounds
+from .recipe import AeRecipe, phase_bounds
 from .model_free import perturb, policy_loss
 
 __all__ = ["AeSystem"]
@@ -37,16 +37,16 @@ _NETS = {"joint": ("encoder", "decoder"), "decoder": ("decoder",), "encoder": ("
 class AeSystem(System):
     """The autoencoder: encoder -> channel -> decoder, trained in the recipe's ``[[phases]]``
     (joint, then decoder or encoder alone). ``AeSystem(cfg, device)`` builds the class of
-    ``system.kind``: ``MessageAutoencoder``, ``BitAutoencoder`` or ``ImageAutoencoder``."""
+    ``link.kind``: ``MessageAutoencoder``, ``BitAutoencoder`` or ``ImageAutoencoder``."""
     Config = AeRecipe
     default_recipe = "ae_7_4"
     stream_seeds = {"ae.baselines": 7, "ae.channel.train": 11, "ae.channel.finetune": 12, "ae.messages": 13,
                     "ae.eval": 99}
-    resume_may_change = ("data.root", "data.workers", "data.download", "data.batch_size", "system.batch_size",
+    resume_may_change = ("data.root", "data.workers", "data.download", "data.batch_size", "link.batch_size",
                          "channel.eval_db")
     # evaluate CKPT may score under other channels and Eb/N0 points.
     evaluate_may_change = ("eval.", "channel.", "finetune_channel.")
-    # What a kind sets: its ``system.kind``, the figure its rows report and the file they go to.
+    # What a kind sets: its ``link.kind``, the figure its rows report and the file they go to.
     kind: ClassVar[str] = ""
     figure: ClassVar[str] = "bler"
     columns: ClassVar[list[str]] = evaluation.COLUMNS
@@ -60,9 +60,9 @@ class AeSystem(System):
 
     def __new__(cls, cfg: AeRecipe, *args: Any, **kw: Any) -> "AeSystem":
         if not cls.kind:  # the recipe names the kind
-            cls = AeSystem._kinds[cfg.system.kind]
-        elif cfg.system.kind != cls.kind:
-            raise ValueError(f"system.kind = {cfg.system.kind!r}, but {cls.__name__} is the {cls.kind!r} system")
+            cls = AeSystem._kinds[cfg.link.kind]
+        elif cfg.link.kind != cls.kind:
+            raise ValueError(f"link.kind = {cfg.link.kind!r}, but {cls.__name__} is the {cls.kind!r} system")
         return super().__new__(cls)
 
     def __init__(self, cfg: AeRecipe, device: torch.device, **build: Any) -> None:
@@ -89,7 +89,7 @@ class AeSystem(System):
     # -- what a kind says ----------------------------------------------------------------------
     def channel_uses(self) -> tuple[int, dict[str, Any]]:
         """Real channel uses per block, and the code size the channel's Eb/N0 reads (``k`` or ``rate``)."""
-        return self.cfg.system.n, {"k": self.cfg.system.k}
+        return self.cfg.link.n, {"k": self.cfg.link.k}
 
     def networks(self, received: int) -> tuple[nn.Module, nn.Module]:
         """The encoder and the decoder, for a receiver that gets ``received`` values per block."""
@@ -116,11 +116,11 @@ class AeSystem(System):
 
     def messages(self) -> torch.Tensor:
         """One training batch of uniform message indices (of ``self.m``), from the messages' stream."""
-        return distributed.randint(self.m, self.cfg.system.batch_size, generator=self.msg_gen, device=self.device)
+        return distributed.randint(self.m, self.cfg.link.batch_size, generator=self.msg_gen, device=self.device)
 
     def how_trained(self) -> str:
         """What ``describe`` adds for the training mode."""
-        return ", model-free" if self.cfg.system.training == "model_free" else ""
+        return ", model-free" if self.cfg.link.training == "model_free" else ""
 
     def export_meta(self) -> dict[str, Any]:
         return {}
@@ -139,7 +139,7 @@ class AeSystem(System):
         out, self.stages = [], []
         for name, p, (a, b) in zip(self.names, cfg.phases, self.bounds):
             step = self.step_fn(p.channel, [i for i, q in enumerate(cfg.phases) if q.channel == p.channel])
-            if cfg.system.training == "gradient" or p.name == "decoder":
+            if cfg.link.training == "gradient" or p.name == "decoder":
                 out.append(Phase(name, _NETS[p.name], step(p.name), start=a, stop=b, accumulate=k))
             else:
                 if p.name == "joint":  # the receiver learns what arrives, then the transmitter is rated by it
@@ -153,7 +153,7 @@ class AeSystem(System):
         that channel (a scheduled channel level moves across their spans, as planned now).
         ``step(role)`` gives the engine's step for a gradient phase (``joint`` / ``decoder`` /
         ``encoder``) or the policy-gradient one."""
-        ch, s = self.channels[channel], self.cfg.system
+        ch, s = self.channels[channel], self.cfg.link
 
         def send(e: Engine, policy: bool = False):
             """(targets, channel input, perturbed input or None, received) for one batch."""
@@ -192,7 +192,7 @@ class AeSystem(System):
     def export(self, folder: Path) -> list[Path]:
         """Encoder and decoder as safetensors + JSON (``multinet.state.export``), with what a user
         needs to drive them: the system's size, the channel they were trained for."""
-        s, ch = self.cfg.system, self.channels["train"]
+        s, ch = self.cfg.link, self.channels["train"]
         meta = {"system": "autoencoder", "kind": s.kind, "n": s.n, "k": s.k, "training": s.training,
                 "channel": ch.describe(), "normalization": ch.cfg.normalization, "receiver_inputs": ch.out_dim,
                 **self.export_meta()}
@@ -215,7 +215,7 @@ class AeSystem(System):
         evaluation.write_rows(out / self.rows_file, rows, self.columns)
 
     def finish(self, ctx: RunContext) -> dict[str, Any]:
-        s = self.cfg.system
+        s = self.cfg.link
         summary: dict[str, Any] = {"recipe": self.cfg.description, "system": self.summary_name(),
                                    "training": s.training}
         if not self.results:  # nothing evaluated in this run's record: evaluate the final state once
@@ -226,7 +226,7 @@ class AeSystem(System):
         return summary
 
     def summary_name(self) -> str:
-        return f"({self.cfg.system.n},{self.cfg.system.k})"
+        return f"({self.cfg.link.n},{self.cfg.link.k})"
 
     def state_dict(self) -> dict[str, Any]:
         return {"results": [dict(r) for r in self.results]}

@@ -1,7 +1,7 @@
 """Typed configs: the shared tables (``schema``), range checks (``fields``), and recipes, the TOML
 files and ``key=value`` overrides they are read from (``recipes``)."""
 from .fields import FieldError, at_least, error_line, within
-from .recipes import (ConfigError, find_recipe, flatten, from_dict, list_recipes, load_recipe, merge,
+from .loading import (ConfigError, find_recipe, flatten, from_dict, list_recipes, load_recipe, merge,
                       parse_overrides, to_dict, to_toml)
 from .schema import MAX_SEED, MAX_STEPS, RunConfig, TrainConfig
 

@@ -1,5 +1,5 @@
 """GAN: config, networks, losses, sampling, evaluation. ``python -m multinet.gan`` runs a recipe."""
-from .config import GanRecipe
+from .recipe import GanRecipe
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from .metrics import mixture_coverage
 from .networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator

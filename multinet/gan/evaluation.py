@@ -18,7 +18,7 @@ from . import fidelity
 from .metrics import image_scores, mixture_coverage, train_classifier
 
 if TYPE_CHECKING:
-    from .config import GanRecipe
+    from .recipe import GanRecipe
 
 __all__ = ["GanEvaluator", "scatter", "CLASSIFIER_DATASETS"]
 

@@ -18,7 +18,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _sn
 from .resnet import ConditionalBatchNorm, projection_logit
 
 if TYPE_CHECKING:
-    from .config import ModelConfig
+    from .recipe import ModelConfig
 
 __all__ = ["MLPGenerator", "MLPDiscriminator", "Maxout", "FourierFeatures", "DCGANGenerator", "DCGANDiscriminator", "build_pair"]
 

@@ -20,7 +20,7 @@ from ..engine import Engine, Phase
 from ..handlers import SampleEvery
 from ..run.system import EngineOptions, RunContext, System, note
 from . import evaluation, fidelity, sampling
-from .config import GanRecipe
+from .recipe import GanRecipe
 from .diffaugment import augment
 from .losses import d_loss, g_loss, gradient_penalty, r1_penalty
 from .networks import build_pair

@@ -40,7 +40,7 @@ from ..tracking.tracker import json_safe
 from .lock import RunLock, clear_run_folder, earlier_run
 from .outcomes import ended
 from .resume import Resume, check_resume_overrides, checkpoint_run, lr_changes, open_resume, trackers_left
-from .system import RunContext, System, engine_for, notes_shown
+from .system import RunContext, System, check_signature, engine_for, notes_shown
 
 __all__ = ["Runner", "RunResult"]
 
@@ -128,6 +128,7 @@ class Runner:
 
     def _check(self) -> None:
         cfg = self.cfg
+        check_signature(self.system_cls)
         if cfg.train.steps <= 0:
             raise ConfigError("train.steps: must be positive")
         if self.stop_at is not None and self.stop_at < 1:

@@ -16,7 +16,7 @@ from ..state.checkpoint import load_checkpoint
 from ..state.imports import TRUST_HINT, CodeRefused, import_class, saved_file
 from ..state.streams import seed_everything
 from .resume import saved_config
-from .system import NotOffered, System
+from .system import NotOffered, System, check_signature
 
 __all__ = ["load_system", "system_of", "sample_saved", "sample_exported", "save_samples"]
 
@@ -63,20 +63,13 @@ def _build_saved(ckpt: dict[str, Any], path: str | Path, system: type[System], d
     seed_everything(cfg.seed)
     state = (ckpt.get("stateful") or {}).get("system")
     state = state if isinstance(state, dict) else {}
-    if _takes_saved(system):
-        built = system(cfg, resolve_device(device), saved=state)
-    else:  # a system written for training only: built as for training, its optimizers unused
-        built = system(cfg, resolve_device(device))
+    check_signature(system)
+    built = system(cfg, resolve_device(device), saved=state)
     try:
         built.load_networks(ckpt, path)
     except (RuntimeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: does not fit this system: {load_problem(e)}") from None
     return built, ckpt
-
-
-def _takes_saved(system: type[System]) -> bool:
-    params = inspect.signature(system.__init__).parameters.values()
-    return any(p.name == "saved" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def sample_saved(system: System, n: int, rejection: str = "none") -> Any:

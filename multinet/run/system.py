@@ -19,6 +19,7 @@ resume, signal handling, NaN stop, progress bar and summary.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,14 +27,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import RunConfig, to_dict
+from ..config import ConfigError, RunConfig, to_dict
 from ..engine import Engine, Phase
 from ..nets import Net, NetConfig
 from ..notes import note, notes_shown
 from ..state.imports import import_class, object_path
 from ..state.streams import RandomStreams
 
-__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "engine_for", "note", "notes_shown"]
+__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "engine_for", "check_signature", "note", "notes_shown"]
 
 class NotOffered(NotImplementedError):
     """The system does not offer this (``evaluate``, ``sample``, ``export``)."""
@@ -79,8 +80,8 @@ class System:
         """``saved``: given by ``load_system``, the system's own state from a checkpoint; the system
         is then built to run saved networks (evaluate / sample / export), not to train them: ``net()``
         builds no optimizer, and a system may leave its data unloaded until evaluation asks for it.
-        A subclass that takes ``(cfg, device)`` passes it on: ``def __init__(self, cfg, device,
-        **build): super().__init__(cfg, device, **build)``."""
+        A subclass's ``__init__`` passes it on: ``def __init__(self, cfg, device, **build):
+        super().__init__(cfg, device, **build)`` (``check_signature`` holds it to that)."""
         self.cfg, self.device = cfg, device
         self.streams = RandomStreams(cfg.seed, self.stream_seeds)
         self.nets: dict[str, Net] = {}
@@ -187,6 +188,16 @@ class System:
         """Network ``name`` as used for sampling: its EMA copy when it has one."""
         net = self.nets[name]
         return net.ema.module if net.ema is not None else net.module
+
+
+def check_signature(system: type[System]) -> None:
+    """One line, before a run writes anything, when ``system.__init__`` cannot be given ``saved=``:
+    ``evaluate`` / ``sample`` / ``export`` build a saved run's system with it, and the system alone
+    knows what its inference build leaves out."""
+    params = inspect.signature(system.__init__).parameters.values()
+    if not any(p.name == "saved" or p.kind is p.VAR_KEYWORD for p in params):
+        raise ConfigError(f"{system.__name__}.__init__ takes no saved=: write `def __init__(self, cfg, device, "
+                          f"**build)` and call `super().__init__(cfg, device, **build)`")
 
 
 def engine_for(system: System, steps: int | None = None, **options: Any) -> Engine:

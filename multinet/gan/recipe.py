@@ -5,11 +5,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import FieldError, RunConfig, TrainConfig as BaseTrainConfig, at_least, within
+from ..config import FieldError, RunConfig, TrainConfig, at_least, within
 from ..data import DataConfig
 from ..nets.spec import NetConfig
 
-__all__ = ["GanRecipe", "ModelConfig", "GanConfig", "EvalConfig", "TrainConfig", "Networks"]
+__all__ = ["GanRecipe", "ModelConfig", "AdversarialConfig", "GanEvalConfig", "GanTrainConfig", "GanNetworks"]
 
 
 # The largest width, latent size or feature count a recipe may ask for, and the most samples
@@ -58,7 +58,7 @@ class ModelConfig:
 
 
 @dataclass
-class GanConfig:
+class AdversarialConfig:
     loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = "bce"  # adversarial loss on D's logits (bce: non-saturating G loss)
     d_steps: int = 1  # discriminator steps per iteration
     g_steps: int = 1  # generator steps per iteration
@@ -97,7 +97,7 @@ class GanConfig:
 
 
 @dataclass
-class TrainConfig(BaseTrainConfig):
+class GanTrainConfig(TrainConfig):
     sample_every: int = 500  # iterations between sample grids / scatter plots; 0 = off
 
     def __post_init__(self) -> None:
@@ -106,7 +106,7 @@ class TrainConfig(BaseTrainConfig):
 
 
 @dataclass
-class EvalConfig:
+class GanEvalConfig:
     samples: int = 2500  # generated samples per evaluation (classifier IS / FD, mixture coverage, standard metrics)
     classifier_epochs: int = 8  # epochs of the digit classifier that classifier IS / FD use, trained once per dataset
     # "drs": also score samples drawn by discriminator rejection sampling (Azadi et al. 2019),
@@ -146,7 +146,7 @@ class EvalConfig:
 
 
 @dataclass
-class Networks:
+class GanNetworks:
     generator: NetConfig = field(default_factory=NetConfig)
     discriminator: NetConfig = field(default_factory=NetConfig)
 
@@ -158,10 +158,10 @@ class GanRecipe(RunConfig):
     task: Literal["gan"] = "gan"  # which system a recipe is for (checked when it is read)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
-    networks: Networks = field(default_factory=Networks)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    gan: AdversarialConfig = field(default_factory=AdversarialConfig)
+    networks: GanNetworks = field(default_factory=GanNetworks)
+    train: GanTrainConfig = field(default_factory=GanTrainConfig)
+    eval: GanEvalConfig = field(default_factory=GanEvalConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,19 +1,19 @@
-"""The autoencoder's typed config: ``[system]``, ``[channel]``, ``[[phases]]``, ``[networks.*]``, ``[train]``, ``[eval]``."""
+"""The autoencoder's typed config: ``[link]``, ``[channel]``, ``[[phases]]``, ``[networks.*]``, ``[train]``, ``[eval]``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import FieldError, RunConfig, TrainConfig as BaseTrainConfig, at_least, within
+from ..config import FieldError, RunConfig, TrainConfig, at_least, within
 from ..data import DataConfig
 from ..nets.spec import NetConfig
 from .channels import ChannelConfig
 
-__all__ = ["AeRecipe", "SystemConfig", "PhaseConfig", "TrainConfig", "EvalConfig", "Networks", "phase_bounds"]
+__all__ = ["AeRecipe", "LinkConfig", "PhaseConfig", "AeTrainConfig", "AeEvalConfig", "AeNetworks", "phase_bounds"]
 
 
 @dataclass
-class SystemConfig:
+class LinkConfig:
     """``kind``: ``messages`` (one of 2^k messages in n real channel uses, softmax receiver),
     ``bits`` (a trainable constellation of 2^m points and a neural demapper giving m bit LLRs,
     for use under an outer code of rate code_k / code_n; n and k unused) or ``images``.
@@ -68,13 +68,13 @@ class PhaseConfig:
 
 
 @dataclass
-class TrainConfig(BaseTrainConfig):
+class AeTrainConfig(TrainConfig):
     steps: int = 0  # 0 = the sum of the phases' steps; otherwise phases are scaled to it
     log_every: int = 100
 
 
 @dataclass
-class EvalConfig:
+class AeEvalConfig:
     min_errors: int = 100  # BLER Monte Carlo: stop a point after this many block errors
     max_blocks: int = 2_000_000  # BLER Monte Carlo: or after this many blocks
     batch: int = 200_000  # BLER Monte Carlo: blocks per batch
@@ -93,24 +93,24 @@ class EvalConfig:
 
 
 @dataclass
-class Networks:
+class AeNetworks:
     encoder: NetConfig = field(default_factory=NetConfig)
     decoder: NetConfig = field(default_factory=NetConfig)
 
 
 @dataclass
 class AeRecipe(RunConfig):
-    """An autoencoder recipe: ``[system]``, ``[data]``, ``[channel]`` (and ``[finetune_channel]``),
+    """An autoencoder recipe: ``[link]``, ``[data]``, ``[channel]`` (and ``[finetune_channel]``),
     ``[[phases]]``, ``[networks.encoder]`` / ``[networks.decoder]``, ``[train]``, ``[eval]``."""
     task: Literal["autoencoder"] = "autoencoder"  # which system a recipe is for (checked when it is read)
-    system: SystemConfig = field(default_factory=SystemConfig)
+    link: LinkConfig = field(default_factory=LinkConfig)
     data: DataConfig = field(default_factory=DataConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     finetune_channel: ChannelConfig | None = None  # for phases on channel "finetune"
     phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])  # [[phases]], in order
-    networks: Networks = field(default_factory=Networks)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    networks: AeNetworks = field(default_factory=AeNetworks)
+    train: AeTrainConfig = field(default_factory=AeTrainConfig)
+    eval: AeEvalConfig = field(default_factory=AeEvalConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
