@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: the engine API on two ranks.
+"""Run under torchrun by tests/run/test_distributed.py: the engine API on two ranks.
 
     python -m torch.distributed.run --nproc-per-node=2 tests/dist_worker.py MODE OUT
 

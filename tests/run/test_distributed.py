@@ -18,7 +18,7 @@ import torch
 
 from multinet import load_checkpoint
 
-from .cli_run import ENV, ROOT, from_a_terminal, run
+from ..cli_run import ENV, ROOT, from_a_terminal, run
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 QUIET = ["--device", "cpu", "--no-progress", "train.tensorboard=false"]

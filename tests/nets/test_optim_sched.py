@@ -80,7 +80,7 @@ def test_optimizer_state_restored_by_name_even_when_groups_swap():
     ("linear", {"total": 6, "warmup": 2, "min_factor": 0.2}, [0.5, 1.0, 1.0, 0.8, 0.6, 0.4]),
     # CycleGAN / pix2pix: constant for `hold` intervals, then linear to min_factor at `total`
     ("constant_linear", {"hold": 3, "total": 5, "min_factor": 0.0}, [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]),
-    ("lambda", {"fn": "tests.test_optim_sched:_factor_of"}, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]),
+    ("lambda", {"fn": "tests.nets.test_optim_sched:_factor_of"}, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]),
 ])
 def test_schedules_closed_form(name, kw, expect):
     """Each schedule's factor at steps 0, 1, ... as the optimizer sees it."""

@@ -11,7 +11,7 @@ from multinet.state.checkpoint import load_checkpoint, save_checkpoint
 from multinet.gan import GanSystem
 from multinet.run.outcomes import weight_headroom
 
-from .cli_run import run
+from ..cli_run import run
 
 # 8 steps: joint 6, decoder 2; a checkpoint falls on the phase switch (step 6), as ae_7_4's 2000 on 6000.
 AE = ["ae_7_4", "--device", "cpu", "--steps", "8", "train.checkpoint_every=3", "train.log_every=2",

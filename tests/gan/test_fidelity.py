@@ -13,7 +13,7 @@ from multinet.gan import GanRecipe, GanSystem
 from multinet.gan.fidelity import INCEPTION_FILE, WeightsMissing, feature_net, frechet
 from multinet.config import load_recipe
 
-from .cli_run import run
+from ..cli_run import run
 
 FAST = ["device='cpu'", "train.steps=4", "train.tensorboard=false", "eval.classifier_epochs=1", "eval.samples=200",
         "train.sample_every=0", "eval.fid_samples=300", "eval.fid_reference=400"]

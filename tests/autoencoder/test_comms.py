@@ -16,7 +16,7 @@ from multinet.autoencoder.model_free import perturb, policy_loss
 from multinet.autoencoder.networks import bit_labels, gray_qam
 from multinet.config import ConfigError, from_dict, load_recipe
 
-from .cli_run import ENV, run, spawn
+from ..cli_run import ENV, run, spawn
 
 try:
     import sionna.phy as sp

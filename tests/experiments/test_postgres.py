@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .cli_run import ENV, run
-from .pg_server import Unavailable, postgres, server
+from ..cli_run import ENV, run
+from ..pg_server import Unavailable, postgres, server
 from .test_sweep import AE, FIG
 
 optuna = pytest.importorskip("optuna")

@@ -14,7 +14,7 @@ from multinet.cli import main
 from multinet.gan import GanSystem
 from multinet.run.lock import RunLock
 
-from .cli_run import ENV, from_a_terminal, run, spawn
+from ..cli_run import ENV, from_a_terminal, run, spawn
 
 GAN = ["--device", "cpu", "--no-progress", "train.tensorboard=false", "train.sample_every=0", "eval.samples=50",
        "eval.classifier_epochs=1", "networks.generator.ema=0"]
@@ -120,7 +120,7 @@ def test_sigterm_during_start_up_or_setup_is_one_line(tmp_path, capsys):
 def test_ctrl_c_during_setup_is_never_lost(tmp_path):
     """Until training starts, an interrupt ends ``python -m multinet`` at once in one line: raised
     as an exception it could be swallowed by a library and the run would train on."""
-    r = spawn("multinet", ["train", "tests.test_bad_input:SwallowsCtrlC", *GAN, "--steps", "5", "--out", str(tmp_path / "r")])
+    r = spawn("multinet", ["train", "tests.cli.test_bad_input:SwallowsCtrlC", *GAN, "--steps", "5", "--out", str(tmp_path / "r")])
     assert r.returncode == 130 and r.stderr.strip() == "interrupted during setup, before training started", \
         (r.returncode, r.stderr)
     assert not (tmp_path / "r" / "summary.json").exists()

@@ -186,7 +186,7 @@ def test_a_torch_error_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_pat
     Overflowing, line = _failing_at_step_7("value cannot be converted to type float without overflow\nmore detail")
     r = Runner(Overflowing, _cfg(Overflowing), tmp_path / "r", progress=False, echo=False).fit()
     assert r.code == 1 and r.error == ("phase 'discriminator', step 7: RuntimeError: value cannot be converted to "
-                                       f"type float without overflow [tests/test_runner.py:{line}]"), r.error
+                                       f"type float without overflow [tests/run/test_runner.py:{line}]"), r.error
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["engine"]["iteration"] == 4
 
 
@@ -206,7 +206,7 @@ def test_a_saved_gan_samples_without_its_data_or_optimizers(tmp_path):
     from multinet import load_system
     from multinet.config import load_recipe
     from multinet.gan import GanRecipe, GanSystem
-    from tests.test_data import _idx
+    from tests.data.test_data import _idx
     root = tmp_path / "idx"
     root.mkdir()
     _idx(root / "t-images-idx3-ubyte", np.random.RandomState(0).randint(0, 255, (64, 12, 12)))

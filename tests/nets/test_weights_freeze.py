@@ -166,14 +166,14 @@ def test_a_users_class_in_rule_types_saves_as_a_path_and_resumes(tmp_path):
     from multinet import Runner, load_checkpoint
     from multinet.config import from_dict
     Sys, Cfg = _user_types_system()
-    assert Cfg().networks.net.init_rules[0].types == ["tests.test_weights_freeze:Block"]
+    assert Cfg().networks.net.init_rules[0].types == ["tests.nets.test_weights_freeze:Block"]
     cfg = Cfg(device="cpu")
     cfg.train.steps, cfg.train.tensorboard, cfg.train.checkpoint_every = 6, False, 3
     assert Runner(Sys, cfg, tmp_path / "r", progress=False, echo=False, stop_at=3).fit().code == 0
     result = Runner(Sys, out=tmp_path / "r", resume=True, progress=False, echo=False).fit()  # refused before
     assert result.code == 0 and result.step == 6, result.error
     saved = tomllib.loads((tmp_path / "r" / "recipe.toml").read_text())  # unreadable before
-    assert from_dict(Cfg, saved).networks.net.groups[0].types == ["tests.test_weights_freeze:Block"]
+    assert from_dict(Cfg, saved).networks.net.groups[0].types == ["tests.nets.test_weights_freeze:Block"]
     assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["engine"]["iteration"] == 6
 
 

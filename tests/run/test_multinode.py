@@ -13,7 +13,7 @@ import pytest
 
 from multinet import load_checkpoint
 
-from .cli_run import ENV, ROOT
+from ..cli_run import ENV, ROOT
 from .test_distributed import AE, launch, max_diff, same_training, share_differing, weights
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups and /proc: Linux")
@@ -126,7 +126,7 @@ def test_a_lost_node_is_restarted_by_the_elastic_agent_and_the_run_resumes_from_
 
 def test_resume_auto_starts_a_run_then_continues_it_with_the_same_command(tmp_path):
     """What a restarted job runs (torchrun's agent, a Slurm requeue): one command for both."""
-    from .cli_run import run
+    from ..cli_run import run
     out = tmp_path / "run"
     command = [*AE, "--steps", "6", "train.checkpoint_every=2", "--out", str(out), "--resume", "auto"]
     first = run("multinet.autoencoder", [*command, "--stop-at", "4"])

@@ -11,9 +11,9 @@ import pytest
 
 from multinet.config import ConfigError
 
-from .cli_run import run, run_within
+from ..cli_run import run, run_within
 from .test_sweep import AE, FIG, sweep
-from .test_trust import _Payload
+from ..state.test_trust import _Payload
 
 optuna = pytest.importorskip("optuna")
 cmaes = pytest.importorskip("cmaes")

@@ -8,7 +8,7 @@ import scipy.stats
 
 from multinet import load_checkpoint
 
-from .cli_run import run, spawn
+from ..cli_run import run, spawn
 
 optuna = pytest.importorskip("optuna")
 
@@ -182,7 +182,7 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_
     import sys
     import time
 
-    from .cli_run import ENV, from_a_terminal
+    from ..cli_run import ENV, from_a_terminal
     grid = ["networks.decoder.lr=1e-3,3e-3", "--steps", "300", "train.checkpoint_every=50"]
     whole = tmp_path / "whole"
     assert sweep(whole, *grid, spawned=True).returncode == 0

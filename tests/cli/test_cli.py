@@ -13,7 +13,7 @@ import torch
 
 from multinet import load_checkpoint
 
-from .cli_run import ENV, ROOT, from_a_terminal, run, spawn
+from ..cli_run import ENV, ROOT, from_a_terminal, run, spawn
 
 # Exact resume is promised bit for bit on the CPU; pin it so a machine with a GPU tests the same.
 FAST_GAN = ["gan_digits", "--device", "cpu", "train.log_every=5", "train.sample_every=10", "train.checkpoint_every=10",

@@ -98,7 +98,7 @@ def test_user_step_code_may_log_numbers_and_its_mistakes_are_one_line_naming_its
                      "device='cpu'"])
     note, err = capsys.readouterr().err.strip().split("\n")  # a number read back each step is noted once
     assert code == 1 and "term 'loss_value' is a Python number" in note, note
-    assert err.startswith("error: phase 'fit', step 5: KeyError: 'missing' [tests/test_resume_contract.py:"
+    assert err.startswith("error: phase 'fit', step 5: KeyError: 'missing' [tests/run/test_resume_contract.py:"
                           f"{line}]; last good checkpoint kept:"), err
     assert "MULTINET_TRACEBACK=1" in err
     rows = [json.loads(r) for r in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]

@@ -13,7 +13,7 @@ from multinet.state.export import export_module, load_exported, read_export
 from multinet.gan import GanRecipe, GanSystem
 from multinet.run.saved import load_system
 
-from .cli_run import run
+from ..cli_run import run
 
 GAN = ["device='cpu'", "train.steps=6", "train.tensorboard=false", "eval.samples=100", "eval.classifier_epochs=1",
        "train.sample_every=0"]

@@ -19,7 +19,7 @@ from multinet.state.export import load_exported
 from multinet.state.imports import CodeRefused, import_function, saved_file
 from multinet.state.runfiles import read_json, read_text
 
-from .cli_run import ENV, run_within
+from ..cli_run import ENV, run_within
 from .test_trust import TINY, _cli, _commands, _crafted
 
 MARK_TIMEOUT = 60  # seconds: a reader that blocks (a FIFO) would take the subprocess past this

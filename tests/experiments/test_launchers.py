@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .cli_run import run, spawn
+from ..cli_run import run, spawn
 from .test_sweep import AE, FIG, rows
 
 optuna = pytest.importorskip("optuna")

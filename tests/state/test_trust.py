@@ -16,7 +16,7 @@ from multinet.gan import GanRecipe, GanSystem
 from multinet.state.imports import CodeRefused, import_class, import_function, saved_file
 from multinet.run.saved import load_system
 
-from .cli_run import run
+from ..cli_run import run
 
 TINY = ["device='cpu'", "train.steps=2", "train.tensorboard=false", "eval.samples=50", "eval.classifier_epochs=1",
         "train.sample_every=0", "networks.generator.ema=0"]
@@ -151,7 +151,7 @@ def test_process_file_network_and_ctypes_functions_are_refused_even_when_trusted
 
 
 def test_a_schedule_function_stored_in_a_checkpoint_is_called_only_when_trusted(tmp_path):
-    fn = "tests.test_optim_sched:_factor_of"
+    fn = "tests.nets.test_optim_sched:_factor_of"
     code, _, err = _cli("train", "gan", *TINY, "--out", tmp_path / "r", "--no-progress",
                         f"networks.generator.schedule={{name='lambda', fn='{fn}'}}")
     assert code == 0, err  # named in the command line now: honoured

@@ -10,7 +10,7 @@ from multinet.gan import GanRecipe, GanSystem, d_loss, g_loss, gradient_penalty,
 from multinet.run import engine_for
 from multinet.gan.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator
 
-MNIST_RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
+MNIST_RAW = Path(__file__).resolve().parents[3] / "shared" / "data" / "MNIST" / "raw"
 
 
 def test_mixture_means_match_targets():
