@@ -76,14 +76,17 @@ class McResult:
 
 
 def wilson_interval(errors: int, blocks: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (``z`` = 1.96: 95 %) of a block error rate ``errors`` / ``blocks``: (low, high)."""
+    """The Wilson score interval (``z`` = 1.96: 95 %) of a block error rate ``errors`` / ``blocks``:
+    (low, high), with low ≤ errors / blocks ≤ high inside [0, 1]."""
     if blocks == 0:
         return 0.0, 1.0
     p = errors / blocks
     d = 1 + z * z / blocks
     c = (p + z * z / (2 * blocks)) / d
     h = z * math.sqrt(p * (1 - p) / blocks + z * z / (4 * blocks * blocks)) / d
-    return max(0.0, c - h), min(1.0, c + h)
+    # At p = 0 or 1 one bound equals p exactly, but c ∓ h rounds to a hair on the wrong side of it
+    # (1 − 2⁻⁵³ with every block wrong): hold the bounds on p's sides.
+    return max(0.0, min(p, c - h)), min(1.0, max(p, c + h))
 
 
 @torch.inference_mode()

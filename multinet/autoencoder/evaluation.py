@@ -109,7 +109,9 @@ def plot(out: Path, rows: list[dict[str, Any]], title: str) -> None:
         x, y = [r["ebn0_db"] for r in pts], [r["bler"] for r in pts]
         learned = name.startswith("autoencoder")
         if pts[0].get("bler_low") is not None:
-            err = [[b - (r["bler_low"] or b * 1e-3) for r, b in zip(pts, y)], [r["bler_high"] - b for r, b in zip(pts, y)]]
+            # Never negative, even for rows from an older bler.csv whose bound rounded past the BLER.
+            err = [[max(0.0, b - (r["bler_low"] or b * 1e-3)) for r, b in zip(pts, y)],
+                   [max(0.0, r["bler_high"] - b) for r, b in zip(pts, y)]]
             ax.errorbar(x, y, yerr=err, fmt="-o" if learned else "--.", label=name, markersize=4, capsize=2)
         else:
             ax.plot(x, y, "--", label=name)

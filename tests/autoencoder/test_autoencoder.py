@@ -5,6 +5,8 @@ import torch
 
 from multinet.autoencoder import (AeRecipe, AeSystem, Channel, ChannelConfig, hamming74_codebook,
                                   hamming74_hard_bler, ml_decoder, monte_carlo, uncoded_bpsk_bler)
+from multinet.autoencoder.bler import result_row, wilson_interval
+from multinet.autoencoder.evaluation import plot
 from multinet.autoencoder.recipe import PhaseConfig, phase_bounds
 from multinet.run import engine_for
 from multinet.config import ConfigError, from_dict, load_recipe
@@ -21,6 +23,25 @@ def test_exact_baselines_match_targets():
         assert hamming74_hard_bler(db) == pytest.approx(h, rel=2e-3)
     assert uncoded_bpsk_bler(0, 2) == pytest.approx(1.511e-1, rel=2e-3)
     assert uncoded_bpsk_bler(8, 8) == pytest.approx(1.526e-3, rel=2e-3)
+
+
+@pytest.mark.parametrize("blocks", [1, 6, 11, 21, 60, 100, 1000, 60_000])
+def test_wilson_interval_contains_the_estimate(blocks):
+    """Rounding put the upper bound at 1 − 2⁻⁵³ when every block was wrong (and the lower bound
+    a hair above 0 with none wrong); the interval must hold the estimate, inside [0, 1]."""
+    for errors in range(blocks + 1) if blocks <= 1000 else (0, 1, blocks - 1, blocks):
+        lo, hi = wilson_interval(errors, blocks)
+        assert 0.0 <= lo <= errors / blocks <= hi <= 1.0, (errors, blocks, lo, hi)
+    assert wilson_interval(0, blocks)[0] == 0.0 and wilson_interval(blocks, blocks)[1] == 1.0
+
+
+def test_bler_plot_with_every_block_wrong(tmp_path):
+    """All 100 blocks wrong, and a row read from an older ``bler.csv`` whose upper bound sits a
+    rounding error below its BLER: the error bars stay non-negative and the plot is written."""
+    rows = [result_row("autoencoder after joint", 0.0, 100, 100, 400, 4),
+            {**result_row("autoencoder after joint", 1.0, 60, 60, 240, 4), "bler_high": 0.9999999999999999}]
+    plot(tmp_path, rows, "every block wrong")
+    assert (tmp_path / "bler.png").stat().st_size > 0
 
 
 def test_hamming_codebook_is_a_code():
