@@ -35,4 +35,4 @@ __all__ = ["ConfigError", "RunConfig", "TrainConfig", "load_recipe", "Engine", "
            "named_state_dict", "plan_groups", "resolve_device", "set_trainable", "EngineOptions", "NotOffered",
            "RunContext", "Runner", "RunResult", "System", "load_system", "CheckpointManager", "RandomStreams",
            "load_checkpoint", "save_checkpoint", "Tracker"]
-__version__ = "0.1.0"
+__version__ = "1.0.0"
