@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .. import distributed
+from ..state.streams import derive_seed
 from .files import iterate
 
 __all__ = ["TensorSampler", "MixtureSampler", "LoaderSampler"]
@@ -84,7 +85,8 @@ class MixtureSampler:
 
 class LoaderSampler:
     """A DataLoader over a seeded permutation that can resume mid-epoch without replaying it.
-    Under torch.distributed each rank loads its slice of every global batch."""
+    Under torch.distributed each rank loads its slice of every global batch. The shuffle and the
+    workers' seeds come from the run seed and the epoch, never from torch's global generator."""
 
     def __init__(self, dataset: Any, batch_size: int, seed: int, workers: int, device: torch.device) -> None:
         self.dataset, self.batch_size, self.seed, self.workers = dataset, batch_size, seed, workers
@@ -103,9 +105,14 @@ class LoaderSampler:
         w, b = self.world, self.batch_size
         batches = perm[:self.steps_per_epoch * b * w.world].view(self.steps_per_epoch, w.world, b)
         order = batches[self.pos:, w.rank].flatten().tolist()
+        # The loader's own generator: starting an iterator draws the workers' base seed from it, and
+        # from torch's global generator without one, which a resumed run would then start at another
+        # point. Seeded per epoch (not position), so a run resumed mid-epoch gives its workers the
+        # seeds the uninterrupted run's did.
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, f"loader epoch {self.epoch} rank {w.rank}"))
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=order,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                                             drop_last=True, persistent_workers=False)
+                                             drop_last=True, persistent_workers=False, generator=gen)
         return iterate(loader)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
