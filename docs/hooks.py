@@ -1,7 +1,8 @@
 """Pages the docs build writes from the code and from BENCHMARKS.md, so they cannot drift:
 
 - ``reference/recipe-keys.md``: every key of every shipped system's recipe (type, default, allowed
-  values, meaning), read from the config dataclasses and the comments above their fields;
+  values, meaning), read from the config dataclasses: a field's meaning is the ``doc`` that
+  ``multinet.config.key`` gave it (a field without one stops the build);
 - ``benchmarks/<topic>.md``: BENCHMARKS.md cut at its ``##`` headings, one page per topic.
 
 ``recipe_keys()`` and ``benchmark_pages()`` are plain functions: the test suite calls them too.
@@ -9,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 import sys
 import typing
@@ -18,47 +18,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def _comments(cls: type) -> dict[str, str]:
-    """Each field's meaning: the comment lines above it (shared by the fields that follow them
-    without a blank line) and its inline comment."""
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
-    out, block, first = {}, [], ""
-    for line in lines[1:]:
-        s = line.strip()
-        field = re.match(r"([a-z_][a-z0-9_]*)\s*:\s*[^=]+(=.*)?$", s)
-        if s.startswith("#"):
-            block = block if not first else []
-            first = ""
-            block.append(s.lstrip("# ").rstrip())
-        elif field and not s.startswith(("def ", "return ", "if ", "raise ")):
-            inline = s.split("  # ", 1)[1].strip() if "  # " in s else ""
-            shared = " ".join(block) if not first else (f"see `{first}`" if block else "")
-            out[field.group(1)] = inline or shared  # a field's own inline comment says it best
-            first = first or (field.group(1) if block else "")
-        else:
-            block, first = [], ""
-    return out
-
-
-def _docstring_meanings(cls: type) -> dict[str, str]:
-    """Meanings from the class docstring: a bullet that names ``field`` describes it; in prose, the
-    first sentence that names it does."""
-    doc = inspect.getdoc(cls) or ""
-    names = {f.name for f in dataclasses.fields(cls)}
-    out: dict[str, str] = {}
-    for chunk in re.split(r"\n\s*\n|\n(?=- )", doc):
-        bullet = chunk.startswith("- ")
-        text = " ".join(chunk.removeprefix("- ").split())
-        for piece in [text] if bullet else re.split(r"(?<=[.;])\s+", text):
-            for name in re.findall(r"``(\w+)(?:``|=)", piece):
-                if name in names and name not in out:
-                    out[name] = piece.replace("``", "`")
-    return out
 
 
 def _type_name(t: Any) -> tuple[str, str]:
@@ -97,28 +56,29 @@ def _show(v: Any) -> str:
 
 
 def _rows(cls: type, prefix: str, rows: list[tuple[str, str, str, str, str]]) -> None:
+    """A row per field of ``cls`` (the keys of its tables after it), its meaning the field's ``doc``."""
+    from multinet.config import key_meaning
     from multinet.nets import NetConfig
     hints = typing.get_type_hints(cls)
-    meaning = {**_docstring_meanings(cls), **{k: v for k, v in _comments(cls).items() if v}}
-    for base in cls.__mro__[1:]:  # a field declared on a base keeps the base's comment
-        if dataclasses.is_dataclass(base):
-            meaning = {**_comments(base), **meaning}
     for f in dataclasses.fields(cls):
         if f.name.startswith("_"):
             continue
-        t, key = hints[f.name], f"{prefix}{f.name}"
+        t, key, meaning = hints[f.name], f"{prefix}{f.name}", key_meaning(cls, f.name)
         value = _default(f)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         item = typing.get_args(t)[0] if typing.get_origin(t) is list and typing.get_args(t) else None
         if t is NetConfig and cls is not NetConfig:  # every network's table has the same keys: listed once
-            rows.append((key, "table", "", "", "a `NetConfig`: the keys of [networks.&lt;name&gt;](#networks) below"))
+            rows.append((key, "table", "", "", f"{meaning} A `NetConfig`: the keys of "
+                                               "[networks.&lt;name&gt;](#networks) below."))
         elif dataclasses.is_dataclass(t) and isinstance(t, type):
+            rows.append((key, "table", "", "", meaning))
             _rows(t, key + ".", rows)
         elif item is not None and dataclasses.is_dataclass(item):
-            rows.append((key, f"list of tables ([[{key}]])", _show(value), "", meaning.get(f.name, "")))
+            rows.append((key, f"list of tables ([[{key}]])", _show(value), "", meaning))
             _rows(item, f"{key}[].", rows)
         else:
             name, allowed = _type_name(t)
-            rows.append((key, name, _show(value), allowed, meaning.get(f.name, "")))
+            rows.append((key, name, "(required)" if required else _show(value), allowed, meaning))
 
 
 def shipped_configs() -> dict[str, type]:

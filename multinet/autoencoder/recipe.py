@@ -1,10 +1,10 @@
 """The autoencoder's typed config: ``[link]``, ``[channel]``, ``[[phases]]``, ``[networks.*]``, ``[train]``, ``[eval]``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from ..config import FieldError, RunConfig, TrainConfig, at_least, within
+from ..config import FieldError, RunConfig, TrainConfig, at_least, key, key_meaning, within
 from ..data import DataConfig
 from ..nets.spec import NetConfig
 from .channels import ChannelConfig
@@ -14,26 +14,28 @@ __all__ = ["AeRecipe", "LinkConfig", "PhaseConfig", "AeTrainConfig", "AeEvalConf
 
 @dataclass
 class LinkConfig:
-    """``kind``: ``messages`` (one of 2^k messages in n real channel uses, softmax receiver),
-    ``bits`` (a trainable constellation of 2^m points and a neural demapper giving m bit LLRs,
-    for use under an outer code of rate code_k / code_n; n and k unused) or ``images``.
+    """The ``[link]`` table: what crosses the channel, in how many channel uses, and how the pair trains."""
 
-    ``training``: ``gradient`` (backpropagation through the channel) or ``model_free`` (Aoudia &
-    Hoydis 2018: the receiver trains supervised, the transmitter by policy gradient through
-    Gaussian perturbations of its output of standard deviation ``policy_sigma``; no gradient
-    through the channel)."""
-
-    kind: Literal["messages", "images", "bits"] = "messages"
-    n: int = 7  # real channel uses per block (messages)
-    k: int = 4  # bits per block: 2^k messages
-    hidden: int = 128  # width of the encoder's and decoder's hidden layers
-    batch_size: int = 1024  # messages (or symbols, images) per training step, per rank
-    training: Literal["gradient", "model_free"] = "gradient"
-    policy_sigma: float = 0.15
-    bits_per_symbol: int = 4  # bits: m, a constellation of 2^m points
-    constellation_init: Literal["qam", "random"] = "qam"  # bits: the constellation starts as Gray QAM or at random
-    code_k: int = 256  # bits: information bits of the outer 5G LDPC code in evaluation
-    code_n: int = 512  # bits: its codeword length (a multiple of bits_per_symbol)
+    kind: Literal["messages", "images", "bits"] = key(
+        "messages", "What the link carries: `messages` (one of 2^k messages in n real channel uses, softmax "
+                    "receiver), `bits` (a trainable constellation of 2^m points and a neural demapper giving m bit "
+                    "LLRs, for use under an outer code of rate code_k / code_n; n and k unused) or `images` (an image "
+                    "in n real channel uses, reconstructed; deep JSCC).")
+    n: int = key(7, "Real channel uses per block (messages) or per image (images).")
+    k: int = key(4, "Bits per block: 2^k messages.")
+    hidden: int = key(128, "Width of the encoder's and decoder's hidden layers.")
+    batch_size: int = key(1024, "Messages (or symbols, images) per training step, per rank.")
+    training: Literal["gradient", "model_free"] = key(
+        "gradient", "`gradient`: backpropagation through the channel. `model_free` (Aoudia & Hoydis 2018): the "
+                    "receiver trains supervised, the transmitter by policy gradient through Gaussian perturbations "
+                    "of its output; no gradient through the channel (messages and bits only).")
+    policy_sigma: float = key(0.15, "Model-free training: the standard deviation of the Gaussian perturbations of the "
+                                    "transmitter's output that its policy gradient explores with.")
+    bits_per_symbol: int = key(4, "Bits: m, a constellation of 2^m points.")
+    constellation_init: Literal["qam", "random"] = key("qam", "Bits: the constellation starts as Gray QAM or at "
+                                                              "random.")
+    code_k: int = key(256, "Bits: information bits of the outer 5G LDPC code in evaluation.")
+    code_n: int = key(512, "Bits: the outer code's codeword length (a multiple of bits_per_symbol).")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "n", "k", "hidden", "batch_size", "bits_per_symbol", "code_k", "code_n")
@@ -59,9 +61,13 @@ class LinkConfig:
 
 @dataclass
 class PhaseConfig:
-    name: Literal["joint", "decoder", "encoder"] = "joint"  # trains both networks, or one (the other frozen)
-    steps: int = 1000  # iterations of this phase
-    channel: Literal["train", "finetune"] = "train"  # the channel it trains over: [channel] or [finetune_channel]
+    """One ``[[phases]]`` table: which networks train, for how long, over which channel."""
+
+    name: Literal["joint", "decoder", "encoder"] = key("joint", "What trains: `joint` both networks, `decoder` or "
+                                                                "`encoder` that one alone (the other frozen).")
+    steps: int = key(1000, "Iterations of this phase (scaled when `train.steps` is set).")
+    channel: Literal["train", "finetune"] = key("train", "The channel it trains over: `train` is [channel], "
+                                                         "`finetune` is [finetune_channel].")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "steps")
@@ -69,23 +75,28 @@ class PhaseConfig:
 
 @dataclass
 class AeTrainConfig(TrainConfig):
-    steps: int = 0  # 0 = the sum of the phases' steps; otherwise phases are scaled to it
-    log_every: int = 100
+    """The autoencoder's ``[train]`` table: ``TrainConfig`` with the length taken from the phases."""
+
+    steps: int = key(0, "Total training iterations (`--steps`); 0 = the sum of the phases' steps, otherwise the "
+                        "phases are scaled to it.")
+    log_every: int = key(100, key_meaning(TrainConfig, "log_every"))
 
 
 @dataclass
 class AeEvalConfig:
-    min_errors: int = 100  # BLER Monte Carlo: stop a point after this many block errors
-    max_blocks: int = 2_000_000  # BLER Monte Carlo: or after this many blocks
-    batch: int = 200_000  # BLER Monte Carlo: blocks per batch
-    baselines: bool = True  # also score the classical baselines and ML decoding
-    ml_errors: int = 400  # block errors per point of the soft-ML baselines' Monte Carlo
-    # Classical baselines from Sionna where the (n, k) fits (OSD for Hamming(7,4); 5G LDPC / Polar
-    # SCL with QAM for bit systems), when Sionna is installed.
-    sionna_baselines: bool = True
-    polar_list_size: int = 8
-    code_batch: int = 2000  # codewords per batch in coded (LDPC / Polar / OSD) Monte Carlo
-    osd_max_blocks: int = 2_000_000  # Sionna's OSD is far slower than the exact ML search
+    """The autoencoder's ``[eval]`` table: the BLER Monte Carlo and the baselines it is compared with."""
+
+    min_errors: int = key(100, "BLER Monte Carlo: stop a point after this many block errors.")
+    max_blocks: int = key(2_000_000, "BLER Monte Carlo: stop a point after this many blocks, errors or not.")
+    batch: int = key(200_000, "BLER Monte Carlo: blocks per batch.")
+    baselines: bool = key(True, "Also score the classical baselines and ML decoding.")
+    ml_errors: int = key(400, "Block errors per point of the soft-ML baselines' Monte Carlo.")
+    sionna_baselines: bool = key(True, "Classical baselines from Sionna where the (n, k) fits (OSD for Hamming(7,4); "
+                                       "5G LDPC / Polar SCL with QAM for bit systems), when Sionna is installed.")
+    polar_list_size: int = key(8, "The list size of the Sionna 5G Polar SCL decoder baseline.")
+    code_batch: int = key(2000, "Codewords per batch in coded (LDPC / Polar / OSD) Monte Carlo.")
+    osd_max_blocks: int = key(2_000_000, "The Sionna Hamming(7,4) OSD baseline stops a point after this many blocks "
+                                         "(its own bound: Sionna's OSD is far slower than the exact ML search).")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "min_errors", "max_blocks", "batch", "ml_errors", "polar_list_size", "code_batch",
@@ -94,23 +105,30 @@ class AeEvalConfig:
 
 @dataclass
 class AeNetworks:
-    encoder: NetConfig = field(default_factory=NetConfig)
-    decoder: NetConfig = field(default_factory=NetConfig)
+    """The autoencoder's ``[networks]`` table: one ``NetConfig`` per network."""
+
+    encoder: NetConfig = key(factory=NetConfig, doc="How the encoder (the transmitter) is trained.")
+    decoder: NetConfig = key(factory=NetConfig, doc="How the decoder (the receiver) is trained.")
 
 
 @dataclass
 class AeRecipe(RunConfig):
     """An autoencoder recipe: ``[link]``, ``[data]``, ``[channel]`` (and ``[finetune_channel]``),
     ``[[phases]]``, ``[networks.encoder]`` / ``[networks.decoder]``, ``[train]``, ``[eval]``."""
-    task: Literal["autoencoder"] = "autoencoder"  # which system a recipe is for (checked when it is read)
-    link: LinkConfig = field(default_factory=LinkConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    channel: ChannelConfig = field(default_factory=ChannelConfig)
-    finetune_channel: ChannelConfig | None = None  # for phases on channel "finetune"
-    phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig()])  # [[phases]], in order
-    networks: AeNetworks = field(default_factory=AeNetworks)
-    train: AeTrainConfig = field(default_factory=AeTrainConfig)
-    eval: AeEvalConfig = field(default_factory=AeEvalConfig)
+    task: Literal["autoencoder"] = key("autoencoder", "Which system a recipe is for (checked when it is read).")
+    link: LinkConfig = key(factory=LinkConfig, doc="The `[link]` table: what crosses the channel and how.")
+    data: DataConfig = key(factory=DataConfig, doc="The `[data]` table: the images of an image link "
+                                                     "(`link.kind = \"images\"`; unused otherwise).")
+    channel: ChannelConfig = key(factory=ChannelConfig, doc="The `[channel]` table: the channel the phases train "
+                                                            "over and the link is evaluated on.")
+    finetune_channel: ChannelConfig | None = key(None, "A second channel (the keys of [channel]) for the phases on "
+                                                       "channel `finetune`; none when no phase uses one.")
+    phases: list[PhaseConfig] = key(factory=lambda: [PhaseConfig()], doc="The `[[phases]]` tables, run in order.")
+    networks: AeNetworks = key(factory=AeNetworks, doc="The `[networks]` table: how each network is trained.")
+    train: AeTrainConfig = key(factory=AeTrainConfig, doc="The `[train]` table: length, precision, logging, "
+                                                          "checkpoints and evaluation.")
+    eval: AeEvalConfig = key(factory=AeEvalConfig, doc="The `[eval]` table: the BLER Monte Carlo and its "
+                                                       "baselines.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,10 +1,40 @@
-"""Range checks for config dataclasses: ``FieldError`` names the field, and ``from_dict`` puts the
-full recipe key in front of it, so a bad value reads the same from a recipe and from Python."""
+"""Config dataclass fields: ``key`` declares one with its meaning, ``key_meaning`` reads it back (the
+recipe-keys reference is made from these); range checks, where ``FieldError`` names the field and
+``from_dict`` puts the full recipe key in front of it, so a bad value reads the same from a recipe
+and from Python."""
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable
 
-__all__ = ["FieldError", "within", "at_least", "error_line"]
+__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line"]
+
+
+def key(default: Any = dataclasses.MISSING, doc: str = "", *,
+        factory: Callable[[], Any] | Any = dataclasses.MISSING, **options: Any) -> Any:
+    """A config field with its meaning: ``dataclasses.field(default=default, default_factory=factory)``
+    with ``doc`` kept in its metadata, where the recipe-keys reference and ``key_meaning`` read it.
+
+    ``steps: int = key(2000, "Total training iterations.")``; a mutable default comes from
+    ``factory`` (``key(factory=list, doc="...")``); without either the field is required.
+    ``options`` are the other arguments of ``dataclasses.field`` (``init``, ``repr``, ...)."""
+    if not isinstance(doc, str) or not doc.strip():
+        raise TypeError("key: a config field needs its meaning (doc), a non-empty string")
+    metadata = {**(options.pop("metadata", None) or {}), "doc": doc}
+    return dataclasses.field(default=default, default_factory=factory, metadata=metadata, **options)
+
+
+def key_meaning(config: Any, name: str) -> str:
+    """The meaning ``key`` gave field ``name`` of the config dataclass ``config`` (a class or an
+    instance). ``ValueError`` when there is no such field or it was declared without one."""
+    title = getattr(config, "__name__", type(config).__name__)
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            doc = f.metadata.get("doc", "")
+            if not doc:
+                raise ValueError(f"{title}.{name} has no meaning: declare it with key(default, \"...\")")
+            return doc
+    raise ValueError(f"{title} has no field {name!r}")
 
 
 class FieldError(ValueError):

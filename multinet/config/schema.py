@@ -6,7 +6,7 @@ import dataclasses
 import importlib.util
 from typing import Literal
 
-from .fields import FieldError, at_least, within
+from .fields import FieldError, at_least, key, within
 
 __all__ = ["TrainConfig", "RunConfig", "MAX_STEPS", "MAX_SEED"]
 
@@ -20,45 +20,47 @@ MAX_SEED = 2 ** 63 - 1  # a seed is any non-negative int64
 class TrainConfig:
     """The ``[train]`` table every engine shares."""
 
-    steps: int = 2000  # total training iterations (--steps)
-    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision: bf16 (GPUs, AMX CPUs) or fp16 (GPUs)
-    log_every: int = 50  # iterations between logged scalars (and NaN / Inf checks); 0 = off
-    # Gradient accumulation: micro-batches per optimizer step. Each micro-batch is one batch of the
-    # system's batch size; the optimizer steps on their mean (effective batch = batch size x accumulate).
-    accumulate: int = 1
-    checkpoint_every: int = 1000  # iterations between checkpoints (the final one is always written); 0 = only the final
-    keep_last: int = 3  # step checkpoints kept besides last.pt (and best.pt); 0 = all
-    tensorboard: bool = True  # write TensorBoard event files under tb/ (metrics.jsonl is always written)
-    # torch.use_deterministic_algorithms + a fixed cuBLAS workspace: bit-exact resume on CUDA too,
-    # at some speed. CPU runs are deterministic without it.
-    deterministic: bool = False
-    # torch.distributed (torchrun): batch sizes are per rank; SyncBatchNorm (CUDA only) pools
-    # batch statistics over ranks; every collective fails after dist_timeout seconds instead of
-    # hanging; stop requests (Ctrl-C, SIGTERM) are agreed over ranks every dist_sync_every steps.
-    sync_batchnorm: bool = False
-    # torch.compile every network in place (module.compile(): state_dict names unchanged). The
-    # first steps pay the compilation; see BENCHMARKS.md for when it pays off. compile_mode
-    # "reduce-overhead" also replays each network's forward and backward as CUDA graphs (one
-    # launch instead of one per kernel: what small GAN / autoencoder steps are bound by on a
-    # GPU); it needs CUDA, and the engine's steps read nothing back between log steps so that
-    # nothing forces a graph to break.
-    compile: bool = False
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    dist_timeout: float = 900.0  # seconds before a collective gives up (a dead or stalled rank), under torchrun
-    dist_sync_every: int = 10  # iterations between agreements on stop requests over ranks, under torchrun
-    # Evaluate every N iterations (0 = only at the end), for systems that offer evaluate(); with
-    # best_metric (a key of its result) the best state so far is kept as checkpoints/best.pt.
-    eval_every: int = 0
-    best_metric: str = ""
-    best_mode: Literal["max", "min"] = "max"
-    # Experiment trackers beside TensorBoard / metrics.jsonl: "mlflow" (a local file store under the
-    # run folder unless mlflow_uri names another) and "wandb" (offline unless wandb_mode says so).
-    # Scalars, sample grids and the resolved config go to each (multinet.tracking.backends).
-    trackers: list[str] = dataclasses.field(default_factory=list)
-    mlflow_uri: str = ""
-    mlflow_experiment: str = "multinet"
-    wandb_project: str = "multinet"
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    steps: int = key(2000, "Total training iterations (`--steps`).")
+    amp: Literal["none", "bf16", "fp16"] = key("none", "Mixed precision: `none` (float32), `bf16` (GPUs, AMX CPUs) "
+                                                       "or `fp16` (GPUs, with a gradient scaler).")
+    log_every: int = key(50, "Iterations between logged scalars (and NaN / Inf checks); 0 = off.")
+    accumulate: int = key(1, "Gradient accumulation: micro-batches per optimizer step. Each micro-batch is one batch "
+                             "of the system's batch size; the optimizer steps on their mean (effective batch = batch "
+                             "size x accumulate).")
+    checkpoint_every: int = key(1000, "Iterations between checkpoints (the final one is always written); 0 = only "
+                                      "the final.")
+    keep_last: int = key(3, "Step checkpoints kept besides last.pt (and best.pt); 0 = all.")
+    tensorboard: bool = key(True, "Write TensorBoard event files under tb/ (metrics.jsonl is always written).")
+    deterministic: bool = key(False, "Use torch.use_deterministic_algorithms and a fixed cuBLAS workspace: bit-exact "
+                                     "resume on CUDA too, at some speed. CPU runs are deterministic without it.")
+    sync_batchnorm: bool = key(False, "Under torch.distributed (torchrun, where batch sizes are per rank): "
+                                      "SyncBatchNorm pools batch-norm statistics over ranks (CUDA only).")
+    compile: bool = key(False, "Compile every network in place with torch.compile (`module.compile()`: state_dict "
+                               "names unchanged). The first steps pay the compilation; see BENCHMARKS.md for when "
+                               "it pays off.")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = key(
+        "default", "The torch.compile mode (needs `compile = true`). `reduce-overhead` also replays each network's "
+                   "forward and backward as CUDA graphs (one launch instead of one per kernel: what small GAN / "
+                   "autoencoder steps are bound by on a GPU); it needs CUDA, and the engine's steps read nothing "
+                   "back between log steps so that nothing forces a graph to break.")
+    dist_timeout: float = key(900.0, "Seconds before a collective gives up (a dead or stalled rank) instead of "
+                                     "hanging, under torchrun.")
+    dist_sync_every: int = key(10, "Iterations between agreements on stop requests (Ctrl-C, SIGTERM) over ranks, "
+                                   "under torchrun.")
+    eval_every: int = key(0, "Evaluate every N iterations (0 = only at the end), for systems that offer "
+                             "evaluate().")
+    best_metric: str = key("", "A key of the evaluation's result: the best state so far by it is kept as "
+                               "checkpoints/best.pt (needs `eval_every` > 0); empty = none.")
+    best_mode: Literal["max", "min"] = key("max", "Whether the best `best_metric` is the largest (`max`) or the "
+                                                  "smallest (`min`).")
+    trackers: list[str] = key(factory=list, doc="Experiment trackers beside TensorBoard / metrics.jsonl: `mlflow` "
+                              "and / or `wandb`. Scalars, sample grids and the resolved config go to each "
+                              "(multinet.tracking.backends).")
+    mlflow_uri: str = key("", "The MLflow tracking URI; empty = a local file store under the run folder.")
+    mlflow_experiment: str = key("multinet", "The MLflow experiment a run is logged under.")
+    wandb_project: str = key("multinet", "The Weights & Biases project a run is logged under.")
+    wandb_mode: Literal["offline", "online", "disabled"] = key("offline", "The Weights & Biases mode: `offline` "
+                                                                          "(written locally), `online` or `disabled`.")
 
     def __post_init__(self) -> None:
         for i, name in enumerate(self.trackers):
@@ -87,10 +89,11 @@ class RunConfig:
     ``networks`` table of ``NetConfig``s, one per network.
     """
 
-    description: str = ""  # free text, shown in the run's summary
-    seed: int = 0  # seeds the initial weights and every named random stream (data, noise, channel)
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N (--device)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    description: str = key("", "Free text, shown in the run's summary.")
+    seed: int = key(0, "Seeds the initial weights and every named random stream (data, noise, channel).")
+    device: str = key("auto", "`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N` (`--device`).")
+    train: TrainConfig = key(factory=TrainConfig, doc="The `[train]` table: length, precision, logging, "
+                                                      "checkpoints and evaluation.")
 
     # What a resumed run may change (key prefixes): its length, logging, checkpoints and
     # evaluation, and where it runs. Everything else is the run itself: the saved weights and

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..config import at_least, error_line, within
+from ..config import at_least, error_line, key, within
 from .files import celeba, image_folder
 from .samplers import LoaderSampler, MixtureSampler, TensorSampler
 
@@ -29,17 +29,21 @@ __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "m
 @dataclass
 class DataConfig:
     """The ``[data]`` table: which dataset, where, in batches of what size."""
-    # The dataset: digits (bundled), mnist / fashion-mnist / cifar10 / celeba (torchvision), idx (IDX
-    # files in root), imagefolder (class subfolders in root), ring8 / grid25 (2-D Gaussian mixtures).
+
     name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "celeba", "idx", "imagefolder", "ring8",
-                  "grid25"] = "digits"
-    root: str = "data"  # dataset folder (downloads go here; an IDX or image folder for idx / imagefolder)
-    batch_size: int = 64  # examples per step, per rank
-    download: bool = False  # fetch a missing dataset through torchvision (needs the network)
-    image_size: int = 0  # 0 keeps the native size
-    workers: int = 2  # DataLoader worker processes for datasets read from disk batch by batch
-    limit: int = 0  # use only the first N examples (0 = all)
-    train_fraction: float = 1.0  # the rest is held out (real-vs-real floors)
+                  "grid25"] = key("digits", "The dataset: `digits` (bundled), `mnist` / `fashion-mnist` / `cifar10` "
+                                            "/ `celeba` (torchvision), `idx` (IDX files in root), `imagefolder` "
+                                            "(class subfolders in root), `ring8` / `grid25` (2-D Gaussian mixtures).")
+    root: str = key("data", "Dataset folder (downloads go here; the IDX or image folder for idx / imagefolder).")
+    batch_size: int = key(64, "Examples per step, per rank.")
+    download: bool = key(False, "Fetch a missing dataset through torchvision (needs the network).")
+    image_size: int = key(0, "Side of the square images the data is resized to; 0 keeps the native size (64 for "
+                             "imagefolder and celeba).")
+    workers: int = key(2, "DataLoader worker processes for datasets read from disk batch by batch (imagefolder, "
+                          "celeba).")
+    limit: int = key(0, "Use only the first N examples of a dataset held in memory (0 = all).")
+    train_fraction: float = key(1.0, "Fraction of a dataset held in memory that trains; the rest is held out (for "
+                                     "real-vs-real floors).")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size")

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from ..config import FieldError, RunConfig, TrainConfig, at_least, within
+from ..config import FieldError, RunConfig, TrainConfig, at_least, key, within
 from ..data import DataConfig
 from ..nets.spec import NetConfig
 
@@ -20,27 +20,35 @@ SAMPLES = 10 ** 7
 
 @dataclass
 class ModelConfig:
-    # "resnet": the SNGAN / BigGAN ResNet pair (spectral norm in D; train it with gan.loss = "hinge");
-    # conditional = true makes the pair class-conditional on the data's labels: the label's embedding
-    # joins z in G (and conditional BN in a dcgan / resnet G), a projection term in D.
-    arch: Literal["mlp", "dcgan", "resnet"] = "mlp"
-    conditional: bool = False
-    latent_dim: int = 100
-    hidden: int = 256
-    layers: int = 2
-    width: int = 64
-    pack: int = 1
-    spectral_norm: bool = False
-    # MLP only: a discriminator of its own size (0 = the generator's), batch norm in the
-    # generator's hidden layers, maxout units of that many pieces in the discriminator.
-    d_hidden: int = 0
-    d_layers: int = 0
-    g_batch_norm: bool = False
-    d_maxout: int = 0
-    # MLP only: the discriminator first maps each sample to d_fourier random Fourier features
-    # (sin and cos each), frequencies drawn at these scales in cycles per data unit (0 = off).
-    d_fourier: int = 0
-    d_fourier_scales: list[float] = field(default_factory=lambda: [0.5, 2.0, 8.0])
+    """The ``[model]`` table: the generator / discriminator pair the GAN builds."""
+
+    arch: Literal["mlp", "dcgan", "resnet"] = key("mlp", "The pair: `mlp` (fully connected, any data), `dcgan` "
+                                                         "(DCGAN-style conv pair, images of a side divisible by 4) "
+                                                         "or `resnet` (the SNGAN / BigGAN ResNet pair, spectral norm "
+                                                         "in D; train it with `gan.loss = \"hinge\"`).")
+    conditional: bool = key(False, "Make the pair class-conditional on the data's labels: the label's embedding "
+                                   "joins z in G (and conditional BN in a dcgan / resnet G), a projection term in D.")
+    latent_dim: int = key(100, "Size of z, the generator's input noise.")
+    hidden: int = key(256, "MLP only: width of the hidden layers (the discriminator's too unless `d_hidden` is set).")
+    layers: int = key(2, "MLP only: number of hidden layers (the discriminator's too unless `d_layers` is set).")
+    width: int = key(64, "Conv pairs (dcgan, resnet) only: the base channel count, which the other layers' counts "
+                         "multiply.")
+    pack: int = key(1, "PacGAN: the discriminator judges this many samples jointly (1 = off); `data.batch_size` "
+                       "must be a multiple of it.")
+    spectral_norm: bool = key(False, "Spectral norm on every conv / linear layer of an mlp or dcgan discriminator "
+                                     "(dcgan: instead of batch norm); the resnet discriminator always has it.")
+    d_hidden: int = key(0, "MLP only: the discriminator's hidden width, when it differs from the generator's "
+                           "(0 = `hidden`).")
+    d_layers: int = key(0, "MLP only: the discriminator's number of hidden layers, when it differs from the "
+                           "generator's (0 = `layers`).")
+    g_batch_norm: bool = key(False, "MLP only: batch norm in the generator's hidden layers.")
+    d_maxout: int = key(0, "MLP only: maxout units of this many pieces in the discriminator instead of LeakyReLU "
+                           "(0 or 1 = LeakyReLU).")
+    d_fourier: int = key(0, "MLP only: the discriminator first maps each sample to this many random Fourier "
+                            "features (sin and cos each), frequencies drawn at `d_fourier_scales` (0 = off).")
+    d_fourier_scales: list[float] = key(factory=lambda: [0.5, 2.0, 8.0], doc=(
+        "MLP only: the scales (standard deviations, in cycles per data unit) the Fourier features' random "
+        "frequencies are drawn at, in turn; used when `d_fourier` > 0."))
 
     def __post_init__(self) -> None:
         # Upper bounds far above any published network: a larger value is a typo that would
@@ -59,27 +67,32 @@ class ModelConfig:
 
 @dataclass
 class AdversarialConfig:
-    loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = "bce"  # adversarial loss on D's logits (bce: non-saturating G loss)
-    d_steps: int = 1  # discriminator steps per iteration
-    g_steps: int = 1  # generator steps per iteration
-    gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty (loss = wgan-gp)
-    r1: float = 0.0  # weight γ of the R1 penalty γ/2 ‖∇D(real)‖² (Mescheder et al. 2018); 0 = off
-    reuse_fake: bool = False  # the G step reuses the last D step's fake batch (its graph through G) instead of drawing its own
-    # One D forward over [real; fake] instead of two: the same per-sample math and loss, fewer
-    # kernels and no gradient accumulation. "auto" uses it when D has no batch-norm layer
-    # (batch statistics would then mix real and fake samples).
-    d_concat: Literal["auto", "on", "off"] = "auto"
-    # Top-k generator updates (Sinha et al. 2020): the G loss keeps only the fake samples (packs
-    # under PacGAN) that D scores as most realistic, a fraction max(topk, topk_decay ** (it / every))
-    # of the batch, where every = topk_every iterations (0: one data epoch, or 1,000 iterations
-    # for the endless mixture samplers). Under torch.distributed each rank keeps its own top k.
-    # topk = 1 is off.
-    topk: float = 1.0
-    topk_decay: float = 0.99
-    topk_every: int = 0
-    # DiffAugment (Zhao et al. 2020) for small image sets: "color,translation,cutout" or a subset;
-    # the same random augmentation on real and fake images before D, in both phases.
-    diffaugment: str = ""
+    """The ``[gan]`` table: the adversarial game, its penalties and how each step is run."""
+
+    loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = key(
+        "bce", "The adversarial loss on D's logits: `bce` (non-saturating G loss), `hinge`, `wgan-gp` (Wasserstein "
+               "with gradient penalty) or `lsgan` (least squares).")
+    d_steps: int = key(1, "Discriminator steps per iteration.")
+    g_steps: int = key(1, "Generator steps per iteration.")
+    gp_weight: float = key(10.0, "Weight of the WGAN-GP gradient penalty (`loss = \"wgan-gp\"`).")
+    r1: float = key(0.0, "Weight γ of the R1 penalty γ/2 ‖∇D(real)‖² (Mescheder et al. 2018); 0 = off.")
+    reuse_fake: bool = key(False, "The G step reuses the last D step's fake batch (its graph through G) instead of "
+                                  "drawing its own.")
+    d_concat: Literal["auto", "on", "off"] = key(
+        "auto", "One D forward over [real; fake] instead of two: the same per-sample math and loss, fewer kernels "
+                "and no gradient accumulation. `auto` uses it when D has no batch-norm layer (batch statistics "
+                "would then mix real and fake samples) and `r1` is 0.")
+    topk: float = key(1.0, "Top-k generator updates (Sinha et al. 2020): the G loss keeps only the fake samples "
+                           "(packs under PacGAN) that D scores as most realistic, a fraction max(topk, topk_decay ** "
+                           "(it / topk_every)) of the batch; 1 = off. Under torch.distributed each rank keeps its own "
+                           "top k.")
+    topk_decay: float = key(0.99, "Top-k: the factor the kept fraction shrinks by every `topk_every` iterations, "
+                                  "down to `topk`.")
+    topk_every: int = key(0, "Top-k: iterations between shrinks of the kept fraction (0 = one data epoch, or 1,000 "
+                             "iterations for the endless mixture samplers).")
+    diffaugment: str = key("", "DiffAugment (Zhao et al. 2020) for small image sets: `color,translation,cutout` or a "
+                               "subset, comma-separated (empty = off); the same random augmentation on real and fake "
+                               "images before D, in both phases.")
 
     def __post_init__(self) -> None:
         from .diffaugment import POLICIES
@@ -98,7 +111,9 @@ class AdversarialConfig:
 
 @dataclass
 class GanTrainConfig(TrainConfig):
-    sample_every: int = 500  # iterations between sample grids / scatter plots; 0 = off
+    """The GAN's ``[train]`` table: ``TrainConfig`` and how often to draw samples."""
+
+    sample_every: int = key(500, "Iterations between sample grids / scatter plots; 0 = off.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,35 +122,39 @@ class GanTrainConfig(TrainConfig):
 
 @dataclass
 class GanEvalConfig:
-    samples: int = 2500  # generated samples per evaluation (classifier IS / FD, mixture coverage, standard metrics)
-    classifier_epochs: int = 8  # epochs of the digit classifier that classifier IS / FD use, trained once per dataset
-    # "drs": also score samples drawn by discriminator rejection sampling (Azadi et al. 2019),
-    # reported as drs_* beside the plain generator's figures (mixture coverage, or classifier
-    # IS / FD). DRS reads D's logit as log p_data / p_g, which holds for the BCE loss.
-    # drs_shift (γ, in logits) trades exactness for acceptance: > 0 accepts fewer, < 0 more.
-    rejection: Literal["none", "drs"] = "none"
-    drs_shift: float = 0.0
-    # drs_refit > 0: DRS reads a fresh critic fitted for that many steps to the final generator
-    # alone (G fixed, batches of drs_refit_batch real + as many generated samples; an MLP 256 × 2
-    # over drs_refit_fourier Fourier features at model.d_fourier_scales, Adam 1e-3 with cosine
-    # decay) instead of the trained discriminator, which was fitted to a moving generator.
-    drs_refit: int = 0
-    drs_refit_batch: int = 4096
-    drs_refit_fourier: int = 128
-    # D* (the logit of the best candidate, which sets the acceptance scale): the largest logit seen
-    # (1.0, exact under an optimal D) or this quantile of the first candidates' logits; candidates
-    # above it are always kept. A critic that finds a few candidates far more real than the rest
-    # otherwise accepts almost nothing (the quantile is the bound M of Azadi et al., relaxed).
-    drs_quantile: float = 1.0
-    # FID / KID / IS / precision-recall (torch-fidelity) on image data: "inception" (the standard
-    # weights, read from eval.inception_weights or torch's hub cache; missing, the evaluation
-    # says which file to put where and goes on without them), "random-conv" (a fixed untrained
-    # net: a plumbing check, figures named features_*) or the import path of a feature network.
-    standard_metrics: bool = True
-    features: str = "inception"
-    inception_weights: str = ""
-    fid_samples: int = 10_000
-    fid_reference: int = 50_000
+    """The GAN's ``[eval]`` table: sample counts, rejection sampling and the standard image metrics."""
+
+    samples: int = key(2500, "Generated samples per evaluation (classifier IS / FD, mixture coverage, standard "
+                             "metrics).")
+    classifier_epochs: int = key(8, "Epochs of the digit classifier that classifier IS / FD use, trained once per "
+                                    "dataset.")
+    rejection: Literal["none", "drs"] = key(
+        "none", "`drs`: also score samples drawn by discriminator rejection sampling (Azadi et al. 2019), reported "
+                "as drs_* beside the plain generator's figures (mixture coverage, or classifier IS / FD). DRS reads "
+                "D's logit as log p_data / p_g, which holds for the BCE loss. `none`: the plain generator only.")
+    drs_shift: float = key(0.0, "DRS: the shift γ (in logits) that trades exactness for acceptance: > 0 accepts "
+                                "fewer samples, < 0 more.")
+    drs_refit: int = key(0, "DRS: when > 0, read a fresh critic fitted for this many steps to the final generator "
+                            "alone (G fixed; an MLP 256 × 2 over Fourier features at `model.d_fourier_scales`, Adam "
+                            "1e-3 with cosine decay) instead of the trained discriminator, which was fitted to a "
+                            "moving generator.")
+    drs_refit_batch: int = key(4096, "DRS refit: real samples per critic batch, with as many generated ones.")
+    drs_refit_fourier: int = key(128, "DRS refit: the Fourier features the fresh critic reads.")
+    drs_quantile: float = key(
+        1.0, "DRS: D* (the logit of the best candidate, which sets the acceptance scale) is the largest logit seen "
+             "(1.0, exact under an optimal D) or this quantile of the first candidates' logits; candidates above it "
+             "are always kept. A critic that finds a few candidates far more real than the rest otherwise accepts "
+             "almost nothing (the quantile is the bound M of Azadi et al., relaxed).")
+    standard_metrics: bool = key(True, "Compute FID / KID / IS / precision-recall (torch-fidelity) on image data.")
+    features: str = key("inception", "The standard metrics' feature network: `inception` (the standard weights), "
+                                     "`random-conv` (a fixed untrained net: a plumbing check, figures named "
+                                     "features_*) or the import path of a feature network.")
+    inception_weights: str = key("", "The Inception weights file for `features = \"inception\"` (empty = torch's "
+                                     "hub cache); missing, the evaluation says which file to put where and goes on "
+                                     "without them.")
+    fid_samples: int = key(10_000, "Generated samples the standard metrics read.")
+    fid_reference: int = key(50_000, "Real training examples (at most this many) the standard metrics compare the "
+                                     "generated ones with; their features are computed once and cached.")
 
     def __post_init__(self) -> None:
         within(self, "samples", "classifier_epochs", "drs_refit_batch", low=1, high=SAMPLES)
@@ -147,21 +166,25 @@ class GanEvalConfig:
 
 @dataclass
 class GanNetworks:
-    generator: NetConfig = field(default_factory=NetConfig)
-    discriminator: NetConfig = field(default_factory=NetConfig)
+    """The GAN's ``[networks]`` table: one ``NetConfig`` per network."""
+
+    generator: NetConfig = key(factory=NetConfig, doc="How the generator is trained.")
+    discriminator: NetConfig = key(factory=NetConfig, doc="How the discriminator is trained.")
 
 
 @dataclass
 class GanRecipe(RunConfig):
     """A GAN recipe: ``[data]``, ``[model]``, ``[gan]``, ``[networks.generator]`` /
     ``[networks.discriminator]``, ``[train]``, ``[eval]``."""
-    task: Literal["gan"] = "gan"  # which system a recipe is for (checked when it is read)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    gan: AdversarialConfig = field(default_factory=AdversarialConfig)
-    networks: GanNetworks = field(default_factory=GanNetworks)
-    train: GanTrainConfig = field(default_factory=GanTrainConfig)
-    eval: GanEvalConfig = field(default_factory=GanEvalConfig)
+    task: Literal["gan"] = key("gan", "Which system a recipe is for (checked when it is read).")
+    data: DataConfig = key(factory=DataConfig, doc="The `[data]` table: the real examples.")
+    model: ModelConfig = key(factory=ModelConfig, doc="The `[model]` table: the generator / discriminator pair.")
+    gan: AdversarialConfig = key(factory=AdversarialConfig, doc="The `[gan]` table: the adversarial game.")
+    networks: GanNetworks = key(factory=GanNetworks, doc="The `[networks]` table: how each network is trained.")
+    train: GanTrainConfig = key(factory=GanTrainConfig, doc="The `[train]` table: length, precision, logging, "
+                                                            "checkpoints, evaluation and sample grids.")
+    eval: GanEvalConfig = key(factory=GanEvalConfig, doc="The `[eval]` table: what an evaluation measures, "
+                                                         "and on how many samples.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

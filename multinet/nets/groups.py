@@ -7,13 +7,13 @@ identical settings share one group. Frozen parameters are in no group.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from ..config import FieldError
+from ..config import FieldError, key
 from .patterns import NORM_LAYERS, name_matches, resolve_types, type_names
 
 __all__ = ["GroupRule", "GroupPlan", "plan_groups", "group_preset", "PLAIN_PRESETS", "GROUP_PRESETS", "audit_groups", "named_trainable",
@@ -25,34 +25,35 @@ PARAM_KINDS = ("weight", "bias", "norm", "1d")
 @dataclass
 class GroupRule:
     """Settings for the parameters matched by name pattern, owning-module type and/or kind; plain
-    values, so a recipe's ``[[networks.<name>.groups]]`` table is one of these as it is.
+    values, so a recipe's ``[[networks.<name>.groups]]`` table is one of these as it is."""
 
-    ``types``: ``torch.nn`` class names (``"Linear"``, ``"nn.Linear"``, ``"torch.nn.Linear"``) or,
-    from Python, classes. ``kind``: ``weight`` / ``bias`` (by attribute name), ``norm``
-    (parameters of a normalisation layer), ``1d`` (``ndim <= 1``: biases, norm affines, scalars).
-    ``lr`` / ``weight_decay`` replace the network's value (then ``lr_mult`` / ``wd_mult`` scale
-    it); ``momentum`` and ``betas`` replace the optimizer's for these parameters.
-    """
-
-    name: str = ""  # the group's name in reports and optimizer state (default: made from the rule)
-    pattern: str | list[str] = ""  # dotted parameter-name pattern(s) (* one level, ** any); empty: any
-    types: list[str] = field(default_factory=list)
-    kind: str = ""
-    lr: float | None = None
-    lr_mult: float = 1.0
-    weight_decay: float | None = None
-    wd_mult: float = 1.0
-    momentum: float | None = None
-    betas: list[float] = field(default_factory=list)
+    name: str = key("", "The group's name in reports and optimizer state (default: made from the rule).")
+    pattern: str | list[str] = key("", "Dotted parameter-name pattern(s) (`*` one level, `**` any); empty = any.")
+    types: list[str] = key(factory=list, doc="Types of the module that owns the parameter: `torch.nn` class names "
+                                             "(`\"Linear\"`, `\"nn.Linear\"`, `\"torch.nn.Linear\"`), import paths "
+                                             "of your own or, from Python, classes; empty = any.")
+    kind: str = key("", "The parameters' kind: `weight` / `bias` (by attribute name), `norm` (parameters of a "
+                        "normalisation layer), `1d` (`ndim <= 1`: biases, norm affines, scalars); empty = any.")
+    lr: float | None = key(None, "A learning rate that replaces the network's for these parameters (then `lr_mult` "
+                                 "scales it); none = the network's.")
+    lr_mult: float = key(1.0, "Multiplies these parameters' learning rate (the multipliers of several rules "
+                              "compose).")
+    weight_decay: float | None = key(None, "A weight decay that replaces the network's for these parameters (then "
+                                           "`wd_mult` scales it); none = the network's.")
+    wd_mult: float = key(1.0, "Multiplies these parameters' weight decay.")
+    momentum: float | None = key(None, "A momentum that replaces the optimizer's for these parameters; none = the "
+                                       "optimizer's.")
+    betas: list[float] = key(factory=list, doc="Adam / AdamW betas that replace the optimizer's for these parameters; "
+                                               "empty = the optimizer's.")
 
     def __post_init__(self) -> None:
         if self.kind and self.kind not in PARAM_KINDS:
             raise ValueError(f"group kind {self.kind!r} unknown (valid: {', '.join(PARAM_KINDS)})")
         self.types = type_names(self.types)
-        for key in ("lr", "lr_mult", "weight_decay", "wd_mult", "momentum"):
-            value = getattr(self, key)
+        for option in ("lr", "lr_mult", "weight_decay", "wd_mult", "momentum"):
+            value = getattr(self, option)
             if value is not None and not value >= 0:
-                raise FieldError(key, f"must be >= 0, got {value}")
+                raise FieldError(option, f"must be >= 0, got {value}")
         if self.betas and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise FieldError("betas", f"must be two numbers in [0, 1), got {self.betas}")
         if not self.name:
@@ -166,12 +167,12 @@ def plan_groups(module: nn.Module, rules: Iterable[GroupRule], lr: float, weight
             p_wd = (rule.weight_decay if rule.weight_decay is not None else p_wd) * rule.wd_mult
             p_opts.update(rule.options)
         fired_any.update(fired)
-        key = (p_lr, p_wd, _freeze_key(p_opts))
-        group = buckets.get(key)
+        settings = (p_lr, p_wd, _freeze_key(p_opts))
+        group = buckets.get(settings)
         if group is None:
             group = {"params": [], "names": [], "lr": p_lr, "weight_decay": p_wd, **p_opts,
                      "name": "+".join(fired) or "default"}
-            buckets[key] = group
+            buckets[settings] = group
         group["params"].append(p)
         group["names"].append(pname)
         rows.append(ParamRow(pname, tuple(p.shape), "", p_lr, p_wd, False, fired))

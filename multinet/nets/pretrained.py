@@ -8,13 +8,14 @@ never passes silently.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from ..config import key
 from .patterns import name_matches
 
 __all__ = ["PretrainedSpec", "LoadReport", "load_partial"]
@@ -24,14 +25,15 @@ __all__ = ["PretrainedSpec", "LoadReport", "load_partial"]
 class PretrainedSpec:
     """A partial load of weights into a network (``[networks.<name>.pretrained]``): which file, how its
     keys map, how much must load."""
-    path: str = ""  # a checkpoint or state-dict file to load partially (empty: none)
-    network: str = ""  # which network to take from a multinet checkpoint (default: same name)
-    strip_prefix: str = ""  # remove this prefix from the file's keys
-    add_prefix: str = ""  # then add this one
-    rename: dict[str, str] = field(default_factory=dict)  # then rename keys by prefix (old → new)
-    include: list[str] = field(default_factory=list)  # load only keys matching these patterns (empty: all)
-    exclude: list[str] = field(default_factory=list)  # never load keys matching these
-    min_coverage: float = 0.0  # stop unless at least this fraction of the network's tensors loaded
+
+    path: str = key("", "A checkpoint or state-dict file to load partially (empty: none).")
+    network: str = key("", "Which network to take from a multinet checkpoint (default: the one of the same name).")
+    strip_prefix: str = key("", "First remove this prefix from the file's keys.")
+    add_prefix: str = key("", "Then add this prefix to the file's keys.")
+    rename: dict[str, str] = key(factory=dict, doc="Then rename the file's keys by prefix (old → new).")
+    include: list[str] = key(factory=list, doc="Load only the keys matching these patterns (empty: all).")
+    exclude: list[str] = key(factory=list, doc="Never load the keys matching these patterns.")
+    min_coverage: float = key(0.0, "Stop unless at least this fraction of the network's tensors loaded.")
 
 
 @dataclass
@@ -82,41 +84,41 @@ def load_partial(module: nn.Module, source: str | Path | Mapping[str, Any], netw
     renames = {old.rstrip("."): new.rstrip(".") for old, new in (rename or {}).items()}
     used: set[str] = set()
     mapped: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
+    for name, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue
         if strip_prefix:
-            if not key.startswith(strip_prefix):
+            if not name.startswith(strip_prefix):
                 continue
-            key = key[len(strip_prefix):]
+            name = name[len(strip_prefix):]
         for old, new in renames.items():
-            if key == old or key.startswith(old + "."):
-                key = new + key[len(old):]
+            if name == old or name.startswith(old + "."):
+                name = new + name[len(old):]
                 used.add(old)
                 break
-        key = add_prefix + key
-        if include and not name_matches(include, key):
+        name = add_prefix + name
+        if include and not name_matches(include, name):
             continue
-        if exclude and name_matches(exclude, key):
+        if exclude and name_matches(exclude, name):
             continue
-        mapped[key] = value
+        mapped[name] = value
     unused = [old for old in renames if old not in used]
     if unused:
         warnings.warn(f"pretrained rename {', '.join(map(repr, unused))} matches no key of the source "
                       f"({', '.join(list(state)[:3])}, ...)", stacklevel=2)
     matched, mismatch = [], []
-    for key, value in mapped.items():
-        if key not in target:
+    for name, value in mapped.items():
+        if name not in target:
             continue
-        if tuple(value.shape) != tuple(target[key].shape):
-            mismatch.append((key, tuple(value.shape), tuple(target[key].shape)))
+        if tuple(value.shape) != tuple(target[name].shape):
+            mismatch.append((name, tuple(value.shape), tuple(target[name].shape)))
             continue
-        matched.append(key)
+        matched.append(name)
     report = LoadReport(matched, [k for k in target if k not in set(matched)],
                         [k for k in mapped if k not in target], mismatch, len(target))
     if not matched or report.coverage < min_coverage:
         raise ValueError(f"pretrained load below the floor ({100 * min_coverage:.0f}%): {report.summary()}")
     with torch.no_grad():
-        for key in matched:
-            target[key].copy_(mapped[key])
+        for name in matched:
+            target[name].copy_(mapped[name])
     return report

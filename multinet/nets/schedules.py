@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+
+from ..config import key
 
 __all__ = ["ScheduleSpec", "FactorScheduler", "PlateauScheduler", "build_scheduler",
            "advance", "SCHEDULES", "schedule_function", "SCHEDULE_FUNCTIONS"]
@@ -38,43 +40,50 @@ def schedule_function(fn: Callable[[int], float]) -> Callable[[int], float]:
 
 @dataclass
 class ScheduleSpec:
-    """``name`` from SCHEDULES; ``interval`` ``step`` (per optimizer step) or ``epoch``.
+    """A learning-rate schedule as plain values (a recipe's ``[networks.<name>.schedule]`` table): the
+    factor of every group's initial lr as a closed-form function of the step (or epoch) count ``t``."""
 
-    ``total`` is the schedule length in intervals (cosine, warm-up cosine, one-cycle, linear,
-    constant-then-linear); 0 means the engine fills in the number of optimizer steps (or epochs)
-    the network takes in the run. ``linear`` goes from 1 to ``min_factor`` over ``total`` (after
-    ``warmup``); ``constant_linear`` holds 1 for ``hold`` intervals, then decays linearly to
-    ``min_factor`` at ``total`` (CycleGAN / pix2pix: ``hold`` = n_epochs, ``total`` = n_epochs +
-    n_epochs_decay). ``lambda``: ``fn(t)`` gives the factor, a Python function or its import path
-    (``"my_pkg.sched:factor"``); it must be a pure function of ``t`` so resume stays exact.
-    """
-
-    name: str = "none"
-    interval: str = "step"
-    step_size: int = 1000  # step: intervals between decays
-    gamma: float = 0.1  # step / multistep / exponential: the decay factor
-    milestones: list[int] = field(default_factory=list)  # multistep: the intervals at which to decay
-    total: int = 0
-    warmup: int = 0
-    min_factor: float = 0.0
-    pct_start: float = 0.3  # one_cycle: fraction of total spent increasing
-    div_factor: float = 25.0  # one_cycle: initial lr = max lr / div_factor
-    final_div_factor: float = 1e4  # one_cycle: final lr = initial lr / final_div_factor
-    patience: int = 10  # plateau: epochs without improvement before decaying
-    factor: float = 0.1  # plateau: the decay factor
-    mode: str = "min"  # plateau: whether the monitored value should go down (min) or up (max)
-    monitor: str = ""  # plateau: the logged value to watch (default: the network's latest phase loss)
-    hold: int = 0
-    fn: str = ""  # lambda: the factor function's import path
+    name: str = key("none", "The schedule: `none` (a constant lr), `step` (× gamma every step_size intervals), "
+                            "`multistep` (× gamma at each of the milestones), `exponential` (× gamma every "
+                            "interval), `cosine` (from 1 to min_factor over total), `warmup_cosine` (a linear "
+                            "warm-up, then cosine), `onecycle` (torch's OneCycleLR shape), `linear` (from 1 to "
+                            "min_factor over total, after a warm-up), `constant_linear` (1 for hold intervals, "
+                            "then linear to min_factor), `lambda` (fn(t) gives the factor) or `plateau` "
+                            "(ReduceLROnPlateau on the monitored value).")
+    interval: str = key("step", "What the schedule counts: `step` (it advances after each optimizer step) or "
+                                "`epoch` (at the end of an epoch in which the network stepped); `plateau` reads its "
+                                "value at epoch ends either way.")
+    step_size: int = key(1000, "`step`: intervals between decays.")
+    gamma: float = key(0.1, "`step` / `multistep` / `exponential`: the decay factor.")
+    milestones: list[int] = key(factory=list, doc="`multistep`: the intervals at which to decay.")
+    total: int = key(0, "The schedule's length in intervals (cosine, warm-up cosine, one-cycle, linear, "
+                        "constant-then-linear); 0 = the number of optimizer steps (or epochs) the network takes in "
+                        "the run, filled in by the engine.")
+    warmup: int = key(0, "`linear` / `warmup_cosine`: intervals of linear warm-up (factor (t + 1) / warmup) before "
+                         "the decay.")
+    min_factor: float = key(0.0, "`cosine` / `warmup_cosine` / `linear` / `constant_linear`: the factor the decay "
+                                 "ends at, at `total`.")
+    pct_start: float = key(0.3, "`onecycle`: fraction of total spent increasing.")
+    div_factor: float = key(25.0, "`onecycle`: initial lr = max lr / div_factor.")
+    final_div_factor: float = key(1e4, "`onecycle`: final lr = initial lr / final_div_factor.")
+    patience: int = key(10, "`plateau`: epochs without improvement before decaying.")
+    factor: float = key(0.1, "`plateau`: the decay factor.")
+    mode: str = key("min", "`plateau`: whether the monitored value should go down (`min`) or up (`max`).")
+    monitor: str = key("", "`plateau`: the logged value to watch (default: the network's latest phase loss).")
+    hold: int = key(0, "`constant_linear`: intervals the factor holds at 1 before it decays linearly to "
+                       "`min_factor` at `total` (CycleGAN / pix2pix: hold = n_epochs, total = n_epochs + "
+                       "n_epochs_decay).")
+    fn: str = key("", "`lambda`: the factor function fn(t), a Python function or its import path "
+                      "(`\"my_pkg.sched:factor\"`); it must be a pure function of t so resume stays exact.")
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULES:
             raise ValueError(f"schedule {self.name!r} unknown (valid: {', '.join(SCHEDULES)})")
         if self.interval not in ("step", "epoch"):
             raise ValueError(f"schedule interval {self.interval!r} unknown (valid: step, epoch)")
-        for key in ("step_size", "total", "warmup", "hold", "patience"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"schedule {key} must be >= 0, got {getattr(self, key)}")
+        for option in ("step_size", "total", "warmup", "hold", "patience"):
+            if getattr(self, option) < 0:
+                raise ValueError(f"schedule {option} must be >= 0, got {getattr(self, option)}")
         if self.name == "lambda" and not self.fn:
             raise ValueError("schedule 'lambda' needs fn: a function of the step (or its 'module:name' path)")
         if self.name == "constant_linear" and self.total and self.hold >= self.total:

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import warnings
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import FieldError, at_least, within
+from ..config import FieldError, at_least, key, within
 from .groups import PLAIN_PRESETS, GroupRule, group_preset
 from .pretrained import PretrainedSpec
 from .optimizers import OPTIMIZERS
 from .schedules import ScheduleSpec
-from .weights import InitRule, init_preset
+from .weights import PRESETS as INIT_PRESETS, InitRule, init_preset
 
 __all__ = ["NetConfig", "OPTIMIZER_NAMES"]
 
@@ -38,51 +38,59 @@ OPTIMIZER_NAMES = tuple(OPTIMIZERS)  # one list: the optimizers OPTIMIZERS build
 
 @dataclass(kw_only=True)
 class NetConfig:
-    """How one network is made and trained.
+    """How one network is made and trained, one recipe table ``[networks.<name>]``: a module named by
+    import path (or the system's own), its optimizer, init, parameter groups, freezing, schedule, a
+    partial load of saved weights, gradient clipping and an EMA copy."""
 
-    - ``class_path`` / ``init_args``: a network named by import path (it replaces the system's
-      network of that name; see ``multinet.state.imports`` for what a recipe may name).
-    - ``optimizer`` and its options (``betas`` for Adam/AdamW, ``momentum`` for SGD/RMSprop,
-      ``eps``, ``foreach``, ``fused``), base ``lr`` and ``weight_decay``.
-    - ``init``: a preset (``torch`` keeps torch's defaults, ``dcgan``, ``bilinear``) that
-      ``init_rules`` come before; ``init_strict``: every layer with parameters must be covered.
-    - ``groups`` (``GroupRule``), after the ``group_presets`` and ``layer_decay`` over
-      ``layer_decay_layers`` (a multiplier per layer, the last at 1).
-    - ``freeze`` patterns / ``freeze_first_n`` parameters; frozen norm layers stay in eval mode
-      (``frozen_norm="eval"``); ``unfreeze`` patterns are unfrozen after iteration ``unfreeze_at``.
-    - ``schedule``, ``pretrained`` (a partial load), ``clip_grad_norm`` (0: none),
-      ``channels_last`` (NHWC convolution weights), ``ema`` (decay of an averaged copy; 0: none).
-    """
-
-    class_path: str = ""
-    init_args: dict[str, Any] = field(default_factory=dict)
-    optimizer: Literal[OPTIMIZER_NAMES] = "adam"
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    momentum: float = 0.0
-    eps: float = 1e-8
-    foreach: bool | None = None
-    fused: bool | None = None
-    weight_decay: float = 0.0
-    init: str = "torch"
-    init_rules: list[InitRule] = field(default_factory=list)
-    init_strict: bool = False
-    group_presets: list[str] = field(default_factory=list)
-    layer_decay: float = 1.0
-    layer_decay_layers: list[str] = field(default_factory=list)
-    groups: list[GroupRule] = field(default_factory=list)
-    freeze: list[str] = field(default_factory=list)
-    freeze_first_n: int = 0
-    frozen_norm: Literal["eval", "train"] = "eval"
-    unfreeze: list[str] = field(default_factory=list)
-    unfreeze_at: int = 0
-    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
-    pretrained: PretrainedSpec = field(default_factory=PretrainedSpec)
-    clip_grad_norm: float = 0.0
-    # Convolution weights in channels_last (NHWC) memory format: faster convolutions on CPU
-    # (oneDNN) and with cuDNN under AMP; no effect on networks without convolutions.
-    channels_last: bool = False
-    ema: float = 0.0
+    class_path: str = key("", "A network named by import path (`module:Class`): it replaces the system's network "
+                              "of that name (see `multinet.state.imports` for what a recipe may name); empty = the "
+                              "system's own.")
+    init_args: dict[str, Any] = key(factory=dict, doc="Keyword arguments of `class_path`'s constructor.")
+    optimizer: Literal[OPTIMIZER_NAMES] = key("adam", "The optimizer; its options are `betas` (Adam / AdamW), "
+                                                      "`momentum` (SGD / RMSprop), `eps`, `foreach` and `fused`.")
+    lr: float = key(1e-3, "The base learning rate, which group rules and the schedule scale.")
+    betas: list[float] = key(factory=lambda: [0.9, 0.999], doc="Adam / AdamW: the two moment decays (beta1, beta2); "
+                                                               "an empty list restores the default.")
+    momentum: float = key(0.0, "SGD / RMSprop: the momentum.")
+    eps: float = key(1e-8, "The optimizer's epsilon, added to its denominator (every optimizer but SGD and L-BFGS).")
+    foreach: bool | None = key(None, "The optimizer's `foreach` option (the multi-tensor implementation); none = "
+                                     "torch's choice.")
+    fused: bool | None = key(None, "The optimizer's `fused` option (one fused kernel where torch has one); none = "
+                                   "torch's choice.")
+    weight_decay: float = key(0.0, "The base weight decay, which group rules may replace or scale.")
+    init: str = key("torch", "The init preset tried after `init_rules`: " + ", ".join(f"`{p}`" for p in INIT_PRESETS)
+                             + " (`torch` keeps torch's own initialisation).")
+    init_rules: list[InitRule] = key(factory=list, doc="Init rules, tried in order before the `init` preset: the "
+                                                       "first that matches a module initialises it.")
+    init_strict: bool = key(False, "Every layer with parameters must be covered by an init rule or the preset "
+                                   "(else building the network stops).")
+    group_presets: list[str] = key(factory=list, doc="Parameter-group presets, applied first: "
+                                   + ", ".join(f"`{p}`" for p in PLAIN_PRESETS) + ".")
+    layer_decay: float = key(1.0, "Layer-wise learning-rate decay: layer i of the L in `layer_decay_layers` learns at "
+                                  "lr × layer_decay ** (L-1-i), the last at lr (1 = off).")
+    layer_decay_layers: list[str] = key(factory=list, doc="The name patterns of `layer_decay`'s layers, from input to "
+                                                          "output.")
+    groups: list[GroupRule] = key(factory=list, doc="Parameter-group rules, after the presets and layer decay: "
+                                                    "learning rate, weight decay and optimizer options for the "
+                                                    "parameters each matches.")
+    freeze: list[str] = key(factory=list, doc="Name patterns of the parameters frozen from the start.")
+    freeze_first_n: int = key(0, "Freeze the network's first N parameters (in `named_parameters()` order).")
+    frozen_norm: Literal["eval", "train"] = key("eval", "Batch-norm layers whose parameters are all frozen: `eval` "
+                                                        "keeps them in eval mode in training (running statistics "
+                                                        "fixed), `train` lets their statistics move.")
+    unfreeze: list[str] = key(factory=list, doc="Name patterns of parameters unfrozen after iteration `unfreeze_at`.")
+    unfreeze_at: int = key(0, "The iteration after which the `unfreeze` patterns are unfrozen (>= 1 when `unfreeze` "
+                              "is set).")
+    schedule: ScheduleSpec = key(factory=ScheduleSpec, doc="The learning-rate schedule.")
+    pretrained: PretrainedSpec = key(factory=PretrainedSpec, doc="A partial load of saved weights into the network, "
+                                                                 "after init.")
+    clip_grad_norm: float = key(0.0, "Clip the gradients' total norm to this before each optimizer step (0 = no "
+                                     "clipping).")
+    channels_last: bool = key(False, "Convolution weights in channels_last (NHWC) memory format: faster convolutions "
+                                     "on CPU (oneDNN) and with cuDNN under AMP; no effect on networks without "
+                                     "convolutions.")
+    ema: float = key(0.0, "Decay of an exponential moving average of the weights: the averaged copy is what the "
+                          "system samples, evaluates and exports with (0 = none).")
 
     def __post_init__(self) -> None:
         at_least(self, 0, "weight_decay", "freeze_first_n", "unfreeze_at", "clip_grad_norm", "momentum")

@@ -6,13 +6,14 @@ module that holds parameters and that no rule covers (seed 000's ``Unexpected mo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..config import key
 from .patterns import NORM_LAYERS, name_matches, resolve_types, type_names
 
 __all__ = ["PRESETS", "preset_rule_names", "InitRule", "InitReport", "init_weights", "init_preset", "bilinear_kernel", "INIT_METHODS"]
@@ -26,29 +27,30 @@ INIT_METHODS = (
 @dataclass
 class InitRule:
     """Initialise modules of ``types`` whose dotted name matches ``pattern`` with ``method``; plain
-    values, so a recipe's ``[[networks.<name>.init_rules]]`` table is one of these as it is.
+    values, so a recipe's ``[[networks.<name>.init_rules]]`` table is one of these as it is. The
+    ``torch.nn.init`` function of ``method`` reads the arguments it takes (``args``)."""
 
-    ``method`` fills ``weight`` (``keep`` leaves it); ``bias`` is the constant written into the
-    bias, or ``None`` to leave it as it is. ``types``: ``torch.nn`` class names, import paths of
-    your own (``"my_pkg.blocks:ResBlock"``) or, from Python, classes, kept as those names so the
-    rule saves to a recipe and a checkpoint (empty: any). The ``torch.nn.init`` function of ``method`` reads the arguments it
-    takes: ``mean``/``std`` (normal), ``a``/``b`` (uniform; ``a`` is kaiming's slope too), ``val``
-    (constant), ``gain`` (xavier, orthogonal), ``mode``/``nonlinearity`` (kaiming).
-    """
-
-    method: str
-    types: list[str] = field(default_factory=list)
-    pattern: str | list[str] = ""
-    bias: float | None = 0.0
-    mean: float = 0.0
-    std: float = 1.0
-    a: float = 0.0
-    b: float = 1.0
-    val: float = 0.0
-    gain: float = 1.0
-    mode: Literal["fan_in", "fan_out"] = "fan_in"
-    nonlinearity: str = "leaky_relu"
-    name: str = ""  # a label for reports (default: the method and what it matches)
+    method: str = key(doc="How the weight is filled: " + ", ".join(f"`{m}`" for m in INIT_METHODS) + " (the "
+                          "torch.nn.init function of that name; `bilinear` the FCN upsampling kernel of a "
+                          "ConvTranspose2d; `keep` leaves the weight as it is).")
+    types: list[str] = key(factory=list, doc="Module types the rule applies to: `torch.nn` class names or import "
+                                             "paths of your own (`\"my_pkg.blocks:ResBlock\"`) or, from Python, "
+                                             "classes, kept as those names so the rule saves to a recipe and a "
+                                             "checkpoint; empty = any.")
+    pattern: str | list[str] = key("", "Dotted module-name pattern(s) the rule applies to (`*` one level, `**` any); "
+                                       "empty = any.")
+    bias: float | None = key(0.0, "The constant written into the module's bias; none leaves the bias as it is.")
+    mean: float = key(0.0, "`normal`: the mean.")
+    std: float = key(1.0, "`normal`: the standard deviation.")
+    a: float = key(0.0, "`uniform`: the lower bound; `kaiming_*`: the negative slope of the nonlinearity.")
+    b: float = key(1.0, "`uniform`: the upper bound.")
+    val: float = key(0.0, "`constant`: the value.")
+    gain: float = key(1.0, "`xavier_*` and `orthogonal`: the gain.")
+    mode: Literal["fan_in", "fan_out"] = key("fan_in", "`kaiming_*`: preserve the variance of the forward pass "
+                                                       "(`fan_in`) or of the backward pass (`fan_out`).")
+    nonlinearity: str = key("leaky_relu", "`kaiming_*`: the nonlinearity after the layer, by torch.nn.init's name "
+                                          "(`relu`, `leaky_relu`, ...).")
+    name: str = key("", "A label for reports (default: the method and what it matches).")
 
     def __post_init__(self) -> None:
         if self.method not in INIT_METHODS:

@@ -10,13 +10,13 @@ what model-free training is for.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
 from ... import distributed
-from ...config import FieldError, within
+from ...config import FieldError, key, within
 
 __all__ = ["ChannelConfig", "Channel", "ebn0_to_sigma", "snr_to_sigma", "quantize", "SIONNA_MODELS"]
 
@@ -46,29 +46,32 @@ def quantize(y: torch.Tensor, bits: int, amplitude: float) -> torch.Tensor:
 
 @dataclass
 class ChannelConfig:
-    """``db`` is Eb/N0 (``level = "ebn0"``) or SNR (``level = "snr"``); with ``db_max`` > ``db``
-    each example draws its level uniformly from [db, db_max]. With ``db_end`` the level is
-    scheduled: it moves linearly from ``db`` to ``db_end`` over the phases that train on this
-    channel (a ``db_max`` range moves with it).
+    """The ``[channel]`` table: the level in dB, who draws the noise, and the receiver's front end
+    (``Channel`` is the channel it describes)."""
 
-    ``model``: ``"awgn"`` (built in; ``fading = "rayleigh"`` adds a real block gain) or
-    ``"sionna.AWGN"``, ``"sionna.FlatFadingChannel"``, ``"sionna.RayleighBlockFading"``,
-    ``"sionna.TDL"`` with keyword arguments in ``sionna_args``. ``symbols``: how the n real
-    outputs of the encoder ride a complex channel — ``"real"`` (one real symbol per use) or
-    ``"complex"`` (I/Q pairs, n even)."""
-
-    level: Literal["ebn0", "snr"] = "ebn0"  # what db means: Eb/N0 or SNR
-    db: float = 7.0
-    db_max: float | None = None
-    db_end: float | None = None
-    normalization: Literal["codeword", "batch"] = "codeword"  # power constraint: every codeword, or the batch on average
-    fading: Literal["none", "rayleigh"] = "none"  # built-in model: a Rayleigh block gain per block, unknown to the receiver
-    model: str = "awgn"
-    sionna_args: dict[str, Any] = field(default_factory=dict)
-    symbols: Literal["real", "complex"] = "real"
-    quantize_bits: int = 0  # 0: no quantiser at the receiver
-    quantize_range: float = 2.0  # the quantiser's clipping amplitude
-    eval_db: list[float] = field(default_factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0])  # BLER evaluation levels
+    level: Literal["ebn0", "snr"] = key("ebn0", "What `db` means: Eb/N0 (`ebn0`) or SNR (`snr`).")
+    db: float = key(7.0, "The level the phases train at, in dB (Eb/N0 or SNR, as `level` says).")
+    db_max: float | None = key(None, "With `db_max` > `db`, each example draws its level uniformly from [db, db_max]; "
+                                     "none = every example at `db`.")
+    db_end: float | None = key(None, "When set, the level is scheduled: it moves linearly from `db` to `db_end` over "
+                                     "the phases that train on this channel (a `db_max` range moves with it).")
+    normalization: Literal["codeword", "batch"] = key("codeword", "Power constraint: every codeword, or the batch on "
+                                                                  "average.")
+    fading: Literal["none", "rayleigh"] = key("none", "Built-in model: `rayleigh` multiplies each block by a real "
+                                                      "Rayleigh gain, unknown to the receiver; `none` = plain AWGN.")
+    model: str = key("awgn", "Who draws the noise: `awgn` (built in) or a Sionna channel block, "
+                             + ", ".join(f"`sionna.{m}`" for m in SIONNA_MODELS) + " (keyword arguments in "
+                             "`sionna_args`).")
+    sionna_args: dict[str, Any] = key(factory=dict, doc="Keyword arguments of the Sionna block `model` names (sionna.* "
+                                                        "models only).")
+    symbols: Literal["real", "complex"] = key("real", "How the n real outputs of the encoder ride a complex channel: "
+                                                      "`real` (one real symbol per use) or `complex` (I/Q pairs, n "
+                                                      "even).")
+    quantize_bits: int = key(0, "Bits of a quantiser at the receiver's front end (0 = none); its gradient is zero "
+                                "almost everywhere, which is what model-free training is for.")
+    quantize_range: float = key(2.0, "The quantiser's clipping amplitude.")
+    eval_db: list[float] = key(factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0], doc="The levels (dB) the BLER "
+                                                                                    "evaluation measures at.")
 
     def __post_init__(self) -> None:
         # Beyond about ±60 dB the noise is numerically zero or swamps everything: a typo, not a study.
