@@ -255,9 +255,14 @@ def _task_of(name: str) -> str:
 
 
 def find_recipe(name_or_path: str) -> tuple[str, str]:
-    """Return (source label, TOML text) for a recipe name (``gan_digits``) or a path."""
+    """Return (source label, TOML text) for a recipe name (``gan_digits``) or a path.
+
+    A path is a recipe file when it is a file or ends in ``.toml``; anything else that exists (a
+    folder named like a recipe in the working directory) never hides a shipped recipe."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.is_file() or p.suffix == ".toml":
+        if p.is_dir():
+            raise ConfigError(f"recipe file {p} is a folder, not a file")
         if not p.is_file():
             raise ConfigError(f"recipe file {p} not found")
         try:
@@ -268,7 +273,10 @@ def find_recipe(name_or_path: str) -> tuple[str, str]:
         f = d / f"{name_or_path}.toml"
         if f.is_file():
             return name_or_path, f.read_text()
-    raise ConfigError(f"recipe {name_or_path!r} not found (named recipes: {', '.join(list_recipes())})")
+    named = ", ".join(list_recipes())
+    if p.is_dir():
+        raise ConfigError(f"recipe {name_or_path!r} is a folder, not a recipe file (named recipes: {named})")
+    raise ConfigError(f"recipe {name_or_path!r} not found (named recipes: {named})")
 
 
 def load_recipe(cls: type, name_or_path: str, overrides: list[str] | None = None) -> Any:

@@ -73,6 +73,17 @@ def test_bad_input_is_one_line_and_starts_nothing(tmp_path, args, msg):
     assert not (tmp_path / "r").exists() and not (tmp_path / "checkpoints").exists()
 
 
+def test_a_folder_named_like_a_recipe_does_not_hide_it(tmp_path):
+    """A folder ``gan_digits`` in the working directory is not a recipe file: the shipped recipe
+    runs; a folder that names no recipe is one line."""
+    (tmp_path / "gan_digits").mkdir()
+    (tmp_path / "notes").mkdir()
+    r = run("multinet", ["keys", "gan", "gan_digits"], cwd=tmp_path)
+    assert r.returncode == 0 and "MLP GAN on scikit-learn's 8x8 digits" in r.stdout, r.stderr
+    _one_line(run("multinet.gan", ["notes", "--no-progress"], cwd=tmp_path),
+              "error: recipe 'notes' is a folder, not a recipe file (named recipes: ")
+
+
 def _images(folder, n):
     folder.mkdir(parents=True)
     for i in range(n):

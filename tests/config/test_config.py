@@ -1,9 +1,11 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from multinet.config import ConfigError, from_dict, list_recipes, load_recipe, parse_overrides, to_dict, to_toml
+from multinet.config import (ConfigError, find_recipe, from_dict, list_recipes, load_recipe, parse_overrides, to_dict,
+                             to_toml)
 from multinet.gan import GanRecipe
 
 
@@ -105,6 +107,23 @@ def test_a_binary_recipe_is_named(tmp_path):
     (tmp_path / "r.toml").write_bytes(b"\x00\xff\xfe binary")
     with pytest.raises(ConfigError, match=f"recipe file {tmp_path / 'r.toml'}: not a text"):
         load_recipe(GanRecipe, str(tmp_path / "r.toml"))
+
+
+def test_a_folder_named_like_a_recipe_does_not_hide_it(tmp_path, monkeypatch):
+    """Only a file (or a name ending in .toml) is read as a recipe file: a folder ``gan_digits`` in
+    the working directory leaves the shipped recipe reachable, and a folder that names no recipe
+    is one line saying so."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("gan_digits", "notes", "mine.toml"):
+        (tmp_path / name).mkdir()
+    shipped = Path(__file__).resolve().parents[2] / "recipes/gan_digits.toml"
+    assert find_recipe("gan_digits") == ("gan_digits", shipped.read_text())
+    with pytest.raises(ConfigError, match=r"^recipe 'notes' is a folder, not a recipe file \(named recipes: .*gan_digits"):
+        find_recipe("notes")
+    with pytest.raises(ConfigError, match=r"^recipe file mine.toml is a folder, not a file$"):
+        find_recipe("mine.toml")
+    (tmp_path / "gan_digits_mine").write_text('[train]\nsteps = 7\n')  # a file is a recipe file, .toml or not
+    assert load_recipe(GanRecipe, "gan_digits_mine").train.steps == 7
 
 
 def test_drs_through_a_discriminator_not_trained_with_bce_warns():
