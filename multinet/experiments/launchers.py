@@ -152,11 +152,13 @@ class SweepJob:
 
 
 def check_launcher(launcher: str) -> None:
-    """What submitting needs, checked before anything is written: submitit, and for Slurm ``sbatch``."""
+    """What submitting needs, checked before anything is written: submitit, and for Slurm its
+    ``sbatch`` and ``srun`` (submitit submits with one and starts each job with the other)."""
     if importlib.util.find_spec("submitit") is None:
         raise ConfigError(f"--launcher {launcher} needs submitit: pip install 'multinet[slurm]'")
-    if launcher == "slurm" and not shutil.which("sbatch"):
-        raise ConfigError("--launcher slurm: no sbatch command here; submit from a machine of the cluster "
+    missing = [command for command in ("sbatch", "srun") if not shutil.which(command)] if launcher == "slurm" else []
+    if missing:
+        raise ConfigError(f"--launcher slurm: no {missing[0]} command here; submit from a machine of the cluster "
                           "(a login node), or use --launcher local to run the jobs on this machine")
 
 

@@ -91,13 +91,20 @@ def test_a_job_signalled_at_its_time_limit_saves_is_requeued_and_its_trial_resum
     assert figures(out) == figures(whole)
 
 
-def test_slurm_is_given_one_array_job_with_the_options_asked_for(tmp_path):
-    """A stand-in ``sbatch`` on PATH keeps the script submitit writes: what a real cluster receives."""
+def stand_ins(tmp_path, sbatch):
+    """A folder for PATH with a stand-in ``sbatch`` running the shell lines ``sbatch``, and an
+    ``srun`` (submitit asks for one before it submits; only the job itself would run it)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    sbatch = bin_dir / "sbatch"
-    sbatch.write_text(f"#!/bin/sh\ncp \"$1\" {tmp_path}/script.sh\necho 'Submitted batch job 4242'\n")
-    sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
+    for name, body in (("sbatch", sbatch), ("srun", "exit 1")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod((bin_dir / name).stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+def test_slurm_is_given_one_array_job_with_the_options_asked_for(tmp_path):
+    """A stand-in ``sbatch`` on PATH keeps the script submitit writes: what a real cluster receives."""
+    bin_dir = stand_ins(tmp_path, f"cp \"$1\" {tmp_path}/script.sh\necho 'Submitted batch job 4242'")
     env_path = os.environ["PATH"]
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{env_path}"
     try:
@@ -146,15 +153,16 @@ def test_slurm_without_sbatch_here_says_where_to_submit_from(tmp_path, monkeypat
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
         "--launcher slurm: no sbatch command here; submit from a machine of the cluster (a login node), "
         "or use --launcher local to run the jobs on this machine"), r.stderr
+    (stand_ins(tmp_path, "exit 1") / "srun").unlink()  # sbatch without srun: submitit could not submit
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    r = run("multinet", ["sweep", "autoencoder", *AE, "--out", str(tmp_path / "s"), "--launcher", "slurm"])
+    assert r.returncode == 2 and "--launcher slurm: no srun command here" in r.stderr.strip().splitlines()[-1], r.stderr
 
 
 def test_sbatch_refusing_the_jobs_is_one_line_with_its_reason(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sbatch = bin_dir / "sbatch"
-    sbatch.write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpux' >&2\n"
-                      "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\nexit 1\n")
-    sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
+    bin_dir = stand_ins(tmp_path, "echo 'sbatch: error: invalid partition specified: gpux' >&2\n"
+                                  "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2\n"
+                                  "exit 1")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     r = run("multinet", ["sweep", "autoencoder", *AE, "--out", str(tmp_path / "s"), "--launcher", "slurm",
                          "--slurm-partition", "gpux"])
