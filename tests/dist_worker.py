@@ -1,6 +1,6 @@
 """Run under torchrun by tests/run/test_distributed.py: the engine API on two ranks.
 
-    python -m torch.distributed.run --nproc-per-node=2 tests/dist_worker.py MODE OUT
+    python -m torch.distributed.run --nproc-per-node=2 tests/dist_worker.py MODE[,MODE...] OUT
 
 MODE ``frozen``: a GAN-shaped two-network system; checks that each network has its own DDP
 built without find_unused_parameters, that the frozen network's .grad stays None on every rank,
@@ -147,5 +147,6 @@ if __name__ == "__main__":
     if mode == "fail":
         fail_mode(sys.argv[2])
     else:
-        {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode, "accumulate": accumulate_mode}[mode]()
+        for one in mode.split(","):  # several modes in turn share one process group (one start-up)
+            {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode, "accumulate": accumulate_mode}[one]()
         distributed.shutdown()

@@ -185,7 +185,7 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_
     from ..cli_run import ENV, from_a_terminal
     grid = ["networks.decoder.lr=1e-3,3e-3", "--steps", "300", "train.checkpoint_every=50"]
     whole = tmp_path / "whole"
-    assert sweep(whole, *grid, spawned=True).returncode == 0
+    assert sweep(whole, *grid).returncode == 0
     cut = tmp_path / "cut"
     args = [sys.executable, "-m", "multinet", "sweep", "autoencoder", *AE, *grid, "--objective", FIG,
             "--direction", "minimize", "--out", str(cut)]
@@ -201,7 +201,7 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_same_command_finishes_it_with_
     assert err.strip().count("\n") == 0, err  # one line
     before = load_checkpoint(second)["stateful"]["timer"]["seconds"]  # the time trained before the stop
     assert before > 0
-    r = sweep(cut, *grid, spawned=True)
+    r = sweep(cut, *grid)  # the same command (in this process: the same code from its arguments on)
     assert r.returncode == 0 and "resuming 1 interrupted trial" in r.stdout, r.stdout + r.stderr
     figures = lambda out: sorted((x["param/networks.decoder.lr"], x[FIG]) for x in rows(out))  # noqa: E731
     assert figures(cut) == figures(whole)
@@ -321,7 +321,8 @@ def test_workers_on_one_sqlite_file_never_take_the_same_queued_trial(tmp_path):
     study = optuna.create_study(study_name="race", storage=url)
     for k in range(60):
         study.enqueue_trial({}, user_attrs={"k": k})
-    ctx = multiprocessing.get_context("spawn")
+    del study  # its connections stay in this process: each worker opens its own
+    ctx = multiprocessing.get_context("fork")  # no re-import of torch per worker (the workers use none)
     out = ctx.Queue()
     workers = [ctx.Process(target=_take_queued, args=(url, out)) for _ in range(4)]
     for w in workers:

@@ -94,8 +94,8 @@ def test_a_lost_node_is_restarted_by_the_elastic_agent_and_the_run_resumes_from_
     workers fail on their next collective and its agent (``--max-restarts=2``) starts a new round;
     node B is started again (as a scheduler would), both rejoin, and the same command continues from
     the last checkpoint (``--resume auto``) to the weights of an uninterrupted run."""
-    steps = ["--steps", "200", "train.checkpoint_every=25", "train.log_every=25", "link.batch_size=32"]
-    args = [*AE, *steps, "--out", str(tmp_path / "cut"), "--resume", "auto"]
+    steps = ["--steps", "100", "train.checkpoint_every=25", "train.log_every=25"]
+    args = [*AE, *steps, "link.batch_size=32", "--out", str(tmp_path / "cut"), "--resume", "auto"]
     port = _port()
     a = node(True, port, "lost-node", args, max_restarts=2)
     b = node(False, port, "lost-node", args, max_restarts=2)
@@ -111,16 +111,16 @@ def test_a_lost_node_is_restarted_by_the_elastic_agent_and_the_run_resumes_from_
     recovered = time.monotonic() - lost_at
     assert "Restarting worker group" in err_a or "restart" in err_a.lower(), err_a[-3000:]
     ck = load_checkpoint(checkpoints / "last.pt")
-    assert ck["engine"]["iteration"] == 200 and ck["engine"]["world_size"] == 4
+    assert ck["engine"]["iteration"] == 100 and ck["engine"]["world_size"] == 4
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     steps_logged = [r["step"] for r in rows if any(k.startswith("loss/") for k in r)]
-    assert steps_logged == list(range(25, 201, 25))  # resumed from a checkpoint: no step logged twice
+    assert steps_logged == list(range(25, 101, 25))  # resumed from a checkpoint: no step logged twice
     print(f"lost node to finished run: {recovered:.1f} s")
-    whole = [*AE, *steps, "--out", str(tmp_path / "whole")]
-    port = _port()
-    finish(node(True, port, "whole", whole), node(False, port, "whole", whole))
+    # The uninterrupted run: one process with the global batch, which four train like (the test above).
+    launch("multinet.autoencoder", [*AE, *steps, "link.batch_size=128", "--out", str(tmp_path / "whole")], nproc=1)
     cut, ref = weights(tmp_path / "cut"), weights(tmp_path / "whole")
-    # The same weights to float rounding (measured: at most 1.8e-7 apart, none by more than 1e-6).
+    print(f"largest difference to the uninterrupted run: {max_diff(cut, ref):.2g}")
+    # The same weights to float rounding (measured: at most 2.1e-7 apart, none by more than 1e-6).
     assert max_diff(cut, ref) < 1e-5 and share_differing(cut, ref) == 0
 
 
