@@ -67,8 +67,8 @@ def test_a_job_signalled_at_its_time_limit_saves_is_requeued_and_its_trial_resum
     is queued again and finishes from its checkpoint with the figures of an uninterrupted run."""
     long = [a if a != "20" else "1200" for a in AE] + ["train.checkpoint_every=100", "networks.decoder.lr=1e-3"]
     out = tmp_path / "cut"
-    r = run("multinet", ["sweep", "autoencoder", *long, "--objective", FIG, "--direction", "minimize",
-                         "--out", str(out), "--launcher", "local", "--slurm-time", "10"])
+    r = spawn("multinet", ["sweep", "autoencoder", *long, "--objective", FIG, "--direction", "minimize",
+                           "--out", str(out), "--launcher", "local", "--slurm-time", "10"])
     assert r.returncode == 0, r.stderr
     deadline = time.monotonic() + 120
     while not list(out.glob("trials/0000/seed-0/checkpoints/step_*.pt")) and time.monotonic() < deadline:
