@@ -7,6 +7,7 @@ from PIL import Image
 from multinet import load_checkpoint
 from multinet.data import LoaderSampler
 
+from ..checkpoints import leaves, same
 from ..cli_run import run
 
 CPU = torch.device("cpu")
@@ -47,20 +48,6 @@ def test_a_resumed_sampler_loads_the_same_rows_with_the_same_worker_seeds():
     assert not torch.equal(batches[0][1], batches[3][1])  # each epoch its own worker seeds
 
 
-def _leaves(obj, path=""):
-    if isinstance(obj, dict):
-        return {k: v for key, value in obj.items() for k, v in _leaves(value, f"{path}/{key}").items()}
-    if isinstance(obj, (list, tuple)):
-        return {k: v for i, value in enumerate(obj) for k, v in _leaves(value, f"{path}/{i}").items()}
-    return {path: obj}
-
-
-def _same(a, b):
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    return a == b
-
-
 def test_an_image_folder_run_resumed_mid_epoch_ends_bit_for_bit_as_the_uninterrupted_one(tmp_path, one_thread):
     """16 images in batches of 4, 6 steps: the resumed run starts mid-epoch (step 3) and begins the
     next epoch's iterator at another moment than the whole run; the global RNG states it saves
@@ -78,8 +65,8 @@ def test_an_image_folder_run_resumed_mid_epoch_ends_bit_for_bit_as_the_uninterru
     r = run("multinet.gan", ["--resume", str(tmp_path / "whole/checkpoints/step_00000003.pt"), "--out",
                              str(tmp_path / "resumed"), "--no-progress"])
     assert r.returncode == 0, r.stderr
-    a = _leaves(load_checkpoint(tmp_path / "whole/checkpoints/last.pt"))
-    b = _leaves(load_checkpoint(tmp_path / "resumed/checkpoints/last.pt"))
+    a = leaves(load_checkpoint(tmp_path / "whole/checkpoints/last.pt"))
+    b = leaves(load_checkpoint(tmp_path / "resumed/checkpoints/last.pt"))
     assert a.keys() == b.keys() and any(k.startswith("/rng/") for k in a)
-    bad = [k for k in a if not k.startswith("/stateful/timer/") and not _same(a[k], b[k])]
+    bad = [k for k in a if not k.startswith("/stateful/timer/") and not same(a[k], b[k])]
     assert not bad, f"the resumed run ends elsewhere than the uninterrupted one: {bad}"

@@ -13,12 +13,13 @@ import struct
 
 import numpy as np
 import pytest
-import torch
-from cli_run import run
 
 from multinet import load_checkpoint, load_system
 from multinet.config import list_recipes
 from multinet.run.resume import FROM_NOW
+
+from ..checkpoints import leaves, same
+from ..cli_run import run
 
 STEPS = 4  # even: the resumed run starts from the checkpoint at STEPS // 2
 COMMON = ["--steps", str(STEPS), "--no-progress", "device='cpu'", "train.log_every=1",
@@ -134,21 +135,6 @@ def source(work):
     return work / "runs/source/checkpoints/last.pt"
 
 
-def _leaves(obj, path=""):
-    """Every value of a nested checkpoint, by its path."""
-    if isinstance(obj, dict):
-        return {k: v for key, value in obj.items() for k, v in _leaves(value, f"{path}/{key}").items()}
-    if isinstance(obj, (list, tuple)):
-        return {k: v for i, value in enumerate(obj) for k, v in _leaves(value, f"{path}/{i}").items()}
-    return {path: obj}
-
-
-def _same(a, b):
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    return a == b
-
-
 def _rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -168,11 +154,11 @@ def _check_round_trip(ckpt_path):
         saved = ckpt["networks"][name]["module"]
         loaded = net.module.state_dict()
         assert loaded.keys() == saved.keys(), f"{name}: loaded {sorted(loaded)}, saved {sorted(saved)}"
-        bad = [k for k in saved if not _same(loaded[k], saved[k])]
+        bad = [k for k in saved if not same(loaded[k], saved[k])]
         assert not bad, f"{name}: loaded weights differ from the saved ones: {bad}"
         if name in ckpt.get("ema", {}):
             ema = net.ema.state_dict()
-            bad = [k for k in ckpt["ema"][name] if not _same(ema[k], ckpt["ema"][name][k])]
+            bad = [k for k in ckpt["ema"][name] if not same(ema[k], ckpt["ema"][name][k])]
             assert not bad, f"{name}: loaded EMA differs from the saved one: {bad}"
 
 
@@ -185,10 +171,10 @@ def _check_resume(module, full, resumed, work):
     mid = full / f"checkpoints/step_{STEPS // 2:08d}.pt"
     r = run(module, ["--resume", str(mid), "--out", str(resumed), "--no-progress"], cwd=work)
     assert r.returncode == 0, r.stderr
-    a = _leaves(load_checkpoint(full / "checkpoints/last.pt"))
-    b = _leaves(load_checkpoint(resumed / "checkpoints/last.pt"))
+    a = leaves(load_checkpoint(full / "checkpoints/last.pt"))
+    b = leaves(load_checkpoint(resumed / "checkpoints/last.pt"))
     assert a.keys() == b.keys(), f"checkpoint entries differ: {sorted(set(a) ^ set(b))}"
-    bad = [k for k in a if not k.startswith(NOT_CARRIED) and not _same(a[k], b[k])]
+    bad = [k for k in a if not k.startswith(NOT_CARRIED) and not same(a[k], b[k])]
     assert not bad, f"resumed from step {STEPS // 2}, the final checkpoint differs from the uninterrupted run's: {bad}"
     later = [row for row in _rows(full) if row["step"] > STEPS // 2]
     assert _rows(resumed) == later, "the resumed run logged other values than the uninterrupted run"
