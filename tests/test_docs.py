@@ -1,5 +1,6 @@
 """The docs' code runs as written: the tutorial's file and script blocks, then its commands; the
 engine and own-system guides' blocks, in order, in one namespace."""
+import json
 import re
 import shlex
 import sys
@@ -43,7 +44,7 @@ def test_the_tutorial_runs_as_written(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("pages", [["guides/engine.md", "guides/own-system.md"]])
 def test_the_guides_examples_run(pages, capsys):
-    ns: dict = {}
+    ns: dict = {"__name__": "__main__"}  # as a script: the own-system page's demo runs
     blocks = [code for page in pages for kind, _, code in _blocks(page) if kind == "python"]
     assert len(blocks) >= 7
     for code in blocks:
@@ -148,3 +149,16 @@ def test_every_multinet_name_the_docs_and_readme_mention_imports():
         else:
             broken.append(name)
     assert not broken, broken
+
+
+def test_the_own_system_pages_class_trains_from_the_command_line_as_written(tmp_path):
+    """A newcomer's path: the page's block saved as a module, named on the command line (its demo
+    does not run on import)."""
+    from .cli_run import spawn
+    block = next(code for kind, _, code in _blocks("guides/own-system.md") if kind == "python" and "class RingGan" in code)
+    (tmp_path / "mysys.py").write_text(block)
+    r = spawn("multinet", ["train", "mysys:RingGan", "--steps", "20", "--no-progress", "--out", str(tmp_path / "r")],
+              cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "step limit at step 150" not in r.stdout + r.stderr  # the demo stayed out of the import
+    assert json.loads(r.stdout.splitlines()[-1])["steps"] == 20

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..config import FieldError, RunConfig, TrainConfig, at_least, key, key_meaning, within
 from ..data import DataConfig
@@ -24,7 +24,8 @@ class LinkConfig:
     n: int = key(7, "Real channel uses per block (messages) or per image (images).")
     k: int = key(4, "Bits per block: 2^k messages.")
     hidden: int = key(128, "Width of the encoder's and decoder's hidden layers.")
-    batch_size: int = key(1024, "Messages (or symbols, images) per training step, per rank.")
+    batch_size: int = key(1024, "Messages (bits: symbols) per training step, per rank; an image link takes "
+                                "`data.batch_size`.")
     training: Literal["gradient", "model_free"] = key(
         "gradient", "`gradient`: backpropagation through the channel. `model_free` (Aoudia & Hoydis 2018): the "
                     "receiver trains supervised, the transmitter by policy gradient through Gaussian perturbations "
@@ -115,6 +116,7 @@ class AeNetworks:
 class AeRecipe(RunConfig):
     """An autoencoder recipe: ``[link]``, ``[data]``, ``[channel]`` (and ``[finetune_channel]``),
     ``[[phases]]``, ``[networks.encoder]`` / ``[networks.decoder]``, ``[train]``, ``[eval]``."""
+    RENAMED: ClassVar[dict[str, str]] = {"system": "[link]"}  # 0.1 keys, named in their one-line error
     task: Literal["autoencoder"] = key("autoencoder", "Which system a recipe is for (checked when it is read).")
     link: LinkConfig = key(factory=LinkConfig, doc="The `[link]` table: what crosses the channel and how.")
     data: DataConfig = key(factory=DataConfig, doc="The `[data]` table: the images of an image link "
@@ -141,6 +143,10 @@ class AeRecipe(RunConfig):
         if self.train.steps < len(self.phases):
             raise FieldError("train.steps", f"must be at least the number of phases ({len(self.phases)}): each "
                              f"phase needs a step, got {self.train.steps}")
+        if self.link.kind == "images" and self.data.name in ("ring8", "grid25", "imagefolder", "celeba"):
+            # Its PSNR evaluation reads images held in memory: not 2-D points, nor images streamed from files.
+            raise FieldError("data.name", f"link.kind = 'images' needs an image set held in memory (digits, mnist, "
+                             f"fashion-mnist, cifar10, idx), got {self.data.name!r}")
 
 
 def phase_bounds(phases: list[PhaseConfig], total: int) -> list[tuple[int, int]]:

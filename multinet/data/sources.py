@@ -42,8 +42,8 @@ class DataConfig:
     workers: int = key(2, "DataLoader worker processes for datasets read from disk batch by batch (imagefolder, "
                           "celeba).")
     limit: int = key(0, "Use only the first N examples of a dataset held in memory (0 = all).")
-    train_fraction: float = key(1.0, "Fraction of a dataset held in memory that trains; the rest is held out (for "
-                                     "real-vs-real floors).")
+    train_fraction: float = key(1.0, "Fraction of a dataset held in memory that trains; the rest is held out (a GAN's "
+                                     "real-vs-real floors, an image link's PSNR evaluation).")
 
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..config import FieldError, RunConfig, TrainConfig, at_least, key, within
 from ..data import DataConfig
@@ -68,6 +68,7 @@ class ModelConfig:
 @dataclass
 class AdversarialConfig:
     """The ``[gan]`` table: the adversarial game, its penalties and how each step is run."""
+    RENAMED: ClassVar[dict[str, str]] = {"ema": "networks.generator.ema"}  # 0.1 keys, named in their one-line error
 
     loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = key(
         "bce", "The adversarial loss on D's logits: `bce` (non-saturating G loss), `hinge`, `wgan-gp` (Wasserstein "

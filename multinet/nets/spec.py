@@ -22,7 +22,7 @@ from __future__ import annotations
 import warnings
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ..config import FieldError, at_least, key, within
 from .groups import PLAIN_PRESETS, GroupRule, group_preset
@@ -41,6 +41,7 @@ class NetConfig:
     """How one network is made and trained, one recipe table ``[networks.<name>]``: a module named by
     import path (or the system's own), its optimizer, init, parameter groups, freezing, schedule, a
     partial load of saved weights, gradient clipping and an EMA copy."""
+    RENAMED: ClassVar[dict[str, str]] = {"compile": "train.compile", "sync_batchnorm": "train.sync_batchnorm"}  # 0.1 keys
 
     class_path: str = key("", "A network named by import path (`module:Class`): it replaces the system's network "
                               "of that name (see `multinet.state.imports` for what a recipe may name); empty = the "

@@ -206,7 +206,7 @@ def engine_for(system: System, steps: int | None = None, **options: Any) -> Engi
     and loops of your own. ``options`` go to ``Engine`` (more ``stateful`` objects, ``handlers``)."""
     cfg, opts = system.cfg, system.engine_options()
     if not isinstance(opts, EngineOptions):
-        raise TypeError(f"{type(system).__name__}.engine_options() returned {type(opts).__name__}; return "
+        raise ConfigError(f"{type(system).__name__}.engine_options() returned {type(opts).__name__}; return "
                         "multinet.EngineOptions(steps_per_epoch=..., stateful=...)")
     stateful = {"system": system, **opts.stateful, **options.pop("stateful", {})}
     phases = system.phases()

@@ -98,6 +98,15 @@ def _one_line(r, msg):
      "channel.eval_db[0]: expected a finite number, got nan"),
     (["multinet.autoencoder", "ae_7_4", "channel.db=1e4"], "channel.db: must be in [-60, 60] dB, got 10000.0"),
     (["multinet.autoencoder", "ae_7_4", "link.k=64"], "link.k: must be in [1, 16] (2^k messages), got 64"),
+    # A 0.1 key says where it went.
+    (["multinet.autoencoder", "ae_7_4", "system.k=4"],
+     "unknown key 'system': it is [link] since 1.0 (CHANGELOG.md, \"Migrating from 0.1\")"),
+    (["multinet.gan", "gan_digits", "gan.ema=0.9"], "unknown key 'gan.ema': it is networks.generator.ema since 1.0"),
+    (["multinet.gan", "gan_digits", "networks.generator.compile=true"],
+     "unknown key 'networks.generator.compile': it is train.compile since 1.0"),
+    (["multinet.autoencoder", "ae_images_awgn", "data.name=ring8"],
+     "data.name: link.kind = 'images' needs an image set held in memory (digits, mnist, fashion-mnist, cifar10, idx), "
+     "got 'ring8'"),
     (["multinet.autoencoder", "ae_7_4", "link.batch_size=10000000000000"], "link.batch_size: must be in [1, 16777216]"),
     # python -m multinet train SYSTEM ...
     (["multinet", "train", "", "--steps", "3"], "SYSTEM: expected 'package.module:Name', got ''"),

@@ -191,10 +191,11 @@ def test_rules_name_module_types_either_way_and_an_init_rule_that_fits_nothing_w
         Net("g", module, NetConfig(optimizer="sgd", lr=0.1, init_rules=[InitRule("zeros", ("torch.nn.Conv2d",)), InitRule("zeros")]), "cpu")
 
 
-def test_engine_options_are_typed_and_the_old_dict_still_reads():
+def test_engine_options_are_typed_and_a_dict_is_one_line():
     import pytest
 
     from multinet import EngineOptions
+    from multinet.config import ConfigError
     from multinet.run import engine_for
 
     class Sampler:
@@ -213,7 +214,7 @@ def test_engine_options_are_typed_and_the_old_dict_still_reads():
             return {"steps_per_epoch": 5, "stateful": {"data": Sampler()}}
     e = engine_for(Typed(_cfg(), torch.device("cpu")))
     assert e.steps_per_epoch == 5 and e.state_dict()["stateful"]["data"] == {"pos": 3}
-    with pytest.raises(TypeError, match="engine_options\\(\\) returned dict; return multinet.EngineOptions"):
+    with pytest.raises(ConfigError, match="engine_options\\(\\) returned dict; return multinet.EngineOptions"):
         engine_for(Old(_cfg(), torch.device("cpu")))
 
 

@@ -70,8 +70,8 @@ class ChannelConfig:
     quantize_bits: int = key(0, "Bits of a quantiser at the receiver's front end (0 = none); its gradient is zero "
                                 "almost everywhere, which is what model-free training is for.")
     quantize_range: float = key(2.0, "The quantiser's clipping amplitude.")
-    eval_db: list[float] = key(factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0], doc="The levels (dB) the BLER "
-                                                                                    "evaluation measures at.")
+    eval_db: list[float] = key(factory=lambda: [0.0, 2.0, 4.0, 6.0, 7.0, 8.0],
+                               doc="The levels (dB) the evaluation measures at (BLER, or an image link's PSNR).")
 
     def __post_init__(self) -> None:
         # Beyond about ±60 dB the noise is numerically zero or swamps everything: a typo, not a study.
