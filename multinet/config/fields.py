@@ -5,9 +5,12 @@ and from Python."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+import traceback
 from typing import Any, Callable
 
-__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line"]
+__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line", "user_line"]
 
 
 def key(default: Any = dataclasses.MISSING, doc: str = "", *,
@@ -73,3 +76,17 @@ def error_line(e: BaseException, limit: int = 300) -> str:
     """An exception as one line: its message's first non-empty line (or its type's name)."""
     lines = [x.strip() for x in str(e).splitlines() if x.strip()]
     return (lines[0] if lines else type(e).__name__)[:limit]
+
+
+def user_line(e: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``e``'s traceback outside multinet and torch (else the
+    innermost frame), relative to the working folder when inside it: where the user's code failed."""
+    libraries = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+                      for m in (sys.modules.get("multinet"), sys.modules.get("torch")) if getattr(m, "__file__", None))
+    frames = traceback.extract_tb(e.__traceback__)
+    own = [f for f in frames if not os.path.abspath(f.filename).startswith(libraries)]
+    frame = (own or frames)[-1] if frames else None
+    if frame is None:
+        return "unknown line"
+    path, here = os.path.abspath(frame.filename), os.getcwd() + os.sep
+    return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"

@@ -20,17 +20,17 @@ schedule and the EMA advance on every optimizer step, skipped or not, as in Ligh
 from __future__ import annotations
 
 import os
-import traceback
 import warnings
 from typing import Any, Callable
 
 import torch
 
 from ..config import error_line
+from ..config.fields import user_line
 from ..nets import advance
 
 __all__ = ["standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "UPDATES", "StepError",
-           "LossError", "check_loss", "step_term", "user_line", "error_rate", "bit_error_rate"]
+           "LossError", "check_loss", "step_term", "error_rate", "bit_error_rate"]
 
 
 def standard(engine: Any, phase: Any) -> dict[str, Any]:
@@ -81,22 +81,6 @@ class StepError(RuntimeError):
 class LossError(StepError, ValueError):
     """What a step returned cannot be trained on or logged (no ``loss``, a loss that is not one
     number in the trained networks' graph, a term that is not a number): one line with the fix."""
-
-
-# Where a traceback leaves the user's code: multinet's own files and torch's.
-_LIBRARIES = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(torch.__file__) + os.sep)
-
-
-def user_line(e: BaseException) -> str:
-    """``file:line`` of the innermost frame outside multinet and torch (else the innermost frame)."""
-    frames = traceback.extract_tb(e.__traceback__)
-    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LIBRARIES)]
-    frame = (own or frames)[-1] if frames else None
-    if frame is None:
-        return "unknown line"
-    path = os.path.abspath(frame.filename)
-    here = os.getcwd() + os.sep
-    return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
 
 
 def check_loss(phase: Any, terms: Any, backward: bool = True) -> torch.Tensor:

@@ -244,3 +244,12 @@ def test_another_systems_checkpoint_names_both_systems(tmp_path):
                  ["evaluate", str(out / "checkpoints/last.pt"), "--system", "gan"]):
         _one_line(run("multinet", args), "was written by the system multinet.autoencoder.messages:MessageAutoencoder, not "
                                          "multinet.gan.system:GanSystem")
+
+
+def test_a_system_module_that_fails_while_importing_is_one_line_naming_its_line(tmp_path, monkeypatch):
+    (tmp_path / "broken_system.py").write_text("import torch\nsettings = {}\nlr = settings['lr']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = run("multinet", ["train", "broken_system:Mine", "--steps", "2", "--out", str(tmp_path / "r")], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: SYSTEM: importing 'broken_system' failed: KeyError: 'lr' [broken_system.py:3]"], r.stderr
+    assert not (tmp_path / "r").exists()
