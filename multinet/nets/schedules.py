@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -43,16 +43,18 @@ class ScheduleSpec:
     """A learning-rate schedule as plain values (a recipe's ``[networks.<name>.schedule]`` table): the
     factor of every group's initial lr as a closed-form function of the step (or epoch) count ``t``."""
 
-    name: str = key("none", "The schedule: `none` (a constant lr), `step` (× gamma every step_size intervals), "
-                            "`multistep` (× gamma at each of the milestones), `exponential` (× gamma every "
-                            "interval), `cosine` (from 1 to min_factor over total), `warmup_cosine` (a linear "
-                            "warm-up, then cosine), `onecycle` (torch's OneCycleLR shape), `linear` (from 1 to "
-                            "min_factor over total, after a warm-up), `constant_linear` (1 for hold intervals, "
-                            "then linear to min_factor), `lambda` (fn(t) gives the factor) or `plateau` "
-                            "(ReduceLROnPlateau on the monitored value).")
-    interval: str = key("step", "What the schedule counts: `step` (it advances after each optimizer step) or "
-                                "`epoch` (at the end of an epoch in which the network stepped); `plateau` reads its "
-                                "value at epoch ends either way.")
+    name: Literal[SCHEDULES] = key(
+        "none", "The schedule: `none` (a constant lr), `step` (× gamma every step_size intervals), "
+                "`multistep` (× gamma at each of the milestones), `exponential` (× gamma every "
+                "interval), `cosine` (from 1 to min_factor over total), `warmup_cosine` (a linear "
+                "warm-up, then cosine), `onecycle` (torch's OneCycleLR shape), `linear` (from 1 to "
+                "min_factor over total, after a warm-up), `constant_linear` (1 for hold intervals, "
+                "then linear to min_factor), `lambda` (fn(t) gives the factor) or `plateau` "
+                "(ReduceLROnPlateau on the monitored value).")
+    interval: Literal["step", "epoch"] = key(
+        "step", "What the schedule counts: `step` (it advances after each optimizer step) or "
+                "`epoch` (at the end of an epoch in which the network stepped); `plateau` reads its "
+                "value at epoch ends either way.")
     step_size: int = key(1000, "`step`: intervals between decays.")
     gamma: float = key(0.1, "`step` / `multistep` / `exponential`: the decay factor.")
     milestones: list[int] = key(factory=list, doc="`multistep`: the intervals at which to decay.")
@@ -68,7 +70,8 @@ class ScheduleSpec:
     final_div_factor: float = key(1e4, "`onecycle`: final lr = initial lr / final_div_factor.")
     patience: int = key(10, "`plateau`: epochs without improvement before decaying.")
     factor: float = key(0.1, "`plateau`: the decay factor.")
-    mode: str = key("min", "`plateau`: whether the monitored value should go down (`min`) or up (`max`).")
+    mode: Literal["min", "max"] = key(
+        "min", "`plateau`: whether the monitored value should go down (`min`) or up (`max`).")
     monitor: str = key("", "`plateau`: the logged value to watch (default: the network's latest phase loss).")
     hold: int = key(0, "`constant_linear`: intervals the factor holds at 1 before it decays linearly to "
                        "`min_factor` at `total` (CycleGAN / pix2pix: hold = n_epochs, total = n_epochs + "
