@@ -15,8 +15,8 @@ from .networks import (Constellation, ImageDecoder, ImageEncoder, MessageDecoder
                        gray_qam)
 from .system import AeSystem
 
-__all__ = ["AeSystem", "MessageAutoencoder", "BitAutoencoder", "ImageAutoencoder", "AeRecipe", "LinkConfig", "PhaseConfig", "AeTrainConfig",
-           "AeEvalConfig", "AeNetworks", "phase_bounds",
+__all__ = ["AeSystem", "MessageAutoencoder", "BitAutoencoder", "ImageAutoencoder", "AeRecipe", "LinkConfig", "PhaseConfig",
+           "AeTrainConfig", "AeEvalConfig", "AeNetworks", "phase_bounds",
            "Channel", "ChannelConfig", "ebn0_to_sigma", "make_channel", "quantize", "hamming74_codebook",
            "hamming74_hard_bler", "ml_decoder", "monte_carlo", "uncoded_bpsk_bler", "wilson_interval", "log_policy",
            "perturb", "policy_loss", "Constellation", "ImageDecoder", "ImageEncoder", "MessageDecoder",

@@ -1,4 +1,5 @@
-"""The autoencoder's typed config: ``[link]``, ``[channel]``, ``[[phases]]``, ``[networks.*]``, ``[train]``, ``[eval]``."""
+"""The autoencoder's typed config: ``[link]``, ``[channel]``, ``[[phases]]``, ``[networks.*]``, ``[train]``,
+``[eval]``."""
 from __future__ import annotations
 
 from dataclasses import dataclass

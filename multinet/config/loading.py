@@ -112,7 +112,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         if k not in fields:
             renamed = getattr(cls, "RENAMED", {}).get(k)  # a 0.1 key: say where it went
             if renamed:
-                raise ConfigError(f"unknown key '{key}': it is {renamed} since 1.0 (CHANGELOG.md, \"Migrating from 0.1\")")
+                raise ConfigError(f"unknown key '{key}': it is {renamed} since 1.0 "
+                                  f"(CHANGELOG.md, \"Migrating from 0.1\")")
             raise ConfigError(f"unknown key '{key}' (valid: {', '.join(fields)})")
         factory = fields[k].default_factory
         if isinstance(v, dict) and factory is not dataclasses.MISSING:

@@ -41,7 +41,8 @@ class NetConfig:
     """How one network is made and trained, one recipe table ``[networks.<name>]``: a module named by
     import path (or the system's own), its optimizer, init, parameter groups, freezing, schedule, a
     partial load of saved weights, gradient clipping and an EMA copy."""
-    RENAMED: ClassVar[dict[str, str]] = {"compile": "train.compile", "sync_batchnorm": "train.sync_batchnorm"}  # 0.1 keys
+    # 0.1 keys, named in their one-line error
+    RENAMED: ClassVar[dict[str, str]] = {"compile": "train.compile", "sync_batchnorm": "train.sync_batchnorm"}
 
     class_path: str = key("", "A network named by import path (`module:Class`): it replaces the system's network "
                               "of that name (see `multinet.state.imports` for what a recipe may name); empty = the "

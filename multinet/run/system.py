@@ -34,7 +34,8 @@ from ..notes import note, notes_shown
 from ..state.imports import import_class, object_path
 from ..state.streams import RandomStreams
 
-__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "engine_for", "check_signature", "note", "notes_shown"]
+__all__ = ["System", "RunContext", "EngineOptions", "NotOffered", "engine_for", "check_signature", "note",
+           "notes_shown"]
 
 class NotOffered(NotImplementedError):
     """The system does not offer this (``evaluate``, ``sample``, ``export``)."""
