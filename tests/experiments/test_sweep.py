@@ -50,7 +50,7 @@ def test_a_grid_over_seeds_runs_each_config_and_seed_once_and_reports_them(tmp_p
     assert [x[FIG] for x in rows(tmp_path)] == [x[FIG] for x in got]
 
 
-def test_a_search_with_pruning_stops_at_its_trial_count(tmp_path):
+def test_two_worker_processes_share_one_search_with_pruning_which_stops_at_its_trial_count(tmp_path):
     r = sweep(tmp_path, "--search", "networks.decoder.lr=loguniform:1e-4:1e-2", "--trials", "4",
               "train.eval_every=10", "--pruner", "median", "--jobs", "2", spawned=True)  # two workers, no repeats
     assert r.returncode == 0, r.stderr
@@ -59,6 +59,7 @@ def test_a_search_with_pruning_stops_at_its_trial_count(tmp_path):
     assert len(done) == 4 and len({t.params["networks.decoder.lr"] for t in done}) == 4
     assert all(t.intermediate_values for t in done)  # every evaluation reached the pruner
     assert all(1e-4 <= t.params["networks.decoder.lr"] <= 1e-2 for t in done)
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # both processes trained
 
 
 def test_a_search_continues_with_each_sampler_and_records_which_proposed_each_trial(tmp_path):
@@ -100,15 +101,6 @@ def test_a_grids_runs_are_never_pruned_even_when_a_config_trails(tmp_path):
               "--seeds", "0-1")
     assert r.returncode == 0, r.stderr
     assert [x["state"] for x in rows(tmp_path)] == ["complete"] * 4
-
-
-def test_two_worker_processes_share_one_study(tmp_path):
-    r = sweep(tmp_path, "networks.decoder.lr=1e-3,2e-3,3e-3,4e-3", "--jobs", "2", spawned=True)
-    assert r.returncode == 0, r.stderr
-    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path}/sweep.db")
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert sorted(t.params["networks.decoder.lr"] for t in done) == ["1e-3", "2e-3", "3e-3", "4e-3"]
-    assert len({t.user_attrs["pid"] for t in done}) == 2  # both processes trained
 
 
 @pytest.mark.parametrize("extra,says", [
