@@ -117,7 +117,7 @@ class AeNetworks:
 class AeRecipe(RunConfig):
     """An autoencoder recipe: ``[link]``, ``[data]``, ``[channel]`` (and ``[finetune_channel]``),
     ``[[phases]]``, ``[networks.encoder]`` / ``[networks.decoder]``, ``[train]``, ``[eval]``."""
-    RENAMED: ClassVar[dict[str, str]] = {"system": "[link]"}  # 0.1 keys, named in their one-line error
+    OLD_KEYS: ClassVar[dict[str, str]] = {"system": "it is [link] since 1.0"}  # 0.1 keys, named in their error
     task: Literal["autoencoder"] = key("autoencoder", "Which system a recipe is for (checked when it is read).")
     link: LinkConfig = key(factory=LinkConfig, doc="The `[link]` table: what crosses the channel and how.")
     data: DataConfig = key(factory=DataConfig, doc="The `[data]` table: the images of an image link "

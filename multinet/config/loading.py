@@ -110,10 +110,9 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     for k, v in data.items():
         key = f"{where}.{k}" if where else k
         if k not in fields:
-            renamed = getattr(cls, "RENAMED", {}).get(k)  # a 0.1 key: say where it went
-            if renamed:
-                raise ConfigError(f"unknown key '{key}': it is {renamed} since 1.0 "
-                                  f"(CHANGELOG.md, \"Migrating from 0.1\")")
+            gone = getattr(cls, "OLD_KEYS", {}).get(k)  # a 0.1 key: say what became of it
+            if gone:
+                raise ConfigError(f"unknown key '{key}': {gone} (CHANGELOG.md, \"Migrating from 0.1\")")
             raise ConfigError(f"unknown key '{key}' (valid: {', '.join(fields)})")
         factory = fields[k].default_factory
         if isinstance(v, dict) and factory is not dataclasses.MISSING:

@@ -23,7 +23,11 @@ class TrainConfig:
     steps: int = key(2000, "Total training iterations (`--steps`).")
     amp: Literal["none", "bf16", "fp16"] = key("none", "Mixed precision: `none` (float32), `bf16` (GPUs, AMX CPUs) "
                                                        "or `fp16` (GPUs, with a gradient scaler).")
-    log_every: int = key(50, "Iterations between logged scalars (and NaN / Inf checks); 0 = off.")
+    log_every: int = key(50, "Iterations between logged scalars; 0 = off.")
+    check_every: int | None = key(None, "Iterations between checks that every loss is finite (each reads one flag "
+                                        "back from the device; a NaN / Inf stops the run, the last good checkpoint "
+                                        "kept); none = at each log step (every 50 with logging off); 0 = only "
+                                        "before a logged row or a checkpoint is written.")
     accumulate: int = key(1, "Gradient accumulation: micro-batches per optimizer step. Each micro-batch is one batch "
                              "of the system's batch size; the optimizer steps on their mean (effective batch = batch "
                              "size x accumulate).")
@@ -70,7 +74,7 @@ class TrainConfig:
             if importlib.util.find_spec(package) is None:
                 raise FieldError(f"trackers[{i}]", f"{name!r} is not installed: pip install \"multinet[{extra}]\"")
         # *_every = 0 turns that periodic event off (the final checkpoint is still written).
-        at_least(self, 0, "log_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
+        at_least(self, 0, "log_every", "check_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
         if self.best_metric and not self.eval_every:
             raise FieldError("best_metric", "needs train.eval_every > 0 (how often to evaluate)")
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")

@@ -14,7 +14,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ __all__ = ["DataConfig", "DataSource", "LazyData", "load_data", "data_shape", "m
 @dataclass
 class DataConfig:
     """The ``[data]`` table: which dataset, where, in batches of what size."""
+    # 0.1 keys, named in their one-line error
+    OLD_KEYS: ClassVar[dict[str, str]] = {"extra": "removed in 1.0, as no dataset read it: delete the line"}
 
     name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "celeba", "idx", "imagefolder", "ring8",
                   "grid25"] = key("digits", "The dataset: `digits` (bundled), `mnist` / `fashion-mnist` / `cifar10` "

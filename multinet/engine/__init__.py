@@ -4,7 +4,7 @@ listen to and the ways a run ends (``events``), the divergence check (``divergen
 reports (``readout``) and what a checkpoint holds of it (``snapshot``)."""
 from . import update
 from .divergence import NanRecord, NonFiniteLoss, non_finite
-from .events import EXIT_CODES, Event, Registration, StopReason
+from .events import EXIT_CODES, Event, HandlerError, Registration, StopReason
 from .loop import AMP_MODES, Engine
 from .phase import Phase, check_phases
 from .readout import Readout
@@ -13,6 +13,6 @@ from .update import (LossError, StepError, backward, bit_error_rate, call_step, 
                      optimizer_step, standard)
 
 __all__ = ["Engine", "Phase", "Event", "StopReason", "EXIT_CODES", "Registration", "NonFiniteLoss", "StepError",
-           "AMP_MODES", "non_finite", "NanRecord", "check_phases", "keep_plan",
+           "HandlerError", "AMP_MODES", "non_finite", "NanRecord", "check_phases", "keep_plan",
            "load_problem", "Readout", "engine_state", "load_engine_state", "error_rate", "bit_error_rate", "update",
            "standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "LossError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Event", "StopReason", "EXIT_CODES", "Registration"]
+__all__ = ["Event", "StopReason", "EXIT_CODES", "Registration", "HandlerError"]
 
 
 class Event(str, enum.Enum):
@@ -72,3 +72,11 @@ class Registration:
             if entry is self._entry:
                 del self._entries[i]
                 return
+
+
+class HandlerError(RuntimeError):
+    """An exception inside a handler (``engine.on(event, fn)`` or a handler object's method); the
+    message names the handler, the event, the step and the line of the user's code that raised it
+    (``MULTINET_TRACEBACK=1`` raises the original). Exceptions that already say what happened in one
+    line pass unchanged: a stop (``NonFiniteLoss``), a step's ``StepError``, torch's
+    ``RuntimeError``, a setting's ``ValueError`` and the file system's ``OSError``."""

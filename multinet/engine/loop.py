@@ -16,15 +16,18 @@ raw module for the frozen rest. Stop requests (signals) are agreed over the rank
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import defaultdict
 from typing import Any, Callable
 
 import torch
 
 from .. import distributed
+from ..config import error_line
+from ..config.fields import user_line
 from ..nets import Net, advance
 from .divergence import NanRecord, NonFiniteLoss
-from .events import Event, Registration, StopReason
+from .events import Event, HandlerError, Registration, StopReason
 from .phase import Phase, check_phases, check_start, warn_idle
 from .update import StepError, step_term
 from .readout import Readout
@@ -111,14 +114,24 @@ class Engine:
         return Registration(self.handlers[event], entry)
 
     def fire(self, event: Event | str, count: int | None = None) -> None:
-        entries = self.handlers.get(event if type(event) is Event else Event.parse(event))
+        event = event if type(event) is Event else Event.parse(event)
+        entries = self.handlers.get(event)
         if not entries:
             return
         count = self.iteration if count is None else count
         once = event in (Event.STARTED, Event.COMPLETED, Event.EXCEPTION_RAISED, Event.EVALUATED)
         for fn, every in list(entries):
             if every == 1 or once or count % every == 0:
-                fn(self)
+                try:
+                    fn(self)
+                except (RuntimeError, ValueError, OSError):  # one line already (HandlerError's docstring)
+                    raise
+                except Exception as e:
+                    if os.environ.get("MULTINET_TRACEBACK"):
+                        raise
+                    name = getattr(fn, "__qualname__", type(fn).__name__)
+                    raise HandlerError(f"handler {name} on {event.name}, step {self.iteration}: "
+                                       f"{type(e).__name__}: {error_line(e, 200)} [{user_line(e)}]") from e
 
     def request_stop(self, reason: StopReason | str) -> None:
         """Stop at the next iteration boundary (signal handlers call this); under torch.distributed

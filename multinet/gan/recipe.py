@@ -68,7 +68,7 @@ class ModelConfig:
 @dataclass
 class AdversarialConfig:
     """The ``[gan]`` table: the adversarial game, its penalties and how each step is run."""
-    RENAMED: ClassVar[dict[str, str]] = {"ema": "networks.generator.ema"}  # 0.1 keys, named in their one-line error
+    OLD_KEYS: ClassVar[dict[str, str]] = {"ema": "it is networks.generator.ema since 1.0"}  # 0.1 keys: their error
 
     loss: Literal["bce", "hinge", "wgan-gp", "lsgan"] = key(
         "bce", "The adversarial loss on D's logits: `bce` (non-saturating G loss), `hinge`, `wgan-gp` (Wasserstein "

@@ -190,7 +190,7 @@ class Net:
             g["lr"] = new_base * factor
 
     # -- freezing ----------------------------------------------------------------------------
-    def freeze(self, patterns: str | list[str] | None = None, modules: list[nn.Module] = (),
+    def freeze(self, patterns: str | list[str] | None = None, *, modules: list[nn.Module] = (),
                first_n: int | None = None) -> list[str]:
         """Freeze the selected parameters: the groups are planned again from the rules for what
         trains now, and the optimizer state of what still trains carries over by name."""
@@ -198,7 +198,7 @@ class Net:
         self._regroup()
         return sorted(names)
 
-    def unfreeze(self, patterns: str | list[str] | None = None, modules: list[nn.Module] = (),
+    def unfreeze(self, patterns: str | list[str] | None = None, *, modules: list[nn.Module] = (),
                  first_n: int | None = None) -> list[str]:
         """Unfreeze the selected parameters: they join the groups their rules lead to (planned again
         from the rules) with fresh optimizer state, under the schedule at its current step."""

@@ -42,7 +42,8 @@ class NetConfig:
     import path (or the system's own), its optimizer, init, parameter groups, freezing, schedule, a
     partial load of saved weights, gradient clipping and an EMA copy."""
     # 0.1 keys, named in their one-line error
-    RENAMED: ClassVar[dict[str, str]] = {"compile": "train.compile", "sync_batchnorm": "train.sync_batchnorm"}
+    OLD_KEYS: ClassVar[dict[str, str]] = {"compile": "it is train.compile since 1.0",
+                                          "sync_batchnorm": "it is train.sync_batchnorm since 1.0"}
 
     class_path: str = key("", "A network named by import path (`module:Class`): it replaces the system's network "
                               "of that name (see `multinet.state.imports` for what a recipe may name); empty = the "

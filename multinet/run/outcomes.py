@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..config import error_line
-from ..engine import NonFiniteLoss, StepError, StopReason
+from ..engine import HandlerError, NonFiniteLoss, StepError, StopReason
 from ..startup import Terminated
 from ..state.checkpoint import load_checkpoint
 
@@ -28,7 +28,8 @@ def ended(e: BaseException, engine: Any, last: Path) -> tuple[StopReason, str, s
             f"{error}; last checkpoint kept: {kept} (--resume continues, and finishes what the run had left)"
     # torch failed mid-run (an overflow, out of memory, a rank that died), or the step's code did
     where = f" [rank {engine.dist.rank}]" if engine.dist.world > 1 else ""
-    error = str(e) if isinstance(e, StepError) else f"{error_line(e)} (during step {engine.iteration + 1})"
+    known = isinstance(e, (StepError, HandlerError))  # their line names the phase or handler and the step
+    error = str(e) if known else f"{error_line(e)} (during step {engine.iteration + 1})"
     return StopReason.FAILED, error, f"error{where}: {error}; last good checkpoint kept: {kept} " \
                                      "(MULTINET_TRACEBACK=1 shows where)"
 

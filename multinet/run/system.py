@@ -217,5 +217,6 @@ def engine_for(system: System, steps: int | None = None, **options: Any) -> Engi
                          "Phase(..., accumulate=cfg.train.accumulate) where the system builds them")
     return Engine(system.nets, phases, cfg.train.steps if steps is None else steps, amp=cfg.train.amp,
                   steps_per_epoch=opts.steps_per_epoch, generators=system.streams, stateful=stateful,
-                  config=to_dict(cfg), log_every=cfg.train.log_every, sync_every=cfg.train.dist_sync_every,
+                  config=to_dict(cfg), log_every=cfg.train.log_every, check_every=cfg.train.check_every,
+                  sync_every=cfg.train.dist_sync_every,
                   meta={"system": object_path(type(system))}, **options)

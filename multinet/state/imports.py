@@ -129,7 +129,10 @@ def import_object(path: str, key: str = "class_path", role: Callable[[Any], bool
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"{key}: cannot import {module_name!r} for {path!r} ({e})") from None
+        moved = ""
+        if (e.name or "").split(".")[0] == "multinet":  # code written against 0.1
+            moved = "; a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what replaces it"
+        raise ValueError(f"{key}: cannot import {module_name!r} for {path!r} ({e}){moved}") from None
     except Exception as e:  # the module itself failed while importing: its own line, not a traceback
         raise ValueError(f"{key}: importing {module_name!r} failed: {type(e).__name__}: {error_line(e, 200)} "
                          f"[{user_line(e)}]") from None

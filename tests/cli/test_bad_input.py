@@ -104,6 +104,8 @@ def _one_line(r, msg):
     (["multinet.gan", "gan_digits", "gan.ema=0.9"], "unknown key 'gan.ema': it is networks.generator.ema since 1.0"),
     (["multinet.gan", "gan_digits", "networks.generator.compile=true"],
      "unknown key 'networks.generator.compile': it is train.compile since 1.0"),
+    (["multinet.gan", "gan_digits", "data.extra={}"],
+     "unknown key 'data.extra': removed in 1.0, as no dataset read it: delete the line (CHANGELOG.md"),
     (["multinet.autoencoder", "ae_images_awgn", "data.name=ring8"],
      "data.name: link.kind = 'images' needs an image set held in memory (digits, mnist, fashion-mnist, cifar10, idx), "
      "got 'ring8'"),
@@ -253,3 +255,16 @@ def test_a_system_module_that_fails_while_importing_is_one_line_naming_its_line(
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: SYSTEM: importing 'broken_system' failed: KeyError: 'lr' [broken_system.py:3]"], r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_system_module_importing_a_name_10_removed_points_to_the_migration_table(tmp_path, monkeypatch):
+    (tmp_path / "old_system.py").write_text("from multinet.handlers import NanGuard\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = run("multinet", ["train", "old_system:Mine", "--steps", "2", "--out", str(tmp_path / "r")], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: SYSTEM: cannot import 'old_system' for 'old_system:Mine' (cannot import name "
+                               "'NanGuard' from 'multinet.handlers'")
+    assert r.stderr.strip().endswith("; a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what "
+                                     "replaces it")
+    assert not (tmp_path / "r").exists()
+

@@ -274,3 +274,50 @@ def test_load_system_builds_for_inference_through_an_explicit_argument(tmp_path)
     with pytest.raises(ConfigError, match=fix):
         Runner(_TrainsOnly, _cfg(_TrainsOnly, steps=4), tmp_path / "t", progress=False, echo=False).fit()
     assert not (tmp_path / "t").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("check_every,stops_after", [(None, 20), (1, 13), (5, 15)])
+def test_train_check_every_sets_how_soon_a_diverged_run_stops(check_every, stops_after):
+    """``train.check_every``: the engine a run builds checks the losses that often (default: each
+    log step, here off, so every 50 and at the end); learning rates that jump to 1e30 after 12
+    steps give NaN at step 13 of 20."""
+    from multinet import NonFiniteLoss, load_recipe
+    from multinet.run import engine_for
+    from multinet.gan import GanRecipe, GanSystem
+    blow_up = [f"networks.{n}.{k}" for n in ("generator", "discriminator")
+               for k in ("lr=1e-30", "schedule.name='step'", "schedule.step_size=12", "schedule.gamma=1e60")]
+    over = ["device='cpu'", "train.steps=20", "train.log_every=0", *blow_up]
+    cfg = load_recipe(GanRecipe, "gan_digits", over + ([] if check_every is None else [f"train.check_every={check_every}"]))
+    engine = engine_for(GanSystem(cfg, torch.device("cpu")))
+    with pytest.raises(NonFiniteLoss, match="at step 13"):
+        engine.run()
+    assert engine.iteration == stops_after
+
+
+def _bigan():
+    return import_class(EXAMPLES[1], System)
+
+
+class _UnfreezesWrongly:
+    """A user's handler that calls ``Net.unfreeze`` with two patterns as two arguments (its
+    ``modules`` and ``first_n`` are keyword-only)."""
+
+    def attach(self, engine):
+        engine.on("iteration", self.unfreeze_two, every=6)
+
+    def unfreeze_two(self, engine):
+        engine.nets["generator"].unfreeze("0", "2")
+
+
+def test_an_error_in_a_handler_is_one_line_naming_it_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    class WithHandler(_bigan()):
+        def handlers(self, ctx):
+            return [_UnfreezesWrongly()]
+    r = Runner(WithHandler, _cfg(WithHandler), tmp_path, progress=False).fit()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert r.code == 1 and r.stop_reason == "failed", err
+    assert err.startswith("error: handler _UnfreezesWrongly.unfreeze_two on ITERATION_COMPLETED, step 6: TypeError: ")
+    assert "takes from 1 to 2 positional arguments but 3 were given [tests/run/test_runner.py:" in err
+    assert err.endswith(f"last good checkpoint kept: {tmp_path / 'checkpoints' / 'last.pt'} (MULTINET_TRACEBACK=1 "
+                        "shows where)")
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["engine"]["iteration"] == 4
