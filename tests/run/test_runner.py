@@ -287,7 +287,9 @@ def test_train_check_every_sets_how_soon_a_diverged_run_stops(check_every, stops
     blow_up = [f"networks.{n}.{k}" for n in ("generator", "discriminator")
                for k in ("lr=1e-30", "schedule.name='step'", "schedule.step_size=12", "schedule.gamma=1e60")]
     over = ["device='cpu'", "train.steps=20", "train.log_every=0", *blow_up]
-    cfg = load_recipe(GanRecipe, "gan_digits", over + ([] if check_every is None else [f"train.check_every={check_every}"]))
+    if check_every is not None:
+        over.append(f"train.check_every={check_every}")
+    cfg = load_recipe(GanRecipe, "gan_digits", over)
     engine = engine_for(GanSystem(cfg, torch.device("cpu")))
     with pytest.raises(NonFiniteLoss, match="at step 13"):
         engine.run()
