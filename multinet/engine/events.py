@@ -3,8 +3,13 @@ instead of never firing, and each way of ending has its exit code in one table."
 from __future__ import annotations
 
 import enum
+import os
+from typing import Any, Callable
 
-__all__ = ["Event", "StopReason", "EXIT_CODES", "Registration", "HandlerError"]
+from ..config import error_line
+from ..config.fields import user_line
+
+__all__ = ["Event", "StopReason", "EXIT_CODES", "Registration", "HandlerError", "call_handler"]
 
 
 class Event(str, enum.Enum):
@@ -80,3 +85,18 @@ class HandlerError(RuntimeError):
     (``MULTINET_TRACEBACK=1`` raises the original). Exceptions that already say what happened in one
     line pass unchanged: a stop (``NonFiniteLoss``), a step's ``StepError``, torch's
     ``RuntimeError``, a setting's ``ValueError`` and the file system's ``OSError``."""
+
+
+def call_handler(fn: Callable[[Any], None], engine: Any, event: Event) -> None:
+    """``fn(engine)`` for ``event``; an exception that does not already say what happened in one
+    line becomes a ``HandlerError`` naming the handler, the event, the step and the user's line."""
+    try:
+        fn(engine)
+    except (RuntimeError, ValueError, OSError):  # one line already (HandlerError's docstring)
+        raise
+    except Exception as e:
+        if os.environ.get("MULTINET_TRACEBACK"):
+            raise
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        raise HandlerError(f"handler {name} on {event.name}, step {engine.iteration}: {type(e).__name__}: "
+                           f"{error_line(e, 200)} [{user_line(e)}]") from e

@@ -16,18 +16,15 @@ raw module for the frozen rest. Stop requests (signals) are agreed over the rank
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import defaultdict
 from typing import Any, Callable
 
 import torch
 
 from .. import distributed
-from ..config import error_line
-from ..config.fields import user_line
 from ..nets import Net, advance
 from .divergence import NanRecord, NonFiniteLoss
-from .events import Event, HandlerError, Registration, StopReason
+from .events import Event, Registration, StopReason, call_handler
 from .phase import Phase, check_phases, check_start, warn_idle
 from .update import StepError, step_term
 from .readout import Readout
@@ -122,16 +119,7 @@ class Engine:
         once = event in (Event.STARTED, Event.COMPLETED, Event.EXCEPTION_RAISED, Event.EVALUATED)
         for fn, every in list(entries):
             if every == 1 or once or count % every == 0:
-                try:
-                    fn(self)
-                except (RuntimeError, ValueError, OSError):  # one line already (HandlerError's docstring)
-                    raise
-                except Exception as e:
-                    if os.environ.get("MULTINET_TRACEBACK"):
-                        raise
-                    name = getattr(fn, "__qualname__", type(fn).__name__)
-                    raise HandlerError(f"handler {name} on {event.name}, step {self.iteration}: "
-                                       f"{type(e).__name__}: {error_line(e, 200)} [{user_line(e)}]") from e
+                call_handler(fn, self, event)
 
     def request_stop(self, reason: StopReason | str) -> None:
         """Stop at the next iteration boundary (signal handlers call this); under torch.distributed
