@@ -32,6 +32,19 @@ def _wait_done(out, n, timeout=240):
     raise AssertionError(f"the jobs did not finish: {[t.state.name for t in _study(out).trials]}")
 
 
+def _children(pid):
+    """The pids of ``pid``'s child processes (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
 def figures(out):
     return sorted((x.get("param/networks.decoder.lr"), x["seed"], x[FIG]) for x in rows(out))
 
@@ -70,13 +83,16 @@ def test_a_job_signalled_at_its_time_limit_saves_is_requeued_and_its_trial_resum
     r = spawn("multinet", ["sweep", "autoencoder", *long, "--objective", FIG, "--direction", "minimize",
                            "--out", str(out), "--launcher", "local", "--slurm-time", "10"])
     assert r.returncode == 0, r.stderr
+    # The local job's id is its controller's pid; the task (which runs the sweep worker) is its child.
+    # Found before the run has a checkpoint, so that the signal follows the checkpoint at once: the run
+    # has only ~1,100 fast steps left then.
+    job = int(r.stdout.split("(local): ")[1].split(";")[0])
     deadline = time.monotonic() + 120
+    while not (tasks := _children(job)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     while not list(out.glob("trials/0000/seed-0/checkpoints/step_*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    worker = _study(out).trials[0].user_attrs["pid"]  # the sweep worker, a child of the job's task
-    with open(f"/proc/{worker}/stat") as f:
-        task = int(f.read().rsplit(")", 1)[1].split()[1])
-    os.kill(task, signal.SIGUSR2)
+        time.sleep(0.05)
+    os.kill(tasks[0], signal.SIGUSR2)
     trials = _wait_done(out, 1)
     log = "".join(p.read_text() for p in out.glob("jobs/*/*_log.*"))
     assert "SIGTERM at step" in log and "Requeued job" in log, log[-3000:]
