@@ -6,8 +6,8 @@ MODE ``frozen``: a GAN-shaped two-network system; checks that each network has i
 built without find_unused_parameters, that the frozen network's .grad stays None on every rank,
 and that the weights are equal on every rank. ``bare``: a step calls a trained network's bare
 module (the error must say so). ``nan``: rank 1 alone has a NaN loss at step 4; both ranks
-must report that step. ``fail``: through the CLI, rank 1 dies at step 3 (the other rank
-must not hang). ``accumulate``: micro-batches under DDP match one batch, with one all-reduce per step.
+must report that step. ``fail`` (last, with OUT): through the CLI, rank 1 dies at step 3 (the
+other rank must not hang). ``accumulate``: micro-batches under DDP match one batch, with one all-reduce per step.
 """
 import sys
 
@@ -143,10 +143,8 @@ FailingGan = _failing_gan()
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1]
-    if mode == "fail":
-        fail_mode(sys.argv[2])
-    else:
-        for one in mode.split(","):  # several modes in turn share one process group (one start-up)
-            {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode, "accumulate": accumulate_mode}[one]()
-        distributed.shutdown()
+    for one in sys.argv[1].split(","):  # several modes in turn share one process group (one start-up)
+        if one == "fail":  # ends the job: last
+            fail_mode(sys.argv[2])
+        {"frozen": frozen_mode, "bare": bare_mode, "nan": nan_mode, "accumulate": accumulate_mode}[one]()
+    distributed.shutdown()
