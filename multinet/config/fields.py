@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line", "user_line"]
+__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line", "user_line", "migration_hint"]
 
 
 def key(default: Any = dataclasses.MISSING, doc: str = "", *,
@@ -76,6 +76,15 @@ def error_line(e: BaseException, limit: int = 300) -> str:
     """An exception as one line: its message's first non-empty line (or its type's name)."""
     lines = [x.strip() for x in str(e).splitlines() if x.strip()]
     return (lines[0] if lines else type(e).__name__)[:limit]
+
+
+def migration_hint(e: BaseException) -> str:
+    """For code written against 0.1: ``e`` is an import of a ``multinet`` name, or an attribute of a
+    ``multinet`` module, that 1.0 moved or removed; then where to look, else ``""``."""
+    name = e.name if isinstance(e, ImportError) else getattr(getattr(e, "obj", None), "__name__", None)
+    if isinstance(e, (ImportError, AttributeError)) and isinstance(name, str) and name.split(".")[0] == "multinet":
+        return "; a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what replaces it"
+    return ""
 
 
 def user_line(e: BaseException) -> str:

@@ -45,9 +45,10 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
         options = [a for a in args if a is not type(None)]
+        # TOML has no null: an optional key is set back to its "none" (as the reference names it) by that word.
+        if type(None) in args and (value is None or (value == "none" and str not in options)):
+            return None
         tables = [a for a in options if dataclasses.is_dataclass(a) or get_origin(a) is dict]
         if len(options) == 1 or (isinstance(value, dict) and len(tables) == 1):
             # One alternative the value can be (an optional table given as a table): its own

@@ -74,7 +74,8 @@ class TrainConfig:
             if importlib.util.find_spec(package) is None:
                 raise FieldError(f"trackers[{i}]", f"{name!r} is not installed: pip install \"multinet[{extra}]\"")
         # *_every = 0 turns that periodic event off (the final checkpoint is still written).
-        at_least(self, 0, "log_every", "check_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
+        at_least(self, 0, "log_every", "checkpoint_every", "eval_every", note=" (0 turns it off)")
+        at_least(self, 0, "check_every", note=" (0: only before a logged row or a checkpoint)")
         if self.best_metric and not self.eval_every:
             raise FieldError("best_metric", "needs train.eval_every > 0 (how often to evaluate)")
         at_least(self, 0, "keep_last", note=" (0 keeps every step file)")

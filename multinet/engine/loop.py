@@ -86,7 +86,7 @@ class Engine:
                 net.rewrap()
         check_start(nets, amp, self.device, steps_per_epoch)
         for handler in handlers:
-            handler.attach(self)
+            call_handler(handler.attach, self, Event.STARTED)
 
     @property
     def ema(self) -> dict[str, torch.nn.Module]:
@@ -222,7 +222,7 @@ class Engine:
         self.stop_reason, self._requested, self.exception = None, None, None
         before = {event: list(entries) for event, entries in self.handlers.items()}
         for handler in handlers:
-            handler.attach(self)
+            call_handler(handler.attach, self, Event.STARTED)
         try:
             self._loop(stop_at)
         except BaseException as e:

@@ -27,6 +27,10 @@ def set_trainable(module: nn.Module, trainable: bool, patterns: str | Iterable[s
 
     With no selector at all, every parameter of ``module`` is selected.
     """
+    for m in modules:
+        if not isinstance(m, nn.Module):
+            raise ValueError(f"modules: expected torch.nn.Module objects, got {m!r} (name patterns go first: "
+                             "net.freeze(\"a\", \"b\"))")
     targets = {id(p) for m in modules for p in m.parameters()}
     selected, seen = [], set()
     for i, (name, p) in enumerate(module.named_parameters()):

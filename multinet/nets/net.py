@@ -190,20 +190,28 @@ class Net:
             g["lr"] = new_base * factor
 
     # -- freezing ----------------------------------------------------------------------------
-    def freeze(self, patterns: str | list[str] | None = None, *, modules: list[nn.Module] = (),
-               first_n: int | None = None) -> list[str]:
-        """Freeze the selected parameters: the groups are planned again from the rules for what
-        trains now, and the optimizer state of what still trains carries over by name."""
-        names = set_trainable(self.module, False, patterns, modules, first_n)
+    def freeze(self, *patterns: str | list[str], modules: list[nn.Module] = (), first_n: int | None = None) -> list[str]:
+        """Freeze the parameters that name patterns (``freeze("0", "2.weight")``, or one list),
+        ``modules`` or the first ``first_n`` select (none given: all): the groups are planned again
+        from the rules for what trains now, and the optimizer state of what still trains carries over
+        by name. Leaving nothing to train is refused, with every flag as it was."""
+        flags = [(p, p.requires_grad) for p in self.module.parameters()]
+        names = set_trainable(self.module, False, _patterns(patterns), modules, first_n)
+        if not any(p.requires_grad for p, _ in flags):
+            for p, flag in flags:
+                p.requires_grad_(flag)
+            raise ValueError(f"network {self.name!r}: freezing {len(names)} parameter(s) would leave nothing to "
+                             "train; to stop training it, leave it out of the phases (a phase trains only the "
+                             "networks it names)")
         self._regroup()
         return sorted(names)
 
-    def unfreeze(self, patterns: str | list[str] | None = None, *, modules: list[nn.Module] = (),
+    def unfreeze(self, *patterns: str | list[str], modules: list[nn.Module] = (),
                  first_n: int | None = None) -> list[str]:
-        """Unfreeze the selected parameters: they join the groups their rules lead to (planned again
+        """Unfreeze what ``freeze`` would select: it joins the groups its rules lead to (planned again
         from the rules) with fresh optimizer state, under the schedule at its current step."""
         before = {n for n, _, _ in named_trainable(self.module)}
-        set_trainable(self.module, True, patterns, modules, first_n)
+        set_trainable(self.module, True, _patterns(patterns), modules, first_n)
         new = [n for n, _, _ in named_trainable(self.module) if n not in before]
         if new:
             self._regroup()
@@ -273,3 +281,10 @@ class Net:
         load_named_state_dict(self.optimizer, state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _patterns(given: tuple[str | list[str], ...]) -> list[str] | None:
+    """``freeze("a", "b")``, ``freeze(["a", "b"])`` and ``freeze("a")`` alike; ``None`` when none is
+    given (then ``modules`` / ``first_n`` select, or everything)."""
+    given = tuple(g for g in given if g is not None)
+    return [x for g in given for x in ([g] if isinstance(g, str) else g)] if given else None

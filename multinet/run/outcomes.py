@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..config import error_line
+from ..config.fields import migration_hint, user_line
 from ..engine import HandlerError, NonFiniteLoss, StepError, StopReason
 from ..startup import Terminated
 from ..state.checkpoint import load_checkpoint
@@ -28,8 +29,13 @@ def ended(e: BaseException, engine: Any, last: Path) -> tuple[StopReason, str, s
             f"{error}; last checkpoint kept: {kept} (--resume continues, and finishes what the run had left)"
     # torch failed mid-run (an overflow, out of memory, a rank that died), or the step's code did
     where = f" [rank {engine.dist.rank}]" if engine.dist.world > 1 else ""
-    known = isinstance(e, (StepError, HandlerError))  # their line names the phase or handler and the step
-    error = str(e) if known else f"{error_line(e)} (during step {engine.iteration + 1})"
+    if isinstance(e, (StepError, HandlerError)):  # their line names the phase or handler and the step
+        error = str(e)
+    elif isinstance(e, RuntimeError):
+        error = f"{error_line(e)} (during step {engine.iteration + 1})"
+    else:  # the system's own code (its handlers(), finish()): a bug there, named where it is
+        error = (f"{type(e).__name__}: {error_line(e, 200)} [{user_line(e)}] (at step {engine.iteration})"
+                 f"{migration_hint(e)}")
     return StopReason.FAILED, error, f"error{where}: {error}; last good checkpoint kept: {kept} " \
                                      "(MULTINET_TRACEBACK=1 shows where)"
 

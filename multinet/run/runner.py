@@ -251,14 +251,15 @@ class Runner:
                 handlers.append(EvaluateEvery(system.evaluate, cfg.train.eval_every, tracker))
                 for fn in self.on_evaluation:
                     engine.on(Event.EVALUATED, lambda e, fn=fn: fn(e, e.evaluation))
-            handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
-        # The checkpointer runs after every other handler of a step: a checkpoint at step N holds
-        # what step N's evaluations produced, so a run stopped during one resumes from the
-        # checkpoint before it and evaluates again instead of skipping the evaluation.
-        handlers.append(checkpointer)
         result = RunResult(0, engine.iteration, self.out)
         try:
             try:
+                if main:  # the system's own code: an error in it ends the run as one in a step does
+                    handlers += system.handlers(RunContext(self.out, tracker, resumed, engine.iteration))
+                # The checkpointer runs after every other handler of a step: a checkpoint at step N holds
+                # what step N's evaluations produced, so a run stopped during one resumes from the
+                # checkpoint before it and evaluates again instead of skipping the evaluation.
+                handlers.append(checkpointer)
                 engine.run(self.stop_at, handlers)
             finally:  # closed first: no line said below is glued to the end of the bar
                 bar.close()
@@ -277,7 +278,9 @@ class Runner:
                 tracker.summary(engine.iteration, flatten(result.summary, sep="/"))
                 self._say(json.dumps(result.summary), err=False)
             distributed.barrier()  # no rank leaves (and no launcher tears down) while rank 0 writes
-        except (KeyboardInterrupt, RuntimeError) as e:  # NonFiniteLoss and StepError are RuntimeErrors
+        except (KeyboardInterrupt, Exception) as e:  # NonFiniteLoss, StepError, HandlerError: RuntimeErrors
+            if isinstance(e, (OSError, ValueError)):  # a full disk, a setting: the command line's one line
+                raise
             if os.environ.get("MULTINET_TRACEBACK") and not isinstance(e, (KeyboardInterrupt, NonFiniteLoss)):
                 raise
             result.stop_reason, result.error, said = ended(e, engine, checkpointer.last)

@@ -34,7 +34,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from ..config.fields import error_line, user_line
+from ..config.fields import error_line, migration_hint, user_line
 
 __all__ = ["import_object", "import_class", "import_function", "object_path", "saved_file", "CodeRefused",
            "REFUSED", "TRUST_HINT"]
@@ -129,10 +129,7 @@ def import_object(path: str, key: str = "class_path", role: Callable[[Any], bool
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        moved = ""
-        if (e.name or "").split(".")[0] == "multinet":  # code written against 0.1
-            moved = "; a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what replaces it"
-        raise ValueError(f"{key}: cannot import {module_name!r} for {path!r} ({e}){moved}") from None
+        raise ValueError(f"{key}: cannot import {module_name!r} for {path!r} ({e}){migration_hint(e)}") from None
     except Exception as e:  # the module itself failed while importing: its own line, not a traceback
         raise ValueError(f"{key}: importing {module_name!r} failed: {type(e).__name__}: {error_line(e, 200)} "
                          f"[{user_line(e)}]") from None

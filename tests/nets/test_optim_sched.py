@@ -177,3 +177,15 @@ def test_lambda_schedule_with_a_python_function():
     assert net.optimizer.param_groups[0]["lr"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="schedule 'lambda' needs fn"):
         ScheduleSpec("lambda")
+
+
+def test_freeze_takes_patterns_as_arguments_or_one_list_and_never_leaves_nothing_to_train():
+    net = Net("g", nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), NetConfig(), "cpu")
+    assert net.freeze("0", "2.bias") == ["0.bias", "0.weight", "2.bias"]
+    assert net.unfreeze(["0.weight", "2.bias"]) == ["0.weight", "2.bias"] and net.unfreeze("0") == ["0.bias"]
+    with pytest.raises(ValueError, match="network 'g': freezing 4 parameter\\(s\\) would leave nothing to train"):
+        net.freeze()
+    assert all(p.requires_grad for p in net.module.parameters())  # every flag as it was
+    assert sum(len(g["params"]) for g in net.optimizer.param_groups) == 4
+    with pytest.raises(ValueError, match="modules: expected torch.nn.Module objects, got 'a' \\(name patterns go first"):
+        net.freeze(modules=["a"])

@@ -290,6 +290,9 @@ def test_train_check_every_sets_how_soon_a_diverged_run_stops(check_every, stops
     if check_every is not None:
         over.append(f"train.check_every={check_every}")
     cfg = load_recipe(GanRecipe, "gan_digits", over)
+    assert cfg.train.check_every == check_every
+    if check_every is not None:  # "none" (TOML has no null) sets it back to the default
+        assert load_recipe(GanRecipe, "gan_digits", [*over, "train.check_every=none"]).train.check_every is None
     engine = engine_for(GanSystem(cfg, torch.device("cpu")))
     with pytest.raises(NonFiniteLoss, match="at step 13"):
         engine.run()
@@ -300,26 +303,51 @@ def _bigan():
     return import_class(EXAMPLES[1], System)
 
 
-class _UnfreezesWrongly:
-    """A user's handler that calls ``Net.unfreeze`` with two patterns as two arguments (its
-    ``modules`` and ``first_n`` are keyword-only)."""
+class _Misspelt:
+    """A user's handler with a typo in a network's name."""
 
     def attach(self, engine):
-        engine.on("iteration", self.unfreeze_two, every=6)
+        engine.on("iteration", self.unfreeze_late, every=6)
 
-    def unfreeze_two(self, engine):
-        engine.nets["generator"].unfreeze("0", "2")
+    def unfreeze_late(self, engine):
+        engine.nets["generatr"].unfreeze("0")
 
 
 def test_an_error_in_a_handler_is_one_line_naming_it_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     class WithHandler(_bigan()):
         def handlers(self, ctx):
-            return [_UnfreezesWrongly()]
+            return [_Misspelt()]
     r = Runner(WithHandler, _cfg(WithHandler), tmp_path, progress=False).fit()
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert r.code == 1 and r.stop_reason == "failed", err
-    assert err.startswith("error: handler _UnfreezesWrongly.unfreeze_two on ITERATION_COMPLETED, step 6: TypeError: ")
-    assert "takes from 1 to 2 positional arguments but 3 were given [tests/run/test_runner.py:" in err
+    assert err.startswith("error: handler _Misspelt.unfreeze_late on ITERATION_COMPLETED, step 6: KeyError: "
+                          "'generatr' [tests/run/test_runner.py:"), err
     assert err.endswith(f"last good checkpoint kept: {tmp_path / 'checkpoints' / 'last.pt'} (MULTINET_TRACEBACK=1 "
                         "shows where)")
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["engine"]["iteration"] == 4
+
+
+class _FailsToAttach:
+    def attach(self, engine):
+        raise KeyError("no such event source")
+
+
+def test_a_handler_that_fails_to_attach_and_a_handlers_method_naming_a_01_name_are_one_line(tmp_path, capsys):
+    import multinet.handlers as H
+
+    class Attaching(_bigan()):
+        def handlers(self, ctx):
+            return [_FailsToAttach()]
+
+    class Old(_bigan()):
+        def handlers(self, ctx):
+            return [H.NanGuard(every=10)]  # 0.1's API
+    r = Runner(Attaching, _cfg(Attaching), tmp_path / "a", progress=False).fit()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert r.code == 1 and err.startswith("error: handler _FailsToAttach.attach on STARTED, step 0: KeyError: 'no "
+                                          "such event source' [tests/run/test_runner.py:"), err
+    r = Runner(Old, _cfg(Old), tmp_path / "o", progress=False).fit()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert r.code == 1 and err.startswith("error: AttributeError: module 'multinet.handlers' has no attribute "
+                                          "'NanGuard' [tests/run/test_runner.py:"), err
+    assert "(at step 0); a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what replaces it" in err
