@@ -190,7 +190,8 @@ class Net:
             g["lr"] = new_base * factor
 
     # -- freezing ----------------------------------------------------------------------------
-    def freeze(self, *patterns: str | list[str], modules: list[nn.Module] = (), first_n: int | None = None) -> list[str]:
+    def freeze(self, *patterns: str | list[str], modules: list[nn.Module] = (),
+               first_n: int | None = None) -> list[str]:
         """Freeze the parameters that name patterns (``freeze("0", "2.weight")``, or one list),
         ``modules`` or the first ``first_n`` select (none given: all): the groups are planned again
         from the rules for what trains now, and the optimizer state of what still trains carries over

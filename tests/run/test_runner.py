@@ -350,4 +350,5 @@ def test_a_handler_that_fails_to_attach_and_a_handlers_method_naming_a_01_name_a
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert r.code == 1 and err.startswith("error: AttributeError: module 'multinet.handlers' has no attribute "
                                           "'NanGuard' [tests/run/test_runner.py:"), err
-    assert "(at step 0); a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what replaces it" in err
+    assert "(at step 0); a name 1.0 moved or removed: CHANGELOG.md, \"Migrating from 0.1\", says what replaces " \
+           "it" in err
