@@ -10,7 +10,8 @@ import sys
 import traceback
 from typing import Any, Callable
 
-__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line", "user_line", "migration_hint"]
+__all__ = ["key", "key_meaning", "FieldError", "within", "at_least", "error_line", "user_line", "failure_line",
+           "migration_hint"]
 
 
 def key(default: Any = dataclasses.MISSING, doc: str = "", *,
@@ -99,3 +100,8 @@ def user_line(e: BaseException) -> str:
         return "unknown line"
     path, here = os.path.abspath(frame.filename), os.getcwd() + os.sep
     return f"{path[len(here):] if path.startswith(here) else path}:{frame.lineno}"
+
+
+def failure_line(e: BaseException) -> str:
+    """The user's code failing with ``e``, in one line: its type, its message, where (``user_line``)."""
+    return f"{type(e).__name__}: {error_line(e, 200)} [{user_line(e)}]"

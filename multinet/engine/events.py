@@ -6,8 +6,7 @@ import enum
 import os
 from typing import Any, Callable
 
-from ..config import error_line
-from ..config.fields import user_line
+from ..config.fields import failure_line
 
 __all__ = ["Event", "StopReason", "EXIT_CODES", "Registration", "HandlerError", "call_handler"]
 
@@ -98,5 +97,4 @@ def call_handler(fn: Callable[[Any], None], engine: Any, event: Event) -> None:
         if os.environ.get("MULTINET_TRACEBACK"):
             raise
         name = getattr(fn, "__qualname__", type(fn).__name__)
-        raise HandlerError(f"handler {name} on {event.name}, step {engine.iteration}: {type(e).__name__}: "
-                           f"{error_line(e, 200)} [{user_line(e)}]") from e
+        raise HandlerError(f"handler {name} on {event.name}, step {engine.iteration}: {failure_line(e)}") from e

@@ -25,8 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import error_line
-from ..config.fields import user_line
+from ..config.fields import failure_line
 from ..nets import advance
 
 __all__ = ["standard", "manual", "call_step", "backward", "optimizer_step", "end_update", "UPDATES", "StepError",
@@ -132,8 +131,7 @@ def call_step(engine: Any, phase: Any) -> Any:
     except Exception as e:
         if os.environ.get("MULTINET_TRACEBACK") or isinstance(e, StepError):
             raise
-        raise StepError(f"phase {phase.name!r}, step {engine.iteration + 1}: {type(e).__name__}: "
-                        f"{error_line(e, 200)} [{user_line(e)}]") from e
+        raise StepError(f"phase {phase.name!r}, step {engine.iteration + 1}: {failure_line(e)}") from e
 
 
 def backward(engine: Any, loss: torch.Tensor) -> None:

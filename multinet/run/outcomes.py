@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..config import error_line
-from ..config.fields import migration_hint, user_line
+from ..config.fields import failure_line, migration_hint
 from ..engine import HandlerError, NonFiniteLoss, StepError, StopReason
 from ..startup import Terminated
 from ..state.checkpoint import load_checkpoint
@@ -34,8 +34,7 @@ def ended(e: BaseException, engine: Any, last: Path) -> tuple[StopReason, str, s
     elif isinstance(e, RuntimeError):
         error = f"{error_line(e)} (during step {engine.iteration + 1})"
     else:  # the system's own code (its handlers(), finish()): a bug there, named where it is
-        error = (f"{type(e).__name__}: {error_line(e, 200)} [{user_line(e)}] (at step {engine.iteration})"
-                 f"{migration_hint(e)}")
+        error = f"{failure_line(e)} (at step {engine.iteration}){migration_hint(e)}"
     return StopReason.FAILED, error, f"error{where}: {error}; last good checkpoint kept: {kept} " \
                                      "(MULTINET_TRACEBACK=1 shows where)"
 

@@ -34,7 +34,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from ..config.fields import error_line, migration_hint, user_line
+from ..config.fields import failure_line, migration_hint
 
 __all__ = ["import_object", "import_class", "import_function", "object_path", "saved_file", "CodeRefused",
            "REFUSED", "TRUST_HINT"]
@@ -131,8 +131,7 @@ def import_object(path: str, key: str = "class_path", role: Callable[[Any], bool
     except ImportError as e:
         raise ValueError(f"{key}: cannot import {module_name!r} for {path!r} ({e}){migration_hint(e)}") from None
     except Exception as e:  # the module itself failed while importing: its own line, not a traceback
-        raise ValueError(f"{key}: importing {module_name!r} failed: {type(e).__name__}: {error_line(e, 200)} "
-                         f"[{user_line(e)}]") from None
+        raise ValueError(f"{key}: importing {module_name!r} failed: {failure_line(e)}") from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
